@@ -1,0 +1,261 @@
+//! The [`App`] builder: configuration, routes, default layers, and serving with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::health::{self, HealthChecks};
+use crate::layers::Layers;
+use crate::openapi;
+
+/// Why [`App::serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listening socket could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// `host:port` from the configuration.
+        addr: String,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds a Chopin application from a [`Config`], optional user state and axum routers.
+///
+/// `App` is a library piece: your `main` owns the runtime, creates the `App`, and either calls
+/// [`serve`](App::serve) or takes the finished router with [`into_router`](App::into_router)
+/// to embed it, test it, or serve it yourself. No database, cache or auth is needed to serve.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use chopin_core::prelude::*;
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let config = Config::from_env()?;
+///     App::new(config)
+///         .router(Router::new().route("/", get(|| async { ApiResponse::success("hello") })))
+///         .serve()
+///         .await?;
+///     Ok(())
+/// }
+/// ```
+#[must_use]
+pub struct App<S = ()> {
+    config: Config,
+    state: S,
+    router: Router<S>,
+    spec: OpenApi,
+    layers: Layers,
+    health: HealthChecks,
+}
+
+impl App<()> {
+    /// An application without shared state.
+    pub fn new(config: Config) -> Self {
+        App::with_state(config, ())
+    }
+}
+
+impl<S> App<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    /// An application whose handlers share `state` (any `Clone + Send + Sync` type, usually a
+    /// struct of `Arc`s and pools) through axum's `State` extractor.
+    pub fn with_state(config: Config, state: S) -> Self {
+        let layers = Layers::from_config(&config);
+        let (_, health_spec) = OpenApiRouter::<()>::new()
+            .routes(utoipa_axum::routes!(health::live))
+            .routes(utoipa_axum::routes!(health::ready))
+            .split_for_parts();
+        let mut spec = openapi::base_spec("Chopin API", env!("CARGO_PKG_VERSION"));
+        spec.merge(health_spec);
+        App {
+            config,
+            state,
+            router: Router::new(),
+            spec,
+            layers,
+            health: HealthChecks::default(),
+        }
+    }
+
+    /// Add plain axum routes (not documented in the OpenAPI spec).
+    pub fn router(mut self, router: Router<S>) -> Self {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    /// Add routes declared with utoipa; their operations and schemas join the OpenAPI spec.
+    pub fn api(mut self, router: OpenApiRouter<S>) -> Self {
+        let (router, spec) = router.split_for_parts();
+        self.router = self.router.merge(router);
+        self.spec.merge(spec);
+        self
+    }
+
+    /// Set the title and version shown in the OpenAPI spec.
+    pub fn openapi_info(mut self, title: &str, version: &str) -> Self {
+        self.spec.info.title = title.to_string();
+        self.spec.info.version = version.to_string();
+        self
+    }
+
+    /// Edit the OpenAPI spec directly (servers, security schemes, tags, …).
+    pub fn openapi_mut(&mut self) -> &mut OpenApi {
+        &mut self.spec
+    }
+
+    /// The OpenAPI spec as it will be served.
+    pub fn openapi(&self) -> &OpenApi {
+        &self.spec
+    }
+
+    /// Replace the default layer stack (see [`Layers::from_config`] and [`Layers::minimal`]).
+    pub fn layers(mut self, layers: Layers) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    /// Adjust the default layer stack in place.
+    pub fn layers_mut(&mut self) -> &mut Layers {
+        &mut self.layers
+    }
+
+    /// Register the database in `/health/ready` (check name `database`).
+    pub fn database(mut self, db: &Db) -> Self {
+        let db = db.clone();
+        self.health.add("database", move || {
+            let db = db.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        });
+        self
+    }
+
+    /// Register a readiness check under `name`; `/health/ready` answers 503 naming it while
+    /// it fails.
+    pub fn health_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.health.add(name, check);
+        self
+    }
+
+    /// The configuration this application was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The finished router: user routes, health and OpenAPI routes, fallbacks and default
+    /// layers, with the state applied. Use it to embed Chopin in a larger axum app, to drive
+    /// it in tests with `tower::ServiceExt::oneshot`, or to serve it yourself.
+    pub fn into_router(self) -> Router {
+        let health = Router::new()
+            .route("/health/live", axum::routing::get(health::live))
+            .route("/health/ready", axum::routing::get(health::ready))
+            .layer(axum::Extension(Arc::new(self.health)));
+        let mut router = self.router.with_state(self.state).merge(health);
+        if self.config.openapi.enabled {
+            router = router.merge(openapi::spec_routes(&self.spec, &self.config.openapi));
+        }
+        self.layers.apply(router)
+    }
+
+    /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already
+    /// installed a subscriber), and serve until SIGINT or SIGTERM; then stop accepting
+    /// connections and let in-flight requests finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`.
+    pub async fn serve(self) -> Result<(), ServeError> {
+        crate::telemetry::init(&self.config.log);
+        let addr = format!("{}:{}", self.config.host, self.config.port);
+        let listener = TcpListener::bind((self.config.host.as_str(), self.config.port))
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        self.serve_with(listener, shutdown_signal()).await
+    }
+
+    /// Serve on an existing listener until `shutdown` completes, then shut down gracefully
+    /// (stop accepting; in-flight requests get up to the configured shutdown timeout).
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let deadline = self.config.http.shutdown_timeout;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, environment = ?self.config.environment, "chopin listening");
+        }
+        let router = self.into_router();
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = tx.send(true);
+        };
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future();
+        let deadline_reached = async move {
+            if rx.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(deadline).await;
+        };
+        tokio::select! {
+            result = server => result.map_err(ServeError::Io),
+            () = deadline_reached => {
+                tracing::warn!(?deadline, "shutdown deadline reached; abandoning in-flight requests");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

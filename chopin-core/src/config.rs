@@ -1,0 +1,623 @@
+//! Typed configuration from the environment.
+//!
+//! [`Config::from_env`] reads every setting from environment variables (and, in development
+//! only, from a `.env` file in the working directory; real environment variables win). A value
+//! that is present but invalid is a start-up error naming the variable and what is wrong with
+//! it — never silently replaced by a default. Every variable is listed in
+//! `docs/configuration.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::extractors::PaginationConfig;
+
+/// Default request body limit: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The deployment environment, from `CHOPIN_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// Local development (the default): `.env` is loaded, error details are shown, the API
+    /// docs UI is on.
+    #[default]
+    Development,
+    /// Automated tests: like development, without `.env` and without error details.
+    Test,
+    /// Production: no `.env`, no internal error details, API docs off unless enabled.
+    Production,
+}
+
+impl Environment {
+    /// `true` for [`Environment::Development`].
+    pub fn is_development(self) -> bool {
+        self == Environment::Development
+    }
+
+    /// `true` for [`Environment::Production`].
+    pub fn is_production(self) -> bool {
+        self == Environment::Production
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err("must be one of development, test, production".into()),
+        }
+    }
+}
+
+/// Log output format, from `CHOPIN_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default in development and test).
+    Text,
+    /// One JSON object per line (the default in production).
+    Json,
+}
+
+/// Database connection and pool settings.
+///
+/// Pool settings may also be given in `DATABASE_URL`'s query string
+/// (`?max_connections=20&acquire_timeout=3s`); the URL's values take precedence and are
+/// removed before the driver sees the URL. Unset values are sized from the CPU count
+/// (see [`crate::db`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: `sqlite://file.db` (created if missing) or `postgres://…`.
+    pub url: String,
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub max_connections: Option<u32>,
+    /// `DATABASE_MIN_CONNECTIONS`.
+    pub min_connections: Option<u32>,
+    /// `DATABASE_ACQUIRE_TIMEOUT`: how long a request waits for a free connection before it
+    /// is answered with 503.
+    pub acquire_timeout: Option<Duration>,
+    /// `DATABASE_IDLE_TIMEOUT`: idle connections above `min_connections` are closed after this.
+    pub idle_timeout: Option<Duration>,
+    /// `DATABASE_MAX_LIFETIME`: connections are recycled after this.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .finish()
+    }
+}
+
+/// A URL with its password (and any `password=` query parameter) replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            let has_secret_param = url
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+            if has_secret_param {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparseable URL redacted>".to_string(),
+    }
+}
+
+/// CORS policy, from `CHOPIN_CORS_ORIGINS` and `CHOPIN_CORS_CREDENTIALS`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CorsConfig {
+    /// Allowed origins (`https://app.example.com`); empty means CORS is closed (no
+    /// cross-origin browser access). `*` allows any origin, but never with credentials.
+    pub origins: Vec<String>,
+    /// Whether browsers may send cookies / authorization with cross-origin requests.
+    pub allow_credentials: bool,
+}
+
+impl CorsConfig {
+    /// `true` when any origin is allowed.
+    pub fn is_open(&self) -> bool {
+        !self.origins.is_empty()
+    }
+}
+
+/// HTTP server and default-layer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `CHOPIN_BODY_LIMIT`: largest accepted request body in bytes (`2MiB` by default).
+    pub body_limit: usize,
+    /// `CHOPIN_REQUEST_TIMEOUT`: requests running longer get 504 (`30s`; `off` disables).
+    pub request_timeout: Option<Duration>,
+    /// `CHOPIN_SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    /// `CHOPIN_COMPRESSION`: gzip / br / zstd response compression (`true`).
+    pub compression: bool,
+    /// CORS policy (closed by default).
+    pub cors: CorsConfig,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `CHOPIN_LOG`: a `tracing` filter such as `info` or `info,my_app=debug` (`info`).
+    pub filter: String,
+    /// `CHOPIN_LOG_FORMAT`: `text` or `json` (`json` in production, `text` elsewhere).
+    pub format: LogFormat,
+}
+
+/// OpenAPI settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenApiConfig {
+    /// `CHOPIN_OPENAPI`: serve the spec and the docs UI (on in development and test, off in
+    /// production unless set to `true`).
+    pub enabled: bool,
+    /// `CHOPIN_OPENAPI_PATH`: where the spec is served (`/openapi.json`).
+    pub spec_path: String,
+    /// `CHOPIN_DOCS_PATH`: where the interactive UI is served (`/docs`).
+    pub ui_path: String,
+}
+
+/// The whole configuration of a Chopin application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `CHOPIN_ENV`.
+    pub environment: Environment,
+    /// `CHOPIN_HOST` (`127.0.0.1`; use `0.0.0.0` in containers).
+    pub host: String,
+    /// `CHOPIN_PORT` (`3000`; `0` picks a free port).
+    pub port: u16,
+    /// Database settings; used only when the application connects a [`Db`](crate::db::Db).
+    pub database: DatabaseConfig,
+    /// HTTP and default-layer settings.
+    pub http: HttpConfig,
+    /// Logging settings.
+    pub log: LogConfig,
+    /// OpenAPI settings.
+    pub openapi: OpenApiConfig,
+    /// `CHOPIN_PAGINATION_DEFAULT_LIMIT` (20) and `CHOPIN_PAGINATION_MAX_LIMIT` (100).
+    pub pagination: PaginationConfig,
+}
+
+/// One invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The offending value (redacted for secrets).
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Start-up error listing every invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// All problems found, in variable order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            write!(f, "\n  {}={:?}: {}", p.variable, p.value, p.problem)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads variables and records problems.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn problem(&mut self, variable: &'static str, value: &str, problem: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            variable,
+            value: value.to_string(),
+            problem: problem.into(),
+        });
+    }
+
+    /// Parse with `parse`; a missing variable gives `None`, an invalid one a problem.
+    fn get<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.raw(name)?;
+        match parse(raw.trim()) {
+            Ok(v) => Some(v),
+            Err(problem) => {
+                self.problem(name, &raw, problem);
+                None
+            }
+        }
+    }
+}
+
+/// Parse a duration such as `500ms`, `30s`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("must be a duration such as 500ms, 30s or 2m ({e})"))
+}
+
+fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "off" | "none" | "0" => Ok(None),
+        _ => parse_duration(s).map(Some),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let bytes = match s.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => s
+            .parse::<bytesize::ByteSize>()
+            .map_err(|_| "must be a size such as 1048576, 512KiB or 2MiB".to_string())?
+            .as_u64(),
+    };
+    usize::try_from(bytes).map_err(|_| "is too large".to_string())
+}
+
+fn parse_positive<T: FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err("must be a positive whole number".into()),
+    }
+}
+
+fn parse_origin(origin: &str) -> Result<String, String> {
+    if origin == "*" {
+        return Ok(origin.to_string());
+    }
+    let url = url::Url::parse(origin).map_err(|_| format!("{origin:?} is not a URL"))?;
+    let valid = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !origin.ends_with('/');
+    if !valid {
+        return Err(format!(
+            "{origin:?} is not an origin (expected scheme://host[:port], no path)"
+        ));
+    }
+    Ok(origin.to_string())
+}
+
+impl Config {
+    /// Read the configuration from the process environment, plus `.env` in development.
+    ///
+    /// `.env` is read only when `CHOPIN_ENV` is unset or `development`; variables already set
+    /// in the environment take precedence over it. The file is read, never written into the
+    /// process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let env_name = std::env::var("CHOPIN_ENV").ok();
+        let development = env_name
+            .as_deref()
+            .map(|v| v.parse::<Environment>() == Ok(Environment::Development))
+            .unwrap_or(true);
+        let mut dotenv = HashMap::new();
+        if development && let Ok(iter) = dotenvy::from_path_iter(".env") {
+            for (key, value) in iter.flatten() {
+                dotenv.insert(key, value);
+            }
+        }
+        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
+    }
+
+    /// Build a configuration from any variable source (useful in tests: no global state).
+    ///
+    /// ```
+    /// use chopin_core::Config;
+    /// let config = Config::from_lookup(|name| match name {
+    ///     "CHOPIN_PORT" => Some("8080".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap();
+    /// assert_eq!(config.port, 8080);
+    ///
+    /// let err = Config::from_lookup(|name| (name == "CHOPIN_PORT").then(|| "eighty".into()))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("CHOPIN_PORT"));
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let environment = r
+            .get("CHOPIN_ENV", |s| s.parse::<Environment>())
+            .unwrap_or_default();
+        let host = r.raw("CHOPIN_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let port = r
+            .get("CHOPIN_PORT", |s| {
+                s.parse::<u16>()
+                    .map_err(|_| "must be a port number (0-65535)".to_string())
+            })
+            .unwrap_or(3000);
+
+        let database = DatabaseConfig {
+            url: r
+                .raw("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://chopin.db".into()),
+            max_connections: r.get("DATABASE_MAX_CONNECTIONS", parse_positive::<u32>),
+            min_connections: r.get("DATABASE_MIN_CONNECTIONS", |s| {
+                s.parse::<u32>()
+                    .map_err(|_| "must be a whole number".to_string())
+            }),
+            acquire_timeout: r.get("DATABASE_ACQUIRE_TIMEOUT", parse_duration),
+            idle_timeout: r.get("DATABASE_IDLE_TIMEOUT", parse_duration),
+            max_lifetime: r.get("DATABASE_MAX_LIFETIME", parse_duration),
+        };
+        if let (Some(min), Some(max)) = (database.min_connections, database.max_connections)
+            && min > max
+        {
+            r.problem(
+                "DATABASE_MIN_CONNECTIONS",
+                &min.to_string(),
+                format!("must not exceed DATABASE_MAX_CONNECTIONS ({max})"),
+            );
+        }
+
+        let mut origins = Vec::new();
+        if let Some(raw) = r.raw("CHOPIN_CORS_ORIGINS") {
+            for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                match parse_origin(origin) {
+                    Ok(o) => origins.push(o),
+                    Err(problem) => r.problem("CHOPIN_CORS_ORIGINS", &raw, problem),
+                }
+            }
+        }
+        let allow_credentials = r
+            .get("CHOPIN_CORS_CREDENTIALS", parse_bool)
+            .unwrap_or(false);
+        if allow_credentials && origins.iter().any(|o| o == "*") {
+            r.problem(
+                "CHOPIN_CORS_CREDENTIALS",
+                "true",
+                "cannot be combined with CHOPIN_CORS_ORIGINS=* (list the allowed origins)",
+            );
+        }
+
+        let http = HttpConfig {
+            body_limit: r
+                .get("CHOPIN_BODY_LIMIT", parse_size)
+                .unwrap_or(DEFAULT_BODY_LIMIT),
+            request_timeout: r
+                .get("CHOPIN_REQUEST_TIMEOUT", parse_optional_duration)
+                .unwrap_or(Some(Duration::from_secs(30))),
+            shutdown_timeout: r
+                .get("CHOPIN_SHUTDOWN_TIMEOUT", parse_duration)
+                .unwrap_or(Duration::from_secs(30)),
+            compression: r.get("CHOPIN_COMPRESSION", parse_bool).unwrap_or(true),
+            cors: CorsConfig {
+                origins,
+                allow_credentials,
+            },
+        };
+
+        let log = LogConfig {
+            filter: r.raw("CHOPIN_LOG").unwrap_or_else(|| "info".into()),
+            format: r
+                .get("CHOPIN_LOG_FORMAT", |s| match s.to_ascii_lowercase().as_str() {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("must be text or json".to_string()),
+                })
+                .unwrap_or(if environment.is_production() {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                }),
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.filter) {
+            let filter = log.filter.clone();
+            r.problem("CHOPIN_LOG", &filter, format!("is not a valid filter ({e})"));
+        }
+
+        let path = |s: &str| {
+            if s.starts_with('/') && !s.contains(['?', '#', ' ']) {
+                Ok(s.to_string())
+            } else {
+                Err("must be a path starting with /".to_string())
+            }
+        };
+        let openapi = OpenApiConfig {
+            enabled: r
+                .get("CHOPIN_OPENAPI", parse_bool)
+                .unwrap_or(!environment.is_production()),
+            spec_path: r
+                .get("CHOPIN_OPENAPI_PATH", path)
+                .unwrap_or_else(|| "/openapi.json".into()),
+            ui_path: r
+                .get("CHOPIN_DOCS_PATH", path)
+                .unwrap_or_else(|| "/docs".into()),
+        };
+
+        let defaults = PaginationConfig::default();
+        let max_limit = r
+            .get("CHOPIN_PAGINATION_MAX_LIMIT", parse_positive::<u64>)
+            .unwrap_or(defaults.max_limit);
+        let default_limit = r
+            .get("CHOPIN_PAGINATION_DEFAULT_LIMIT", parse_positive::<u64>)
+            .unwrap_or(defaults.default_limit.min(max_limit));
+        if default_limit > max_limit {
+            r.problem(
+                "CHOPIN_PAGINATION_DEFAULT_LIMIT",
+                &default_limit.to_string(),
+                format!("must not exceed CHOPIN_PAGINATION_MAX_LIMIT ({max_limit})"),
+            );
+        }
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Config {
+            environment,
+            host,
+            port,
+            database,
+            http,
+            log,
+            openapi,
+            pagination: PaginationConfig {
+                default_limit,
+                max_limit,
+            },
+        })
+    }
+
+    /// The configuration an empty environment gives, for the given environment: handy in tests.
+    pub fn for_environment(environment: Environment) -> Config {
+        let name = match environment {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        };
+        Config::from_lookup(|v| (v == "CHOPIN_ENV").then(|| name.to_string()))
+            .unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.http.body_limit, DEFAULT_BODY_LIMIT);
+        assert_eq!(c.http.request_timeout, Some(Duration::from_secs(30)));
+        assert!(c.openapi.enabled);
+        assert!(!c.http.cors.is_open());
+        assert_eq!(c.log.format, LogFormat::Text);
+        let p = from(&[("CHOPIN_ENV", "production")]).unwrap();
+        assert!(!p.openapi.enabled);
+        assert_eq!(p.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn parses_values() {
+        let c = from(&[
+            ("CHOPIN_BODY_LIMIT", "512KiB"),
+            ("CHOPIN_REQUEST_TIMEOUT", "off"),
+            ("DATABASE_ACQUIRE_TIMEOUT", "250ms"),
+            ("DATABASE_MAX_CONNECTIONS", "7"),
+            ("CHOPIN_CORS_ORIGINS", "https://a.example, http://localhost:5173"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.body_limit, 512 * 1024);
+        assert_eq!(c.http.request_timeout, None);
+        assert_eq!(
+            c.database.acquire_timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(c.database.max_connections, Some(7));
+        assert_eq!(
+            c.http.cors.origins,
+            vec!["https://a.example", "http://localhost:5173"]
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_reported_all_at_once() {
+        let err = from(&[
+            ("CHOPIN_PORT", "99999"),
+            ("CHOPIN_ENV", "staging"),
+            ("CHOPIN_BODY_LIMIT", "lots"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("CHOPIN_CORS_ORIGINS", "https://a.example/path"),
+            ("CHOPIN_LOG", "info,[[["),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            vec![
+                "CHOPIN_ENV",
+                "CHOPIN_PORT",
+                "DATABASE_MAX_CONNECTIONS",
+                "CHOPIN_CORS_ORIGINS",
+                "CHOPIN_BODY_LIMIT",
+                "CHOPIN_LOG"
+            ]
+        );
+        assert!(err.to_string().contains("CHOPIN_PORT=\"99999\": must be a port number"));
+    }
+
+    #[test]
+    fn cors_wildcard_with_credentials_is_refused() {
+        let err = from(&[
+            ("CHOPIN_CORS_ORIGINS", "*"),
+            ("CHOPIN_CORS_CREDENTIALS", "true"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.problems[0].variable, "CHOPIN_CORS_CREDENTIALS");
+    }
+
+    #[test]
+    fn debug_redacts_database_password() {
+        let c = from(&[("DATABASE_URL", "postgres://app:s3cret@db:5432/app?sslmode=require")])
+            .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("postgres://app:***@db:5432/app"));
+        assert!(!redact_url("postgres://db/app?password=hunter2").contains("hunter2"));
+    }
+}

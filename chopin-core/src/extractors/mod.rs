@@ -1,0 +1,13 @@
+//! Request extractors (and the `Json` responder).
+//!
+//! Each extractor is an ordinary axum extractor: it can be used in any axum application, with
+//! or without the rest of Chopin. Every rejection is a [`ChopinError`](crate::ChopinError) and
+//! renders in the standard error envelope.
+
+mod json;
+mod pagination;
+mod valid;
+
+pub use json::Json;
+pub use pagination::{Pagination, PaginationConfig};
+pub use valid::ValidJson;

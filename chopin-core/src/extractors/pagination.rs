@@ -1,0 +1,294 @@
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{Required, schema::SchemaType};
+
+use crate::error::ChopinError;
+
+/// Page-size limits applied by the [`Pagination`] extractor.
+///
+/// [`App`](crate::App) installs the values from [`Config`](crate::Config)
+/// (`CHOPIN_PAGINATION_DEFAULT_LIMIT`, `CHOPIN_PAGINATION_MAX_LIMIT`) as a request extension;
+/// outside an `App` the defaults (20 and 100) apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaginationConfig {
+    /// Page size when the request names none.
+    pub default_limit: u64,
+    /// Largest page size a client may ask for.
+    pub max_limit: u64,
+}
+
+impl Default for PaginationConfig {
+    fn default() -> Self {
+        Self {
+            default_limit: 20,
+            max_limit: 100,
+        }
+    }
+}
+
+/// Largest offset accepted: SQL `OFFSET` is a signed 64-bit integer in PostgreSQL and SQLite.
+const MAX_OFFSET: u64 = i64::MAX as u64;
+
+/// Offset pagination from the query string: `?limit=20&offset=40` or `?page=3&per_page=20`.
+///
+/// Invalid input is rejected with 400 `INVALID_QUERY` and a message naming the parameter —
+/// never silently replaced by a default: non-numbers, negative numbers, `limit=0`, a limit above
+/// the maximum, `page=0`, both styles in one request, repeated parameters, and offsets beyond
+/// what SQL accepts. Other query parameters (filters, sorting) are ignored.
+///
+/// ```
+/// use chopin_core::prelude::*;
+///
+/// async fn list(page: Pagination) -> ApiResponse<Vec<u64>> {
+///     let items: Vec<u64> = (page.offset..page.offset + page.limit).collect();
+///     ApiResponse::paginated(items, &page, None)
+/// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(list));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pagination {
+    /// Number of items to return (`LIMIT`).
+    pub limit: u64,
+    /// Number of items to skip (`OFFSET`).
+    pub offset: u64,
+    max_limit: u64,
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        let config = PaginationConfig::default();
+        Self {
+            limit: config.default_limit,
+            offset: 0,
+            max_limit: config.max_limit,
+        }
+    }
+}
+
+impl Pagination {
+    /// A page built in code, with the default maximum page size (100).
+    pub fn new(limit: u64, offset: u64) -> Self {
+        Self {
+            limit,
+            offset,
+            ..Self::default()
+        }
+    }
+
+    /// This page with `limit` clamped to `1..=max` and `offset` to what SQL accepts, for code
+    /// that builds a `Pagination` itself and prefers clamping to rejecting.
+    pub fn clamped(&self) -> Pagination {
+        Pagination {
+            limit: self.limit.clamp(1, self.max_limit.max(1)),
+            offset: self.offset.min(MAX_OFFSET),
+            max_limit: self.max_limit,
+        }
+    }
+
+    /// The largest page size this pagination allows.
+    pub fn max_limit(&self) -> u64 {
+        self.max_limit
+    }
+
+    /// Parse a raw query string (without the leading `?`) under the given limits.
+    pub fn from_query(query: &str, config: PaginationConfig) -> Result<Self, ChopinError> {
+        let mut limit = None;
+        let mut offset = None;
+        let mut page = None;
+        let mut per_page = None;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "limit" => &mut limit,
+                "offset" => &mut offset,
+                "page" => &mut page,
+                "per_page" => &mut per_page,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(invalid(format!("`{key}` is given more than once")));
+            }
+            *slot = Some(parse_number(&key, &value)?);
+        }
+        if (limit.is_some() || offset.is_some()) && (page.is_some() || per_page.is_some()) {
+            return Err(invalid(
+                "use either `limit`/`offset` or `page`/`per_page`, not both".to_string(),
+            ));
+        }
+        let check_size = |name: &str, size: Option<u64>| -> Result<u64, ChopinError> {
+            let size = size.unwrap_or(config.default_limit);
+            if size == 0 || size > config.max_limit {
+                return Err(invalid(format!(
+                    "`{name}` must be between 1 and {}",
+                    config.max_limit
+                )));
+            }
+            Ok(size)
+        };
+        let (limit, offset) = if page.is_some() || per_page.is_some() {
+            let size = check_size("per_page", per_page)?;
+            let page = page.unwrap_or(1);
+            if page == 0 {
+                return Err(invalid("`page` starts at 1".to_string()));
+            }
+            let offset = (page - 1)
+                .checked_mul(size)
+                .filter(|o| *o <= MAX_OFFSET)
+                .ok_or_else(|| invalid("`page` is too large".to_string()))?;
+            (size, offset)
+        } else {
+            let size = check_size("limit", limit)?;
+            let offset = offset.unwrap_or(0);
+            if offset > MAX_OFFSET {
+                return Err(invalid(format!("`offset` must be at most {MAX_OFFSET}")));
+            }
+            (size, offset)
+        };
+        Ok(Pagination {
+            limit,
+            offset,
+            max_limit: config.max_limit,
+        })
+    }
+}
+
+fn invalid(message: String) -> ChopinError {
+    ChopinError::InvalidQuery(message)
+}
+
+fn parse_number(key: &str, value: &str) -> Result<u64, ChopinError> {
+    if value.starts_with('-') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid(format!("`{key}` must not be negative")));
+    }
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "`{key}` must be a whole number, got {value:?}"
+        )));
+    }
+    value
+        .parse::<u64>()
+        .map_err(|_| invalid(format!("`{key}` is too large")))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Pagination {
+    type Rejection = ChopinError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let config = parts
+            .extensions
+            .get::<PaginationConfig>()
+            .copied()
+            .unwrap_or_default();
+        Pagination::from_query(parts.uri.query().unwrap_or(""), config)
+    }
+}
+
+impl IntoParams for Pagination {
+    fn into_params(parameter_in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let param = |name: &str, description: &str, minimum: u64| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(parameter_in_provider().unwrap_or(ParameterIn::Query))
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Integer))
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Int64,
+                        )))
+                        .minimum(Some(minimum as f64)),
+                ))
+                .build()
+        };
+        vec![
+            param(
+                "limit",
+                "Page size (default 20, at most 100 unless configured otherwise). Not with `page`/`per_page`.",
+                1,
+            ),
+            param(
+                "offset",
+                "Number of items to skip (default 0). Not with `page`/`per_page`.",
+                0,
+            ),
+            param(
+                "page",
+                "1-based page number (default 1). Not with `limit`/`offset`.",
+                1,
+            ),
+            param(
+                "per_page",
+                "Page size for `page` (same bounds as `limit`). Not with `limit`/`offset`.",
+                1,
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<Pagination, String> {
+        Pagination::from_query(q, PaginationConfig::default()).map_err(|e| match e {
+            ChopinError::InvalidQuery(m) => m,
+            other => panic!("unexpected error {other:?}"),
+        })
+    }
+
+    #[test]
+    fn defaults_and_styles() {
+        let p = parse("").unwrap();
+        assert_eq!((p.limit, p.offset), (20, 0));
+        let p = parse("limit=5&offset=10&sort=title").unwrap();
+        assert_eq!((p.limit, p.offset), (5, 10));
+        let p = parse("page=3&per_page=10").unwrap();
+        assert_eq!((p.limit, p.offset), (10, 20));
+        let p = parse("page=2").unwrap();
+        assert_eq!((p.limit, p.offset), (20, 20));
+        let p = parse("limit=100").unwrap();
+        assert_eq!(p.limit, 100);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse("limit=abc").unwrap_err().contains("whole number"));
+        assert!(parse("limit=-1").unwrap_err().contains("negative"));
+        assert!(parse("offset=-5").unwrap_err().contains("negative"));
+        assert!(parse("limit=0").unwrap_err().contains("between 1 and 100"));
+        assert!(parse("limit=101").unwrap_err().contains("between 1 and 100"));
+        assert!(parse("page=0").unwrap_err().contains("starts at 1"));
+        assert!(parse("limit=5&page=2").unwrap_err().contains("not both"));
+        assert!(parse("limit=5&limit=6").unwrap_err().contains("more than once"));
+        assert!(parse("limit=1.5").unwrap_err().contains("whole number"));
+        assert!(parse("limit=+5").unwrap_err().contains("whole number"));
+        assert!(parse("limit=").unwrap_err().contains("whole number"));
+        assert!(parse("offset=99999999999999999999999").unwrap_err().contains("too large"));
+        assert!(parse("offset=9223372036854775808").unwrap_err().contains("at most"));
+        assert!(parse("page=9223372036854775807&per_page=100").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn configurable_limits() {
+        let config = PaginationConfig {
+            default_limit: 50,
+            max_limit: 500,
+        };
+        let p = Pagination::from_query("", config).unwrap();
+        assert_eq!(p.limit, 50);
+        assert!(Pagination::from_query("limit=500", config).is_ok());
+        assert!(Pagination::from_query("limit=501", config).is_err());
+    }
+
+    #[test]
+    fn clamped_clamps() {
+        let p = Pagination::new(1000, 5).clamped();
+        assert_eq!((p.limit, p.offset), (100, 5));
+        let p = Pagination::new(0, u64::MAX).clamped();
+        assert_eq!((p.limit, p.offset), (1, MAX_OFFSET));
+    }
+}

@@ -1,0 +1,125 @@
+//! Health endpoints: `/health/live` and `/health/ready`.
+//!
+//! * `GET /health/live` answers 200 as long as the process serves requests.
+//! * `GET /health/ready` runs every registered check concurrently (each bounded by a timeout)
+//!   and answers 200 with each check's status, or 503 `SERVICE_UNAVAILABLE` naming the checks
+//!   that failed, with `Retry-After`. [`App::database`](crate::App::database) registers a
+//!   `database` check; [`App::health_check`](crate::App::health_check) adds others.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ChopinError;
+use crate::response::ApiResponse;
+
+/// How long one readiness check may take before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
+
+/// The set of named readiness checks.
+#[derive(Clone, Default)]
+pub struct HealthChecks {
+    checks: Vec<(String, Arc<CheckFn>)>,
+}
+
+impl std::fmt::Debug for HealthChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.checks.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+impl HealthChecks {
+    /// Register a check. The future resolves to `Err(reason)` when the dependency is not
+    /// usable; the reason is logged, never sent to clients.
+    pub fn add<F, Fut>(&mut self, name: impl Into<String>, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks
+            .push((name.into(), Arc::new(move || Box::pin(check()))));
+    }
+
+    /// Run every check concurrently; returns each check's name and outcome.
+    pub async fn run(&self) -> BTreeMap<String, Result<(), String>> {
+        let runs = self.checks.iter().map(|(name, check)| {
+            let fut = check();
+            async move {
+                let outcome = match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("timed out after {CHECK_TIMEOUT:?}")),
+                };
+                (name.clone(), outcome)
+            }
+        });
+        futures_util::future::join_all(runs).await.into_iter().collect()
+    }
+}
+
+/// Body of a successful health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// `"live"` or `"ready"`.
+    pub status: &'static str,
+    /// Each readiness check and `"ok"` (readiness only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, &'static str>,
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "The process serves requests", body = ApiResponse<HealthStatus>))
+)]
+pub async fn live() -> ApiResponse<HealthStatus> {
+    ApiResponse::success(HealthStatus {
+        status: "live",
+        checks: BTreeMap::new(),
+    })
+}
+
+/// Readiness: every registered dependency answers.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "All dependencies are usable", body = ApiResponse<HealthStatus>),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::ErrorEnvelope),
+    )
+)]
+pub async fn ready(
+    Extension(checks): Extension<Arc<HealthChecks>>,
+) -> Result<ApiResponse<HealthStatus>, ChopinError> {
+    let results = checks.run().await;
+    let failed: Vec<(&String, &String)> = results
+        .iter()
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| (name, e)))
+        .collect();
+    if failed.is_empty() {
+        return Ok(ApiResponse::success(HealthStatus {
+            status: "ready",
+            checks: results.keys().map(|k| (k.clone(), "ok")).collect(),
+        }));
+    }
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    let reasons: Vec<String> = failed.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    tracing::warn!(failed = ?reasons, "readiness check failed");
+    Err(ChopinError::ServiceUnavailable {
+        message: format!("not ready: {}", names.join(", ")),
+        retry_after: Duration::from_secs(5),
+        source: Some(reasons.join("; ").into()),
+    })
+}

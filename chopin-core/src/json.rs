@@ -1,0 +1,183 @@
+//! The one JSON engine of Chopin.
+//!
+//! This module is the only place in Chopin that calls [sonic-rs](https://docs.rs/sonic-rs), a
+//! SIMD-accelerated JSON library with a serde-compatible API. Request bodies, response bodies
+//! and (later) cached values all go through it, so there is one set of behaviours to learn:
+//!
+//! * decoding rejects invalid UTF-8, trailing garbage and nesting deeper than 255 levels;
+//! * syntax errors report line and column; type errors report the path of the offending field.
+//!
+//! ## CPU features
+//!
+//! sonic-rs picks its SIMD code paths **at compile time**. On x86-64 its fast path needs the
+//! `avx2`, `pclmulqdq` and `sse2` target features; without them it falls back to portable
+//! (slower) code. The workspace builds portable binaries by default; opt in on hosts that have
+//! those features (any x86-64 CPU since ~2013) with
+//! `cargo --config .cargo/x86-64-simd.toml build --release`. On Apple Silicon NEON is always
+//! available and `.cargo/config.toml` already targets the M-series. See `docs/performance.md`.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Initial capacity of response buffers: large enough for typical small API responses so
+/// that most serialisations never reallocate.
+pub const DEFAULT_BUFFER_CAPACITY: usize = 256;
+
+/// Serialising a value failed (a `Serialize` impl returned an error, or a map had non-string
+/// keys).
+#[derive(Debug, thiserror::Error)]
+#[error("JSON serialisation failed: {0}")]
+pub struct EncodeError(#[from] sonic_rs::Error);
+
+/// Why a JSON document could not be decoded into the requested type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input is not valid UTF-8.
+    #[error("request body is not valid UTF-8 (invalid byte at offset {offset})")]
+    InvalidUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// The input is not syntactically valid JSON (including truncation and excessive depth).
+    #[error("{message} at line {line}, column {column}")]
+    Syntax {
+        /// What is wrong.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// The JSON is well-formed but does not match the expected type.
+    #[error("{path}: {message}")]
+    Data {
+        /// Path of the offending field (`author.emails[1]`), or `""` for the document itself.
+        path: String,
+        /// `"required"` for a missing field, `"invalid_type"` otherwise.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Serialise `value` into `buf` (appending).
+pub fn write_to<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
+    sonic_rs::to_writer(buf, value).map_err(EncodeError)
+}
+
+/// Serialise `value` into a new buffer pre-sized to [`DEFAULT_BUFFER_CAPACITY`].
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = Vec::with_capacity(DEFAULT_BUFFER_CAPACITY);
+    write_to(&mut buf, value)?;
+    Ok(buf)
+}
+
+/// Serialise `value` into [`Bytes`], ready to be a response body.
+pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, EncodeError> {
+    to_vec(value).map(Bytes::from)
+}
+
+/// Serialise `value` into a `String`.
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, EncodeError> {
+    sonic_rs::to_string(value).map_err(EncodeError)
+}
+
+/// Decode a complete JSON document from bytes.
+///
+/// ```
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Point { x: i32, y: i32 }
+///
+/// let p: Point = chopin_core::json::from_slice(br#"{"x":1,"y":2}"#).unwrap();
+/// assert_eq!((p.x, p.y), (1, 2));
+///
+/// let err = chopin_core::json::from_slice::<Point>(br#"{"x":1,"y":"two"}"#).unwrap_err();
+/// assert!(matches!(err, chopin_core::json::DecodeError::Data { ref path, .. } if path == "y"));
+/// ```
+pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
+    let text = std::str::from_utf8(input).map_err(|e| DecodeError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let mut de = sonic_rs::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        classify(err.into_inner(), path)
+    })?;
+    de.end().map_err(|e| classify(e, String::new()))?;
+    Ok(value)
+}
+
+/// Decode a complete JSON document from a string.
+pub fn from_str<T: DeserializeOwned>(input: &str) -> Result<T, DecodeError> {
+    from_slice(input.as_bytes())
+}
+
+fn classify(err: sonic_rs::Error, path: String) -> DecodeError {
+    let line = err.line();
+    let column = err.column();
+    let full = err.to_string();
+    // sonic-rs appends " at line L column C" and an excerpt of the input; keep the description.
+    let message = match full.find(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    };
+    if !err.is_unmatched_type() {
+        return DecodeError::Syntax {
+            message,
+            line: line.max(1),
+            column: column.max(1),
+        };
+    }
+    let path = if path == "." { String::new() } else { path };
+    // serde reports a missing field at the parent's path; point at the field itself.
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(name) = rest.strip_suffix('`')
+    {
+        let field = if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
+        return DecodeError::Data {
+            path: field,
+            code: "required",
+            message: "is required".into(),
+        };
+    }
+    DecodeError::Data {
+        path,
+        code: "invalid_type",
+        message,
+    }
+}
+
+impl From<DecodeError> for crate::ChopinError {
+    fn from(err: DecodeError) -> Self {
+        match err {
+            DecodeError::InvalidUtf8 { offset } => crate::ChopinError::MalformedJson {
+                message: format!("invalid UTF-8 at byte offset {offset}"),
+                line: 1,
+                column: 1,
+            },
+            DecodeError::Syntax {
+                message,
+                line,
+                column,
+            } => crate::ChopinError::MalformedJson {
+                message,
+                line,
+                column,
+            },
+            DecodeError::Data {
+                path,
+                code,
+                message,
+            } => crate::ChopinError::invalid_field(
+                if path.is_empty() { "$".into() } else { path },
+                code,
+                message,
+            ),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! # Chopin
+//!
+//! An embeddable, batteries-included framework for JSON REST APIs on
+//! [axum](https://docs.rs/axum) and tokio.
+//!
+//! Every piece is an ordinary axum / tower component — extractors implement
+//! `FromRequest(Parts)`, responders implement `IntoResponse`, middleware are `tower::Layer`s —
+//! so an existing axum service can adopt one piece at a time, or start from [`App`], which
+//! wires them together:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use chopin_core::prelude::*;
+//!
+//! #[derive(serde::Serialize)]
+//! struct Greeting { message: String }
+//!
+//! async fn hello(page: Pagination) -> ApiResponse<Vec<Greeting>> {
+//!     let items = vec![Greeting { message: "Hello, World!".into() }];
+//!     ApiResponse::paginated(items, &page, Some(1))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_env()?;
+//! let router = App::new(config)
+//!     .router(Router::new().route("/hello", get(hello)))
+//!     .into_router();
+//! # let _ = router; Ok(()) }
+//! ```
+//!
+//! * [`error`]: the one error type [`ChopinError`] and its JSON envelope;
+//! * [`response`]: the success envelope [`ApiResponse`];
+//! * [`extractors`]: [`Json`](extractors::Json), [`ValidJson`](extractors::ValidJson),
+//!   [`Pagination`](extractors::Pagination);
+//! * [`json`]: the one JSON engine (sonic-rs);
+//! * [`config`]: typed configuration from the environment;
+//! * [`layers`]: request id, tracing, panics, compression, CORS, timeout, body limit;
+//! * [`db`]: the database pool (sea-orm over sqlx; SQLite by default, PostgreSQL);
+//! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI.
+//!
+//! Chopin sets no global allocator: that choice belongs to the application.
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+mod context;
+pub mod db;
+pub mod error;
+pub mod extractors;
+pub mod health;
+pub mod json;
+pub mod layers;
+pub mod openapi;
+pub mod response;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use app::{App, ServeError};
+pub use config::{Config, Environment};
+pub use context::RequestId;
+pub use error::{ChopinError, ErrorCode, FieldError};
+pub use response::{ApiResponse, PageMeta};
+
+/// Re-exports of the crates Chopin's public API is built on, so applications use the same
+/// versions.
+pub mod reexports {
+    pub use axum;
+    pub use sea_orm;
+    pub use utoipa;
+    pub use validator;
+}
+
+/// The names most handlers need: `use chopin_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::app::App;
+    pub use crate::config::{Config, Environment};
+    pub use crate::db::Db;
+    pub use crate::error::{ChopinError, ErrorCode, FieldError};
+    pub use crate::extractors::{Json, Pagination, ValidJson};
+    pub use crate::layers::Layers;
+    pub use crate::response::{ApiResponse, PageMeta};
+}

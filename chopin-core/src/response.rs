@@ -1,0 +1,180 @@
+//! The success envelope: [`ApiResponse`].
+//!
+//! ```json
+//! {"success":true,"data":{"id":1,"title":"Hello"}}
+//! {"success":true,"data":[…],"meta":{"limit":20,"offset":0,"total":123}}
+//! ```
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ChopinError;
+use crate::extractors::Pagination;
+use crate::json;
+
+/// Pagination metadata of a list response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PageMeta {
+    /// Page size used for this response.
+    pub limit: u64,
+    /// Number of items skipped before this page.
+    pub offset: u64,
+    /// Total number of items, present only when the handler counted them (a `COUNT` costs a
+    /// query, so it is opt-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Opaque cursor of the next page, for cursor-paginated lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl PageMeta {
+    /// Metadata for an offset page, with an optional total count.
+    pub fn new(pagination: &Pagination, total: Option<u64>) -> Self {
+        Self {
+            limit: pagination.limit,
+            offset: pagination.offset,
+            total,
+            next_cursor: None,
+        }
+    }
+}
+
+/// A successful JSON response in Chopin's envelope, serialised with sonic-rs straight into the
+/// response buffer.
+///
+/// ```
+/// use chopin_core::prelude::*;
+///
+/// #[derive(serde::Serialize)]
+/// struct Post { id: u64, title: String }
+///
+/// async fn show() -> ApiResponse<Post> {
+///     ApiResponse::success(Post { id: 1, title: "Hello".into() })
+/// }
+///
+/// async fn create() -> ApiResponse<Post> {
+///     ApiResponse::created(Post { id: 2, title: "New".into() })
+/// }
+///
+/// async fn list(page: Pagination) -> ApiResponse<Vec<Post>> {
+///     let posts = vec![Post { id: 1, title: "Hello".into() }];
+///     ApiResponse::paginated(posts, &page, Some(1))
+/// }
+/// ```
+///
+/// In `#[utoipa::path]` responses, write `body = ApiResponse<Post>`: the schema is the
+/// envelope around `Post`.
+#[derive(Debug, Clone, ToSchema)]
+#[must_use]
+pub struct ApiResponse<T> {
+    /// Always `true`.
+    #[allow(dead_code)] // Documents the wire field in the derived schema; written as a constant.
+    success: bool,
+    /// The payload.
+    data: T,
+    /// Pagination metadata; present on paginated lists only.
+    meta: Option<PageMeta>,
+    #[schema(ignore)]
+    status: StatusCode,
+}
+
+impl<T> ApiResponse<T> {
+    /// `200 OK` with `data`.
+    pub fn success(data: T) -> Self {
+        Self {
+            success: true,
+            status: StatusCode::OK,
+            data,
+            meta: None,
+        }
+    }
+
+    /// `201 Created` with `data`.
+    pub fn created(data: T) -> Self {
+        Self {
+            success: true,
+            status: StatusCode::CREATED,
+            data,
+            meta: None,
+        }
+    }
+
+    /// Replace the status (it must be a success status; anything else is sent as 500).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Attach pagination metadata.
+    pub fn with_meta(mut self, meta: PageMeta) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+
+    /// The wrapped data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The HTTP status this response will be sent with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl<T> ApiResponse<Vec<T>> {
+    /// `200 OK` with a page of items and `meta` (`limit`, `offset` and, when given, `total`).
+    pub fn paginated(items: Vec<T>, pagination: &Pagination, total: Option<u64>) -> Self {
+        Self::success(items).with_meta(PageMeta::new(pagination, total))
+    }
+}
+
+impl ApiResponse<()> {
+    /// `204 No Content`, with an empty body.
+    pub fn no_content() -> Self {
+        Self {
+            success: true,
+            status: StatusCode::NO_CONTENT,
+            data: (),
+            meta: None,
+        }
+    }
+}
+
+const PREFIX: &[u8] = br#"{"success":true,"data":"#;
+
+impl<T: Serialize> IntoResponse for ApiResponse<T> {
+    fn into_response(self) -> Response {
+        if !self.status.is_success() {
+            return ChopinError::internal(format!(
+                "ApiResponse built with non-success status {}",
+                self.status
+            ))
+            .into_response();
+        }
+        if self.status == StatusCode::NO_CONTENT {
+            return self.status.into_response();
+        }
+        let mut buf = Vec::with_capacity(json::DEFAULT_BUFFER_CAPACITY);
+        buf.extend_from_slice(PREFIX);
+        if let Err(err) = json::write_to(&mut buf, &self.data) {
+            return ChopinError::internal(err).into_response();
+        }
+        if let Some(meta) = &self.meta {
+            buf.extend_from_slice(br#","meta":"#);
+            if let Err(err) = json::write_to(&mut buf, meta) {
+                return ChopinError::internal(err).into_response();
+            }
+        }
+        buf.push(b'}');
+        let mut response = (self.status, buf).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

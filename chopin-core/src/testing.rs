@@ -1,0 +1,234 @@
+//! Test helpers (the `testing` feature): an in-process HTTP client for a [`Router`] and
+//! isolated databases.
+//!
+//! Service-backed helpers read their server's address from the environment
+//! (`CHOPIN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`). When the
+//! server is unreachable they return `None` after printing why — unless `CI=true`, where an
+//! unreachable service is a test failure, never a skip.
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+/// `true` when running under CI (`CI=true`), where service-backed tests must not skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Sends requests to a [`Router`] in process, through the whole layer stack.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    router: Router,
+}
+
+/// A buffered response.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body decoded as JSON; panics with the body text if it is not.
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not the expected JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as a `serde_json::Value`.
+    pub fn value(&self) -> serde_json::Value {
+        self.json()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error.code` of an error envelope.
+    pub fn error_code(&self) -> Option<String> {
+        self.value()["error"]["code"].as_str().map(str::to_string)
+    }
+}
+
+impl TestClient {
+    /// A client for `router`.
+    pub fn new(router: Router) -> Self {
+        Self { router }
+    }
+
+    /// Send any request.
+    pub async fn request(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_else(|e| panic!("reading the response body failed: {e}"));
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// `GET uri`.
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.send(Method::GET, uri, None).await
+    }
+
+    /// `DELETE uri`.
+    pub async fn delete(&self, uri: &str) -> TestResponse {
+        self.send(Method::DELETE, uri, None).await
+    }
+
+    /// `POST uri` with a JSON body.
+    pub async fn post_json(&self, uri: &str, body: &impl Serialize) -> TestResponse {
+        self.send(Method::POST, uri, Some(body_of(body))).await
+    }
+
+    /// `PUT uri` with a JSON body.
+    pub async fn put_json(&self, uri: &str, body: &impl Serialize) -> TestResponse {
+        self.send(Method::PUT, uri, Some(body_of(body))).await
+    }
+
+    /// `PATCH uri` with a JSON body.
+    pub async fn patch_json(&self, uri: &str, body: &impl Serialize) -> TestResponse {
+        self.send(Method::PATCH, uri, Some(body_of(body))).await
+    }
+
+    async fn send(&self, method: Method, uri: &str, json: Option<Vec<u8>>) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        let body = match json {
+            Some(bytes) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(bytes)
+            }
+            None => Body::empty(),
+        };
+        let request = builder
+            .body(body)
+            .unwrap_or_else(|e| panic!("invalid test request: {e}"));
+        self.request(request).await
+    }
+}
+
+fn body_of(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| panic!("test body is not serialisable: {e}"))
+}
+
+/// A fresh, uniquely named PostgreSQL database, dropped (with its connections) when this
+/// value is dropped.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct TestPostgres {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl TestPostgres {
+    /// Create a database on the server at `CHOPIN_TEST_POSTGRES_URL`. Returns `None` (after
+    /// printing why) when the server is unreachable outside CI; panics in CI.
+    pub async fn create() -> Option<TestPostgres> {
+        use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+        let admin_url = std::env::var("CHOPIN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn = match PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let reason = format!(
+                    "PostgreSQL at {} unreachable: {e}",
+                    crate::config::redact_url(&admin_url)
+                );
+                if in_ci() {
+                    panic!("{reason} (CI=true: service-backed tests must run)");
+                }
+                eprintln!("skipping PostgreSQL test: {reason}");
+                return None;
+            }
+        };
+        let name = format!("chopin_test_{}", uuid::Uuid::new_v4().simple());
+        // The name is generated here (hex digits only), never user input.
+        let create = AssertSqlSafe(format!("CREATE DATABASE {name}"));
+        conn.execute(create)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
+        let _ = conn.close().await;
+        let base = admin_url.split('?').next().unwrap_or(&admin_url);
+        let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(base);
+        let url = format!("{server}/{name}");
+        Some(TestPostgres {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// The URL of the fresh database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime: do the async clean-up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return eprintln!("cannot drop test database {name}: {e}"),
+            };
+            runtime.block_on(async move {
+                use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+                match PgConnection::connect(&admin_url).await {
+                    Ok(mut conn) => {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let result = conn.execute(AssertSqlSafe(sql)).await;
+                        if let Err(e) = result {
+                            eprintln!("cannot drop test database {name}: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("cannot drop test database {name}: {e}"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
