@@ -43,6 +43,10 @@ EXPECTED = {
 # report warns that something else was running.
 BUSY_PERCENT = 10
 
+# Server CPU share during a measurement below which the figure is flagged: the
+# server (or wrk) did not get its whole core, usually because of other load.
+STARVED_CPU = 0.90
+
 # Spread (max - min) / median above which a row is flagged as noisy.
 NOISY_SPREAD = 0.05
 
@@ -54,6 +58,7 @@ SOCKET_ERRORS = re.compile(
     r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
 )
 NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+SERVER_CPU = re.compile(r"^# harness: server_cpu=([0-9.]+)", re.M)
 
 TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
@@ -75,6 +80,7 @@ def parse_wrk(text: str, source: str) -> dict:
         "requests": None,
         "socket_errors": 0,
         "non_2xx": 0,
+        "server_cpu": None,
     }
     if t := TOTAL.search(text):
         result["requests"] = int(t.group(1))
@@ -82,6 +88,8 @@ def parse_wrk(text: str, source: str) -> dict:
         result["socket_errors"] = sum(int(x) for x in s.groups())
     if n := NON_2XX.search(text):
         result["non_2xx"] = int(n.group(1))
+    if c := SERVER_CPU.search(text):
+        result["server_cpu"] = float(c.group(1))
     return result
 
 
@@ -308,6 +316,9 @@ def render(args: argparse.Namespace) -> str:
             p99 = median_or_none(
                 [per[r]["latency_us"][99] for r in per if 99 in per[r]["latency_us"]]
             )
+            cpu = median_or_none(
+                [per[r]["server_cpu"] for r in per if per[r]["server_cpu"] is not None]
+            )
             spread = (max(rps) - min(rps)) / med if len(rps) > 1 and med else None
             if not per:
                 warnings.append(f"`{t}` /{ep}: no results found.")
@@ -321,25 +332,33 @@ def render(args: argparse.Namespace) -> str:
                     f"(> {NOISY_SPREAD:.0%}); the machine was noisy, consider more rounds."
                 )
             for r, res in sorted(per.items()):
+                if res["server_cpu"] is not None and res["server_cpu"] < STARVED_CPU:
+                    warnings.append(
+                        f"`{t}` /{ep} round {r}: the server used only "
+                        f"{res['server_cpu']:.0%} of its CPU; something else competed "
+                        "for the CPUs, so this round's figure is depressed."
+                    )
                 if res["socket_errors"] or res["non_2xx"]:
                     warnings.append(
                         f"`{t}` /{ep} round {r}: {res['non_2xx']} non-2xx/3xx responses, "
                         f"{res['socket_errors']} socket errors — figure is suspect."
                     )
-            rows.append((t, med, spread, p50, p99, per))
+            rows.append((t, med, spread, cpu, p50, p99, per))
 
         w(f"## `GET /{ep}`")
         w("")
-        header = ["Target", "Median req/s", "vs axum", "Spread", "p50 lat.", "p99 lat."]
+        header = ["Target", "Median req/s", "vs axum", "Spread", "Server CPU"]
+        header += ["p50 lat.", "p99 lat."]
         header += [f"R{r}" for r in rounds]
         w("| " + " | ".join(header) + " |")
         w("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for t, med, spread, p50, p99, per in rows:
+        for t, med, spread, cpu, p50, p99, per in rows:
             cells = [
                 f"`{t}`",
                 f"**{fmt_rps(med)}**",
                 fmt_ratio(med, axum_med) if "axum" in targets else "n/a",
                 "—" if spread is None else f"{spread:.1%}",
+                "—" if cpu is None else f"{cpu:.0%}",
                 fmt_us(p50),
                 fmt_us(p99),
             ]

@@ -194,6 +194,18 @@ stop_server() {
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
+CLK_TCK="$(getconf CLK_TCK)"
+
+# User + system CPU ticks used so far by the running server (all its threads).
+server_cpu_ticks() {
+    local stat
+    stat="$(<"/proc/$SERVER_PID/stat")"
+    stat="${stat##*) }" # drop "pid (comm) "; fields then start at field 3 (state)
+    local -a f
+    read -r -a f <<<"$stat"
+    echo $((f[11] + f[12])) # utime (field 14) + stime (field 15)
+}
+
 # One GET over bash's /dev/tcp; prints the raw response.
 http_get() {
     # shellcheck disable=SC2016 # expanded by the inner bash
@@ -245,6 +257,9 @@ cpu_busy_pct() {
     echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
 }
 busy_start="$(cpu_busy_pct)"
+if [[ $busy_start -gt 10 ]]; then
+    log "warning: ${busy_start}% of CPU time is already busy with other work; results will be noisy"
+fi
 
 n=${#targets[@]}
 n_ep=$(wc -w <<<"$ENDPOINTS")
@@ -272,8 +287,16 @@ $(head -n 5 <<<"$resp")"
                 "${warm_cmd[@]}" "http://$bind/$ep" >/dev/null
             fi
             out="$RAW/r$round-$t-$ep.txt"
+            cpu0="$(server_cpu_ticks)"
+            t0="$(date +%s%N)"
             "${wrk_cmd[@]}" "http://$bind/$ep" >"$out" 2>&1 ||
                 die "wrk failed on '$t' /$ep; output in $out"
+            t1="$(date +%s%N)"
+            cpu1="$(server_cpu_ticks)"
+            # Share of one CPU the server got while wrk ran. A saturated server on a
+            # quiet machine sits near 1.0; much less means it was starved (or wrk was).
+            awk -v c="$((cpu1 - cpu0))" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" \
+                'BEGIN { printf "# harness: server_cpu=%.3f wall=%.2fs\n", (c / hz) / (ns / 1e9), ns / 1e9 }' >>"$out"
             rps="$(sed -n 's/^Requests\/sec:[[:space:]]*//p' "$out")"
             log "  $t /$ep: ${rps:-?} req/s"
         done

@@ -11,6 +11,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::db::Db;
 use crate::health::{self, HealthChecks};
 use crate::layers::Layers;
@@ -137,6 +138,7 @@ where
     }
 
     /// Register the database in `/health/ready` (check name `database`).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn database(mut self, db: &Db) -> Self {
         let db = db.clone();
         self.health.add("database", move || {

@@ -213,6 +213,7 @@ impl Db {
     /// Connect using `config` (normally [`Config::database`](crate::Config)). Fails if the
     /// database cannot be reached, so a misconfigured application stops at start-up.
     pub async fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
+        #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
         let (url, mut settings) = split_pool_settings(config)?;
         let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
         let connect_err = |source| DbError::Connect {

@@ -446,7 +446,9 @@ impl IntoResponse for ChopinError {
 
 impl From<sea_orm::DbErr> for ChopinError {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, SqlErr};
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        use sea_orm::RuntimeErr;
+        use sea_orm::{ConnAcquireErr, DbErr, SqlErr};
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
                 return ChopinError::Conflict("a resource with the same unique value already exists".into());
@@ -475,6 +477,7 @@ impl From<sea_orm::DbErr> for ChopinError {
                 retry_after: DEFAULT_RETRY_AFTER,
                 source: Some(Box::new(e)),
             },
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
                 from_sqlx_ref(&e).unwrap_or_else(|| ChopinError::internal(ArcError(e)))
             }
@@ -483,6 +486,7 @@ impl From<sea_orm::DbErr> for ChopinError {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl From<sea_orm::sqlx::Error> for ChopinError {
     fn from(err: sea_orm::sqlx::Error) -> Self {
         from_sqlx_ref(&err).unwrap_or_else(|| ChopinError::internal(err))
@@ -490,6 +494,7 @@ impl From<sea_orm::sqlx::Error> for ChopinError {
 }
 
 /// Classify the sqlx errors that have a client-visible meaning.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
     use sea_orm::sqlx::Error as E;
     use sea_orm::sqlx::error::ErrorKind;
@@ -517,15 +522,18 @@ fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
 }
 
 /// Lets an `Arc`-shared sqlx error be kept as a boxed source.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug)]
 struct ArcError(std::sync::Arc<sea_orm::sqlx::Error>);
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl fmt::Display for ArcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl std::error::Error for ArcError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()

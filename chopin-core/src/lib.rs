@@ -42,9 +42,15 @@
 
 #![warn(missing_docs)]
 
+// Compile the README's examples as doc tests so they never drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub mod app;
 pub mod config;
 mod context;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod db;
 pub mod error;
 pub mod extractors;
@@ -76,6 +82,7 @@ pub mod reexports {
 pub mod prelude {
     pub use crate::app::App;
     pub use crate::config::{Config, Environment};
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub use crate::db::Db;
     pub use crate::error::{ChopinError, ErrorCode, FieldError};
     pub use crate::extractors::{Json, Pagination, ValidJson};

@@ -1,0 +1,138 @@
+//! `/api/posts/{id}/comments`.
+
+use axum::extract::State;
+use chopin_core::error::ErrorEnvelope;
+use chopin_core::prelude::*;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+use super::posts::post_not_found;
+use crate::AppState;
+use crate::entity::{comment, post};
+use crate::extract::Id;
+
+/// A comment as clients write it: the body of `POST /api/posts/{id}/comments`.
+#[derive(Debug, Clone, Deserialize, Serialize, Validate, ToSchema)]
+#[schema(example = json!({"author": "Ada", "body": "Nice post!"}))]
+pub struct NewComment {
+    /// 1 to 100 characters.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub author: String,
+    /// 1 to 10 000 characters.
+    #[validate(length(min = 1, max = 10_000))]
+    #[schema(min_length = 1, max_length = 10_000)]
+    pub body: String,
+}
+
+/// A comment as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CommentView {
+    /// The comment's id.
+    pub id: i64,
+    /// The post it belongs to.
+    pub post_id: i64,
+    /// Who wrote it.
+    pub author: String,
+    /// Comment text.
+    pub body: String,
+    /// Creation time (RFC 3339, UTC).
+    #[serde(serialize_with = "super::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<comment::Model> for CommentView {
+    fn from(m: comment::Model) -> Self {
+        CommentView {
+            id: m.id,
+            post_id: m.post_id,
+            author: m.author,
+            body: m.body,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// List a post's comments, oldest first.
+#[utoipa::path(
+    get,
+    path = "/posts/{id}/comments",
+    tag = "comments",
+    params(Id, Pagination),
+    responses(
+        (status = 200, description = "A page of comments, with `meta.total`.", body = ApiResponse<Vec<CommentView>>),
+        (status = 400, description = "Invalid id or pagination.", body = ErrorEnvelope),
+        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_comments(
+    State(state): State<AppState>,
+    Id(id): Id,
+    page: Pagination,
+) -> Result<ApiResponse<Vec<CommentView>>, ChopinError> {
+    let db = &*state.db;
+    if post::Entity::find_by_id(id).count(db).await? == 0 {
+        return Err(post_not_found(id));
+    }
+    let query = comment::Entity::find().filter(comment::Column::PostId.eq(id));
+    let total = query.clone().count(db).await?;
+    let comments = query
+        .order_by_asc(comment::Column::CreatedAt)
+        .order_by_asc(comment::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .all(db)
+        .await?;
+    let items = comments.into_iter().map(CommentView::from).collect();
+    Ok(ApiResponse::paginated(items, &page, Some(total)))
+}
+
+/// Add a comment to a post.
+#[utoipa::path(
+    post,
+    path = "/posts/{id}/comments",
+    tag = "comments",
+    params(Id),
+    request_body = NewComment,
+    responses(
+        (status = 201, description = "The created comment.", body = ApiResponse<CommentView>),
+        (status = 400, description = "Malformed JSON, or the id is not a positive integer.", body = ErrorEnvelope),
+        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
+        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
+    )
+)]
+pub async fn create_comment(
+    State(state): State<AppState>,
+    Id(id): Id,
+    ValidJson(input): ValidJson<NewComment>,
+) -> Result<ApiResponse<CommentView>, ChopinError> {
+    let insert = comment::ActiveModel {
+        post_id: Set(id),
+        author: Set(input.author),
+        body: Set(input.body),
+        created_at: Set(super::now()),
+        ..Default::default()
+    }
+    .insert(&*state.db)
+    .await;
+    // The foreign key decides whether the post exists: one statement, no race with a delete.
+    match insert {
+        Ok(created) => Ok(ApiResponse::created(created.into())),
+        Err(err) if is_foreign_key_violation(&err) => Err(post_not_found(id)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}

@@ -1,0 +1,241 @@
+//! `/api/posts` and `/api/posts/{id}`.
+
+use axum::extract::State;
+use chopin_core::error::ErrorEnvelope;
+use chopin_core::prelude::*;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ActiveValue::Unchanged, ColumnTrait, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::{Validate, ValidationError};
+
+use crate::AppState;
+use crate::entity::post;
+use crate::extract::{Id, PostFilter};
+
+/// A post as clients write it: the body of `POST /api/posts` and of `PUT /api/posts/{id}`
+/// (a full replacement: omitted optional fields take their defaults).
+#[derive(Debug, Clone, Deserialize, Serialize, Validate, ToSchema)]
+#[schema(example = json!({"title": "Hello, Chopin", "slug": "hello-chopin", "body": "First post.", "published": true}))]
+pub struct NewPost {
+    /// 1 to 200 characters.
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    /// 1 to 100 characters among lowercase ASCII letters, digits and `-`; unique across posts.
+    #[validate(length(min = 1, max = 100), custom(function = "validate_slug"))]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9-]+$")]
+    pub slug: String,
+    /// Up to 100 000 characters.
+    #[validate(length(max = 100_000))]
+    #[schema(max_length = 100_000)]
+    pub body: String,
+    /// Whether readers can see the post (default `false`: a draft).
+    #[serde(default)]
+    pub published: bool,
+}
+
+/// Checks that a slug uses only `[a-z0-9-]`.
+fn validate_slug(slug: &str) -> Result<(), ValidationError> {
+    if slug
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(ValidationError::new("slug")
+            .with_message("may contain only lowercase letters, digits and hyphens".into()))
+    }
+}
+
+/// A post as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostView {
+    /// The post's id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// Unique URL-friendly name.
+    pub slug: String,
+    /// Body text.
+    pub body: String,
+    /// Whether readers can see the post.
+    pub published: bool,
+    /// Creation time (RFC 3339, UTC).
+    #[serde(serialize_with = "super::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Time of the last update (RFC 3339, UTC).
+    #[serde(serialize_with = "super::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<post::Model> for PostView {
+    fn from(m: post::Model) -> Self {
+        PostView {
+            id: m.id,
+            title: m.title,
+            slug: m.slug,
+            body: m.body,
+            published: m.published,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// The 404 of a post that does not exist.
+pub(crate) fn post_not_found(id: i64) -> ChopinError {
+    ChopinError::NotFound(format!("post {id} not found"))
+}
+
+/// List posts, newest first.
+#[utoipa::path(
+    get,
+    path = "/posts",
+    tag = "posts",
+    params(Pagination, PostFilter),
+    responses(
+        (status = 200, description = "A page of posts, with `meta.total`.", body = ApiResponse<Vec<PostView>>),
+        (status = 400, description = "Invalid pagination or filter (`INVALID_QUERY`).", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_posts(
+    State(state): State<AppState>,
+    page: Pagination,
+    filter: PostFilter,
+) -> Result<ApiResponse<Vec<PostView>>, ChopinError> {
+    let mut query = post::Entity::find();
+    if let Some(published) = filter.published {
+        query = query.filter(post::Column::Published.eq(published));
+    }
+    let total = query.clone().count(&*state.db).await?;
+    let posts = query
+        .order_by_desc(post::Column::CreatedAt)
+        .order_by_desc(post::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .all(&*state.db)
+        .await?;
+    let items = posts.into_iter().map(PostView::from).collect();
+    Ok(ApiResponse::paginated(items, &page, Some(total)))
+}
+
+/// Create a post.
+#[utoipa::path(
+    post,
+    path = "/posts",
+    tag = "posts",
+    request_body = NewPost,
+    responses(
+        (status = 201, description = "The created post.", body = ApiResponse<PostView>),
+        (status = 400, description = "Malformed JSON.", body = ErrorEnvelope),
+        (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
+        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
+    )
+)]
+pub async fn create_post(
+    State(state): State<AppState>,
+    ValidJson(input): ValidJson<NewPost>,
+) -> Result<ApiResponse<PostView>, ChopinError> {
+    let now = super::now();
+    let created = post::ActiveModel {
+        title: Set(input.title),
+        slug: Set(input.slug),
+        body: Set(input.body),
+        published: Set(input.published),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&*state.db)
+    .await?;
+    Ok(ApiResponse::created(created.into()))
+}
+
+/// Show one post.
+#[utoipa::path(
+    get,
+    path = "/posts/{id}",
+    tag = "posts",
+    params(Id),
+    responses(
+        (status = 200, description = "The post.", body = ApiResponse<PostView>),
+        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
+        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
+    )
+)]
+pub async fn get_post(
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<ApiResponse<PostView>, ChopinError> {
+    let post = post::Entity::find_by_id(id)
+        .one(&*state.db)
+        .await?
+        .ok_or_else(|| post_not_found(id))?;
+    Ok(ApiResponse::success(post.into()))
+}
+
+/// Replace a post (every field; `created_at` is kept, `updated_at` is set to now).
+#[utoipa::path(
+    put,
+    path = "/posts/{id}",
+    tag = "posts",
+    params(Id),
+    request_body = NewPost,
+    responses(
+        (status = 200, description = "The updated post.", body = ApiResponse<PostView>),
+        (status = 400, description = "Malformed JSON, or the id is not a positive integer.", body = ErrorEnvelope),
+        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
+        (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
+        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
+    )
+)]
+pub async fn update_post(
+    State(state): State<AppState>,
+    Id(id): Id,
+    ValidJson(input): ValidJson<NewPost>,
+) -> Result<ApiResponse<PostView>, ChopinError> {
+    let update = post::ActiveModel {
+        id: Unchanged(id),
+        title: Set(input.title),
+        slug: Set(input.slug),
+        body: Set(input.body),
+        published: Set(input.published),
+        updated_at: Set(super::now()),
+        ..Default::default()
+    };
+    // One UPDATE; no row matched means the post does not exist.
+    match update.update(&*state.db).await {
+        Ok(post) => Ok(ApiResponse::success(post.into())),
+        Err(DbErr::RecordNotUpdated) => Err(post_not_found(id)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Delete a post and its comments.
+#[utoipa::path(
+    delete,
+    path = "/posts/{id}",
+    tag = "posts",
+    params(Id),
+    responses(
+        (status = 204, description = "Deleted, with its comments."),
+        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
+        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
+    )
+)]
+pub async fn delete_post(
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<ApiResponse<()>, ChopinError> {
+    let result = post::Entity::delete_by_id(id).exec(&*state.db).await?;
+    if result.rows_affected == 0 {
+        return Err(post_not_found(id));
+    }
+    Ok(ApiResponse::no_content())
+}

@@ -1,0 +1,71 @@
+//! # Chopin blog
+//!
+//! Chopin's main example: a small JSON API of posts and comments, on SQLite by default
+//! (`DATABASE_URL` unset → `sqlite://chopin.db`, created on first run) or PostgreSQL
+//! (`DATABASE_URL=postgres://…`).
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | `GET` | `/api/posts` | newest first; `?limit&offset` or `?page&per_page`; `?published=true\|false` |
+//! | `POST` | `/api/posts` | 201; 409 on a duplicate slug; 422 on invalid fields |
+//! | `GET` | `/api/posts/{id}` | 404 when missing |
+//! | `PUT` | `/api/posts/{id}` | full replacement |
+//! | `DELETE` | `/api/posts/{id}` | 204; deletes the post's comments too |
+//! | `GET` | `/api/posts/{id}/comments` | oldest first, paginated |
+//! | `POST` | `/api/posts/{id}/comments` | 201 |
+//!
+//! The OpenAPI spec is served at `/openapi.json` and the docs UI at `/docs` (outside
+//! production); `/health/live` and `/health/ready` (which pings the database) are built in.
+//!
+//! The library builds the application, so that `main` and the tests run the same code:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = chopin_core::Config::from_env()?;
+//! blog::app(config).await?.serve().await?;
+//! # Ok(()) }
+//! ```
+
+use chopin_core::db::{Db, DbError};
+use chopin_core::{App, Config};
+use sea_orm_migration::MigratorTrait;
+
+pub mod api;
+pub mod entity;
+pub mod extract;
+pub mod migration;
+
+/// State shared by every handler (through axum's `State` extractor).
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database pool.
+    pub db: Db,
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be reached or is misconfigured.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sea_orm::DbErr),
+}
+
+/// Connect the database named by `config.database`, apply pending migrations, and assemble the
+/// application: the `/api` routes and their OpenAPI spec, database readiness check, and
+/// Chopin's default layers.
+pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
+    let db = Db::connect(&config.database).await?;
+    migration::Migrator::up(db.conn(), None).await?;
+    Ok(App::with_state(config, AppState { db: db.clone() })
+        .database(&db)
+        .api(api::router())
+        .openapi_info("Chopin blog", env!("CARGO_PKG_VERSION")))
+}
+
+/// [`app`], finished into a router: for tests and for embedding in a larger axum service.
+pub async fn build_app(config: Config) -> Result<axum::Router, StartError> {
+    Ok(app(config).await?.into_router())
+}
