@@ -26,6 +26,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use chopin_core::db::{Db, DbError};
 use chopin_core::{App, Config};
 use sea_orm_migration::MigratorTrait;

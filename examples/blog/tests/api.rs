@@ -508,6 +508,20 @@ async fn exercise_api(router: Router, db: &Db) {
     assert_eq!(orphans, 0, "comments are deleted with their post");
     assert_eq!(total_posts(&client).await, 2);
 
+    // Unknown routes and wrong methods under `/api` answer in the envelope too.
+    assert_error(
+        &client.get("/api/nope").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &client
+            .patch_json(&format!("/api/posts/{third_id}"), &json!({}))
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    );
+
     // Health: the database is registered in the readiness check.
     let ready = client.get("/health/ready").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
