@@ -462,6 +462,8 @@ impl From<sea_orm::DbErr> for ChopinError {
         }
         match err {
             DbErr::RecordNotFound(what) => ChopinError::NotFound(what),
+            // An UPDATE by primary key that matched no row.
+            DbErr::RecordNotUpdated => ChopinError::NotFound("no such record".into()),
             DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ChopinError::ServiceUnavailable {
                 message: "the database is busy; retry shortly".into(),
                 retry_after: DEFAULT_RETRY_AFTER,

@@ -68,6 +68,7 @@ impl PageMeta {
 /// In `#[utoipa::path]` responses, write `body = ApiResponse<Post>`: the schema is the
 /// envelope around `Post`.
 #[derive(Debug, Clone, ToSchema)]
+#[schema(description = "Success envelope: `success` is always true; `meta` is present on paginated lists only.")]
 #[must_use]
 pub struct ApiResponse<T> {
     /// Always `true`.
@@ -76,6 +77,7 @@ pub struct ApiResponse<T> {
     /// The payload.
     data: T,
     /// Pagination metadata; present on paginated lists only.
+    #[schema(nullable = false)]
     meta: Option<PageMeta>,
     #[schema(ignore)]
     status: StatusCode,

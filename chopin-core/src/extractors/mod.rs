@@ -6,8 +6,10 @@
 
 mod json;
 mod pagination;
+mod path_query;
 mod valid;
 
 pub use json::Json;
 pub use pagination::{Pagination, PaginationConfig};
+pub use path_query::{Path, Query};
 pub use valid::ValidJson;
