@@ -176,6 +176,8 @@ where
         if self.config.openapi.enabled {
             router = router.merge(openapi::spec_routes(&self.spec, &self.config.openapi));
         }
+        // Page-size limits for the `Pagination` extractor, whatever the layer stack.
+        let router = router.layer(axum::Extension(self.config.pagination));
         self.layers.apply(router)
     }
 

@@ -140,7 +140,7 @@ pub struct CorsConfig {
 }
 
 impl CorsConfig {
-    /// `true` when any origin is allowed.
+    /// `true` when at least one origin is configured (CORS is then enabled).
     pub fn is_open(&self) -> bool {
         !self.origins.is_empty()
     }
@@ -208,17 +208,25 @@ pub struct Config {
 pub struct ConfigProblem {
     /// The environment variable.
     pub variable: &'static str,
-    /// The offending value (redacted for secrets).
+    /// The offending value, as given.
     pub value: String,
     /// What is wrong with it.
     pub problem: String,
 }
 
 /// Start-up error listing every invalid configuration value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     /// All problems found, in variable order.
     pub problems: Vec<ConfigProblem>,
+}
+
+/// `Debug` prints the readable list too, so `main` returning `Result<_, Box<dyn Error>>` shows
+/// a useful message when configuration fails.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -335,10 +343,12 @@ impl Config {
     /// in the environment take precedence over it. The file is read, never written into the
     /// process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        let env_name = std::env::var("CHOPIN_ENV").ok();
+        let env_name = std::env::var("CHOPIN_ENV")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         let development = env_name
             .as_deref()
-            .map(|v| v.parse::<Environment>() == Ok(Environment::Development))
+            .map(|v| v.trim().parse::<Environment>() == Ok(Environment::Development))
             .unwrap_or(true);
         let mut dotenv = HashMap::new();
         if development && let Ok(iter) = dotenvy::from_path_iter(".env") {
@@ -346,7 +356,14 @@ impl Config {
                 dotenv.insert(key, value);
             }
         }
-        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
+        Config::from_lookup(|name| {
+            let from_process = std::env::var(name).ok();
+            if name == "CHOPIN_ENV" {
+                // The environment decides whether `.env` is read, so `.env` cannot change it.
+                return from_process;
+            }
+            from_process.or_else(|| dotenv.get(name).cloned())
+        })
     }
 
     /// Build a configuration from any variable source (useful in tests: no global state).

@@ -4,7 +4,7 @@
 //! itself, so that pool settings, SQLite pragmas and pool statistics are under the
 //! application's control:
 //!
-//! * `DATABASE_URL` chooses the backend: `sqlite://app.db` (the default, file created if
+//! * `DATABASE_URL` chooses the backend: `sqlite://chopin.db` (the default, file created if
 //!   missing; needs the `sqlite` feature) or `postgres://…` (needs the `postgres` feature).
 //! * Pool settings come from the URL's query string (`max_connections`, `min_connections`,
 //!   `acquire_timeout`, `idle_timeout`, `max_lifetime`; removed before the driver sees the

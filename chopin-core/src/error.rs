@@ -31,7 +31,8 @@ use crate::json;
 pub enum ErrorCode {
     /// 400: the request is malformed in a way no more specific code describes.
     BadRequest,
-    /// 400: the body is not syntactically valid JSON (the message gives line and column).
+    /// 400: the body is not syntactically valid JSON (the message gives line and column, or the
+    /// byte offset for invalid UTF-8).
     MalformedJson,
     /// 400: a query-string parameter is missing, malformed or out of range.
     InvalidQuery,
@@ -587,10 +588,10 @@ fn describe_validation(
     let p = |k: &str| params.get(k).map(|v| v.to_string());
     match code {
         "length" => match (p("min"), p("max"), p("equal")) {
-            (_, _, Some(eq)) => format!("must have exactly {eq} characters"),
-            (Some(min), Some(max), _) => format!("must have between {min} and {max} characters"),
-            (Some(min), None, _) => format!("must have at least {min} characters"),
-            (None, Some(max), _) => format!("must have at most {max} characters"),
+            (_, _, Some(eq)) => format!("length must be exactly {eq}"),
+            (Some(min), Some(max), _) => format!("length must be between {min} and {max}"),
+            (Some(min), None, _) => format!("length must be at least {min}"),
+            (None, Some(max), _) => format!("length must be at most {max}"),
             _ => "has an invalid length".into(),
         },
         "range" => match (p("min"), p("max")) {

@@ -40,7 +40,7 @@ impl std::fmt::Debug for HealthChecks {
 
 impl HealthChecks {
     /// Register a check. The future resolves to `Err(reason)` when the dependency is not
-    /// usable; the reason is logged, never sent to clients.
+    /// usable; the reason is logged, and appears in the error's `detail` only in development.
     pub fn add<F, Fut>(&mut self, name: impl Into<String>, check: F)
     where
         F: Fn() -> Fut + Send + Sync + 'static,

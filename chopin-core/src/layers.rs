@@ -38,7 +38,6 @@ use tracing::Level;
 use crate::config::{Config, CorsConfig};
 use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId};
 use crate::error::ChopinError;
-use crate::extractors::PaginationConfig;
 
 /// The request-id header, `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -66,8 +65,6 @@ pub struct Layers {
     pub body_limit: Option<usize>,
     /// Show internal error details (error chains, panic messages) in error bodies.
     pub expose_internal_errors: bool,
-    /// Page-size limits for the [`Pagination`](crate::extractors::Pagination) extractor.
-    pub pagination: PaginationConfig,
 }
 
 impl Layers {
@@ -82,7 +79,6 @@ impl Layers {
             timeout: config.http.request_timeout,
             body_limit: Some(config.http.body_limit),
             expose_internal_errors: config.environment.is_development(),
-            pagination: config.pagination,
         }
     }
 
@@ -98,7 +94,6 @@ impl Layers {
             timeout: None,
             body_limit: None,
             expose_internal_errors: false,
-            pagination: PaginationConfig::default(),
         }
     }
 
@@ -107,8 +102,7 @@ impl Layers {
     pub fn apply(&self, router: Router) -> Router {
         let mut router = router
             .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            .layer(axum::Extension(self.pagination));
+            .method_not_allowed_fallback(method_not_allowed);
         if let Some(limit) = self.body_limit {
             router = router
                 .layer(DefaultBodyLimit::max(limit))

@@ -3,7 +3,7 @@
 //!
 //! Service-backed helpers read their server's address from the environment
 //! (`CHOPIN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`). When the
-//! server is unreachable they return `None` after printing why — unless `CI=true`, where an
+//! server is unreachable they return `None` after printing why — unless `CI` is `true` or `1`, where an
 //! unreachable service is a test failure, never a skip.
 
 use axum::Router;
