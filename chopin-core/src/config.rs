@@ -286,8 +286,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
     match s.to_ascii_lowercase().as_str() {
-        "off" | "none" | "0" => Ok(None),
-        _ => parse_duration(s).map(Some),
+        "off" | "none" => Ok(None),
+        // A zero timeout would fail every request: zero means off, however it is written.
+        _ => parse_duration(s).map(|d| (!d.is_zero()).then_some(d)),
     }
 }
 

@@ -468,7 +468,7 @@ impl From<sea_orm::DbErr> for ChopinError {
             DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ChopinError::ServiceUnavailable {
                 message: "the database is busy; retry shortly".into(),
                 retry_after: DEFAULT_RETRY_AFTER,
-                source: Some(Box::new(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))),
+                source: Some(Box::new(ConnAcquireErr::Timeout)),
             },
             DbErr::ConnectionAcquire(e) => ChopinError::ServiceUnavailable {
                 message: "the database is unavailable".into(),

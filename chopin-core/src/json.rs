@@ -4,7 +4,8 @@
 //! SIMD-accelerated JSON library with a serde-compatible API. Request bodies, response bodies
 //! and (later) cached values all go through it, so there is one set of behaviours to learn:
 //!
-//! * decoding rejects invalid UTF-8, trailing garbage and nesting deeper than 255 levels;
+//! * decoding rejects invalid UTF-8, trailing garbage and nesting deeper than [`MAX_DEPTH`]
+//!   (64) levels;
 //! * syntax errors report line and column; type errors report the path of the offending field.
 //!
 //! ## CPU features
@@ -23,6 +24,12 @@ use serde::de::DeserializeOwned;
 /// Initial capacity of response buffers: large enough for typical small API responses so
 /// that most serialisations never reallocate.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 256;
+
+/// Deepest nesting of arrays and objects that [`from_slice`] accepts; deeper documents are a
+/// [`DecodeError::Syntax`]. Decoding recurses once per level, and in debug builds a level can
+/// take over 10 KiB of stack (into `serde_json::Value`), so this limit — not sonic-rs's own 255
+/// — is what keeps a hostile document from overflowing a 2 MiB thread stack.
+pub const MAX_DEPTH: usize = 64;
 
 /// Serialising a value failed (a `Serialize` impl returned an error, or a map had non-string
 /// keys).
@@ -99,6 +106,7 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
     let text = std::str::from_utf8(input).map_err(|e| DecodeError::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
+    check_depth(input)?;
     let mut de = sonic_rs::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -106,6 +114,47 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
     })?;
     de.end().map_err(|e| classify(e, String::new()))?;
     Ok(value)
+}
+
+/// Reject documents nesting arrays and objects deeper than [`MAX_DEPTH`], before any recursion.
+fn check_depth(input: &[u8]) -> Result<(), DecodeError> {
+    // Fast path: a document with no more opening brackets than the limit cannot exceed it.
+    if input.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in input.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let before = &input[..i];
+                    let line_start = before
+                        .iter()
+                        .rposition(|&c| c == b'\n')
+                        .map_or(0, |p| p + 1);
+                    return Err(DecodeError::Syntax {
+                        message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                        line: 1 + before.iter().filter(|&&c| c == b'\n').count(),
+                        column: i - line_start + 1,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Decode a complete JSON document from a string.

