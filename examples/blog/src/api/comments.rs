@@ -33,6 +33,7 @@ pub struct NewComment {
 
 /// A comment as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CommentView {
     /// The comment's id.
     pub id: i64,

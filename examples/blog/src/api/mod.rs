@@ -11,6 +11,7 @@ use serde::Serializer;
 use crate::AppState;
 
 pub mod comments;
+pub mod passthrough;
 pub mod posts;
 
 /// All API routes, nested under `/api`.
@@ -22,7 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
             posts::update_post,
             posts::delete_post
         ))
-        .routes(routes!(comments::list_comments, comments::create_comment));
+        .routes(routes!(comments::list_comments, comments::create_comment))
+        .routes(routes!(passthrough::list_posts))
+        .routes(routes!(passthrough::get_post));
     OpenApiRouter::new().nest("/api", api)
 }
 

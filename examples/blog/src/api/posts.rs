@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
+use chopin_core::passthrough::JsonProjection;
 use chopin_core::prelude::*;
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -52,7 +53,12 @@ fn validate_slug(slug: &str) -> Result<(), ValidationError> {
 }
 
 /// A post as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+///
+/// The same struct serves both read paths: the model path serialises it with serde, and the
+/// pass-through path has the database build exactly this JSON from the SQL that
+/// [`JsonProjection`] derives (see [`super::passthrough`]).
+#[derive(Debug, Clone, Serialize, ToSchema, JsonProjection)]
+#[serde(rename_all = "camelCase")]
 pub struct PostView {
     /// The post's id.
     pub id: i64,
@@ -63,12 +69,21 @@ pub struct PostView {
     /// Body text.
     pub body: String,
     /// Whether readers can see the post.
+    #[projection(postgres = r#""published""#, sqlite = r#"json(iif("published", 'true', 'false'))"#)]
     pub published: bool,
-    /// Creation time (RFC 3339, UTC).
+    /// Creation time (RFC 3339, UTC, milliseconds).
     #[serde(serialize_with = "super::rfc3339")]
+    #[projection(
+        postgres = r#"to_char("created_at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
+        sqlite = r#"strftime('%Y-%m-%dT%H:%M:%fZ', "created_at")"#
+    )]
     pub created_at: DateTime<Utc>,
-    /// Time of the last update (RFC 3339, UTC).
+    /// Time of the last update (RFC 3339, UTC, milliseconds).
     #[serde(serialize_with = "super::rfc3339")]
+    #[projection(
+        postgres = r#"to_char("updated_at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
+        sqlite = r#"strftime('%Y-%m-%dT%H:%M:%fZ', "updated_at")"#
+    )]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -86,9 +101,14 @@ impl From<post::Model> for PostView {
     }
 }
 
+/// The message of the 404 of a post that does not exist.
+pub(crate) fn post_not_found_message(id: i64) -> String {
+    format!("post {id} not found")
+}
+
 /// The 404 of a post that does not exist.
 pub(crate) fn post_not_found(id: i64) -> ChopinError {
-    ChopinError::NotFound(format!("post {id} not found"))
+    ChopinError::NotFound(post_not_found_message(id))
 }
 
 /// List posts, newest first.
