@@ -1,0 +1,911 @@
+//! The pass-through responder against real SQLite files: envelope shapes, validation of text
+//! rows, string escaping, the rewriter, bound parameters, pool exhaustion and streaming
+//! (chunking, empty results, errors before and after the first row), through `App` in process
+//! and over real TCP.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use chopin_core::db::Db;
+use chopin_core::passthrough::{JsonQuery, JsonRows, JsonStream, Param, Rewriter};
+use chopin_core::prelude::*;
+use common::*;
+use http::StatusCode;
+use sea_orm::ConnectionTrait;
+use sea_orm::sqlx;
+use serde_json::{Value, json};
+
+/// A SQLite database with a small `post` table:
+///
+/// | id | title  | author_name | data                |
+/// |----|--------|-------------|---------------------|
+/// | 1  | First  | Ann         | `{"views": 10}`     |
+/// | 2  | Second | Bob         | NULL                |
+/// | 3  | Third  | Cy          | `{ "a" : [1, 2] }`  |
+/// | 4  | Fourth | Di          | `[]`                |
+/// | 5  | Fifth  | Ed          | `"str"`             |
+async fn seeded(query: &str) -> (tempfile::TempDir, Db) {
+    let (dir, db) = sqlite(query).await;
+    db.execute_unprepared(
+        r#"CREATE TABLE post (
+               id INTEGER PRIMARY KEY,
+               title TEXT NOT NULL,
+               author_name TEXT NOT NULL,
+               data TEXT
+           );
+           INSERT INTO post VALUES
+               (1, 'First', 'Ann', '{"views": 10}'),
+               (2, 'Second', 'Bob', NULL),
+               (3, 'Third', 'Cy', '{ "a" : [1, 2] }'),
+               (4, 'Fourth', 'Di', '[]'),
+               (5, 'Fifth', 'Ed', '"str"');"#,
+    )
+    .await
+    .expect("seed");
+    (dir, db)
+}
+
+const POSTS: &str = "SELECT json_object('id', id, 'title', title) FROM post ORDER BY id";
+
+/// `WITH RECURSIVE` producing `n` = 1..=100000.
+macro_rules! series_100k {
+    ($select:literal) => {
+        concat!(
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100000) ",
+            $select
+        )
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes.
+
+#[tokio::test]
+async fn list_is_the_success_envelope() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/posts", |db| async move {
+            JsonQuery::new(POSTS).list(&db).await
+        })
+        .client(&db);
+    let res = c.get("/posts").await;
+    assert_eq!(
+        ok_body(&res),
+        br#"{"success":true,"data":[{"id":1,"title":"First"},{"id":2,"title":"Second"},{"id":3,"title":"Third"},{"id":4,"title":"Fourth"},{"id":5,"title":"Fifth"}]}"#
+    );
+}
+
+async fn paged_posts(State(db): State<Db>, page: Pagination) -> Result<JsonRows, ChopinError> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
+        .fetch_one(db.sqlite_pool().expect("SQLite"))
+        .await?;
+    let rows = JsonQuery::new(
+        "SELECT json_object('id', id, 'title', title) FROM post ORDER BY id LIMIT ? OFFSET ?",
+    )
+    .bind(page.limit as i64)
+    .bind(page.offset as i64)
+    .list(&db)
+    .await?;
+    Ok(rows.paginated(&page, Some(total as u64)))
+}
+
+#[tokio::test]
+async fn paginated_list_has_meta_with_total() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new().route("/posts", get(paged_posts)).client(&db);
+    let res = c.get("/posts?limit=2&offset=1").await;
+    assert_eq!(
+        ok_body(&res),
+        br#"{"success":true,"data":[{"id":2,"title":"Second"},{"id":3,"title":"Third"}],"meta":{"limit":2,"offset":1,"total":5}}"#
+    );
+    // Past the end: an empty page that still reports the total.
+    let res = c.get("/posts?page=4&per_page=2").await;
+    assert_eq!(
+        ok_body(&res),
+        br#"{"success":true,"data":[],"meta":{"limit":2,"offset":6,"total":5}}"#
+    );
+    // The defaults of the Pagination extractor.
+    let res = c.get("/posts").await;
+    assert_eq!(
+        res.value()["meta"],
+        json!({"limit": 20, "offset": 0, "total": 5})
+    );
+    assert_eq!(res.value()["data"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn empty_list() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/none", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
+                .list(&db)
+                .await
+        })
+        .get("/none/graphql", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
+                .graphql(&db, "posts")
+                .await
+        })
+        .client(&db);
+    assert_eq!(
+        ok_body(&c.get("/none").await),
+        br#"{"success":true,"data":[]}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/none/graphql").await),
+        br#"{"data":{"posts":[]}}"#
+    );
+}
+
+async fn show_post(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new("SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?")
+        .bind(id)
+        .not_found(format!("post {id} not found"))
+        .one(&db)
+        .await
+}
+
+async fn post_data(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new("SELECT data FROM post WHERE id = ?")
+        .bind(id)
+        .one(&db)
+        .await
+}
+
+async fn maybe_post(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new("SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?")
+        .bind(id)
+        .optional(&db)
+        .await
+}
+
+#[tokio::test]
+async fn one_optional_null_and_not_found() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .route("/posts/{id}", get(show_post))
+        .route("/posts/{id}/data", get(post_data))
+        .route("/maybe/{id}", get(maybe_post))
+        .get("/first", |db| async move {
+            // Several rows: `one` answers the first.
+            JsonQuery::new(POSTS).one(&db).await
+        })
+        .client(&db);
+
+    assert_eq!(
+        ok_body(&c.get("/posts/2").await),
+        br#"{"success":true,"data":{"id":2,"title":"Second"}}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/first").await),
+        br#"{"success":true,"data":{"id":1,"title":"First"}}"#
+    );
+    // No row: 404 with the query's message …
+    assert_error(
+        &c.get("/posts/99").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "post 99 not found",
+    );
+    // … or the default one.
+    assert_error(
+        &c.get("/posts/99/data").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "resource not found",
+    );
+    // A row whose value is SQL NULL: `"data":null`, not a 404.
+    assert_eq!(
+        ok_body(&c.get("/posts/2/data").await),
+        br#"{"success":true,"data":null}"#
+    );
+    // A non-object row (validated and minified).
+    assert_eq!(
+        ok_body(&c.get("/posts/3/data").await),
+        br#"{"success":true,"data":{"a":[1,2]}}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/posts/5/data").await),
+        br#"{"success":true,"data":"str"}"#
+    );
+    // `optional`: null when there is no row, the object otherwise.
+    assert_eq!(
+        ok_body(&c.get("/maybe/99").await),
+        br#"{"success":true,"data":null}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/maybe/1").await),
+        br#"{"success":true,"data":{"id":1,"title":"First"}}"#
+    );
+}
+
+#[tokio::test]
+async fn graphql_envelope() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/graphql", |db| async move {
+            JsonQuery::new(
+                "SELECT json_object('id', id, 'title', title) FROM post WHERE id <= 2 ORDER BY id",
+            )
+            .graphql(&db, "posts")
+            .await
+        })
+        .get("/graphql/odd", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id = 1")
+                .graphql(&db, "we\"ird\\field\nname")
+                .await
+        })
+        .client(&db);
+    assert_eq!(
+        ok_body(&c.get("/graphql").await),
+        br#"{"data":{"posts":[{"id":1,"title":"First"},{"id":2,"title":"Second"}]}}"#
+    );
+    // A field name that needs escaping is escaped (once) and parses back to itself.
+    let res = c.get("/graphql/odd").await;
+    let body = ok_body(&res);
+    assert!(!body.contains(&b'\n'), "raw newline in {}", res.text());
+    assert_eq!(
+        res.value(),
+        json!({"data": {"we\"ird\\field\nname": [{"id": 1}]}})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text rows: validation, trust_text, row counts.
+
+#[tokio::test]
+async fn text_rows_are_validated_and_minified() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/data", |db| async move {
+            JsonQuery::new("SELECT data FROM post ORDER BY id")
+                .list(&db)
+                .await
+        })
+        .client(&db);
+    // Whitespace removed, NULL rows written as null, non-object rows kept.
+    assert_eq!(
+        ok_body(&c.get("/data").await),
+        br#"{"success":true,"data":[{"views":10},null,{"a":[1,2]},[],"str"]}"#
+    );
+}
+
+#[tokio::test]
+async fn invalid_json_text_is_a_500_never_a_broken_body() {
+    let (_dir, db) = seeded("").await;
+    db.execute_unprepared(r#"INSERT INTO post VALUES (6, 'Broken', 'Fay', '{"broken": ')"#)
+        .await
+        .unwrap();
+    let routes = || {
+        Routes::new()
+            .get("/data", |db| async move {
+                JsonQuery::new("SELECT data FROM post ORDER BY id")
+                    .list(&db)
+                    .await
+            })
+            .get("/data/6", |db| async move {
+                JsonQuery::new("SELECT data FROM post WHERE id = 6")
+                    .one(&db)
+                    .await
+            })
+            .get("/data/graphql", |db| async move {
+                JsonQuery::new("SELECT data FROM post ORDER BY id")
+                    .graphql(&db, "data")
+                    .await
+            })
+            .get("/trusted/6", |db| async move {
+                JsonQuery::new("SELECT data FROM post WHERE id = 6")
+                    .trust_text()
+                    .list(&db)
+                    .await
+            })
+            .get("/trusted/3", |db| async move {
+                JsonQuery::new("SELECT data FROM post WHERE id = 3")
+                    .trust_text()
+                    .one(&db)
+                    .await
+            })
+    };
+    let c = routes().client(&db);
+    // The invalid row is the last one: five valid rows were already written, and still the
+    // whole response is a clean 500 envelope.
+    for uri in ["/data", "/data/6", "/data/graphql"] {
+        let res = c.get(uri).await;
+        assert_internal(&res);
+        assert!(!res.text().contains("broken"), "{uri}: {}", res.text());
+    }
+    // In development the cause is in `detail`.
+    let res = routes()
+        .client_in(&db, Environment::Development)
+        .get("/data")
+        .await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let detail = res.value()["error"]["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("not valid JSON"), "{detail}");
+
+    // `trust_text()` is the handler's promise that the SQL itself builds valid JSON (for
+    // example with `json_object`): the text is copied unchecked and unchanged. Break the
+    // promise and the body is broken — which is why it must never be used on stored text.
+    let res = c.get("/trusted/6").await;
+    assert_eq!(ok_body(&res), br#"{"success":true,"data":[{"broken": ]}"#);
+    assert!(serde_json::from_slice::<Value>(&res.body).is_err());
+    // Valid text keeps its exact spelling (no minification either).
+    assert_eq!(
+        ok_body(&c.get("/trusted/3").await),
+        br#"{"success":true,"data":{ "a" : [1, 2] }}"#
+    );
+}
+
+#[tokio::test]
+async fn non_text_column_is_a_500() {
+    // SQLite rows must be text (what `json_object` returns); an integer is refused rather than
+    // guessed at.
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/int", |db| async move {
+            JsonQuery::new("SELECT 1").list(&db).await
+        })
+        .client(&db);
+    assert_internal(&c.get("/int").await);
+}
+
+#[tokio::test]
+async fn empty_null_one_and_many_rows() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/nulls", |db| async move {
+            JsonQuery::new(
+                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 4) \
+                 SELECT CASE WHEN n % 2 = 0 THEN NULL ELSE json_object('n', n) END FROM s",
+            )
+            .list(&db)
+            .await
+        })
+        .get("/one", |db| async move {
+            JsonQuery::new("SELECT json_object('n', 1)").list(&db).await
+        })
+        .get("/many", |db| async move {
+            JsonQuery::new(series_100k!(
+                "SELECT json_object('n', n, 'half', n / 2.0, 'name', 'row ' || n) FROM s"
+            ))
+            .list(&db)
+            .await
+        })
+        .client(&db);
+    assert_eq!(
+        ok_body(&c.get("/nulls").await),
+        br#"{"success":true,"data":[{"n":1},null,{"n":3},null]}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/one").await),
+        br#"{"success":true,"data":[{"n":1}]}"#
+    );
+    let res = c.get("/many").await;
+    ok_body(&res);
+    let body = res.value();
+    assert_eq!(body["success"], true);
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 100_000);
+    assert_eq!(rows[0], json!({"n": 1, "half": 0.5, "name": "row 1"}));
+    assert_eq!(
+        rows[49_999],
+        json!({"n": 50_000, "half": 25_000.0, "name": "row 50000"})
+    );
+    assert_eq!(
+        rows[99_999],
+        json!({"n": 100_000, "half": 50_000.0, "name": "row 100000"})
+    );
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["n"], i + 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings.
+
+const TRICKY: &[&str] = &[
+    "plain",
+    "double \" quote",
+    "single ' quote",
+    "back\\slash",
+    "line\nbreak",
+    "tab\there",
+    "cr\r and ff\u{c} and bs\u{8}",
+    "ctrl \u{1} \u{1f} del \u{7f}",
+    "unicode é ß 中文",
+    "emoji 😀🎉 and 𝄞",
+    "looks escaped: \\u00e9 \\n \\\"",
+    "</script><!--",
+    "separators \u{2028}\u{2029}",
+    "",
+];
+
+#[tokio::test]
+async fn strings_round_trip_without_double_escaping() {
+    let (_dir, db) = seeded("").await;
+    db.execute_unprepared("CREATE TABLE s (id INTEGER PRIMARY KEY, s TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let pool = db.sqlite_pool().unwrap();
+    for (i, s) in TRICKY.iter().enumerate() {
+        sqlx::query("INSERT INTO s (id, s) VALUES (?, ?)")
+            .bind(i as i64)
+            .bind(*s)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let c = Routes::new()
+        .get("/s", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id, 's', s) FROM s ORDER BY id")
+                .list(&db)
+                .await
+        })
+        .get("/bound", |db| async move {
+            // Straight from a parameter into json_object, no table.
+            JsonQuery::new("SELECT json_object('s', ?)")
+                .bind("line\nbreak \"q\" \\ \u{1} 😀")
+                .one(&db)
+                .await
+        })
+        .client(&db);
+    let res = c.get("/s").await;
+    let body = ok_body(&res).to_vec();
+    let value = res.value();
+    let rows = value["data"].as_array().unwrap();
+    assert_eq!(rows.len(), TRICKY.len());
+    for (i, s) in TRICKY.iter().enumerate() {
+        assert_eq!(rows[i], json!({"id": i, "s": s}), "string {i}: {s:?}");
+    }
+    // Escaped exactly once: a newline is `\n` in the body, never `\\n`, and never raw.
+    assert_eq!(count(&body, br#""line\nbreak""#), 1, "{}", res.text());
+    assert_eq!(count(&body, br#"line\\nbreak"#), 0);
+    assert_eq!(count(&body, br#""tab\there""#), 1);
+    assert!(!body.contains(&b'\n') && !body.contains(&b'\t') && !body.contains(&1));
+
+    let res = c.get("/bound").await;
+    assert_eq!(
+        res.value(),
+        json!({"success": true, "data": {"s": "line\nbreak \"q\" \\ \u{1} 😀"}})
+    );
+    assert!(res.text().contains(r#"line\nbreak"#), "{}", res.text());
+}
+
+#[tokio::test]
+async fn stored_json_text_keeps_its_escapes() {
+    let (_dir, db) = seeded("").await;
+    db.execute_unprepared(
+        r#"INSERT INTO post VALUES (6, 'Esc', 'Gus', '{"s": "\u00e9\ud83d\ude00 \n \"q\" \\"}')"#,
+    )
+    .await
+    .unwrap();
+    let c = Routes::new()
+        .get("/esc", |db| async move {
+            JsonQuery::new("SELECT data FROM post WHERE id = 6")
+                .one(&db)
+                .await
+        })
+        .client(&db);
+    let res = c.get("/esc").await;
+    // Validated and minified, but strings are copied byte for byte: nothing decoded, nothing
+    // re-escaped.
+    assert_eq!(
+        ok_body(&res),
+        br#"{"success":true,"data":{"s":"\u00e9\ud83d\ude00 \n \"q\" \\"}}"#
+    );
+    assert_eq!(res.value()["data"]["s"], "é😀 \n \"q\" \\");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rewriter on real rows.
+
+const NESTED: &str = "SELECT json_object(
+        '__typename', 'Old',
+        'post_id', id,
+        'post_title', title,
+        'secret_field', 'hidden',
+        'author_info', json_object(
+            'user_id', 7,
+            'display_name', author_name,
+            '__typename', 'Author',
+            'home_address', json_object('zip_code', '75001')),
+        'tag_list', json_array(json_object('tag_id', 1, 'tag_name', 'snake_value')))
+    FROM post WHERE id <= 2 ORDER BY id";
+
+fn post_rewriter() -> Rewriter {
+    Rewriter::new().camel_case(true).typename("Post").project([
+        "postId",
+        "postTitle",
+        "authorInfo",
+        "tagList",
+    ])
+}
+
+fn rewritten_post(id: u8, title: &str, author: &str) -> String {
+    format!(
+        r#"{{"__typename":"Post","postId":{id},"postTitle":"{title}","authorInfo":{{"userId":7,"displayName":"{author}","__typename":"Author","homeAddress":{{"zipCode":"75001"}}}},"tagList":[{{"tagId":1,"tagName":"snake_value"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn rewriter_camel_case_typename_and_projection() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/list", |db| async move {
+            JsonQuery::new(NESTED)
+                .rewrite(post_rewriter())
+                .list(&db)
+                .await
+        })
+        .get("/one", |db| async move {
+            JsonQuery::new(NESTED)
+                .rewrite(post_rewriter())
+                .one(&db)
+                .await
+        })
+        .get("/stream", |db| async move {
+            JsonQuery::new(NESTED)
+                .rewrite(post_rewriter())
+                .stream(&db)
+                .await
+        })
+        .client(&db);
+    let first = rewritten_post(1, "First", "Ann");
+    let second = rewritten_post(2, "Second", "Bob");
+    // camelCase at every depth (values untouched), `__typename` replaced at the top level
+    // only (the nested one is data), projection exact (`secretField` dropped).
+    assert_eq!(
+        ok_body(&c.get("/list").await),
+        envelope(&format!("[{first},{second}]"))
+    );
+    assert_eq!(ok_body(&c.get("/one").await), envelope(&first));
+    assert_eq!(
+        ok_body(&c.get("/stream").await),
+        envelope(&format!("[{first},{second}]"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters.
+
+#[tokio::test]
+async fn parameters_are_bound_never_interpolated() {
+    let (_dir, db) = seeded("").await;
+    const BY_TITLE: &str = "SELECT json_object('id', id) FROM post WHERE title = ? ORDER BY id";
+    let attack = "x' OR '1'='1";
+    let c = Routes::new()
+        .get("/attack", move |db| async move {
+            JsonQuery::new(BY_TITLE)
+                .bind(Param::Text(attack.to_string()))
+                .list(&db)
+                .await
+        })
+        .get("/first", |db| async move {
+            JsonQuery::new(BY_TITLE).bind("First").list(&db).await
+        })
+        .client(&db);
+    // Interpolated, the condition would be true for every row.
+    assert_eq!(
+        ok_body(&c.get("/attack").await),
+        br#"{"success":true,"data":[]}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/first").await),
+        br#"{"success":true,"data":[{"id":1}]}"#
+    );
+    // It is compared as a value: a post with exactly that title matches, alone.
+    sqlx::query("INSERT INTO post (id, title, author_name) VALUES (7, ?, 'Eve')")
+        .bind(attack)
+        .execute(db.sqlite_pool().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        ok_body(&c.get("/attack").await),
+        br#"{"success":true,"data":[{"id":7}]}"#
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
+        .fetch_one(db.sqlite_pool().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(count, 6, "nothing else was touched");
+}
+
+#[tokio::test]
+async fn every_param_variant_binds() {
+    let (_dir, db) = seeded("").await;
+    let c = Routes::new()
+        .get("/params", |db| async move {
+            JsonQuery::new(
+                "SELECT json_object(
+                    'i32', ?1, 'i32_t', typeof(?1),
+                    'i64', ?2, 'i64_t', typeof(?2),
+                    'u32', ?3, 'u32_t', typeof(?3),
+                    'true', ?4, 'true_t', typeof(?4),
+                    'false', ?5, 'false_t', typeof(?5),
+                    'f64', ?6, 'f64_t', typeof(?6),
+                    'str', ?7, 'str_t', typeof(?7),
+                    'string', ?8, 'string_t', typeof(?8),
+                    'none', ?9, 'none_t', typeof(?9),
+                    'bytes', hex(?10), 'bytes_t', typeof(?10),
+                    'i16', ?11, 'u16', ?12, 'f32', ?13, 'some', ?14, 'u64', ?15,
+                    'null', ?16, 'null_t', typeof(?16))",
+            )
+            .bind(-7i32)
+            .bind(9_007_199_254_740_993i64)
+            .bind(u32::MAX)
+            .bind(true)
+            .bind(false)
+            .bind(1.5f64)
+            .bind("a'b")
+            .bind(String::from("c\"d"))
+            .bind(None::<i64>)
+            .bind(vec![0u8, 255, 127])
+            .bind(-3i16)
+            .bind(65_535u16)
+            .bind(0.25f32)
+            .bind(Some(5i32))
+            .bind(Param::try_from(42u64)?)
+            .bind(Param::Null)
+            .one(&db)
+            .await
+        })
+        .client(&db);
+    let res = c.get("/params").await;
+    ok_body(&res);
+    assert_eq!(
+        res.value()["data"],
+        json!({
+            "i32": -7, "i32_t": "integer",
+            "i64": 9_007_199_254_740_993i64, "i64_t": "integer",
+            "u32": 4_294_967_295u32, "u32_t": "integer",
+            // SQLite has no boolean type.
+            "true": 1, "true_t": "integer",
+            "false": 0, "false_t": "integer",
+            "f64": 1.5, "f64_t": "real",
+            "str": "a'b", "str_t": "text",
+            "string": "c\"d", "string_t": "text",
+            "none": null, "none_t": "null",
+            "bytes": "00FF7F", "bytes_t": "blob",
+            "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42,
+            "null": null, "null_t": "null",
+        })
+    );
+    // The conversions themselves.
+    assert_eq!(Param::from(-7i32), Param::I32(-7));
+    assert_eq!(Param::from(7u16), Param::I32(7));
+    assert_eq!(Param::from(u32::MAX), Param::I64(4_294_967_295));
+    assert_eq!(Param::from(0.5f32), Param::F64(0.5));
+    assert_eq!(Param::from("x"), Param::Text("x".into()));
+    assert_eq!(Param::from(None::<String>), Param::Null);
+    assert_eq!(Param::from(Some(true)), Param::Bool(true));
+    assert_eq!(Param::from(vec![1u8]), Param::Bytes(vec![1]));
+    assert!(Param::try_from(u64::MAX).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pool exhaustion.
+
+#[tokio::test]
+async fn pool_exhaustion_is_503_with_retry_after() {
+    let (_dir, db) = seeded("max_connections=1&acquire_timeout=300ms").await;
+    let c = Routes::new()
+        .get("/list", |db| async move {
+            JsonQuery::new(POSTS).list(&db).await
+        })
+        .get("/stream", |db| async move {
+            JsonQuery::new(POSTS).stream(&db).await
+        })
+        .client(&db);
+    assert_eq!(c.get("/list").await.status, StatusCode::OK);
+    let held = db.sqlite_pool().unwrap().acquire().await.unwrap();
+    for uri in ["/list", "/stream"] {
+        let started = std::time::Instant::now();
+        let res = c.get(uri).await;
+        assert_error(
+            &res,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "the database is busy; retry shortly",
+        );
+        assert_eq!(res.header("retry-after"), Some("1"), "{uri}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{uri}: {waited:?}");
+        assert!(waited < Duration::from_secs(3), "{uri}: {waited:?}");
+    }
+    drop(held);
+    let ok = wait_until(Duration::from_secs(3), || async {
+        c.get("/list").await.status == StatusCode::OK
+    })
+    .await;
+    assert!(ok.is_some(), "the pool recovers");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming.
+
+const STREAM_100K: &str = series_100k!("SELECT json_object('n', n) FROM s");
+
+async fn stream_100k(db: Db) -> Result<JsonStream, ChopinError> {
+    JsonQuery::new(STREAM_100K)
+        .chunk_size(4096)
+        .stream(&db)
+        .await
+}
+
+#[derive(serde::Deserialize)]
+struct NRows {
+    success: bool,
+    data: Vec<NRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct NRow {
+    n: u64,
+}
+
+fn assert_series(body: &[u8], len: u64) {
+    let parsed: NRows = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("streamed body is not the document ({e}): {}", preview(body)));
+    assert!(parsed.success);
+    assert_eq!(parsed.data.len() as u64, len);
+    for (i, row) in parsed.data.iter().enumerate() {
+        assert_eq!(row.n, i as u64 + 1);
+    }
+}
+
+#[tokio::test]
+async fn stream_100k_rows_in_bounded_chunks_in_process() {
+    let (_dir, db) = seeded("").await;
+    let router = Routes::new().get("/stream", stream_100k).router(&db);
+    let frames = frames_in_process(router, "/stream").await;
+    assert_eq!(frames.status, StatusCode::OK);
+    assert_eq!(
+        frames.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(frames.error.is_none(), "{:?}", frames.error);
+    // ~1 MB in chunks of about 4 KiB: the first chunk goes out with the first row.
+    assert_eq!(&frames.chunks[0][..], br#"{"success":true,"data":[{"n":1}"#);
+    assert!(frames.chunks.len() > 100, "{} chunks", frames.chunks.len());
+    assert!(
+        frames.largest_chunk() <= 4096 + 32,
+        "largest chunk {} bytes",
+        frames.largest_chunk()
+    );
+    assert!(
+        frames
+            .chunks
+            .last()
+            .unwrap()
+            .ends_with(br#"{"n":100000}]}"#)
+    );
+    assert_series(&frames.body(), 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_100k_rows_over_tcp() {
+    let (_dir, db) = seeded("").await;
+    let server = Routes::new().get("/stream", stream_100k).serve(&db).await;
+    let frames = frames_over_tcp(&server.url("/stream")).await;
+    assert_eq!(frames.status, StatusCode::OK);
+    assert!(frames.error.is_none(), "{:?}", frames.error);
+    assert_eq!(
+        frames
+            .headers
+            .get("transfer-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"chunked"[..])
+    );
+    assert!(frames.chunks.len() > 1, "{} chunks", frames.chunks.len());
+    assert_series(&frames.body(), 100_000);
+}
+
+#[tokio::test]
+async fn stream_empty_result() {
+    let (_dir, db) = seeded("").await;
+    let router = Routes::new()
+        .get("/stream", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
+                .stream(&db)
+                .await
+        })
+        .router(&db);
+    let frames = frames_in_process(router, "/stream").await;
+    assert_eq!(frames.status, StatusCode::OK);
+    assert!(frames.error.is_none(), "{:?}", frames.error);
+    assert_eq!(frames.body(), br#"{"success":true,"data":[]}"#);
+}
+
+#[tokio::test]
+async fn stream_error_before_the_first_row_is_an_error_envelope() {
+    let (_dir, db) = seeded("").await;
+    db.execute_unprepared(r#"INSERT INTO post VALUES (0, 'Broken', 'Fay', '{"broken": ')"#)
+        .await
+        .unwrap();
+    let c = Routes::new()
+        .get("/bad-sql", |db| async move {
+            JsonQuery::new("SELECT json_object('id', id) FROM no_such_table")
+                .stream(&db)
+                .await
+        })
+        .get("/bad-first-row", |db| async move {
+            // The invalid row (id 0) comes first.
+            JsonQuery::new("SELECT data FROM post ORDER BY id")
+                .stream(&db)
+                .await
+        })
+        .client(&db);
+    for uri in ["/bad-sql", "/bad-first-row"] {
+        let res = c.get(uri).await;
+        assert_internal(&res);
+        assert!(!res.text().contains("no_such_table"), "{}", res.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_failure_mid_stream_aborts_the_body() {
+    let (_dir, db) = seeded("").await;
+    let routes = || {
+        Routes::new()
+            .get("/sqlite-error", |db| async move {
+                // SQLite's json() raises "malformed JSON" on row 5000.
+                JsonQuery::new(series_100k!(
+                    "SELECT json(CASE WHEN n = 5000 THEN 'not json' ELSE json_object('n', n) END) FROM s"
+                ))
+                .chunk_size(4096)
+                .stream(&db)
+                .await
+            })
+            .get("/invalid-row", |db| async move {
+                // Row 5000 is text that is not JSON: Chopin's validation fails.
+                JsonQuery::new(series_100k!(
+                    "SELECT CASE WHEN n = 5000 THEN '{\"n\": 5000' ELSE json_object('n', n) END FROM s"
+                ))
+                .chunk_size(4096)
+                .stream(&db)
+                .await
+            })
+            .get("/complete", stream_100k)
+    };
+    let server = routes().serve(&db).await;
+    for uri in ["/sqlite-error", "/invalid-row"] {
+        // reqwest over TCP: a read error, a body that is not JSON.
+        let frames = frames_over_tcp(&server.url(uri)).await;
+        let body = assert_aborted(&frames);
+        // The response had started with the rows before the failing one (how many reach the
+        // client depends on what the server had flushed when it aborted the connection).
+        assert!(body.starts_with(br#"{"success":true,"data":[{"n":1}"#));
+        let rows = assert_prefix_before(&body, br#"{"n":"#, 5000);
+        eprintln!(
+            "{uri}: {rows} rows before the abort, in {} chunks",
+            frames.chunks.len()
+        );
+
+        // In process nothing is lost in transit: every chunk sent before the failure arrives,
+        // so nearly all rows before the failing one are there (only the unfinished last chunk
+        // is dropped).
+        let frames = frames_in_process(routes().router(&db), uri).await;
+        let body = assert_aborted(&frames);
+        let rows = assert_prefix_before(&body, br#"{"n":"#, 5000);
+        assert!(rows >= 4000, "{uri}: only {rows} rows before the abort");
+
+        // On the wire: a chunked body without its terminating zero-length chunk.
+        let raw = raw_http_get(server.addr, uri, Duration::from_secs(30)).await;
+        assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", preview(&raw));
+        assert!(!raw.ends_with(b"\r\n0\r\n\r\n"), "{uri}: {}", preview(&raw));
+    }
+    // The same request to a query that succeeds ends properly (so the check above can fail).
+    let raw = raw_http_get(server.addr, "/complete", Duration::from_secs(30)).await;
+    assert!(raw.ends_with(b"]}\r\n0\r\n\r\n"), "{}", preview(&raw));
+    // The pool is still usable after the aborted streams.
+    let c = Routes::new()
+        .get("/list", |db| async move {
+            JsonQuery::new(POSTS).list(&db).await
+        })
+        .client(&db);
+    assert_eq!(c.get("/list").await.status, StatusCode::OK);
+}
