@@ -58,6 +58,7 @@ pub mod health;
 pub mod json;
 pub mod layers;
 pub mod openapi;
+pub mod passthrough;
 pub mod response;
 pub mod telemetry;
 #[cfg(feature = "testing")]

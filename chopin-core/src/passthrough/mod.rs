@@ -1,0 +1,30 @@
+//! Pass-through: database JSON → HTTP body.
+//!
+//! When the database produces the JSON itself (PostgreSQL `json` / `jsonb`, SQLite
+//! `json_object`), Chopin writes those bytes into the response without parsing them into a
+//! tree — as they are, or through the single-pass [`Rewriter`] (validation, minification,
+//! snake_case → camelCase keys, `__typename`, top-level projection).
+//!
+//! [`JsonProjection`] derives, from a Rust struct, the SQL that makes the database build that
+//! struct's JSON (with the keys serde and the OpenAPI schema use), so most queries need no
+//! rewriting at all.
+
+pub mod projection;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod query;
+pub mod rewrite;
+mod rows;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod stream;
+
+pub use projection::JsonProjection;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use query::{JsonQuery, Param};
+pub use rewrite::{RewriteError, Rewriter};
+pub use rows::{JsonRows, RawJson, RowEncoder};
+/// Re-exported from sqlx: wrap dynamic SQL in `AssertSqlSafe` to promise it holds no
+/// untrusted input (values always go through [`JsonQuery::bind`]).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sea_orm::sqlx::{AssertSqlSafe, SqlSafeStr};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use stream::{DEFAULT_CHUNK_SIZE, JsonStream};

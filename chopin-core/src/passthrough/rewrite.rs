@@ -1,0 +1,1799 @@
+//! A single-pass rewriter for JSON rows produced by the database.
+//!
+//! [`Rewriter`] reads one JSON value (a "row") as bytes and appends a rewritten copy to an output
+//! buffer, in one left-to-right pass and without building a document tree. It always validates
+//! the row and removes insignificant whitespace; optionally it also
+//!
+//! * renames object keys from `snake_case` to `camelCase` at every depth ([`Rewriter::camel_case`]);
+//! * adds `"__typename":"<name>"` as the first member of the row's top-level object
+//!   ([`Rewriter::typename`]);
+//! * keeps only a set of top-level members ([`Rewriter::project`]).
+//!
+//! ```
+//! use chopin_core::passthrough::Rewriter;
+//!
+//! let rewriter = Rewriter::new()
+//!     .camel_case(true)
+//!     .typename("User")
+//!     .project(["id", "displayName", "address"]);
+//! let row = br#"{"id": 7, "display_name": "Ann\n", "pass_hash": "x", "address": {"zip_code": "75001"}}"#;
+//! let mut out = Vec::new();
+//! rewriter.rewrite_into(row, &mut out).unwrap();
+//! assert_eq!(
+//!     out,
+//!     br#"{"__typename":"User","id":7,"displayName":"Ann\n","address":{"zipCode":"75001"}}"#
+//! );
+//! ```
+//!
+//! # Rules
+//!
+//! **Values are copied byte for byte.** Strings keep their original escapes (`\n`, `\"`, `\\`,
+//! `\u00e9`, surrogate pairs, raw UTF-8): nothing is decoded and re-encoded, so nothing can be
+//! double-escaped. Numbers are checked against the JSON grammar and copied as written
+//! (`1.0e+10`, `-0` and 400-digit integers come out exactly as they went in). Only whitespace
+//! outside strings is removed.
+//!
+//! **Validation.** The whole row must be exactly one JSON value (RFC 8259), optionally surrounded
+//! by whitespace. Strings must be valid UTF-8, contain no raw control bytes (`< 0x20`), use only
+//! the escapes `\" \\ \/ \b \f \n \r \t \uXXXX`, and pair every `\u` high surrogate with a `\u` low
+//! surrogate. Containers may nest at most [`Rewriter::max_depth`] levels (default
+//! [`DEFAULT_MAX_DEPTH`]; `[]` is one level, a scalar is zero). The parser is iterative, so deep
+//! input cannot overflow the stack. Anything else is a [`RewriteError`] and the output buffer is
+//! left exactly as it was before the call. A byte outside a string that is not part of a token is
+//! reported as [`RewriteError::Unexpected`], even when it starts a valid UTF-8 character.
+//!
+//! **camelCase** ([`snake_to_camel`], the one rule used everywhere): an underscore is removed
+//! exactly when it is preceded by a character other than `_` and followed by an ASCII lowercase
+//! letter or an ASCII digit; a following letter is upper-cased. Every other underscore is kept:
+//! leading ones (`_id`, `__typename`), trailing ones (`total_`), runs of two or more (`a__b`), and
+//! ones before anything else (`a_B`, `a_é`). So `user_id` → `userId`, `line_1` → `line1`,
+//! `a_b_c` → `aBC`, `a__b` → `a__b`. The rule looks at one character on each side only, is
+//! deterministic, and is idempotent (converting a converted key changes nothing). Keys are
+//! converted on their decoded text, so escaped keys (`"user\u005fid"`) are handled; a key the
+//! rule does not change is copied with its original bytes, a changed key that needs escaping is
+//! written with minimal escaping (`\"`, `\\`, short forms and `\u00XX` for control characters).
+//! Two input keys may map to the same output key (`a_b` and `aB`); both members are kept, in
+//! order, as are duplicate keys in the input.
+//!
+//! **Top-level object only.** `__typename` and projection apply to the row's top-level object
+//! and never to nested objects. With a type name set, the output object starts with
+//! `"__typename":"<name>"` and any top-level `__typename` member of the input is dropped, so there
+//! is never a duplicate. Projection keeps the top-level members whose *output* key (after
+//! camelCase, when enabled) is exactly, byte for byte, one of the requested names; a kept member's
+//! value is copied whole. Projection never removes the added `__typename`. Rows that are not
+//! objects (arrays, strings, numbers, literals) are validated and minified only.
+//!
+//! # Testing
+//!
+//! Unit tests live in this module; property tests against a `serde_json` reference live in
+//! `chopin-core/tests/rewrite_props.rs` (256 cases per property by default). The long run is
+//!
+//! ```text
+//! PROPTEST_CASES=200000 cargo test -p chopin-core --test rewrite_props --release
+//! ```
+//!
+//! and a cargo-fuzz target lives in `fuzz/` (`cargo +nightly fuzz run rewrite`).
+
+use std::borrow::Cow;
+
+/// The nesting limit used unless [`Rewriter::max_depth`] sets another one.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// A precomputed, reusable set of rewriting options. Cheap to share (`&Rewriter` is all
+/// [`rewrite_into`](Self::rewrite_into) needs), so build it once per query shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewriter {
+    camel: bool,
+    /// `"__typename":"<escaped name>"`, rendered once.
+    typename_member: Option<Box<[u8]>>,
+    /// Requested top-level output keys (decoded text), sorted and deduplicated.
+    fields: Option<FieldSet>,
+    max_depth: usize,
+}
+
+impl Default for Rewriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Rewriter {
+    /// A rewriter that only validates and minifies.
+    pub fn new() -> Self {
+        Self {
+            camel: false,
+            typename_member: None,
+            fields: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+
+    /// Rename object keys from `snake_case` to `camelCase` at every depth (see [`snake_to_camel`]).
+    pub fn camel_case(mut self, on: bool) -> Self {
+        self.camel = on;
+        self
+    }
+
+    /// Start each row's top-level object with `"__typename":"<name>"`, dropping any top-level
+    /// `__typename` member of the input. `name` is JSON-escaped here, once.
+    pub fn typename(mut self, name: &str) -> Self {
+        let mut member = Vec::with_capacity(name.len() + 15);
+        member.extend_from_slice(b"\"__typename\":\"");
+        write_escaped(name.as_bytes(), &mut member);
+        member.push(b'"');
+        self.typename_member = Some(member.into_boxed_slice());
+        self
+    }
+
+    /// Keep only the top-level members whose output key (after camelCase, when enabled) is
+    /// exactly one of `fields`. An empty list keeps no member (the added `__typename` stays).
+    pub fn project<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.fields = Some(FieldSet::new(fields));
+        self
+    }
+
+    /// Reject rows whose containers nest more than `depth` levels (default [`DEFAULT_MAX_DEPTH`]).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// `true` when this rewriter only validates and minifies: its output is its input without
+    /// insignificant whitespace.
+    pub fn is_identity(&self) -> bool {
+        !self.camel && self.typename_member.is_none() && self.fields.is_none()
+    }
+
+    /// Validate one JSON value in `row` and append its rewritten form to `out`.
+    ///
+    /// On error, `out` is truncated back to the length it had before the call.
+    pub fn rewrite_into(&self, row: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let start = out.len();
+        let managed = self.typename_member.is_some() || self.fields.is_some();
+        let result = match (self.camel, managed) {
+            (false, false) => self.run::<false, false>(row, out),
+            (true, false) => self.run::<true, false>(row, out),
+            (false, true) => self.run::<false, true>(row, out),
+            (true, true) => self.run::<true, true>(row, out),
+        };
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Whether a top-level member with output key `name` (decoded text) is kept.
+    #[inline(always)]
+    fn keeps(&self, name: &[u8]) -> bool {
+        if self.typename_member.is_some() && name == b"__typename" {
+            return false;
+        }
+        self.fields.as_ref().is_none_or(|f| f.contains(name))
+    }
+
+    /// The parser. `CAMEL`: convert keys. `MANAGED`: typename and/or projection, i.e. the root
+    /// object's members are handled one by one.
+    ///
+    /// Output is produced lazily: `row[pending..i]` is input still to be copied verbatim, and it
+    /// is flushed only where the output differs from the input (whitespace, a renamed key, the
+    /// typename, a dropped member), so a compact row that needs no change is one `memcpy`.
+    #[inline(never)]
+    fn run<const CAMEL: bool, const MANAGED: bool>(
+        &self,
+        b: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let n = b.len();
+        // The output is never longer than the input plus the type name; `copy_span` may
+        // briefly write 32 bytes past the end.
+        let extra = self.typename_member.as_ref().map_or(0, |t| t.len() + 1);
+        out.reserve(n + extra + 32);
+
+        let mut i = 0usize;
+        let mut pending = 0usize;
+        let mut depth = 0usize;
+        let mut in_obj = false;
+        let mut kinds = KindStack::new();
+        // Root-object member management (MANAGED only).
+        let mut root_emitted = false;
+        let mut skip_mark = NO_MARK;
+        let mut scratch = KeyScratch::default();
+        let mut state = State::Value;
+
+        macro_rules! skip_ws {
+            () => {
+                if i < n && is_ws(b[i]) {
+                    copy_span(out, b, pending, i);
+                    i += 1;
+                    while i < n && is_ws(b[i]) {
+                        i += 1;
+                    }
+                    pending = i;
+                }
+            };
+        }
+        macro_rules! close {
+            () => {{
+                depth -= 1;
+                in_obj = depth > 0 && kinds.get(depth - 1);
+                i += 1;
+                state = State::After;
+            }};
+        }
+
+        loop {
+            match state {
+                State::Value | State::ArrayFirst => {
+                    skip_ws!();
+                    let Some(&c) = b.get(i) else {
+                        return Err(RewriteError::Truncated { offset: n });
+                    };
+                    match c {
+                        b'"' => i = scan_string(b, i + 1)?.0,
+                        b'{' | b'[' => {
+                            if depth >= self.max_depth {
+                                return Err(RewriteError::TooDeep {
+                                    offset: i,
+                                    limit: self.max_depth,
+                                });
+                            }
+                            in_obj = c == b'{';
+                            kinds.set(depth, in_obj);
+                            depth += 1;
+                            i += 1;
+                            if in_obj {
+                                if MANAGED
+                                    && depth == 1
+                                    && let Some(member) = &self.typename_member
+                                {
+                                    copy_span(out, b, pending, i);
+                                    out.extend_from_slice(member);
+                                    pending = i;
+                                    root_emitted = true;
+                                }
+                                state = State::ObjectFirst;
+                            } else {
+                                state = State::ArrayFirst;
+                            }
+                            continue;
+                        }
+                        b']' if state == State::ArrayFirst => {
+                            close!();
+                            continue;
+                        }
+                        b'-' | b'0'..=b'9' => i = scan_number(b, i)?,
+                        b't' => i = scan_literal(b, i, b"true")?,
+                        b'f' => i = scan_literal(b, i, b"false")?,
+                        b'n' => i = scan_literal(b, i, b"null")?,
+                        _ => return Err(RewriteError::Unexpected { byte: c, offset: i }),
+                    }
+                    state = State::After;
+                }
+                State::ObjectFirst | State::Key => {
+                    skip_ws!();
+                    let Some(&c) = b.get(i) else {
+                        return Err(RewriteError::Truncated { offset: n });
+                    };
+                    if c == b'"' {
+                        let ks = i;
+                        if MANAGED && depth == 1 {
+                            // A member of the root object: decide whether it is kept.
+                            if pending < ks {
+                                copy_span(out, b, pending, ks);
+                                pending = ks;
+                            }
+                            let mark = out.len();
+                            if root_emitted {
+                                out.push(b',');
+                            }
+                            let key_at = out.len();
+                            let (end, slow) = if CAMEL {
+                                scan_key_camel(b, ks, out, &mut pending)?
+                            } else {
+                                scan_string(b, ks + 1)?
+                            };
+                            i = end;
+                            let keep = if slow {
+                                let body = &b[ks + 1..end - 1];
+                                match scratch.convert(body, CAMEL) {
+                                    Some(name) => {
+                                        out.push(b'"');
+                                        write_escaped(name, out);
+                                        out.push(b'"');
+                                        pending = end;
+                                        self.keeps(name)
+                                    }
+                                    None => self.keeps(&scratch.decoded),
+                                }
+                            } else if pending == ks {
+                                // Unchanged: the key stays pending, copied with its value.
+                                self.keeps(&b[ks + 1..end - 1])
+                            } else {
+                                copy_span(out, b, pending, end);
+                                pending = end;
+                                self.keeps(&out[key_at + 1..out.len() - 1])
+                            };
+                            if keep {
+                                root_emitted = true;
+                            } else {
+                                skip_mark = mark;
+                            }
+                        } else if CAMEL {
+                            let (end, slow) = scan_key_camel(b, ks, out, &mut pending)?;
+                            i = end;
+                            if slow && let Some(name) = scratch.convert(&b[ks + 1..end - 1], true) {
+                                copy_span(out, b, pending, ks);
+                                out.push(b'"');
+                                write_escaped(name, out);
+                                out.push(b'"');
+                                pending = end;
+                            }
+                        } else {
+                            i = scan_string(b, ks + 1)?.0;
+                        }
+                        skip_ws!();
+                        match b.get(i) {
+                            Some(b':') => i += 1,
+                            Some(&c) => {
+                                return Err(RewriteError::Unexpected { byte: c, offset: i });
+                            }
+                            None => return Err(RewriteError::Truncated { offset: n }),
+                        }
+                        state = State::Value;
+                    } else if c == b'}' && state == State::ObjectFirst {
+                        close!();
+                    } else {
+                        return Err(RewriteError::Unexpected { byte: c, offset: i });
+                    }
+                }
+                State::After => {
+                    if depth == 0 {
+                        break;
+                    }
+                    if MANAGED && depth == 1 && skip_mark != NO_MARK {
+                        out.truncate(skip_mark);
+                        pending = i;
+                        skip_mark = NO_MARK;
+                    }
+                    skip_ws!();
+                    let Some(&c) = b.get(i) else {
+                        return Err(RewriteError::Truncated { offset: n });
+                    };
+                    match c {
+                        b',' => {
+                            if MANAGED && depth == 1 && in_obj {
+                                copy_span(out, b, pending, i);
+                                pending = i + 1;
+                            }
+                            i += 1;
+                            state = if in_obj { State::Key } else { State::Value };
+                        }
+                        b'}' if in_obj => close!(),
+                        b']' if !in_obj => close!(),
+                        _ => return Err(RewriteError::Unexpected { byte: c, offset: i }),
+                    }
+                }
+            }
+        }
+
+        copy_span(out, b, pending, i);
+        while i < n {
+            if !is_ws(b[i]) {
+                return Err(RewriteError::TrailingData { offset: i });
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+const NO_MARK: usize = usize::MAX;
+
+/// The requested top-level names, compared exactly (no hashing, so nothing unrequested can slip
+/// through) but cheaply: a name is its length plus two integers that, for names up to 16 bytes,
+/// hold every byte (see [`Probe`]); longer names are also compared in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldSet {
+    /// Sorted, deduplicated.
+    probes: Vec<(Probe, Box<[u8]>)>,
+    /// Bit `l` is set when some name is `l` bytes long (bit 63: 63 bytes or more), so most keys
+    /// that are not requested are rejected with one test.
+    lengths: u64,
+}
+
+/// `(length, first bytes, last bytes)`: together they determine a name of up to 16 bytes.
+type Probe = (usize, u64, u64);
+
+#[inline(always)]
+fn probe(name: &[u8]) -> Probe {
+    let n = name.len();
+    let (a, b) = if let (Some(first), Some(last)) = (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+        (u64::from_le_bytes(*first), u64::from_le_bytes(*last))
+    } else if let (Some(first), Some(last)) = (name.first_chunk::<4>(), name.last_chunk::<4>()) {
+        (u32::from_le_bytes(*first) as u64, u32::from_le_bytes(*last) as u64)
+    } else {
+        (name.iter().fold(0, |acc, &c| acc << 8 | c as u64), 0)
+    };
+    (n, a, b)
+}
+
+impl FieldSet {
+    fn new<I, S>(fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut probes: Vec<(Probe, Box<[u8]>)> = fields
+            .into_iter()
+            .map(|f| (probe(f.as_ref().as_bytes()), Box::from(f.as_ref().as_bytes())))
+            .collect();
+        probes.sort_unstable();
+        probes.dedup();
+        let lengths = probes.iter().fold(0, |m, (p, _)| m | 1 << p.0.min(63));
+        Self { probes, lengths }
+    }
+
+    #[inline(always)]
+    fn contains(&self, name: &[u8]) -> bool {
+        if self.lengths >> name.len().min(63) & 1 == 0 {
+            return false;
+        }
+        let p = probe(name);
+        let found = if self.probes.len() <= 8 {
+            self.probes.iter().position(|(q, _)| *q == p)
+        } else {
+            self.probes.binary_search_by(|(q, _)| q.cmp(&p)).ok()
+        };
+        // Up to 16 bytes the probe is the name; beyond, compare the rest too. Names longer
+        // than 16 bytes sharing a probe are adjacent in the sorted list.
+        match found {
+            None => false,
+            Some(_) if name.len() <= 16 => true,
+            Some(k) => self.probes[k..]
+                .iter()
+                .take_while(|(q, _)| *q == p)
+                .any(|(_, full)| **full == *name),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A value is expected (start, after `:`, after `,` in an array).
+    Value,
+    /// Just after `[`: a value or `]`.
+    ArrayFirst,
+    /// Just after `{`: a key or `}`.
+    ObjectFirst,
+    /// After `,` in an object: a key.
+    Key,
+    /// A value just ended: `,`, the closing bracket of the container, or the end of the row.
+    After,
+}
+
+/// One bit per open container (1 = object), 256 levels inline and the rest on the heap (only
+/// when a caller raises `max_depth` above 256 and a row is that deep).
+struct KindStack {
+    inline: [u64; 4],
+    spill: Vec<u64>,
+}
+
+impl KindStack {
+    fn new() -> Self {
+        Self {
+            inline: [0; 4],
+            spill: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, level: usize, is_obj: bool) {
+        let (word, bit) = (level / 64, level % 64);
+        let slot = if let Some(w) = self.inline.get_mut(word) {
+            w
+        } else {
+            let k = word - 4;
+            if self.spill.len() <= k {
+                self.spill.resize(k + 1, 0);
+            }
+            &mut self.spill[k]
+        };
+        *slot = (*slot & !(1 << bit)) | ((is_obj as u64) << bit);
+    }
+
+    #[inline(always)]
+    fn get(&self, level: usize) -> bool {
+        let (word, bit) = (level / 64, level % 64);
+        let w = match self.inline.get(word) {
+            Some(w) => *w,
+            None => self.spill.get(word - 4).copied().unwrap_or(0),
+        };
+        w >> bit & 1 == 1
+    }
+}
+
+/// Buffers for keys that contain escapes (rare): allocated only when such a key needs them.
+#[derive(Default)]
+struct KeyScratch {
+    decoded: Vec<u8>,
+    converted: Vec<u8>,
+}
+
+impl KeyScratch {
+    /// Decode the (validated) escaped key `body` into `self.decoded`; if `camel` and the rule
+    /// changes it, return the converted text, else `None` (the original bytes can be copied).
+    fn convert(&mut self, body: &[u8], camel: bool) -> Option<&[u8]> {
+        self.decoded.clear();
+        decode_into(body, &mut self.decoded);
+        if camel && needs_camel(&self.decoded) {
+            self.converted.clear();
+            camel_into(&self.decoded, &mut self.converted);
+            Some(&self.converted)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a row could not be rewritten. Every offset is a byte offset into the row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// The row ended in the middle of a value (or was empty).
+    #[error("truncated JSON: input ends at offset {offset} in the middle of a value")]
+    Truncated {
+        /// The length of the row.
+        offset: usize,
+    },
+    /// A byte that cannot appear at this position.
+    #[error("unexpected {} at offset {offset}", describe_byte(*byte))]
+    Unexpected {
+        /// The offending byte.
+        byte: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A backslash not followed by a valid escape (`\" \\ \/ \b \f \n \r \t \uXXXX`).
+    #[error("invalid escape sequence at offset {offset}")]
+    BadEscape {
+        /// Offset of the backslash (of the second `\u` of a surrogate pair when its hex digits are
+        /// invalid).
+        offset: usize,
+    },
+    /// A `\u` escape of a UTF-16 surrogate that is not part of a high + low pair.
+    #[error("unpaired UTF-16 surrogate escape at offset {offset}")]
+    LoneSurrogate {
+        /// Offset of the backslash of the unpaired surrogate.
+        offset: usize,
+    },
+    /// A raw byte below 0x20 inside a string (it must be escaped).
+    #[error("unescaped control character in string at offset {offset}")]
+    ControlCharacter {
+        /// Offset of the control byte.
+        offset: usize,
+    },
+    /// Containers nest deeper than the configured limit.
+    #[error("nesting deeper than {limit} levels at offset {offset}")]
+    TooDeep {
+        /// Offset of the opening bracket that exceeds the limit.
+        offset: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A string contains bytes that are not valid UTF-8.
+    #[error("invalid UTF-8 in string at offset {offset}")]
+    InvalidUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// Something other than whitespace follows the value.
+    #[error("trailing data after the JSON value at offset {offset}")]
+    TrailingData {
+        /// Offset of the first non-whitespace byte after the value.
+        offset: usize,
+    },
+    /// A number that does not follow the JSON grammar (`01`, `1.`, `-`, `1e`, `+1`, `.5` …).
+    #[error("invalid number at offset {offset}")]
+    InvalidNumber {
+        /// Offset of the offending byte.
+        offset: usize,
+    },
+}
+
+fn describe_byte(byte: u8) -> String {
+    if byte.is_ascii_graphic() {
+        format!("'{}'", byte as char)
+    } else {
+        format!("byte 0x{byte:02x}")
+    }
+}
+
+/// Convert a `snake_case` key to `camelCase` with the module's rule: an `_` preceded by a
+/// character other than `_` and followed by an ASCII lowercase letter or digit is removed (the
+/// letter is upper-cased); every other `_` is kept.
+///
+/// ```
+/// use chopin_core::passthrough::rewrite::snake_to_camel;
+///
+/// assert_eq!(snake_to_camel("user_id"), "userId");
+/// assert_eq!(snake_to_camel("address_line_1"), "addressLine1");
+/// assert_eq!(snake_to_camel("_id"), "_id");
+/// assert_eq!(snake_to_camel("__typename"), "__typename");
+/// assert_eq!(snake_to_camel("a__b"), "a__b");
+/// assert_eq!(snake_to_camel("total_"), "total_");
+/// ```
+pub fn snake_to_camel(key: &str) -> Cow<'_, str> {
+    if !needs_camel(key.as_bytes()) {
+        return Cow::Borrowed(key);
+    }
+    let mut out = Vec::with_capacity(key.len());
+    camel_into(key.as_bytes(), &mut out);
+    // Only ASCII `_` are removed and ASCII letters upper-cased: still valid UTF-8.
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+#[inline(always)]
+fn is_camel_follower(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// Whether [`camel_into`] would change `key`.
+#[inline]
+fn needs_camel(key: &[u8]) -> bool {
+    // `_` at 0 never converts; look at interior positions only.
+    let mut k = 1;
+    while k + 1 < key.len() {
+        if key[k] == b'_' && key[k - 1] != b'_' && is_camel_follower(key[k + 1]) {
+            return true;
+        }
+        k += 1;
+    }
+    false
+}
+
+/// Append the camelCase form of `key` to `out`.
+fn camel_into(key: &[u8], out: &mut Vec<u8>) {
+    let mut k = 0;
+    while k < key.len() {
+        let c = key[k];
+        if c == b'_'
+            && k > 0
+            && key[k - 1] != b'_'
+            && k + 1 < key.len()
+            && is_camel_follower(key[k + 1])
+        {
+            out.push(key[k + 1].to_ascii_uppercase());
+            k += 2;
+        } else {
+            out.push(c);
+            k += 1;
+        }
+    }
+}
+
+/// Append `s` as the body of a JSON string with minimal escaping.
+fn write_escaped(s: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (k, &c) in s.iter().enumerate() {
+        let short = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0..=0x1f => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..k]);
+        if short == 0 {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
+        }
+        start = k + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// Decode the body of a string that [`scan_string`] accepted.
+fn decode_into(body: &[u8], out: &mut Vec<u8>) {
+    let mut k = 0;
+    while k < body.len() {
+        let c = body[k];
+        if c != b'\\' {
+            out.push(c);
+            k += 1;
+            continue;
+        }
+        let e = body.get(k + 1).copied().unwrap_or(b'\\');
+        k += 2;
+        let simple = match e {
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'u' => {
+                let hi = hex4(body, k).unwrap_or(0xfffd);
+                k += 4;
+                let cp = if (0xd800..0xdc00).contains(&hi) {
+                    let lo = hex4(body, k + 2).unwrap_or(0xdc00);
+                    k += 6;
+                    0x10000 + ((hi - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff)
+                } else {
+                    hi
+                };
+                let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
+                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            other => other, // `"`, `\`, `/`
+        };
+        out.push(simple);
+    }
+}
+
+/// Append `b[from..to]` to `out`. Short spans (the common case: a key, a value, the text
+/// between two whitespace runs) are copied as one fixed-size 32-byte block, which compiles to a
+/// couple of vector moves instead of a call to `memcpy`, and the surplus is cut off again.
+#[inline(always)]
+fn copy_span(out: &mut Vec<u8>, b: &[u8], from: usize, to: usize) {
+    const BLOCK: usize = 32;
+    let len = to - from;
+    if len <= BLOCK
+        && let Some(block) = b.get(from..).and_then(|r| r.first_chunk::<BLOCK>())
+    {
+        out.extend_from_slice(block);
+        out.truncate(out.len() - (BLOCK - len));
+    } else {
+        out.extend_from_slice(&b[from..to]);
+    }
+}
+
+#[inline(always)]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+#[inline(always)]
+fn hex_val(c: u8) -> Option<u32> {
+    match c {
+        b'0'..=b'9' => Some((c - b'0') as u32),
+        b'a'..=b'f' => Some((c - b'a' + 10) as u32),
+        b'A'..=b'F' => Some((c - b'A' + 10) as u32),
+        _ => None,
+    }
+}
+
+/// The four hex digits at `b[k..k + 4]`, if they are there and valid.
+#[inline]
+fn hex4(b: &[u8], k: usize) -> Option<u32> {
+    let d = b.get(k..k + 4)?;
+    Some(hex_val(d[0])? << 12 | hex_val(d[1])? << 8 | hex_val(d[2])? << 4 | hex_val(d[3])?)
+}
+
+/// Four hex digits for the escape whose backslash is at `at`: `Truncated` when the row ends
+/// first, `BadEscape` when a digit is not hex.
+#[inline]
+fn escape_hex(b: &[u8], at: usize) -> Result<u32, RewriteError> {
+    let k = at + 2;
+    match hex4(b, k) {
+        Some(v) => Ok(v),
+        None => {
+            let avail = &b[k.min(b.len())..];
+            if avail.len() < 4 && avail.iter().all(|&c| hex_val(c).is_some()) {
+                Err(RewriteError::Truncated { offset: b.len() })
+            } else {
+                Err(RewriteError::BadEscape { offset: at })
+            }
+        }
+    }
+}
+
+/// Validate the escape whose backslash is at `at`; return the offset just after it.
+#[inline(never)]
+fn scan_escape(b: &[u8], at: usize) -> Result<usize, RewriteError> {
+    let n = b.len();
+    match b.get(at + 1) {
+        None => Err(RewriteError::Truncated { offset: n }),
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
+        Some(b'u') => {
+            let cp = escape_hex(b, at)?;
+            match cp {
+                0xd800..=0xdbff => {
+                    let lo_at = at + 6;
+                    match (b.get(lo_at), b.get(lo_at + 1)) {
+                        (None, _) | (Some(b'\\'), None) => {
+                            return Err(RewriteError::Truncated { offset: n });
+                        }
+                        (Some(b'\\'), Some(b'u')) => {}
+                        _ => return Err(RewriteError::LoneSurrogate { offset: at }),
+                    }
+                    let lo = escape_hex(b, lo_at)?;
+                    if (0xdc00..=0xdfff).contains(&lo) {
+                        Ok(at + 12)
+                    } else {
+                        Err(RewriteError::LoneSurrogate { offset: at })
+                    }
+                }
+                0xdc00..=0xdfff => Err(RewriteError::LoneSurrogate { offset: at }),
+                _ => Ok(at + 6),
+            }
+        }
+        Some(_) => Err(RewriteError::BadEscape { offset: at }),
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that is `"`, `\`, a control byte or non-ASCII. Bits above
+/// the first such byte may be spurious (borrows); the lowest set bit is always exact.
+#[inline(always)]
+fn special_mask(w: u64) -> u64 {
+    let q = w ^ (LO * b'"' as u64);
+    let s = w ^ (LO * b'\\' as u64);
+    let quote = q.wrapping_sub(LO) & !q;
+    let backslash = s.wrapping_sub(LO) & !s;
+    let control = w.wrapping_sub(LO * 0x20) & !w;
+    (quote | backslash | control | w) & HI
+}
+
+/// Validate a string body starting at `i` (just after the opening quote). Returns the offset
+/// just after the closing quote and whether the string contains escapes.
+#[inline(always)]
+fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool), RewriteError> {
+    let n = b.len();
+    let mut escaped = false;
+    loop {
+        // Skip ordinary ASCII eight bytes at a time.
+        while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+            let m = special_mask(u64::from_le_bytes(*chunk));
+            if m != 0 {
+                i += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        // `i` is at a special byte, or fewer than eight bytes remain.
+        let Some(&c) = b.get(i) else {
+            return Err(RewriteError::Truncated { offset: n });
+        };
+        match c {
+            b'"' => return Ok((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                i = scan_escape(b, i)?;
+            }
+            0..=0x1f => return Err(RewriteError::ControlCharacter { offset: i }),
+            0x80..=0xff => i = scan_non_ascii(b, i)?,
+            _ => i += 1,
+        }
+    }
+}
+
+/// [`scan_string`] for a key, converting it to camelCase in place: each underscore the rule
+/// removes is dropped by flushing `b[pending..underscore]` to `out` and writing the upper-cased
+/// letter. Returns the offset after the closing quote, and `true` ("slow") when the key contains
+/// an escape or non-ASCII text: then nothing was written (and `pending` is unchanged) and the
+/// caller converts the decoded key instead.
+#[inline(always)]
+fn scan_key_camel(
+    b: &[u8],
+    ks: usize,
+    out: &mut Vec<u8>,
+    pending: &mut usize,
+) -> Result<(usize, bool), RewriteError> {
+    let (out_len, pending_at) = (out.len(), *pending);
+    let mut i = ks + 1;
+    loop {
+        while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+            let w = u64::from_le_bytes(*chunk);
+            let u = w ^ (LO * b'_' as u64);
+            let m = special_mask(w) | (u.wrapping_sub(LO) & !u & HI);
+            if m != 0 {
+                i += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        let Some(&c) = b.get(i) else {
+            return Err(RewriteError::Truncated { offset: b.len() });
+        };
+        match c {
+            b'"' => return Ok((i + 1, false)),
+            b'_' => {
+                if i > ks + 1
+                    && b[i - 1] != b'_'
+                    && let Some(&next) = b.get(i + 1)
+                    && is_camel_follower(next)
+                {
+                    copy_span(out, b, *pending, i);
+                    out.push(next.to_ascii_uppercase());
+                    i += 2;
+                    *pending = i;
+                } else {
+                    i += 1;
+                }
+            }
+            b'\\' | 0x80..=0xff => {
+                out.truncate(out_len);
+                *pending = pending_at;
+                return Ok((scan_string(b, i)?.0, true));
+            }
+            0..=0x1f => return Err(RewriteError::ControlCharacter { offset: i }),
+            _ => i += 1,
+        }
+    }
+}
+
+/// Validate the run of string content starting at a non-ASCII byte `i`, up to the next `"` or
+/// `\` (UTF-8 validity and no control bytes). Returns the offset of that `"` / `\` (or the end).
+#[inline(never)]
+fn scan_non_ascii(b: &[u8], i: usize) -> Result<usize, RewriteError> {
+    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+    let span = &b[i..end];
+    let control = span.iter().position(|&c| c < 0x20);
+    let utf8 = std::str::from_utf8(span).err();
+    if let Some(p) = control
+        && utf8.is_none_or(|e| p < e.valid_up_to())
+    {
+        return Err(RewriteError::ControlCharacter { offset: i + p });
+    }
+    match utf8 {
+        None => Ok(end),
+        // The row ends inside a multi-byte character (and so inside the string).
+        Some(e) if e.error_len().is_none() && end == b.len() => {
+            Err(RewriteError::Truncated { offset: b.len() })
+        }
+        Some(e) => Err(RewriteError::InvalidUtf8 {
+            offset: i + e.valid_up_to(),
+        }),
+    }
+}
+
+/// Validate a number starting at `i`; return the offset just after it.
+#[inline(always)]
+fn scan_number(b: &[u8], mut i: usize) -> Result<usize, RewriteError> {
+    let n = b.len();
+    let digit = |i: usize| matches!(b.get(i), Some(b'0'..=b'9'));
+    // Require at least one digit at `i`, reporting truncation or the bad byte.
+    let need_digit = |i: usize| match b.get(i) {
+        Some(b'0'..=b'9') => Ok(()),
+        Some(_) => Err(RewriteError::InvalidNumber { offset: i }),
+        None => Err(RewriteError::Truncated { offset: n }),
+    };
+    if b[i] == b'-' {
+        i += 1;
+    }
+    need_digit(i)?;
+    if b[i] == b'0' {
+        i += 1;
+    } else {
+        i += 1;
+        while digit(i) {
+            i += 1;
+        }
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        need_digit(i)?;
+        while digit(i) {
+            i += 1;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        need_digit(i)?;
+        while digit(i) {
+            i += 1;
+        }
+    }
+    match b.get(i) {
+        Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') => {
+            Err(RewriteError::InvalidNumber { offset: i })
+        }
+        _ => Ok(i),
+    }
+}
+
+/// Validate the literal `lit` (`true`, `false`, `null`) at `i`; return the offset after it.
+#[inline(always)]
+fn scan_literal(b: &[u8], i: usize, lit: &'static [u8]) -> Result<usize, RewriteError> {
+    let end = i + lit.len();
+    if b.get(i..end) == Some(lit) {
+        return Ok(end);
+    }
+    for (k, &want) in lit.iter().enumerate() {
+        match b.get(i + k) {
+            None => return Err(RewriteError::Truncated { offset: b.len() }),
+            Some(&c) if c != want => {
+                return Err(RewriteError::Unexpected {
+                    byte: c,
+                    offset: i + k,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &[u8] = b"<prefix>";
+
+    /// Rewrite `input` after a prefix, checking the prefix survives and, on error, that the
+    /// buffer is exactly as before the call.
+    fn run(r: &Rewriter, input: &[u8]) -> Result<String, RewriteError> {
+        let mut out = PREFIX.to_vec();
+        let result = r.rewrite_into(input, &mut out);
+        assert!(out.starts_with(PREFIX));
+        match result {
+            Ok(()) => Ok(String::from_utf8(out[PREFIX.len()..].to_vec()).expect("output is UTF-8")),
+            Err(e) => {
+                assert_eq!(out, PREFIX, "output changed on error {e:?} for {input:?}");
+                Err(e)
+            }
+        }
+    }
+
+    fn ok(r: &Rewriter, input: &str) -> String {
+        run(r, input.as_bytes()).unwrap_or_else(|e| panic!("{input:?}: {e}"))
+    }
+
+    fn err(r: &Rewriter, input: &[u8]) -> RewriteError {
+        match run(r, input) {
+            Ok(out) => panic!(
+                "{:?} was accepted as {out:?}",
+                String::from_utf8_lossy(input)
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Every configuration, so each error case is checked on every code path.
+    fn all_configs() -> Vec<Rewriter> {
+        vec![
+            Rewriter::new(),
+            Rewriter::new().camel_case(true),
+            Rewriter::new().typename("T"),
+            Rewriter::new().project(["a", "id"]),
+            Rewriter::new()
+                .camel_case(true)
+                .typename("T")
+                .project(["a", "aB", "id"]),
+        ]
+    }
+
+    fn err_all(input: &[u8]) -> RewriteError {
+        let configs = all_configs();
+        let first = err(&configs[0], input);
+        for r in &configs[1..] {
+            assert_eq!(
+                err(r, input),
+                first,
+                "{r:?} on {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        first
+    }
+
+    fn id() -> Rewriter {
+        Rewriter::new()
+    }
+
+    fn camel() -> Rewriter {
+        Rewriter::new().camel_case(true)
+    }
+
+    #[test]
+    fn identity_minifies_and_appends() {
+        assert_eq!(
+            ok(
+                &id(),
+                " { \"a\" :\t[ 1 ,\r\n2 ] , \"b\" : { } , \"c\":\"x y\" }\n"
+            ),
+            r#"{"a":[1,2],"b":{},"c":"x y"}"#
+        );
+        for scalar in [
+            "1", "\"x\"", "null", "true", "false", "[]", "{}", "-0", "[[]]", "[{}]",
+        ] {
+            assert_eq!(ok(&id(), scalar), scalar);
+            assert_eq!(ok(&id(), &format!(" \n{scalar}\t\r ")), scalar);
+        }
+        let mut out = b"[".to_vec();
+        id().rewrite_into(b"1", &mut out).unwrap();
+        out.push(b',');
+        id().rewrite_into(b" {\"a\": 2} ", &mut out).unwrap();
+        assert_eq!(out, br#"[1,{"a":2}"#);
+    }
+
+    #[test]
+    fn is_identity() {
+        assert!(Rewriter::new().is_identity());
+        assert!(
+            Rewriter::default()
+                .max_depth(4)
+                .camel_case(false)
+                .is_identity()
+        );
+        assert!(!Rewriter::new().camel_case(true).is_identity());
+        assert!(!Rewriter::new().typename("T").is_identity());
+        assert!(!Rewriter::new().project(["a"]).is_identity());
+        assert!(!Rewriter::new().project(Vec::<String>::new()).is_identity());
+    }
+
+    #[test]
+    fn string_escapes_are_copied_verbatim() {
+        let strings = [
+            r#""a\nb""#,
+            r#""\\""#,
+            r#""\"""#,
+            r#""\u00e9""#,
+            r#""\u00E9""#,
+            r#""\ud83d\ude00""#,
+            r#""\uD83D\uDE00""#,
+            "\"😀 é 中文\"",
+            r#""\/\b\f\n\r\t\\\"\u0000\u001f""#,
+            r#""a\\nb""#,
+            r#""\\\\\"\\""#,
+            "\"\u{7f}\"",
+        ];
+        for r in all_configs() {
+            for s in strings {
+                assert_eq!(ok(&r, s), s, "{r:?}");
+                assert_eq!(ok(&r, &format!("[ {s} , {s} ]")), format!("[{s},{s}]"));
+                let obj = ok(&r, &format!("{{ \"a\" : {s} }}"));
+                assert!(obj.contains(&format!("\"a\":{s}")), "{r:?}: {obj}");
+            }
+        }
+    }
+
+    #[test]
+    fn special_bytes_at_every_position_of_long_strings() {
+        // Exercise the eight-byte scanner at every alignment.
+        for pos in 0..24 {
+            for special in [
+                r#"\n"#,
+                r#"\""#,
+                r#"\\"#,
+                r#"\u00e9"#,
+                "é",
+                "😀",
+                r#"\ud83d\ude00"#,
+            ] {
+                let body = format!("{}{special}{}", "x".repeat(pos), "y".repeat(pos % 5));
+                let s = format!("\"{body}\"");
+                assert_eq!(ok(&id(), &s), s);
+                let obj = format!("{{\"{body}\":{s}}}");
+                assert_eq!(ok(&id(), &obj), obj);
+            }
+            let mut bad = format!("\"{}", "x".repeat(pos)).into_bytes();
+            bad.push(0x01);
+            bad.extend_from_slice(b"zz\"");
+            assert_eq!(
+                err_all(&bad),
+                RewriteError::ControlCharacter { offset: pos + 1 }
+            );
+            let mut bad = format!("\"{}", "x".repeat(pos)).into_bytes();
+            bad.extend_from_slice(b"\xffzz\"");
+            assert_eq!(err_all(&bad), RewriteError::InvalidUtf8 { offset: pos + 1 });
+            let unterminated = format!("\"{}", "x".repeat(pos));
+            assert_eq!(
+                err_all(unterminated.as_bytes()),
+                RewriteError::Truncated { offset: pos + 1 }
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_copied_verbatim() {
+        let big = format!("-{}", "9".repeat(400));
+        let numbers = [
+            "0",
+            "-0",
+            "1.0e+10",
+            "1E5",
+            "-0.0E-0",
+            "1e-7",
+            "3.141592653589793238462643383279",
+            "0.5",
+            "123456789012345678901234567890",
+            &big,
+        ];
+        for n in numbers {
+            assert_eq!(ok(&id(), n), n);
+            assert_eq!(
+                ok(&camel(), &format!("{{\"n_n\": {n} }}")),
+                format!("{{\"nN\":{n}}}")
+            );
+            assert_eq!(ok(&id(), &format!("[{n},{n}]")), format!("[{n},{n}]"));
+        }
+    }
+
+    #[test]
+    fn invalid_numbers() {
+        let cases: &[(&[u8], RewriteError)] = &[
+            (b"01", RewriteError::InvalidNumber { offset: 1 }),
+            (b"[00]", RewriteError::InvalidNumber { offset: 2 }),
+            (b"-01", RewriteError::InvalidNumber { offset: 2 }),
+            (b"[-]", RewriteError::InvalidNumber { offset: 2 }),
+            (b"[-a]", RewriteError::InvalidNumber { offset: 2 }),
+            (b"[1.]", RewriteError::InvalidNumber { offset: 3 }),
+            (b"[1.e5]", RewriteError::InvalidNumber { offset: 3 }),
+            (b"[1e]", RewriteError::InvalidNumber { offset: 3 }),
+            (b"[1e+]", RewriteError::InvalidNumber { offset: 4 }),
+            (b"1.5.3", RewriteError::InvalidNumber { offset: 3 }),
+            (b"1ee5", RewriteError::InvalidNumber { offset: 2 }),
+            (b"1e5e", RewriteError::InvalidNumber { offset: 3 }),
+            (b"1-2", RewriteError::InvalidNumber { offset: 1 }),
+            (b"2+", RewriteError::InvalidNumber { offset: 1 }),
+            (b"-", RewriteError::Truncated { offset: 1 }),
+            (b"1.", RewriteError::Truncated { offset: 2 }),
+            (b"1e", RewriteError::Truncated { offset: 2 }),
+            (b"1E-", RewriteError::Truncated { offset: 3 }),
+            (
+                b"+1",
+                RewriteError::Unexpected {
+                    byte: b'+',
+                    offset: 0,
+                },
+            ),
+            (
+                b".5",
+                RewriteError::Unexpected {
+                    byte: b'.',
+                    offset: 0,
+                },
+            ),
+            (
+                b"[1,.5]",
+                RewriteError::Unexpected {
+                    byte: b'.',
+                    offset: 3,
+                },
+            ),
+            (
+                b"{\"a\":1x}",
+                RewriteError::Unexpected {
+                    byte: b'x',
+                    offset: 6,
+                },
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &err_all(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn truncated() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"  \n",
+            b"{",
+            b"[",
+            b"{\"a\"",
+            b"{\"a\" ",
+            b"{\"a\":",
+            b"{\"a\": ",
+            b"{\"a\":1",
+            b"{\"a\":1,",
+            b"[1",
+            b"[1,",
+            b"[1 ",
+            b"\"abc",
+            b"\"\\",
+            b"\"\\u",
+            b"\"\\u12",
+            b"\"\\ud83d",
+            b"\"\\ud83d\\",
+            b"\"\\ud83d\\u",
+            b"\"\\ud83d\\ude0",
+            b"tru",
+            b"f",
+            b"nul",
+            b"\"\xc3",
+            b"\"ab\xf0\x9f\x98",
+            b"[{\"a\":[{\"b\":[",
+            b"{\"a\":{}",
+        ];
+        for input in cases {
+            assert_eq!(
+                err_all(input),
+                RewriteError::Truncated {
+                    offset: input.len()
+                },
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn unexpected_bytes() {
+        let u = |byte: u8, offset| RewriteError::Unexpected { byte, offset };
+        let cases: &[(&[u8], RewriteError)] = &[
+            (b"{\"a\" 1}", u(b'1', 5)),
+            (b"[1 2]", u(b'2', 3)),
+            (b"{,}", u(b',', 1)),
+            (b"[,]", u(b',', 1)),
+            (b"{\"a\":1,}", u(b'}', 7)),
+            (b"[1,]", u(b']', 3)),
+            (b"x", u(b'x', 0)),
+            (b"{1:2}", u(b'1', 1)),
+            (b"]", u(b']', 0)),
+            (b"}", u(b'}', 0)),
+            (b"[}", u(b'}', 1)),
+            (b"{]", u(b']', 1)),
+            (b"[1}", u(b'}', 2)),
+            (b"{\"a\":1]", u(b']', 6)),
+            (b"nul!", u(b'!', 3)),
+            (b"trUe", u(b'U', 2)),
+            (b"{\"a\":tru}", u(b'}', 8)),
+            (b"{\"a\"::1}", u(b':', 5)),
+            (b"{'a':1}", u(b'\'', 1)),
+            (b"\xc3\xa9", u(0xc3, 0)),
+            (b"[\x0b]", u(0x0b, 1)),
+            (b"\xef\xbb\xbf{}", u(0xef, 0)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &err_all(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_data() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"1 2", 2),
+            (b"{} x", 3),
+            (b"[]]", 2),
+            (b"\"a\"\"b\"", 3),
+            (b"null,", 4),
+            (b"{}{}", 2),
+        ];
+        for (input, offset) in cases {
+            assert_eq!(
+                err_all(input),
+                RewriteError::TrailingData { offset: *offset }
+            );
+        }
+    }
+
+    #[test]
+    fn bad_escapes_and_surrogates() {
+        let bad = |offset| RewriteError::BadEscape { offset };
+        let lone = |offset| RewriteError::LoneSurrogate { offset };
+        let cases: &[(&[u8], RewriteError)] = &[
+            (br#""\x""#, bad(1)),
+            (br#""\U00e9""#, bad(1)),
+            (br#""\'""#, bad(1)),
+            (br#""ab\u12G4""#, bad(3)),
+            (br#""\u12""#, bad(1)),
+            (br#""\ud83d\uZZZZ""#, bad(7)),
+            (br#"{"k\q":1}"#, bad(3)),
+            (br#""\ud83d""#, lone(1)),
+            (br#""\ude00""#, lone(1)),
+            (br#""\ud83dx""#, lone(1)),
+            (br#""\ud83d\u0041""#, lone(1)),
+            (br#""\ud83d\n""#, lone(1)),
+            (br#""\ud83d\ud83d""#, lone(1)),
+            (br#""x\ude00\ud83d""#, lone(2)),
+            (br#"{"\udfff":1}"#, lone(2)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &err_all(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_and_utf8() {
+        let cases: &[(&[u8], RewriteError)] = &[
+            (b"\"a\x01b\"", RewriteError::ControlCharacter { offset: 2 }),
+            (b"\"a\tb\"", RewriteError::ControlCharacter { offset: 2 }),
+            (b"\"a\nb\"", RewriteError::ControlCharacter { offset: 2 }),
+            (
+                b"{\"k\x00\":1}",
+                RewriteError::ControlCharacter { offset: 3 },
+            ),
+            (
+                b"\"\xc3\xa9\x1f\"",
+                RewriteError::ControlCharacter { offset: 3 },
+            ),
+            (b"\"\xff\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (b"\"ab\xc3\x28\"", RewriteError::InvalidUtf8 { offset: 3 }),
+            (b"\"\xc0\xaf\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (b"\"\xed\xa0\x80\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (
+                b"\"\xf4\x90\x80\x80\"",
+                RewriteError::InvalidUtf8 { offset: 1 },
+            ),
+            (b"\"\xc3\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (b"\"\xc3\\n\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (
+                b"\"\xc3\xa9\xe2\x82\xac\x80\"",
+                RewriteError::InvalidUtf8 { offset: 6 },
+            ),
+            (b"{\"\xfe\":1}", RewriteError::InvalidUtf8 { offset: 2 }),
+            // The first problem wins.
+            (b"\"\xff\x01\"", RewriteError::InvalidUtf8 { offset: 1 }),
+            (
+                b"\"\xc3\xa9\x01\xff\"",
+                RewriteError::ControlCharacter { offset: 3 },
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &err_all(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // DEL and all valid multi-byte forms are fine.
+        let s = "\"\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}\"";
+        assert_eq!(ok(&id(), s), s);
+    }
+
+    #[test]
+    fn depth_limit() {
+        fn nested(depth: usize) -> String {
+            let mut s = String::new();
+            for k in 0..depth {
+                s.push_str(if k % 2 == 0 { "[" } else { "{\"k\":" });
+            }
+            s.push('1');
+            for k in (0..depth).rev() {
+                s.push(if k % 2 == 0 { ']' } else { '}' });
+            }
+            s
+        }
+        for r in all_configs() {
+            let at = nested(DEFAULT_MAX_DEPTH);
+            run(&r, at.as_bytes()).unwrap();
+            let past = nested(DEFAULT_MAX_DEPTH + 1);
+            let offset = past.rfind(['[', '{']).unwrap();
+            assert_eq!(
+                err(&r, past.as_bytes()),
+                RewriteError::TooDeep {
+                    offset,
+                    limit: DEFAULT_MAX_DEPTH
+                }
+            );
+        }
+        let r = Rewriter::new().max_depth(3);
+        assert_eq!(ok(&r, "[[[1]],{\"a\":[]}]"), "[[[1]],{\"a\":[]}]");
+        assert_eq!(
+            err(&r, b"[[[[1]]]]"),
+            RewriteError::TooDeep {
+                offset: 3,
+                limit: 3
+            }
+        );
+        assert_eq!(
+            err(&r, b"[{\"a\":[{}]}]"),
+            RewriteError::TooDeep {
+                offset: 7,
+                limit: 3
+            }
+        );
+        let r = Rewriter::new().max_depth(0);
+        assert_eq!(ok(&r, "1"), "1");
+        assert_eq!(
+            err(&r, b"[]"),
+            RewriteError::TooDeep {
+                offset: 0,
+                limit: 0
+            }
+        );
+        // Past the inline kind stack: alternate kinds so a wrong bit would be noticed.
+        let r = Rewriter::new().camel_case(true).max_depth(1000);
+        let deep = nested(999);
+        assert_eq!(ok(&r, &deep), deep);
+        assert_eq!(
+            err(&r, nested(1001).as_bytes()),
+            RewriteError::TooDeep {
+                offset: nested(1001).rfind(['[', '{']).unwrap(),
+                limit: 1000
+            }
+        );
+        // The limit is checked before the bracket is read, whatever follows.
+        assert!(matches!(
+            err(&Rewriter::new(), "[".repeat(100_000).as_bytes()),
+            RewriteError::TooDeep { .. }
+        ));
+    }
+
+    #[test]
+    fn camel_rule() {
+        let cases = [
+            ("user_id", "userId"),
+            ("id", "id"),
+            ("", ""),
+            ("_", "_"),
+            ("__", "__"),
+            ("_id", "_id"),
+            ("__typename", "__typename"),
+            ("___a_b", "___aB"),
+            ("line_1", "line1"),
+            ("address_line_1", "addressLine1"),
+            ("a_1_b", "a1B"),
+            ("a_b_c", "aBC"),
+            ("a__b", "a__b"),
+            ("a___b_c", "a___bC"),
+            ("total_", "total_"),
+            ("total__", "total__"),
+            ("a_B", "a_B"),
+            ("userID", "userID"),
+            ("already_camelCase", "alreadyCamelCase"),
+            ("é_b", "éB"),
+            ("a_é", "a_é"),
+            ("a_-b", "a_-b"),
+            ("a b_c", "a bC"),
+            ("a\"_b", "a\"B"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(snake_to_camel(input), want, "{input:?}");
+            // Idempotent.
+            assert_eq!(snake_to_camel(want), want, "{want:?}");
+            assert_eq!(needs_camel(input.as_bytes()), input != want);
+        }
+        assert!(matches!(snake_to_camel("plain"), Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn camel_case_at_every_depth_values_untouched() {
+        let input = r#"{ "user_id": 1, "first_name": "snake_case_value", "tags": ["a_b", {"tag_id": 2, "sub_items": [{"x_y": [], "_raw": null}]}], "nested_obj": {"inner_key": {"deep_key_1": "v_v"}}, "_id": "x", "__typename": "Keep_me" }"#;
+        assert_eq!(
+            ok(&camel(), input),
+            r#"{"userId":1,"firstName":"snake_case_value","tags":["a_b",{"tagId":2,"subItems":[{"xY":[],"_raw":null}]}],"nestedObj":{"innerKey":{"deepKey1":"v_v"}},"_id":"x","__typename":"Keep_me"}"#
+        );
+        assert_eq!(
+            ok(&camel(), r#"[{"a_b":1},[{"c_d":{"e_f":2}}]]"#),
+            r#"[{"aB":1},[{"cD":{"eF":2}}]]"#
+        );
+        // Duplicates, and keys that collide after conversion, are all kept in order.
+        assert_eq!(
+            ok(&camel(), r#"{"a_b":1,"aB":2,"a_b":3}"#),
+            r#"{"aB":1,"aB":2,"aB":3}"#
+        );
+        assert_eq!(ok(&id(), r#"{"a":1,"a":2}"#), r#"{"a":1,"a":2}"#);
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_converted_and_written_back() {
+        let cases = [
+            (r#"{"user\u005fid":1}"#, r#"{"userId":1}"#),
+            (r#"{"user\u005Fid":1}"#, r#"{"userId":1}"#),
+            (r#"{"\u0061bc":1}"#, r#"{"\u0061bc":1}"#), // unchanged: original bytes
+            (r#"{"a\"b":1}"#, r#"{"a\"b":1}"#),
+            (r#"{"a\"_b":1}"#, r#"{"a\"B":1}"#),
+            (r#"{"x_y\n":1}"#, r#"{"xY\n":1}"#),
+            (r#"{"x_y\u000A\u0001\/":1}"#, r#"{"xY\n\u0001/":1}"#),
+            (r#"{"x_y\\_z":1}"#, r#"{"xY\\Z":1}"#),
+            (r#"{"\ud83d\ude00_b":1}"#, r#"{"😀B":1}"#),
+            ("{\"é_b\":1}", "{\"éB\":1}"),
+            (r#"{"a\u005f\u005fb":1}"#, r#"{"a\u005f\u005fb":1}"#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ok(&camel(), input), want, "{input}");
+            // Same conversion in a nested object.
+            let nested = format!("[{{\"k\":{input}}}]");
+            assert_eq!(ok(&camel(), &nested), format!("[{{\"k\":{want}}}]"));
+        }
+    }
+
+    #[test]
+    fn typename_only_on_the_top_level_object() {
+        let r = Rewriter::new().typename("User");
+        assert_eq!(
+            ok(
+                &r,
+                r#"{ "id": 1, "friend": {"id": 2, "pets": [{"name": "x"}]}, "list": [{}] }"#
+            ),
+            r#"{"__typename":"User","id":1,"friend":{"id":2,"pets":[{"name":"x"}]},"list":[{}]}"#
+        );
+        assert_eq!(ok(&r, "{}"), r#"{"__typename":"User"}"#);
+        assert_eq!(ok(&r, " { } "), r#"{"__typename":"User"}"#);
+        // An existing top-level `__typename` is replaced, wherever it is, however it is spelt;
+        // nested ones are data and stay.
+        assert_eq!(
+            ok(&r, r#"{"__typename":"Old","a":{"__typename":"Inner"}}"#),
+            r#"{"__typename":"User","a":{"__typename":"Inner"}}"#
+        );
+        assert_eq!(
+            ok(&r, r#"{"a":1,"__typename":"Old"}"#),
+            r#"{"__typename":"User","a":1}"#
+        );
+        assert_eq!(
+            ok(&r, r#"{"a":1,"\u005f_typename":"Old","b":2}"#),
+            r#"{"__typename":"User","a":1,"b":2}"#
+        );
+        // Non-object rows are not touched.
+        for row in ["[{\"a\":1}]", "1", "\"s\"", "null", "[]"] {
+            assert_eq!(ok(&r, row), row);
+        }
+        // The name is escaped once, at build time.
+        let r = Rewriter::new().typename("a\"b\\c\n");
+        assert_eq!(ok(&r, "{}"), r#"{"__typename":"a\"b\\c\n"}"#);
+        // Without a type name, a `__typename` key is ordinary data.
+        assert_eq!(ok(&id(), r#"{"__typename":"X"}"#), r#"{"__typename":"X"}"#);
+    }
+
+    #[test]
+    fn projection_is_exact_and_top_level_only() {
+        let r = Rewriter::new().project(["id"]);
+        assert_eq!(
+            ok(&r, r#"{"idx":1,"i":2,"id":3,"ID":4,"id ":5,"Id":6}"#),
+            r#"{"id":3}"#
+        );
+        assert_eq!(ok(&r, r#"{"a":1}"#), "{}");
+        assert_eq!(
+            ok(&r, r#"{"a":{"id":1},"id":{"id":2,"a":[{"idx":0}]}}"#),
+            r#"{"id":{"id":2,"a":[{"idx":0}]}}"#
+        );
+        // First, middle, last and all dropped; whitespace and nested content in dropped members.
+        let r = Rewriter::new().project(["b", "d"]);
+        let row = r#" { "a" : [ 1, { "b": 2 } ] , "b" : { "x" : 1 } , "c" : "s" , "d" : [ ] , "e" : null } "#;
+        assert_eq!(ok(&r, row), r#"{"b":{"x":1},"d":[]}"#);
+        assert_eq!(ok(&r, r#"{"b":1,"c":2}"#), r#"{"b":1}"#);
+        assert_eq!(ok(&r, r#"{"c":2,"d":1}"#), r#"{"d":1}"#);
+        assert_eq!(ok(&r, r#"{"x":1,"y":2}"#), "{}");
+        assert_eq!(ok(&r, r#"{"b":1,"b":2}"#), r#"{"b":1,"b":2}"#);
+        // Empty projection keeps nothing.
+        assert_eq!(
+            ok(&Rewriter::new().project(Vec::<&str>::new()), r#"{"a":1}"#),
+            "{}"
+        );
+        // Matching is on the output key.
+        let r = Rewriter::new()
+            .camel_case(true)
+            .project(["userId", "user_name"]);
+        assert_eq!(
+            ok(&r, r#"{"user_id":1,"user_name":2,"userName":3}"#),
+            r#"{"userId":1}"#
+        );
+        let r = Rewriter::new().project(["user_id"]);
+        assert_eq!(ok(&r, r#"{"user_id":1,"userId":2}"#), r#"{"user_id":1}"#);
+        // Escaped keys are matched on their decoded text and copied as written.
+        let r = Rewriter::new().project(["id", "a\"b"]);
+        assert_eq!(
+            ok(&r, r#"{"\u0069d":1,"a\"b":2,"a\u0022c":3}"#),
+            r#"{"\u0069d":1,"a\"b":2}"#
+        );
+        // Non-object rows pass through.
+        assert_eq!(
+            ok(&Rewriter::new().project(["a"]), r#"[{"b":1}]"#),
+            r#"[{"b":1}]"#
+        );
+    }
+
+    #[test]
+    fn camel_typename_and_projection_together() {
+        let r = Rewriter::new().camel_case(true).typename("Post").project([
+            "postId",
+            "authorInfo",
+            "__typename",
+        ]);
+        let row = r#"{"__typename": "Old", "post_id": 9, "body_text": "a\nb", "author_info": {"user_id": 1, "post_id": 2}}"#;
+        assert_eq!(
+            ok(&r, row),
+            r#"{"__typename":"Post","postId":9,"authorInfo":{"userId":1,"postId":2}}"#
+        );
+        assert_eq!(ok(&r, r#"{"x":1}"#), r#"{"__typename":"Post"}"#);
+        // Project before camel_case: the order of builder calls does not matter.
+        let r2 = Rewriter::new()
+            .project(["postId"])
+            .typename("Post")
+            .camel_case(true);
+        assert_eq!(ok(&r2, row), r#"{"__typename":"Post","postId":9}"#);
+    }
+
+    #[test]
+    fn errors_after_output_was_written_restore_the_buffer() {
+        let r = Rewriter::new()
+            .camel_case(true)
+            .typename("T")
+            .project(["aB"]);
+        for input in [
+            &br#"{"a_b": "x", "c_d": [1, 2, {"e": }]}"#[..],
+            br#"{"c": 1, "a_b": "x" "#,
+            br#"{"a_b": [1, 2, 3], "z": "\ud800"}"#,
+            br#"{"a_b": 1} 2"#,
+        ] {
+            err(&r, input);
+            err(&id(), input);
+        }
+    }
+
+    #[test]
+    fn empty_containers() {
+        for s in [
+            "[]",
+            "{}",
+            "[[],{}]",
+            "[{},[]]",
+            "{\"a\":{},\"b_c\":[]}",
+            "[[[]]]",
+        ] {
+            assert_eq!(ok(&id(), s), s);
+        }
+        assert_eq!(ok(&id(), "[ [ ] , { } ]"), "[[],{}]");
+        assert_eq!(
+            ok(&camel(), "{\"a\":{},\"b_c\":[]}"),
+            "{\"a\":{},\"bC\":[]}"
+        );
+        let r = Rewriter::new()
+            .camel_case(true)
+            .typename("T")
+            .project(["bC"]);
+        assert_eq!(
+            ok(&r, "{\"a\":{},\"b_c\":[]}"),
+            "{\"__typename\":\"T\",\"bC\":[]}"
+        );
+        assert_eq!(ok(&r, "[{}]"), "[{}]");
+    }
+
+    #[test]
+    fn error_messages_are_specific() {
+        let msgs = [
+            RewriteError::Truncated { offset: 3 }.to_string(),
+            RewriteError::Unexpected {
+                byte: b'x',
+                offset: 1,
+            }
+            .to_string(),
+            RewriteError::Unexpected { byte: 0, offset: 1 }.to_string(),
+            RewriteError::TooDeep {
+                offset: 4,
+                limit: 3,
+            }
+            .to_string(),
+        ];
+        assert_eq!(
+            msgs[0],
+            "truncated JSON: input ends at offset 3 in the middle of a value"
+        );
+        assert_eq!(msgs[1], "unexpected 'x' at offset 1");
+        assert_eq!(msgs[2], "unexpected byte 0x00 at offset 1");
+        assert_eq!(msgs[3], "nesting deeper than 3 levels at offset 4");
+    }
+}

@@ -1,0 +1,11 @@
+use chopin_core::passthrough::JsonProjection;
+
+#[derive(JsonProjection, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Post {
+    id: i64,
+    #[projection(column = "title", sql = "upper(title)")]
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use chopin_core::passthrough::JsonProjection;
+
+#[derive(JsonProjection, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pair(i64, String);
+
+fn main() {}
