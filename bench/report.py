@@ -331,13 +331,18 @@ def render(args: argparse.Namespace) -> str:
                     f"`{t}` /{ep}: round-to-round spread {spread:.1%} "
                     f"(> {NOISY_SPREAD:.0%}); the machine was noisy, consider more rounds."
                 )
+            starved = [
+                f"R{r} {res['server_cpu']:.0%}"
+                for r, res in sorted(per.items())
+                if res["server_cpu"] is not None and res["server_cpu"] < STARVED_CPU
+            ]
+            if starved:
+                warnings.append(
+                    f"`{t}` /{ep}: the server got less than {STARVED_CPU:.0%} of its CPU "
+                    f"({', '.join(starved)}); something else competed for the CPUs, so "
+                    "those rounds are depressed."
+                )
             for r, res in sorted(per.items()):
-                if res["server_cpu"] is not None and res["server_cpu"] < STARVED_CPU:
-                    warnings.append(
-                        f"`{t}` /{ep} round {r}: the server used only "
-                        f"{res['server_cpu']:.0%} of its CPU; something else competed "
-                        "for the CPUs, so this round's figure is depressed."
-                    )
                 if res["socket_errors"] or res["non_2xx"]:
                     warnings.append(
                         f"`{t}` /{ep} round {r}: {res['non_2xx']} non-2xx/3xx responses, "

@@ -20,7 +20,7 @@ ENDPOINTS="json plaintext"
 
 # Record the knobs the caller set explicitly, to print the exact invocation.
 KNOBS=(TARGETS ROUNDS DURATION WARMUP CONNECTIONS WRK_THREADS SERVER_CPU CLIENT_CPU
-    CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN)
+    QUIET_WAIT CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN)
 invocation=""
 for knob in "${KNOBS[@]}"; do
     if [[ -n "${!knob+x}" ]]; then
@@ -42,6 +42,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-1}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
+QUIET_WAIT="${QUIET_WAIT:-0}"
 CARGO_EXTRA_ARGS="${CARGO_EXTRA_ARGS:-}"
 CARGO_PROFILE="${CARGO_PROFILE:-release}"
 CHOPIN_BIN="${CHOPIN_BIN:-chopin-bench-example}"
@@ -115,6 +116,7 @@ command -v cargo >/dev/null 2>&1 || {
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0 (got '$DURATION')"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0 (got '$WARMUP')"
+[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be whole seconds >= 0 (got '$QUIET_WAIT')"
 [[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
 taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (SERVER_CPU)"
 taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (CLIENT_CPU)"
@@ -257,6 +259,21 @@ cpu_busy_pct() {
     echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
 }
 busy_start="$(cpu_busy_pct)"
+
+# With QUIET_WAIT > 0, wait up to that long for other work to drop below 10 %
+# CPU before a measurement (useful on a shared box; the server is idle here).
+wait_quiet() {
+    [[ $QUIET_WAIT -gt 0 ]] || return 0
+    local deadline=$((SECONDS + QUIET_WAIT)) busy
+    while true; do
+        busy="$(cpu_busy_pct)"
+        [[ $busy -gt 10 ]] || return 0
+        if [[ $SECONDS -ge $deadline ]]; then
+            log "  still ${busy}% busy after waiting ${QUIET_WAIT}s; measuring anyway"
+            return 0
+        fi
+    done
+}
 if [[ $busy_start -gt 10 ]]; then
     log "warning: ${busy_start}% of CPU time is already busy with other work; results will be noisy"
 fi
@@ -283,6 +300,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                     die "GET http://$bind/$ep on '$t' did not return 200:
 $(head -n 5 <<<"$resp")"
             fi
+            wait_quiet
             if [[ $WARMUP -gt 0 ]]; then
                 "${warm_cmd[@]}" "http://$bind/$ep" >/dev/null
             fi
