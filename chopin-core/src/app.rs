@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::cache::Cache;
 use crate::config::Config;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::db::Db;
@@ -144,6 +145,18 @@ where
         self.health.add("database", move || {
             let db = db.clone();
             async move { db.ping().await.map_err(|e| e.to_string()) }
+        });
+        self
+    }
+
+    /// Register the cache in `/health/ready` (check name `cache`): a Redis `PING` within the
+    /// cache's timeout for the `redis` and `tiered` backends, always ready for `memory`. The
+    /// app keeps no cache for handlers: put the [`Cache`] (a cheap clone) in your state.
+    pub fn cache(mut self, cache: &Cache) -> Self {
+        let cache = cache.clone();
+        self.health.add("cache", move || {
+            let cache = cache.clone();
+            async move { cache.ping().await.map_err(|e| e.to_string()) }
         });
         self
     }

@@ -353,6 +353,72 @@ impl ChopinError {
     }
 }
 
+/// A copy keeps everything but the identity of a hidden cause: a `source` is cloned as an
+/// error with the same message chain (so it logs the same, but no longer downcasts to its
+/// original type). This lets one failure be handed to several waiters, as
+/// [`Cache::get_or_load`](crate::cache::Cache::get_or_load) does.
+impl Clone for ChopinError {
+    fn clone(&self) -> Self {
+        match self {
+            ChopinError::BadRequest(m) => ChopinError::BadRequest(m.clone()),
+            ChopinError::MalformedJson {
+                message,
+                line,
+                column,
+            } => ChopinError::MalformedJson {
+                message: message.clone(),
+                line: *line,
+                column: *column,
+            },
+            ChopinError::InvalidQuery(m) => ChopinError::InvalidQuery(m.clone()),
+            ChopinError::Unauthorized(m) => ChopinError::Unauthorized(m.clone()),
+            ChopinError::Forbidden(m) => ChopinError::Forbidden(m.clone()),
+            ChopinError::NotFound(m) => ChopinError::NotFound(m.clone()),
+            ChopinError::MethodNotAllowed => ChopinError::MethodNotAllowed,
+            ChopinError::Conflict(m) => ChopinError::Conflict(m.clone()),
+            ChopinError::PayloadTooLarge { limit } => {
+                ChopinError::PayloadTooLarge { limit: *limit }
+            }
+            ChopinError::UnsupportedMediaType(m) => ChopinError::UnsupportedMediaType(m.clone()),
+            ChopinError::Validation(fields) => ChopinError::Validation(fields.clone()),
+            ChopinError::RateLimited { retry_after } => ChopinError::RateLimited {
+                retry_after: *retry_after,
+            },
+            ChopinError::ServiceUnavailable {
+                message,
+                retry_after,
+                source,
+            } => ChopinError::ServiceUnavailable {
+                message: message.clone(),
+                retry_after: *retry_after,
+                source: source.as_deref().map(ClonedCause::boxed),
+            },
+            ChopinError::Timeout => ChopinError::Timeout,
+            ChopinError::Internal(source) => {
+                ChopinError::Internal(ClonedCause::boxed(source.as_ref()))
+            }
+        }
+    }
+}
+
+/// The message chain of a cloned [`ChopinError`]'s hidden cause.
+#[derive(Debug)]
+struct ClonedCause(String);
+
+impl ClonedCause {
+    fn boxed(source: &(dyn std::error::Error + Send + Sync + 'static)) -> BoxError {
+        Box::new(ClonedCause(error_chain(source)))
+    }
+}
+
+impl fmt::Display for ClonedCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClonedCause {}
+
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut cur = err.source();

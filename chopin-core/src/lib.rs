@@ -36,6 +36,8 @@
 //! * [`config`]: typed configuration from the environment;
 //! * [`layers`]: request id, tracing, panics, compression, CORS, timeout, body limit;
 //! * [`db`]: the database pool (sea-orm over sqlx; SQLite by default, PostgreSQL);
+//! * [`cache`]: [`Cache`](cache::Cache) — in process (moka), in Redis, or both with
+//!   cross-instance invalidation — and HTTP caching;
 //! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI.
 //!
 //! Chopin sets no global allocator: that choice belongs to the application.
@@ -48,6 +50,7 @@
 struct ReadmeDoctests;
 
 pub mod app;
+pub mod cache;
 pub mod config;
 mod context;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -82,6 +85,7 @@ pub mod reexports {
 /// The names most handlers need: `use chopin_core::prelude::*;`.
 pub mod prelude {
     pub use crate::app::App;
+    pub use crate::cache::Cache;
     pub use crate::config::{Config, Environment};
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub use crate::db::Db;

@@ -2,9 +2,10 @@
 //! isolated databases.
 //!
 //! Service-backed helpers read their server's address from the environment
-//! (`CHOPIN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`). When the
-//! server is unreachable they return `None` after printing why — unless `CI` is `true` or `1`, where an
-//! unreachable service is a test failure, never a skip.
+//! (`CHOPIN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
+//! `CHOPIN_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`). When the server is unreachable
+//! they return `None` after printing why — unless `CI` is `true` or `1`, where an unreachable
+//! service is a test failure, never a skip.
 
 use axum::Router;
 use axum::body::Body;
@@ -141,6 +142,50 @@ fn body_of(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|e| panic!("test body is not serialisable: {e}"))
 }
 
+/// Skip (print `reason`, return `None`) outside CI; panic in CI.
+fn skip_or_fail<T>(service: &str, reason: String) -> Option<T> {
+    if in_ci() {
+        panic!("{reason} (CI=true: service-backed tests must run)");
+    }
+    eprintln!("skipping {service} test: {reason}");
+    None
+}
+
+/// The URL of the Redis server for cache tests: `CHOPIN_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`, once it has answered `PING` (within 2 s). Returns `None` (after
+/// printing why) when it does not, outside CI; panics in CI.
+///
+/// Give each test its own namespace ([`unique_namespace`]) and empty it at the end with
+/// `cache.delete_prefix("")`.
+#[cfg(feature = "redis")]
+pub async fn redis_url_or_skip() -> Option<String> {
+    let url = std::env::var("CHOPIN_TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| crate::config::DEFAULT_REDIS_URL.to_string());
+    let probe = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<redis::Value>(&mut conn)
+            .await
+    };
+    let shown = crate::config::redact_url(&url);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(e)) => skip_or_fail("Redis", format!("Redis at {shown} unreachable: {e}")),
+        Err(_) => skip_or_fail(
+            "Redis",
+            format!("Redis at {shown} did not answer within 2s"),
+        ),
+    }
+}
+
+/// A cache namespace no other test uses: `chopin_test_<32 hex digits>`.
+pub fn unique_namespace() -> String {
+    format!("chopin_test_{}", uuid::Uuid::new_v4().simple())
+}
+
 /// A fresh, uniquely named PostgreSQL database, dropped (with its connections) when this
 /// value is dropped.
 #[cfg(feature = "postgres")]
@@ -166,11 +211,7 @@ impl TestPostgres {
                     "PostgreSQL at {} unreachable: {e}",
                     crate::config::redact_url(&admin_url)
                 );
-                if in_ci() {
-                    panic!("{reason} (CI=true: service-backed tests must run)");
-                }
-                eprintln!("skipping PostgreSQL test: {reason}");
-                return None;
+                return skip_or_fail("PostgreSQL", reason);
             }
         };
         let name = format!("chopin_test_{}", uuid::Uuid::new_v4().simple());

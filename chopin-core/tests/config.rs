@@ -5,11 +5,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use chopin_core::config::{ConfigError, LogFormat, redact_url};
+use chopin_core::config::{CacheBackend, ConfigError, LogFormat, redact_url};
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 22] = [
+const DOCUMENTED: [&str; 27] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -32,6 +32,11 @@ const DOCUMENTED: [&str; 22] = [
     "CHOPIN_DOCS_PATH",
     "CHOPIN_PAGINATION_DEFAULT_LIMIT",
     "CHOPIN_PAGINATION_MAX_LIMIT",
+    "CHOPIN_CACHE",
+    "REDIS_URL",
+    "CHOPIN_CACHE_MEMORY",
+    "CHOPIN_CACHE_NAMESPACE",
+    "CHOPIN_CACHE_TIMEOUT",
 ];
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -85,6 +90,11 @@ fn defaults() {
     assert_eq!(c.openapi.ui_path, "/docs");
     assert_eq!(c.pagination.default_limit, 20);
     assert_eq!(c.pagination.max_limit, 100);
+    assert_eq!(c.cache.backend, CacheBackend::Memory);
+    assert_eq!(c.cache.redis_url, "redis://127.0.0.1:6379");
+    assert_eq!(c.cache.memory_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.cache.namespace, "chopin");
+    assert_eq!(c.cache.timeout, Duration::from_millis(50));
     assert_eq!(c, Config::for_environment(Environment::Development));
 }
 
@@ -191,6 +201,33 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_PAGINATION_MAX_LIMIT", "500", |c| {
             c.pagination.max_limit == 500
         }),
+        ("CHOPIN_CACHE", "redis", |c| {
+            c.cache.backend == CacheBackend::Redis
+        }),
+        ("CHOPIN_CACHE", "TIERED", |c| {
+            c.cache.backend == CacheBackend::Tiered
+        }),
+        ("REDIS_URL", "redis://cache.internal:6380/2", |c| {
+            c.cache.redis_url == "redis://cache.internal:6380/2"
+        }),
+        ("REDIS_URL", "unix:///run/redis.sock", |c| {
+            c.cache.redis_url == "unix:///run/redis.sock"
+        }),
+        ("CHOPIN_CACHE_MEMORY", "256MiB", |c| {
+            c.cache.memory_bytes == 256 * 1024 * 1024
+        }),
+        ("CHOPIN_CACHE_MEMORY", "1000000", |c| {
+            c.cache.memory_bytes == 1_000_000
+        }),
+        ("CHOPIN_CACHE_NAMESPACE", "shop-v2.eu_1", |c| {
+            c.cache.namespace == "shop-v2.eu_1"
+        }),
+        ("CHOPIN_CACHE_TIMEOUT", "250ms", |c| {
+            c.cache.timeout == Duration::from_millis(250)
+        }),
+        ("CHOPIN_CACHE_TIMEOUT", "1", |c| {
+            c.cache.timeout == Duration::from_secs(1)
+        }),
     ];
     let covered: BTreeSet<&str> = cases.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());
@@ -254,6 +291,18 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "101"),
         ("CHOPIN_PAGINATION_MAX_LIMIT", "0"),
         ("CHOPIN_PAGINATION_MAX_LIMIT", "ten"),
+        ("CHOPIN_CACHE", "memcached"),
+        ("REDIS_URL", "not a url"),
+        ("REDIS_URL", "http://cache:6379"),
+        ("REDIS_URL", "rediss://cache:6380"),
+        ("REDIS_URL", "redis:///0"),
+        ("CHOPIN_CACHE_MEMORY", "lots"),
+        ("CHOPIN_CACHE_MEMORY", "0"),
+        ("CHOPIN_CACHE_NAMESPACE", "my app"),
+        ("CHOPIN_CACHE_NAMESPACE", "a:b"),
+        ("CHOPIN_CACHE_NAMESPACE", "caf\u{e9}"),
+        ("CHOPIN_CACHE_TIMEOUT", "soon"),
+        ("CHOPIN_CACHE_TIMEOUT", "0ms"),
     ];
     for (var, value) in cases {
         let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
@@ -355,6 +404,31 @@ fn debug_never_contains_the_database_password() {
         !debug.contains("p%40ss") && !debug.contains("p@ss"),
         "{debug}"
     );
+}
+
+#[test]
+fn debug_never_contains_the_redis_password() {
+    for url in [
+        format!("redis://:{SECRET}@cache:6379"),
+        format!("redis://default:{SECRET}@cache:6379/1"),
+        format!("redis://cache:6379/?password={SECRET}"),
+    ] {
+        let config = ok(&[("CHOPIN_CACHE", "tiered"), ("REDIS_URL", url.as_str())]);
+        assert_eq!(
+            config.cache.redis_url, url,
+            "the real URL is kept for connecting"
+        );
+        for rendered in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{:?}", config.cache),
+        ] {
+            assert!(
+                !rendered.contains(SECRET),
+                "password leaked for {url}: {rendered}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -15,7 +15,12 @@
 //! | `POST` | `/api/posts/{id}/comments` | 201 |
 //!
 //! The OpenAPI spec is served at `/openapi.json` and the docs UI at `/docs` (outside
-//! production); `/health/live` and `/health/ready` (which pings the database) are built in.
+//! production); `/health/live` and `/health/ready` (which pings the database and the cache)
+//! are built in.
+//!
+//! The hottest read, `GET /api/posts/{id}`, goes through Chopin's [`Cache`] (in process by
+//! default; `CHOPIN_CACHE=redis|tiered` shares it between instances) with single-flight
+//! loading; updates and deletes invalidate the entry before they answer.
 //!
 //! The library builds the application, so that `main` and the tests run the same code:
 //!
@@ -28,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+use chopin_core::cache::{Cache, CacheError};
 use chopin_core::db::{Db, DbError};
 use chopin_core::{App, Config};
 use sea_orm_migration::MigratorTrait;
@@ -42,6 +48,8 @@ pub mod migration;
 pub struct AppState {
     /// The database pool.
     pub db: Db,
+    /// The cache of post views (see [`api::posts`]).
+    pub cache: Cache,
 }
 
 /// Why the application could not start.
@@ -53,6 +61,9 @@ pub enum StartError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sea_orm::DbErr),
+    /// The cache backend could not be set up.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// Connect the database named by `config.database`, apply pending migrations, and assemble the
@@ -61,8 +72,14 @@ pub enum StartError {
 pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
     let db = Db::connect(&config.database).await?;
     migration::Migrator::up(db.conn(), None).await?;
-    Ok(App::with_state(config, AppState { db: db.clone() })
+    let cache = Cache::from_config(&config.cache).await?;
+    let state = AppState {
+        db: db.clone(),
+        cache: cache.clone(),
+    };
+    Ok(App::with_state(config, state)
         .database(&db)
+        .cache(&cache)
         .api(api::router())
         .openapi_info("Chopin blog", env!("CARGO_PKG_VERSION")))
 }

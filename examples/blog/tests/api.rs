@@ -67,6 +67,58 @@ async fn restart_keeps_data_and_migrations_are_idempotent() {
     assert_eq!(shown.value()["data"], created.value()["data"]);
 }
 
+/// Two instances of the blog sharing one database and one Redis (`CHOPIN_CACHE=tiered`): once
+/// a write returns on instance A, instance B never serves the post it had cached before.
+#[tokio::test]
+async fn two_instances_share_cache_invalidation() {
+    let Some(redis_url) = chopin_core::testing::redis_url_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let database_url = sqlite_url(&dir);
+    let namespace = chopin_core::testing::unique_namespace();
+    let instance = || {
+        Config::from_lookup(|name| match name {
+            "CHOPIN_ENV" => Some("test".into()),
+            "DATABASE_URL" => Some(database_url.clone()),
+            "CHOPIN_CACHE" => Some("tiered".into()),
+            "REDIS_URL" => Some(redis_url.clone()),
+            "CHOPIN_CACHE_NAMESPACE" => Some(namespace.clone()),
+            _ => None,
+        })
+        .expect("test configuration is valid")
+    };
+    let a = TestClient::new(blog::build_app(instance()).await.unwrap());
+    let b = TestClient::new(blog::build_app(instance()).await.unwrap());
+
+    let created = a.post_json("/api/posts", &post("Shared", "shared", true)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.value()["data"]["id"].as_i64().unwrap();
+    let path = format!("/api/posts/{id}");
+    for round in 0..20 {
+        // B reads (and caches) the current version.
+        let before = b.get(&path).await;
+        assert_eq!(before.status, StatusCode::OK, "{}", before.text());
+        // A writes; once it has answered, B must see the new title.
+        let title = format!("Shared, edit {round}");
+        let mut edit = post(&title, "shared", true);
+        edit["body"] = json!("edited");
+        let updated = a.put_json(&path, &edit).await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.text());
+        let after = b.get(&path).await;
+        assert_eq!(after.value()["data"]["title"], title, "stale read in round {round}");
+    }
+    let deleted = a.delete(&path).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(b.get(&path).await.status, StatusCode::NOT_FOUND);
+
+    // Clean up the test's keys in the shared Redis.
+    let cache = chopin_core::cache::Cache::from_config(&instance().cache)
+        .await
+        .unwrap();
+    cache.delete_prefix("").await.unwrap();
+}
+
 fn post(title: &str, slug: &str, published: bool) -> Value {
     json!({"title": title, "slug": slug, "body": format!("Body of {title}."), "published": published})
 }

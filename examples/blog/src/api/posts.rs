@@ -57,7 +57,7 @@ fn validate_slug(slug: &str) -> Result<(), ValidationError> {
 /// The same struct serves both read paths: the model path serialises it with serde, and the
 /// pass-through path has the database build exactly this JSON from the SQL that
 /// [`JsonProjection`] derives (see [`super::passthrough`]).
-#[derive(Debug, Clone, Serialize, ToSchema, JsonProjection)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, JsonProjection)]
 #[serde(rename_all = "camelCase")]
 pub struct PostView {
     /// The post's id.
@@ -98,6 +98,24 @@ impl From<post::Model> for PostView {
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+/// How long a post view stays cached. Writes through this API invalidate it at once; the TTL
+/// only bounds staleness after changes made behind the API's back.
+const POST_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The cache key of a post's view.
+fn post_key(id: i64) -> String {
+    format!("post:{id}")
+}
+
+/// Drop a post's cached view after a write. When the cache cannot confirm the invalidation
+/// (Redis unreachable), the write has happened anyway: log it; readers may see the old view
+/// for at most [`POST_CACHE_TTL`].
+async fn invalidate_post(state: &AppState, id: i64) {
+    if let Err(err) = state.cache.delete(&post_key(id)).await {
+        tracing::warn!(%err, id, "could not invalidate the cached post");
     }
 }
 
@@ -192,11 +210,18 @@ pub async fn get_post(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<ApiResponse<PostView>, ChopinError> {
-    let post = post::Entity::find_by_id(id)
-        .one(&*state.db)
-        .await?
-        .ok_or_else(|| post_not_found(id))?;
-    Ok(ApiResponse::success(post.into()))
+    // Concurrent misses on one post run a single query; a 404 is not cached.
+    let view = state
+        .cache
+        .get_or_load(&post_key(id), POST_CACHE_TTL, || async {
+            post::Entity::find_by_id(id)
+                .one(&*state.db)
+                .await?
+                .map(PostView::from)
+                .ok_or_else(|| post_not_found(id))
+        })
+        .await?;
+    Ok(ApiResponse::success(view))
 }
 
 /// Replace a post (every field; `created_at` is kept, `updated_at` is set to now).
@@ -231,7 +256,10 @@ pub async fn update_post(
     };
     // One UPDATE; no row matched means the post does not exist.
     match update.update(&*state.db).await {
-        Ok(post) => Ok(ApiResponse::success(post.into())),
+        Ok(post) => {
+            invalidate_post(&state, id).await;
+            Ok(ApiResponse::success(post.into()))
+        }
         Err(DbErr::RecordNotUpdated) => Err(post_not_found(id)),
         Err(err) => Err(err.into()),
     }
@@ -257,5 +285,6 @@ pub async fn delete_post(
     if result.rows_affected == 0 {
         return Err(post_not_found(id));
     }
+    invalidate_post(&state, id).await;
     Ok(ApiResponse::no_content())
 }

@@ -1,0 +1,347 @@
+//! The Redis cache backend against a real Redis (`CHOPIN_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`), each test in its own namespace, emptied at the end. The failure
+//! tests run a `redis-server` of their own, kill it and restart it.
+#![cfg(feature = "redis")]
+
+mod cache_support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cache_support::{
+    RELAXED, RedisServer, abandoned_leaders_do_not_wedge, config, eventually,
+    loader_error_is_shared_and_not_cached, single_flight_1000, within,
+};
+use chopin_core::cache::{Cache, CacheBackend, CacheConfig, CacheError};
+use chopin_core::prelude::*;
+use chopin_core::testing::{TestClient, redis_url_or_skip};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A Redis cache in a fresh namespace, or `None` when Redis is unreachable outside CI.
+async fn cache() -> Option<(Cache, CacheConfig)> {
+    let url = redis_url_or_skip().await?;
+    let config = config(CacheBackend::Redis, &url, RELAXED);
+    let cache = Cache::redis(&config)
+        .await
+        .expect("connect to the test Redis");
+    Some((cache, config))
+}
+
+/// A plain connection to look at what the cache stored.
+async fn raw(config: &CacheConfig) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(config.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Empty the namespace, and check that it is empty.
+async fn cleanup(cache: &Cache, config: &CacheConfig) {
+    cache.delete_prefix("").await.expect("clean up");
+    let mut conn = raw(config).await;
+    let left: Vec<String> = conn.keys(format!("{}:*", config.namespace)).await.unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Post {
+    id: u64,
+    title: String,
+}
+
+#[tokio::test]
+async fn typed_and_raw_values_round_trip_under_the_namespace() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    assert_eq!(cache.backend(), CacheBackend::Redis);
+    assert_eq!(cache.namespace(), config.namespace);
+    let post = Post {
+        id: 1,
+        title: "Hello".into(),
+    };
+    assert_eq!(cache.get::<Post>("post:1").await, None);
+    cache.set("post:1", &post, MINUTE).await;
+    assert_eq!(cache.get::<Post>("post:1").await, Some(post));
+
+    // Stored as JSON under `<namespace>:<key>`, with the TTL in Redis.
+    let mut conn = raw(&config).await;
+    let key = format!("{}:post:1", config.namespace);
+    let stored: Vec<u8> = conn.get(&key).await.unwrap();
+    assert_eq!(stored, br#"{"id":1,"title":"Hello"}"#);
+    let pttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!((59_000..=60_000).contains(&pttl), "PTTL {pttl}");
+
+    let bytes = Bytes::from_static(b"\x00\xffraw");
+    cache.set_bytes("raw", bytes.clone(), MINUTE).await;
+    assert_eq!(cache.get_bytes("raw").await, Some(bytes));
+    assert_eq!(cache.get::<Post>("raw").await, None, "not JSON: a miss");
+    assert_eq!(cache.stats().codec_errors, 1);
+
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    cache.set("short", &1u8, Duration::from_millis(200)).await;
+    cache.set("long", &2u8, MINUTE).await;
+    assert_eq!(cache.get::<u8>("short").await, Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cache.get::<u8>("short").await, None);
+    assert_eq!(cache.get::<u8>("long").await, Some(2));
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn delete_by_key_and_by_prefix_across_scan_pages() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    // 1,200 keys under the prefix: SCAN … COUNT 500 needs several pages.
+    for i in 0..1200 {
+        cache.set(&format!("user:{i}"), &i, MINUTE).await;
+    }
+    cache.set("users", &"kept", MINUTE).await;
+    cache.set("post:1", &1, MINUTE).await;
+    // Glob characters in a prefix are literal.
+    cache.set("glob*x", &1, MINUTE).await;
+    cache.set("globbed", &1, MINUTE).await;
+
+    cache.delete("user:0").await.unwrap();
+    assert_eq!(cache.get::<u32>("user:0").await, None);
+    cache.delete("never-set").await.unwrap();
+
+    cache.delete_prefix("user:").await.unwrap();
+    let mut conn = raw(&config).await;
+    let left: Vec<String> = conn
+        .keys(format!("{}:user:*", config.namespace))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} keys left", left.len());
+    assert_eq!(cache.get::<u32>("user:1199").await, None);
+    assert!(cache.get::<String>("users").await.is_some());
+    assert!(cache.get::<u32>("post:1").await.is_some());
+
+    cache.delete_prefix("glob*").await.unwrap();
+    assert_eq!(cache.get::<u32>("glob*x").await, None);
+    assert_eq!(
+        cache.get::<u32>("globbed").await,
+        Some(1),
+        "`*` is not a wildcard"
+    );
+
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn delete_by_tag() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    let v = |s: &'static str| Bytes::from_static(s.as_bytes());
+    cache
+        .set_bytes_tagged("a", v("1"), MINUTE, &["posts", "user:1"])
+        .await;
+    cache
+        .set_bytes_tagged("b", v("2"), Duration::from_secs(5), &["posts"])
+        .await;
+    cache
+        .set_bytes_tagged("c", v("3"), MINUTE, &["user:1"])
+        .await;
+    cache.set_bytes("d", v("4"), MINUTE).await;
+
+    // The tag set lives as long as its longest-lived member: a later, shorter member does
+    // not shorten it.
+    let mut conn = raw(&config).await;
+    let tag_key = format!("{}:tag:posts", config.namespace);
+    let members: Vec<String> = conn.smembers(&tag_key).await.unwrap();
+    assert_eq!(members.len(), 2);
+    let pttl: i64 = conn.pttl(&tag_key).await.unwrap();
+    assert!(pttl > 55_000, "tag set PTTL {pttl}");
+
+    cache.delete_tag("posts").await.unwrap();
+    assert_eq!(cache.get_bytes("a").await, None);
+    assert_eq!(cache.get_bytes("b").await, None);
+    assert_eq!(cache.get_bytes("c").await, Some(v("3")));
+    assert_eq!(cache.get_bytes("d").await, Some(v("4")));
+    let exists: bool = conn.exists(&tag_key).await.unwrap();
+    assert!(!exists, "the tag set is deleted with its members");
+
+    cache.delete_tag("user:1").await.unwrap();
+    assert_eq!(cache.get_bytes("c").await, None);
+    cache.delete_tag("no such tag").await.unwrap();
+
+    // A tag with more members than one UNLINK batch.
+    for i in 0..1200 {
+        cache
+            .set_bytes_tagged(&format!("m:{i}"), v("x"), MINUTE, &["many"])
+            .await;
+    }
+    cache.delete_tag("many").await.unwrap();
+    assert_eq!(cache.get_bytes("m:0").await, None);
+    assert_eq!(cache.get_bytes("m:1199").await, None);
+
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn namespaces_are_isolated() {
+    let Some((a, a_config)) = cache().await else {
+        return;
+    };
+    let (b, b_config) = cache().await.expect("Redis is up");
+    assert_ne!(a.namespace(), b.namespace());
+    a.set("shared-key", &"a", MINUTE).await;
+    b.set("shared-key", &"b", MINUTE).await;
+    assert_eq!(a.get::<String>("shared-key").await.as_deref(), Some("a"));
+    assert_eq!(b.get::<String>("shared-key").await.as_deref(), Some("b"));
+
+    a.delete_prefix("").await.unwrap();
+    assert_eq!(a.get::<String>("shared-key").await, None);
+    assert_eq!(
+        b.get::<String>("shared-key").await.as_deref(),
+        Some("b"),
+        "emptying one namespace leaves the other alone"
+    );
+    cleanup(&a, &a_config).await;
+    cleanup(&b, &b_config).await;
+}
+
+#[tokio::test]
+async fn stats_count_hits_and_misses() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    cache.set("k", &1u8, MINUTE).await;
+    cache.get::<u8>("k").await;
+    cache.get_bytes("k").await;
+    cache.get::<u8>("missing").await;
+    let s = cache.stats();
+    assert_eq!(s.backend, CacheBackend::Redis);
+    assert_eq!((s.hits, s.local_hits, s.misses), (2, 0, 1), "{s:?}");
+    assert_eq!(s.errors, 0);
+    assert_eq!((s.entries, s.bytes), (0, 0), "no in-process tier");
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_runs_the_loader_once_for_1000_callers() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    assert_eq!(single_flight_1000(&cache).await, 1);
+    assert_eq!(cache.stats().loads, 1);
+    assert_eq!(cache.get::<Vec<u32>>("flight").await, Some(vec![1, 2, 3]));
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_errors_reach_every_waiter_and_are_not_cached() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    loader_error_is_shared_and_not_cached(&cache).await;
+    abandoned_leaders_do_not_wedge(&cache).await;
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn start_up_fails_fast_when_redis_is_unreachable() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = CacheConfig {
+        backend: CacheBackend::Redis,
+        redis_url: format!("redis://:s3cret@127.0.0.1:{port}"),
+        ..CacheConfig::default()
+    };
+    let started = Instant::now();
+    let err = Cache::redis(&config).await.expect_err("nothing listens");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, CacheError::Connect { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains(&port.to_string()), "{text}");
+
+    let err = Cache::from_config(&CacheConfig {
+        namespace: "a:b".into(),
+        ..config.clone()
+    })
+    .await
+    .expect_err("invalid namespace");
+    assert!(matches!(err, CacheError::InvalidConfig(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_means_fast_misses_then_recovery_without_a_new_cache() {
+    let Some(mut server) = RedisServer::start().await else {
+        return;
+    };
+    // The default 50 ms timeout.
+    let config = config(
+        CacheBackend::Redis,
+        &server.url(),
+        Duration::from_millis(50),
+    );
+    let cache = Cache::from_config(&config).await.expect("connect");
+    cache.set("k", &1u32, MINUTE).await;
+    assert_eq!(cache.get::<u32>("k").await, Some(1));
+    let router = App::new(Config::for_environment(Environment::Test))
+        .cache(&cache)
+        .into_router();
+    let client = TestClient::new(router);
+    assert_eq!(client.get("/health/ready").await.status, 200);
+
+    server.kill();
+    let errors_before = cache.stats().errors;
+    let limit = Duration::from_millis(200);
+    for round in 0..20 {
+        let got = within(limit, "get while down", cache.get::<u32>("k")).await;
+        assert_eq!(got, None, "round {round}: a miss");
+        within(limit, "set while down", cache.set("k", &2u32, MINUTE)).await;
+        let deleted = within(limit, "delete while down", cache.delete("k")).await;
+        assert!(
+            matches!(deleted, Err(CacheError::Unavailable)),
+            "{deleted:?}"
+        );
+        let deleted = within(limit, "delete_prefix while down", cache.delete_prefix("")).await;
+        assert!(deleted.is_err());
+        let loaded = within(
+            limit,
+            "get_or_load while down",
+            cache.get_or_load("k", MINUTE, || async { Ok::<u32, String>(3) }),
+        )
+        .await;
+        assert_eq!(loaded, Ok(3), "the loader still answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let errors = cache.stats().errors - errors_before;
+    assert!(errors >= 80, "every failed round trip is counted: {errors}");
+    let res = client.get("/health/ready").await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.error_code().as_deref(), Some("SERVICE_UNAVAILABLE"));
+
+    server.restart().await;
+    let recovered = eventually(Duration::from_secs(10), || async {
+        cache.set("k", &4u32, MINUTE).await;
+        cache.get::<u32>("k").await == Some(4)
+    })
+    .await;
+    assert!(recovered, "the same Cache works again once Redis is back");
+    cache.delete("k").await.expect("deletes work again");
+    assert_eq!(client.get("/health/ready").await.status, 200);
+}
