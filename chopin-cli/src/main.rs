@@ -45,6 +45,9 @@ mod tests {
         let cli = Cli::try_parse_from(["chopin", "version"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Version)));
         assert!(Cli::try_parse_from(["chopin", "frobnicate"]).is_err());
-        assert_eq!(version_line(), format!("chopin {}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            version_line(),
+            format!("chopin {}", env!("CARGO_PKG_VERSION"))
+        );
     }
 }

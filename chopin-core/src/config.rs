@@ -591,10 +591,12 @@ impl Config {
         let log = LogConfig {
             filter: r.raw("CHOPIN_LOG").unwrap_or_else(|| "info".into()),
             format: r
-                .get("CHOPIN_LOG_FORMAT", |s| match s.to_ascii_lowercase().as_str() {
-                    "text" => Ok(LogFormat::Text),
-                    "json" => Ok(LogFormat::Json),
-                    _ => Err("must be text or json".to_string()),
+                .get("CHOPIN_LOG_FORMAT", |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "text" => Ok(LogFormat::Text),
+                        "json" => Ok(LogFormat::Json),
+                        _ => Err("must be text or json".to_string()),
+                    }
                 })
                 .unwrap_or(if environment.is_production() {
                     LogFormat::Json
@@ -604,7 +606,11 @@ impl Config {
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.filter) {
             let filter = log.filter.clone();
-            r.problem("CHOPIN_LOG", &filter, format!("is not a valid filter ({e})"));
+            r.problem(
+                "CHOPIN_LOG",
+                &filter,
+                format!("is not a valid filter ({e})"),
+            );
         }
 
         let path = |s: &str| {
@@ -740,15 +746,15 @@ mod tests {
             ("CHOPIN_REQUEST_TIMEOUT", "off"),
             ("DATABASE_ACQUIRE_TIMEOUT", "250ms"),
             ("DATABASE_MAX_CONNECTIONS", "7"),
-            ("CHOPIN_CORS_ORIGINS", "https://a.example, http://localhost:5173"),
+            (
+                "CHOPIN_CORS_ORIGINS",
+                "https://a.example, http://localhost:5173",
+            ),
         ])
         .unwrap();
         assert_eq!(c.http.body_limit, 512 * 1024);
         assert_eq!(c.http.request_timeout, None);
-        assert_eq!(
-            c.database.acquire_timeout,
-            Some(Duration::from_millis(250))
-        );
+        assert_eq!(c.database.acquire_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.database.max_connections, Some(7));
         assert_eq!(
             c.http.cors.origins,
@@ -779,7 +785,10 @@ mod tests {
                 "CHOPIN_LOG"
             ]
         );
-        assert!(err.to_string().contains("CHOPIN_PORT=\"99999\": must be a port number"));
+        assert!(
+            err.to_string()
+                .contains("CHOPIN_PORT=\"99999\": must be a port number")
+        );
     }
 
     #[test]
@@ -794,8 +803,11 @@ mod tests {
 
     #[test]
     fn debug_redacts_database_password() {
-        let c = from(&[("DATABASE_URL", "postgres://app:s3cret@db:5432/app?sslmode=require")])
-            .unwrap();
+        let c = from(&[(
+            "DATABASE_URL",
+            "postgres://app:s3cret@db:5432/app?sslmode=require",
+        )])
+        .unwrap();
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("postgres://app:***@db:5432/app"));

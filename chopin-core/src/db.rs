@@ -137,9 +137,7 @@ impl AsRef<DatabaseConnection> for Db {
 
 /// Split the pool parameters out of a database URL. Returns the URL the driver should see and
 /// the settings, with `config`'s values as fallbacks.
-pub fn split_pool_settings(
-    config: &DatabaseConfig,
-) -> Result<(String, PoolSettings), DbError> {
+pub fn split_pool_settings(config: &DatabaseConfig) -> Result<(String, PoolSettings), DbError> {
     let defaults = PoolSettings::defaults();
     let mut settings = PoolSettings {
         max_connections: config.max_connections.unwrap_or(defaults.max_connections),
@@ -224,7 +222,9 @@ impl Db {
             "sqlite" => {
                 #[cfg(feature = "sqlite")]
                 {
-                    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                    use sqlx::sqlite::{
+                        SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous,
+                    };
                     let options = SqliteConnectOptions::from_str(&url)
                         .map_err(|e| DbError::Config(e.to_string()))?
                         .create_if_missing(true)
@@ -266,9 +266,7 @@ impl Db {
                         .await
                         .map_err(connect_err)?;
                     Ok(Db {
-                        conn: sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
-                            pool.clone(),
-                        ),
+                        conn: sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
                         pool: Pool::Postgres(pool),
                         settings,
                     })
@@ -379,7 +377,8 @@ mod tests {
         assert_eq!(s.acquire_timeout, Duration::from_millis(250));
         assert_eq!(s.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(s.max_lifetime, Some(Duration::from_secs(3600)));
-        let (url, _) = split_pool_settings(&db_config("sqlite://app.db?max_connections=2")).unwrap();
+        let (url, _) =
+            split_pool_settings(&db_config("sqlite://app.db?max_connections=2")).unwrap();
         assert_eq!(url, "sqlite://app.db");
     }
 

@@ -518,7 +518,9 @@ impl From<sea_orm::DbErr> for ChopinError {
         use sea_orm::{ConnAcquireErr, DbErr, SqlErr};
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
-                return ChopinError::Conflict("a resource with the same unique value already exists".into());
+                return ChopinError::Conflict(
+                    "a resource with the same unique value already exists".into(),
+                );
             }
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
                 return ChopinError::Conflict(
@@ -618,7 +620,11 @@ impl From<validator::ValidationErrors> for ChopinError {
     }
 }
 
-fn collect_validation(errors: &validator::ValidationErrors, prefix: String, out: &mut Vec<FieldError>) {
+fn collect_validation(
+    errors: &validator::ValidationErrors,
+    prefix: String,
+    out: &mut Vec<FieldError>,
+) {
     use validator::ValidationErrorsKind as K;
     for (name, kind) in errors.errors() {
         let path = if prefix.is_empty() {

@@ -63,7 +63,10 @@ impl HealthChecks {
                 (name.clone(), outcome)
             }
         });
-        futures_util::future::join_all(runs).await.into_iter().collect()
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .collect()
     }
 }
 

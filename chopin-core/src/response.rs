@@ -68,11 +68,14 @@ impl PageMeta {
 /// In `#[utoipa::path]` responses, write `body = ApiResponse<Post>`: the schema is the
 /// envelope around `Post`.
 #[derive(Debug, Clone, ToSchema)]
-#[schema(description = "Success envelope: `success` is always true; `meta` is present on paginated lists only.")]
+#[schema(
+    description = "Success envelope: `success` is always true; `meta` is present on paginated lists only."
+)]
 #[must_use]
 pub struct ApiResponse<T> {
     /// Always `true`.
-    #[allow(dead_code)] // Documents the wire field in the derived schema; written as a constant.
+    #[allow(dead_code)]
+    // Documents the wire field in the derived schema; written as a constant.
     success: bool,
     /// The payload.
     data: T,

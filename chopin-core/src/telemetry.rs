@@ -16,7 +16,12 @@ pub fn init(config: &LogConfig) -> bool {
     match config.format {
         LogFormat::Text => registry.with(fmt::layer()).try_init().is_ok(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
             .is_ok(),
     }

@@ -130,7 +130,9 @@ mod tests {
     #[test]
     fn content_types() {
         assert!(has_json_content_type(&headers("application/json")));
-        assert!(has_json_content_type(&headers("application/json; charset=utf-8")));
+        assert!(has_json_content_type(&headers(
+            "application/json; charset=utf-8"
+        )));
         assert!(has_json_content_type(&headers("Application/JSON")));
         assert!(has_json_content_type(&headers("application/problem+json")));
         assert!(!has_json_content_type(&headers("text/json")));

@@ -159,8 +159,7 @@ fn invalid(message: String) -> ChopinError {
 }
 
 fn parse_number(key: &str, value: &str) -> Result<u64, ChopinError> {
-    if value.starts_with('-') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_digit())
-    {
+    if value.starts_with('-') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(format!("`{key}` must not be negative")));
     }
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -260,16 +259,36 @@ mod tests {
         assert!(parse("limit=-1").unwrap_err().contains("negative"));
         assert!(parse("offset=-5").unwrap_err().contains("negative"));
         assert!(parse("limit=0").unwrap_err().contains("between 1 and 100"));
-        assert!(parse("limit=101").unwrap_err().contains("between 1 and 100"));
+        assert!(
+            parse("limit=101")
+                .unwrap_err()
+                .contains("between 1 and 100")
+        );
         assert!(parse("page=0").unwrap_err().contains("starts at 1"));
         assert!(parse("limit=5&page=2").unwrap_err().contains("not both"));
-        assert!(parse("limit=5&limit=6").unwrap_err().contains("more than once"));
+        assert!(
+            parse("limit=5&limit=6")
+                .unwrap_err()
+                .contains("more than once")
+        );
         assert!(parse("limit=1.5").unwrap_err().contains("whole number"));
         assert!(parse("limit=+5").unwrap_err().contains("whole number"));
         assert!(parse("limit=").unwrap_err().contains("whole number"));
-        assert!(parse("offset=99999999999999999999999").unwrap_err().contains("too large"));
-        assert!(parse("offset=9223372036854775808").unwrap_err().contains("at most"));
-        assert!(parse("page=9223372036854775807&per_page=100").unwrap_err().contains("too large"));
+        assert!(
+            parse("offset=99999999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse("offset=9223372036854775808")
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(
+            parse("page=9223372036854775807&per_page=100")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

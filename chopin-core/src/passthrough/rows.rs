@@ -72,9 +72,9 @@ impl RowEncoder {
             }
             (None, false) => validator(),
         };
-        rewriter.rewrite_into(bytes, out).map_err(|e| {
-            ChopinError::internal(format!("database row is not valid JSON: {e}"))
-        })
+        rewriter
+            .rewrite_into(bytes, out)
+            .map_err(|e| ChopinError::internal(format!("database row is not valid JSON: {e}")))
     }
 }
 

@@ -91,7 +91,9 @@ async fn two_instances_share_cache_invalidation() {
     let a = TestClient::new(blog::build_app(instance()).await.unwrap());
     let b = TestClient::new(blog::build_app(instance()).await.unwrap());
 
-    let created = a.post_json("/api/posts", &post("Shared", "shared", true)).await;
+    let created = a
+        .post_json("/api/posts", &post("Shared", "shared", true))
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let id = created.value()["data"]["id"].as_i64().unwrap();
     let path = format!("/api/posts/{id}");
@@ -106,7 +108,11 @@ async fn two_instances_share_cache_invalidation() {
         let updated = a.put_json(&path, &edit).await;
         assert_eq!(updated.status, StatusCode::OK, "{}", updated.text());
         let after = b.get(&path).await;
-        assert_eq!(after.value()["data"]["title"], title, "stale read in round {round}");
+        assert_eq!(
+            after.value()["data"]["title"],
+            title,
+            "stale read in round {round}"
+        );
     }
     let deleted = a.delete(&path).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);

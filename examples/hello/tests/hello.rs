@@ -24,7 +24,10 @@ async fn three_routes_answer_in_the_envelope() {
     assert_eq!(res.value()["error"]["fields"][0]["field"], "name");
 
     let res = client.post_json("/echo", &json!({"text": "hi"})).await;
-    assert_eq!(res.value(), json!({"success": true, "data": {"text": "hi"}}));
+    assert_eq!(
+        res.value(),
+        json!({"success": true, "data": {"text": "hi"}})
+    );
 
     let res = client.post_json("/echo", &json!({"text": 5})).await;
     assert_eq!(res.status, 422);
@@ -34,7 +37,16 @@ async fn three_routes_answer_in_the_envelope() {
 #[tokio::test]
 async fn spec_documents_the_three_routes() {
     let spec = client().get("/openapi.json").await.value();
-    for path in ["/", "/greet/{name}", "/echo", "/health/live", "/health/ready"] {
-        assert!(spec["paths"][path].is_object(), "{path} missing from the spec");
+    for path in [
+        "/",
+        "/greet/{name}",
+        "/echo",
+        "/health/live",
+        "/health/ready",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the spec"
+        );
     }
 }

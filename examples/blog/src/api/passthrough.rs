@@ -40,7 +40,10 @@ fn statements(projection: &str, p: [&str; 3]) -> Statements {
             r#"SELECT {projection} FROM posts WHERE "published" = {} {order} LIMIT {} OFFSET {}"#,
             p[0], p[1], p[2]
         )),
-        one: sql(format!(r#"SELECT {projection} FROM posts WHERE "id" = {}"#, p[0])),
+        one: sql(format!(
+            r#"SELECT {projection} FROM posts WHERE "id" = {}"#,
+            p[0]
+        )),
     }
 }
 

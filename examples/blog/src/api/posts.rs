@@ -69,7 +69,10 @@ pub struct PostView {
     /// Body text.
     pub body: String,
     /// Whether readers can see the post.
-    #[projection(postgres = r#""published""#, sqlite = r#"json(iif("published", 'true', 'false'))"#)]
+    #[projection(
+        postgres = r#""published""#,
+        sqlite = r#"json(iif("published", 'true', 'false'))"#
+    )]
     pub published: bool,
     /// Creation time (RFC 3339, UTC, milliseconds).
     #[serde(serialize_with = "super::rfc3339")]
