@@ -63,6 +63,16 @@
 //! value is copied whole. Projection never removes the added `__typename`. Rows that are not
 //! objects (arrays, strings, numbers, literals) are validated and minified only.
 //!
+//! # Performance
+//!
+//! One pass, no tree, no `unsafe`, and no allocation per row beyond the output (a key is decoded
+//! into a scratch buffer only when it contains escapes or non-ASCII text and a rule needs its
+//! text). Output is produced lazily: input that needs no change is copied in spans, so a compact
+//! row without renamed keys costs one validation pass and one copy. Strings are scanned eight
+//! bytes at a time for quotes, backslashes, control bytes and non-ASCII bytes; long plain runs
+//! go to `memchr`. `chopin-core/benches/rewrite.rs` measures it against copying the rows and
+//! against parsing and re-serialising them with serde_json and sonic-rs.
+//!
 //! # Testing
 //!
 //! Unit tests live in this module; property tests against a `serde_json` reference live in
@@ -153,17 +163,28 @@ impl Rewriter {
     /// On error, `out` is truncated back to the length it had before the call.
     pub fn rewrite_into(&self, row: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         let start = out.len();
+        // The output is never longer than the row plus the type name member and its comma (see
+        // `Out`), so it is written into a slice of that size, which is then cut to length.
+        let extra = self.typename_member.as_ref().map_or(0, |t| t.len() + 1);
+        out.resize(start + row.len() + extra + SLACK, 0);
+        let buf = &mut out[start..];
         let managed = self.typename_member.is_some() || self.fields.is_some();
         let result = match (self.camel, managed) {
-            (false, false) => self.run::<false, false>(row, out),
-            (true, false) => self.run::<true, false>(row, out),
-            (false, true) => self.run::<false, true>(row, out),
-            (true, true) => self.run::<true, true>(row, out),
+            (false, false) => self.run::<false, false>(row, buf),
+            (true, false) => self.run::<true, false>(row, buf),
+            (false, true) => self.run::<false, true>(row, buf),
+            (true, true) => self.run::<true, true>(row, buf),
         };
-        if result.is_err() {
-            out.truncate(start);
+        match result {
+            Ok(written) => {
+                out.truncate(start + written);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
         }
-        result
     }
 
     /// Whether a top-level member with output key `name` (decoded text) is kept.
@@ -176,7 +197,8 @@ impl Rewriter {
     }
 
     /// The parser. `CAMEL`: convert keys. `MANAGED`: typename and/or projection, i.e. the root
-    /// object's members are handled one by one.
+    /// object's members are handled one by one by [`root_object`](Self::root_object); every
+    /// other value goes through [`value`](Self::value).
     ///
     /// Output is produced lazily: `row[pending..i]` is input still to be copied verbatim, and it
     /// is flushed only where the output differs from the input (whitespace, a renamed key, the
@@ -185,41 +207,164 @@ impl Rewriter {
     fn run<const CAMEL: bool, const MANAGED: bool>(
         &self,
         b: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RewriteError> {
-        let n = b.len();
-        // The output is never longer than the input plus the type name; `copy_span` may
-        // briefly write 32 bytes past the end.
-        let extra = self.typename_member.as_ref().map_or(0, |t| t.len() + 1);
-        out.reserve(n + extra + 32);
+        buf: &mut [u8],
+    ) -> Result<usize, RewriteError> {
+        // A local cursor, so that the optimiser keeps it in registers.
+        let mut out = Out { buf, pos: 0 };
+        let out = &mut out;
+        let mut cx = Cx {
+            kinds: KindStack::new(),
+            scratch: KeyScratch::default(),
+        };
+        let mut i = skip_ws(b, 0);
+        let mut pending = i;
+        if MANAGED && b.get(i) == Some(&b'{') {
+            i = self.root_object::<CAMEL>(b, i, out, &mut cx)?;
+        } else {
+            i = self.value::<CAMEL>(b, i, out, &mut pending, 0, &mut cx)?;
+            copy_span(out, b, pending, i);
+        }
+        let end = skip_ws(b, i);
+        if end < b.len() {
+            return Err(RewriteError::TrailingData { offset: end });
+        }
+        Ok(out.pos)
+    }
 
-        let mut i = 0usize;
-        let mut pending = 0usize;
-        let mut depth = 0usize;
+    /// The row's top-level object (at `b[i] == '{'`) with typename and projection: each member
+    /// is written (key converted, value through [`value`](Self::value)), then kept or cut off
+    /// again. Returns the offset after the closing brace.
+    #[inline(always)]
+    fn root_object<const CAMEL: bool>(
+        &self,
+        b: &[u8],
+        mut i: usize,
+        out: &mut Out<'_>,
+        cx: &mut Cx,
+    ) -> Result<usize, RewriteError> {
+        if self.max_depth == 0 {
+            return Err(RewriteError::TooDeep {
+                offset: i,
+                limit: 0,
+            });
+        }
+        out.push(b'{');
+        let mut emitted = false;
+        if let Some(member) = &self.typename_member {
+            out.put(member);
+            emitted = true;
+        }
+        i = skip_ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            out.push(b'}');
+            return Ok(i + 1);
+        }
+        loop {
+            match b.get(i) {
+                Some(b'"') => {}
+                Some(&c) => return Err(RewriteError::Unexpected { byte: c, offset: i }),
+                None => return Err(RewriteError::Truncated { offset: b.len() }),
+            }
+            // Write `,"key"` speculatively, converted; drop it again if not requested.
+            let ks = i;
+            let mark = out.pos;
+            if emitted {
+                out.push(b',');
+            }
+            let key_at = out.pos;
+            let mut pending = ks;
+            let (end, slow) = if CAMEL {
+                scan_key_camel(b, ks, out, &mut pending)?
+            } else {
+                scan_string(b, ks + 1)?
+            };
+            // The common case decides once the value is written: by then the key's bytes have
+            // reached the cache, whereas reading them back right away would stall on the
+            // stores. A key with escapes or non-ASCII text decides now, before parsing the
+            // value reuses the scratch buffers.
+            let decision = match slow.then(|| cx.scratch.convert(&b[ks + 1..end - 1], CAMEL)) {
+                Some(true) => {
+                    out.put(&cx.scratch.written);
+                    Decision::Now(self.keeps(&cx.scratch.converted))
+                }
+                Some(false) => {
+                    copy_span(out, b, ks, end);
+                    Decision::Now(self.keeps(&cx.scratch.decoded))
+                }
+                None => {
+                    copy_span(out, b, pending, end);
+                    Decision::Later(key_at + 1..out.pos - 1)
+                }
+            };
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b':') => i += 1,
+                Some(&c) => return Err(RewriteError::Unexpected { byte: c, offset: i }),
+                None => return Err(RewriteError::Truncated { offset: b.len() }),
+            }
+            out.push(b':');
+            // Scalars (most members) directly; containers through the general parser.
+            let start = skip_ws(b, i);
+            let mut pending = start;
+            i = match scan_scalar(b, start)? {
+                Some(end) => end,
+                None => self.value::<CAMEL>(b, start, out, &mut pending, 1, cx)?,
+            };
+            copy_span(out, b, pending, i);
+            let keep = match decision {
+                Decision::Now(keep) => keep,
+                Decision::Later(key) => self.keeps(&out.buf[key]),
+            };
+            if keep {
+                emitted = true;
+            } else {
+                out.pos = mark;
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    out.push(b'}');
+                    return Ok(i + 1);
+                }
+                Some(&c) => return Err(RewriteError::Unexpected { byte: c, offset: i }),
+                None => return Err(RewriteError::Truncated { offset: b.len() }),
+            }
+        }
+    }
+
+    /// Parse one value starting at `b[i]` (whitespace allowed before it) inside `base` levels of
+    /// nesting; return the offset just after it. The output is produced through `pending`: the
+    /// caller flushes `b[pending..returned offset]`. Iterative: the depth of the input cannot
+    /// overflow the stack.
+    #[inline(always)]
+    fn value<const CAMEL: bool>(
+        &self,
+        b: &[u8],
+        mut i: usize,
+        out: &mut Out<'_>,
+        pending: &mut usize,
+        base: usize,
+        cx: &mut Cx,
+    ) -> Result<usize, RewriteError> {
+        let n = b.len();
+        let mut depth = base;
         let mut in_obj = false;
-        let mut kinds = KindStack::new();
-        // Root-object member management (MANAGED only).
-        let mut root_emitted = false;
-        let mut skip_mark = NO_MARK;
-        let mut scratch = KeyScratch::default();
         let mut state = State::Value;
 
         macro_rules! skip_ws {
             () => {
                 if i < n && is_ws(b[i]) {
-                    copy_span(out, b, pending, i);
-                    i += 1;
-                    while i < n && is_ws(b[i]) {
-                        i += 1;
-                    }
-                    pending = i;
+                    copy_span(out, b, *pending, i);
+                    i = skip_ws(b, i + 1);
+                    *pending = i;
                 }
             };
         }
         macro_rules! close {
             () => {{
                 depth -= 1;
-                in_obj = depth > 0 && kinds.get(depth - 1);
+                in_obj = depth > base && cx.kinds.get(depth - 1);
                 i += 1;
                 state = State::After;
             }};
@@ -242,23 +387,14 @@ impl Rewriter {
                                 });
                             }
                             in_obj = c == b'{';
-                            kinds.set(depth, in_obj);
+                            cx.kinds.set(depth, in_obj);
                             depth += 1;
                             i += 1;
-                            if in_obj {
-                                if MANAGED
-                                    && depth == 1
-                                    && let Some(member) = &self.typename_member
-                                {
-                                    copy_span(out, b, pending, i);
-                                    out.extend_from_slice(member);
-                                    pending = i;
-                                    root_emitted = true;
-                                }
-                                state = State::ObjectFirst;
+                            state = if in_obj {
+                                State::ObjectFirst
                             } else {
-                                state = State::ArrayFirst;
-                            }
+                                State::ArrayFirst
+                            };
                             continue;
                         }
                         b']' if state == State::ArrayFirst => {
@@ -280,57 +416,13 @@ impl Rewriter {
                     };
                     if c == b'"' {
                         let ks = i;
-                        if MANAGED && depth == 1 {
-                            // A member of the root object: decide whether it is kept.
-                            if pending < ks {
-                                copy_span(out, b, pending, ks);
-                                pending = ks;
-                            }
-                            let mark = out.len();
-                            if root_emitted {
-                                out.push(b',');
-                            }
-                            let key_at = out.len();
-                            let (end, slow) = if CAMEL {
-                                scan_key_camel(b, ks, out, &mut pending)?
-                            } else {
-                                scan_string(b, ks + 1)?
-                            };
+                        if CAMEL {
+                            let (end, slow) = scan_key_camel(b, ks, out, pending)?;
                             i = end;
-                            let keep = if slow {
-                                let body = &b[ks + 1..end - 1];
-                                match scratch.convert(body, CAMEL) {
-                                    Some(name) => {
-                                        out.push(b'"');
-                                        write_escaped(name, out);
-                                        out.push(b'"');
-                                        pending = end;
-                                        self.keeps(name)
-                                    }
-                                    None => self.keeps(&scratch.decoded),
-                                }
-                            } else if pending == ks {
-                                // Unchanged: the key stays pending, copied with its value.
-                                self.keeps(&b[ks + 1..end - 1])
-                            } else {
-                                copy_span(out, b, pending, end);
-                                pending = end;
-                                self.keeps(&out[key_at + 1..out.len() - 1])
-                            };
-                            if keep {
-                                root_emitted = true;
-                            } else {
-                                skip_mark = mark;
-                            }
-                        } else if CAMEL {
-                            let (end, slow) = scan_key_camel(b, ks, out, &mut pending)?;
-                            i = end;
-                            if slow && let Some(name) = scratch.convert(&b[ks + 1..end - 1], true) {
-                                copy_span(out, b, pending, ks);
-                                out.push(b'"');
-                                write_escaped(name, out);
-                                out.push(b'"');
-                                pending = end;
+                            if slow && cx.scratch.convert(&b[ks + 1..end - 1], true) {
+                                copy_span(out, b, *pending, ks);
+                                out.put(&cx.scratch.written);
+                                *pending = end;
                             }
                         } else {
                             i = scan_string(b, ks + 1)?.0;
@@ -351,13 +443,8 @@ impl Rewriter {
                     }
                 }
                 State::After => {
-                    if depth == 0 {
-                        break;
-                    }
-                    if MANAGED && depth == 1 && skip_mark != NO_MARK {
-                        out.truncate(skip_mark);
-                        pending = i;
-                        skip_mark = NO_MARK;
+                    if depth == base {
+                        return Ok(i);
                     }
                     skip_ws!();
                     let Some(&c) = b.get(i) else {
@@ -365,10 +452,6 @@ impl Rewriter {
                     };
                     match c {
                         b',' => {
-                            if MANAGED && depth == 1 && in_obj {
-                                copy_span(out, b, pending, i);
-                                pending = i + 1;
-                            }
                             i += 1;
                             state = if in_obj { State::Key } else { State::Value };
                         }
@@ -379,19 +462,30 @@ impl Rewriter {
                 }
             }
         }
-
-        copy_span(out, b, pending, i);
-        while i < n {
-            if !is_ws(b[i]) {
-                return Err(RewriteError::TrailingData { offset: i });
-            }
-            i += 1;
-        }
-        Ok(())
     }
 }
 
-const NO_MARK: usize = usize::MAX;
+/// Whether a root member is kept: decided already, or to be decided on its output key, written
+/// at this range of the output.
+enum Decision {
+    Now(bool),
+    Later(std::ops::Range<usize>),
+}
+
+/// Per-call working state shared by the parts of the parser.
+struct Cx {
+    kinds: KindStack,
+    scratch: KeyScratch,
+}
+
+/// The offset of the first non-whitespace byte at or after `i`.
+#[inline(always)]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
+}
 
 /// The requested top-level names, compared exactly (no hashing, so nothing unrequested can slip
 /// through) but cheaply: a name is its length plus two integers that, for names up to 16 bytes,
@@ -411,10 +505,15 @@ type Probe = (usize, u64, u64);
 #[inline(always)]
 fn probe(name: &[u8]) -> Probe {
     let n = name.len();
-    let (a, b) = if let (Some(first), Some(last)) = (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+    let (a, b) = if let (Some(first), Some(last)) =
+        (name.first_chunk::<8>(), name.last_chunk::<8>())
+    {
         (u64::from_le_bytes(*first), u64::from_le_bytes(*last))
     } else if let (Some(first), Some(last)) = (name.first_chunk::<4>(), name.last_chunk::<4>()) {
-        (u32::from_le_bytes(*first) as u64, u32::from_le_bytes(*last) as u64)
+        (
+            u32::from_le_bytes(*first) as u64,
+            u32::from_le_bytes(*last) as u64,
+        )
     } else {
         (name.iter().fold(0, |acc, &c| acc << 8 | c as u64), 0)
     };
@@ -429,7 +528,12 @@ impl FieldSet {
     {
         let mut probes: Vec<(Probe, Box<[u8]>)> = fields
             .into_iter()
-            .map(|f| (probe(f.as_ref().as_bytes()), Box::from(f.as_ref().as_bytes())))
+            .map(|f| {
+                (
+                    probe(f.as_ref().as_bytes()),
+                    Box::from(f.as_ref().as_bytes()),
+                )
+            })
             .collect();
         probes.sort_unstable();
         probes.dedup();
@@ -443,10 +547,12 @@ impl FieldSet {
             return false;
         }
         let p = probe(name);
+        // The first entry with this probe, if any.
         let found = if self.probes.len() <= 8 {
             self.probes.iter().position(|(q, _)| *q == p)
         } else {
-            self.probes.binary_search_by(|(q, _)| q.cmp(&p)).ok()
+            let k = self.probes.partition_point(|(q, _)| *q < p);
+            self.probes.get(k).filter(|(q, _)| *q == p).map(|_| k)
         };
         // Up to 16 bytes the probe is the name; beyond, compare the rest too. Names longer
         // than 16 bytes sharing a probe are adjacent in the sorted list.
@@ -519,23 +625,32 @@ impl KindStack {
 /// Buffers for keys that contain escapes (rare): allocated only when such a key needs them.
 #[derive(Default)]
 struct KeyScratch {
+    /// The key's text.
     decoded: Vec<u8>,
+    /// Its camelCase form, when that differs.
     converted: Vec<u8>,
+    /// `converted` as a JSON string (quoted, minimally escaped).
+    written: Vec<u8>,
 }
 
 impl KeyScratch {
-    /// Decode the (validated) escaped key `body` into `self.decoded`; if `camel` and the rule
-    /// changes it, return the converted text, else `None` (the original bytes can be copied).
-    fn convert(&mut self, body: &[u8], camel: bool) -> Option<&[u8]> {
+    /// Decode the (validated) key body `body` into `decoded`; if `camel` and the rule changes
+    /// it, fill `converted` and `written` and return `true`; else the original bytes can be
+    /// copied.
+    #[inline(never)]
+    fn convert(&mut self, body: &[u8], camel: bool) -> bool {
         self.decoded.clear();
         decode_into(body, &mut self.decoded);
-        if camel && needs_camel(&self.decoded) {
-            self.converted.clear();
-            camel_into(&self.decoded, &mut self.converted);
-            Some(&self.converted)
-        } else {
-            None
+        if !(camel && needs_camel(&self.decoded)) {
+            return false;
         }
+        self.converted.clear();
+        camel_into(&self.decoded, &mut self.converted);
+        self.written.clear();
+        self.written.push(b'"');
+        write_escaped(&self.converted, &mut self.written);
+        self.written.push(b'"');
+        true
     }
 }
 
@@ -749,26 +864,67 @@ fn decode_into(body: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Append `b[from..to]` to `out`. Short spans (the common case: a key, a value, the text
-/// between two whitespace runs) are copied as one fixed-size 32-byte block, which compiles to a
-/// couple of vector moves instead of a call to `memcpy`, and the surplus is cut off again.
+/// Append `b[from..to]` to `out`.
 #[inline(always)]
-fn copy_span(out: &mut Vec<u8>, b: &[u8], from: usize, to: usize) {
-    const BLOCK: usize = 32;
-    let len = to - from;
-    if len <= BLOCK
-        && let Some(block) = b.get(from..).and_then(|r| r.first_chunk::<BLOCK>())
-    {
-        out.extend_from_slice(block);
-        out.truncate(out.len() - (BLOCK - len));
-    } else {
-        out.extend_from_slice(&b[from..to]);
+fn copy_span(out: &mut Out<'_>, b: &[u8], from: usize, to: usize) {
+    out.copy_span(b, from, to);
+}
+
+/// The output of one call: a zero-filled slice as long as the longest possible output plus
+/// [`SLACK`], and a cursor. Writing through plain slice stores (instead of `Vec` methods,
+/// which check capacity and update the length on every call and which the optimiser does not
+/// always inline) keeps the hot path free of calls; the slice is bounds-checked, so a bug
+/// could only panic, never write out of bounds.
+///
+/// The bound: values and unchanged keys are copied, converted keys only get shorter, a key
+/// rewritten with minimal escaping is never longer than it was written, whitespace and dropped
+/// members are removed, and the root object gains only the type name member and one comma.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+/// Spare room after the longest output, for [`Out::copy_span`]'s fixed-size blocks.
+const SLACK: usize = 32;
+
+impl Out<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+
+    #[inline(always)]
+    fn push(&mut self, c: u8) {
+        self.buf[self.pos] = c;
+        self.pos += 1;
+    }
+
+    /// Append `b[from..to]`. Short spans (the common case: a key, a value, the text between two
+    /// whitespace runs) are copied as one 32-byte block — two vector moves, no `memcpy` call —
+    /// and the cursor only advances by the span's length.
+    #[inline(always)]
+    fn copy_span(&mut self, b: &[u8], from: usize, to: usize) {
+        let len = to - from;
+        if len <= SLACK
+            && let Some(block) = b.get(from..).and_then(|r| r.first_chunk::<SLACK>())
+            && let Some(dst) = self
+                .buf
+                .get_mut(self.pos..)
+                .and_then(|r| r.first_chunk_mut::<SLACK>())
+        {
+            *dst = *block;
+            self.pos += len;
+        } else {
+            self.put(&b[from..to]);
+        }
     }
 }
 
 #[inline(always)]
 fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+    const WS: u64 = 1 << b' ' | 1 << b'\n' | 1 << b'\r' | 1 << b'\t';
+    c <= b' ' && WS >> c & 1 == 1
 }
 
 #[inline(always)]
@@ -862,7 +1018,8 @@ fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool), RewriteError> {
     let n = b.len();
     let mut escaped = false;
     loop {
-        // Skip ordinary ASCII eight bytes at a time.
+        // Skip ordinary ASCII eight bytes at a time; hand long runs to `memchr`.
+        let mut chunks = 0;
         while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
             let m = special_mask(u64::from_le_bytes(*chunk));
             if m != 0 {
@@ -870,6 +1027,11 @@ fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool), RewriteError> {
                 break;
             }
             i += 8;
+            chunks += 1;
+            if chunks == LONG_STRING_CHUNKS {
+                i = scan_long(b, i)?;
+                break;
+            }
         }
         // `i` is at a special byte, or fewer than eight bytes remain.
         let Some(&c) = b.get(i) else {
@@ -882,10 +1044,73 @@ fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool), RewriteError> {
                 i = scan_escape(b, i)?;
             }
             0..=0x1f => return Err(RewriteError::ControlCharacter { offset: i }),
-            0x80..=0xff => i = scan_non_ascii(b, i)?,
+            0x80..=0xff => {
+                i = utf8_char(b, i)?;
+                while let Some(&c) = b.get(i)
+                    && c >= 0x80
+                {
+                    i = utf8_char(b, i)?;
+                }
+            }
             _ => i += 1,
         }
     }
+}
+
+/// After this many eight-byte chunks of plain text, a string is scanned by [`scan_long`].
+const LONG_STRING_CHUNKS: u32 = 8;
+
+/// Validate the string content from `i` up to the next `"` or `\` (or the end of the row) in
+/// bulk: `memchr2` finds the end, then the span is checked for control bytes and, only if it
+/// has non-ASCII bytes, for UTF-8. Returns the offset of that `"` / `\` (or the end).
+#[inline(never)]
+fn scan_long(b: &[u8], i: usize) -> Result<usize, RewriteError> {
+    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+    let span = &b[i..end];
+    // Branch-free so that it vectorises: is any byte < 0x20 or >= 0x80?
+    let odd = span
+        .iter()
+        .fold(false, |acc, &c| acc | (c.wrapping_sub(0x20) >= 0x60));
+    if !odd {
+        return Ok(end);
+    }
+    // Rare: find the first problem byte by byte (this also validates UTF-8).
+    let mut k = i;
+    while k < end {
+        match b[k] {
+            0..=0x1f => return Err(RewriteError::ControlCharacter { offset: k }),
+            0x80..=0xff => k = utf8_char(b, k)?,
+            _ => k += 1,
+        }
+    }
+    Ok(end)
+}
+
+/// Validate the UTF-8 character whose first byte, `b[i]`, is not ASCII; return the offset
+/// after it.
+#[inline(always)]
+fn utf8_char(b: &[u8], i: usize) -> Result<usize, RewriteError> {
+    // The ranges of the second byte for each lead byte (RFC 3629: no overlong forms, no
+    // surrogates, nothing above U+10FFFF).
+    let (len, lo, hi) = match b[i] {
+        0xc2..=0xdf => (2, 0x80, 0xbf),
+        0xe0 => (3, 0xa0, 0xbf),
+        0xe1..=0xec | 0xee..=0xef => (3, 0x80, 0xbf),
+        0xed => (3, 0x80, 0x9f),
+        0xf0 => (4, 0x90, 0xbf),
+        0xf1..=0xf3 => (4, 0x80, 0xbf),
+        0xf4 => (4, 0x80, 0x8f),
+        _ => return Err(RewriteError::InvalidUtf8 { offset: i }),
+    };
+    for k in 1..len {
+        let (lo, hi) = if k == 1 { (lo, hi) } else { (0x80, 0xbf) };
+        match b.get(i + k) {
+            Some(&c) if (lo..=hi).contains(&c) => {}
+            Some(_) => return Err(RewriteError::InvalidUtf8 { offset: i }),
+            None => return Err(RewriteError::Truncated { offset: b.len() }),
+        }
+    }
+    Ok(i + len)
 }
 
 /// [`scan_string`] for a key, converting it to camelCase in place: each underscore the rule
@@ -897,18 +1122,32 @@ fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool), RewriteError> {
 fn scan_key_camel(
     b: &[u8],
     ks: usize,
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     pending: &mut usize,
 ) -> Result<(usize, bool), RewriteError> {
-    let (out_len, pending_at) = (out.len(), *pending);
+    let (out_len, pending_at) = (out.pos, *pending);
     let mut i = ks + 1;
     loop {
+        // Eight bytes at a time: handle every underscore before the first special byte
+        // without going byte by byte.
         while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
             let w = u64::from_le_bytes(*chunk);
-            let u = w ^ (LO * b'_' as u64);
-            let m = special_mask(w) | (u.wrapping_sub(LO) & !u & HI);
-            if m != 0 {
-                i += (m.trailing_zeros() / 8) as usize;
+            let stop = special_mask(w);
+            // The bits below the lowest set bit of `stop` (all of them when it is zero).
+            let below = !stop & stop.wrapping_sub(1);
+            let mut under = eq_mask(w, b'_') & below;
+            while under != 0 {
+                camel_underscore(
+                    b,
+                    ks,
+                    i + (under.trailing_zeros() / 8) as usize,
+                    out,
+                    pending,
+                );
+                under &= under - 1;
+            }
+            if stop != 0 {
+                i += (stop.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
@@ -918,61 +1157,63 @@ fn scan_key_camel(
         };
         match c {
             b'"' => return Ok((i + 1, false)),
-            b'_' => {
-                if i > ks + 1
-                    && b[i - 1] != b'_'
-                    && let Some(&next) = b.get(i + 1)
-                    && is_camel_follower(next)
-                {
-                    copy_span(out, b, *pending, i);
-                    out.push(next.to_ascii_uppercase());
-                    i += 2;
-                    *pending = i;
-                } else {
-                    i += 1;
-                }
-            }
             b'\\' | 0x80..=0xff => {
-                out.truncate(out_len);
+                out.pos = out_len;
                 *pending = pending_at;
                 return Ok((scan_string(b, i)?.0, true));
             }
             0..=0x1f => return Err(RewriteError::ControlCharacter { offset: i }),
+            // Fewer than eight bytes left: one at a time.
+            b'_' => {
+                camel_underscore(b, ks, i, out, pending);
+                i += 1;
+            }
             _ => i += 1,
         }
     }
 }
 
-/// Validate the run of string content starting at a non-ASCII byte `i`, up to the next `"` or
-/// `\` (UTF-8 validity and no control bytes). Returns the offset of that `"` / `\` (or the end).
-#[inline(never)]
-fn scan_non_ascii(b: &[u8], i: usize) -> Result<usize, RewriteError> {
-    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
-    let span = &b[i..end];
-    let control = span.iter().position(|&c| c < 0x20);
-    let utf8 = std::str::from_utf8(span).err();
-    if let Some(p) = control
-        && utf8.is_none_or(|e| p < e.valid_up_to())
+/// Convert the underscore at `b[k]` of the key whose opening quote is at `ks`, if the rule
+/// says so (see [`scan_key_camel`]).
+#[inline(always)]
+fn camel_underscore(b: &[u8], ks: usize, k: usize, out: &mut Out<'_>, pending: &mut usize) {
+    if k > ks + 1
+        && b[k - 1] != b'_'
+        && let Some(&next) = b.get(k + 1)
+        && is_camel_follower(next)
+        && k >= *pending
     {
-        return Err(RewriteError::ControlCharacter { offset: i + p });
+        copy_span(out, b, *pending, k);
+        out.push(next.to_ascii_uppercase());
+        *pending = k + 2;
     }
-    match utf8 {
-        None => Ok(end),
-        // The row ends inside a multi-byte character (and so inside the string).
-        Some(e) if e.error_len().is_none() && end == b.len() => {
-            Err(RewriteError::Truncated { offset: b.len() })
-        }
-        Some(e) => Err(RewriteError::InvalidUtf8 {
-            offset: i + e.valid_up_to(),
-        }),
-    }
+}
+
+/// High bit set in exactly the bytes of `w` equal to `c`.
+#[inline(always)]
+fn eq_mask(w: u64, c: u8) -> u64 {
+    let x = w ^ (LO * c as u64);
+    !(((x & !HI).wrapping_add(!HI)) | x) & HI
+}
+
+/// If a string, number or literal starts at `b[i]`, validate it and return the offset after
+/// it; `None` for anything else (a container, or an error [`Rewriter::value`] will report).
+#[inline(always)]
+fn scan_scalar(b: &[u8], i: usize) -> Result<Option<usize>, RewriteError> {
+    Ok(Some(match b.get(i) {
+        Some(b'"') => scan_string(b, i + 1)?.0,
+        Some(b'-' | b'0'..=b'9') => scan_number(b, i)?,
+        Some(b't') => scan_literal(b, i, b"true")?,
+        Some(b'f') => scan_literal(b, i, b"false")?,
+        Some(b'n') => scan_literal(b, i, b"null")?,
+        _ => return Ok(None),
+    }))
 }
 
 /// Validate a number starting at `i`; return the offset just after it.
 #[inline(always)]
 fn scan_number(b: &[u8], mut i: usize) -> Result<usize, RewriteError> {
     let n = b.len();
-    let digit = |i: usize| matches!(b.get(i), Some(b'0'..=b'9'));
     // Require at least one digit at `i`, reporting truncation or the bad byte.
     let need_digit = |i: usize| match b.get(i) {
         Some(b'0'..=b'9') => Ok(()),
@@ -983,20 +1224,14 @@ fn scan_number(b: &[u8], mut i: usize) -> Result<usize, RewriteError> {
         i += 1;
     }
     need_digit(i)?;
-    if b[i] == b'0' {
-        i += 1;
+    i = if b[i] == b'0' {
+        i + 1
     } else {
-        i += 1;
-        while digit(i) {
-            i += 1;
-        }
-    }
+        digits(b, i + 1)
+    };
     if b.get(i) == Some(&b'.') {
-        i += 1;
-        need_digit(i)?;
-        while digit(i) {
-            i += 1;
-        }
+        need_digit(i + 1)?;
+        i = digits(b, i + 2);
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {
         i += 1;
@@ -1004,9 +1239,7 @@ fn scan_number(b: &[u8], mut i: usize) -> Result<usize, RewriteError> {
             i += 1;
         }
         need_digit(i)?;
-        while digit(i) {
-            i += 1;
-        }
+        i = digits(b, i + 1);
     }
     match b.get(i) {
         Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') => {
@@ -1014,6 +1247,16 @@ fn scan_number(b: &[u8], mut i: usize) -> Result<usize, RewriteError> {
         }
         _ => Ok(i),
     }
+}
+
+/// The end of the run of ASCII digits starting at `i`. (Numbers in rows are short: a byte
+/// loop measured faster than an eight-byte scan.)
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
 }
 
 /// Validate the literal `lit` (`true`, `false`, `null`) at `i`; return the offset after it.
@@ -1704,6 +1947,57 @@ mod tests {
             ok(&Rewriter::new().project(["a"]), r#"[{"b":1}]"#),
             r#"[{"b":1}]"#
         );
+        // An escaped top-level key is decided on before its value (which has escaped keys of
+        // its own) is parsed. Found by the property tests.
+        let r = Rewriter::new().camel_case(true).project(["A", "bC"]);
+        assert_eq!(
+            ok(
+                &r,
+                r#"{"\u0041":[{"a\u005f_0_":null}],"b\u005fc":{"\u0078_y":1},"d":2}"#
+            ),
+            r#"{"\u0041":[{"a\u005f_0_":null}],"bC":{"xY":1}}"#
+        );
+    }
+
+    #[test]
+    fn projection_of_long_names_and_many_fields() {
+        // Same length, same first and last eight bytes: only the middle differs.
+        let (x, y) = ("abcdefgh_X_ijklmnop", "abcdefgh_Y_ijklmnop");
+        let row = format!(r#"{{"{x}":1,"{y}":2,"abcdefgh_ijklmnop":3}}"#);
+        for extra in [0, 20] {
+            let mut fields: Vec<String> = (0..extra).map(|k| format!("f{k}")).collect();
+            fields.push(y.to_string());
+            fields.push("abcdefgh__ijklmnop".to_string());
+            let r = Rewriter::new().project(&fields);
+            assert_eq!(
+                ok(&r, &row),
+                format!(r#"{{"{y}":2}}"#),
+                "{extra} extra fields"
+            );
+            fields.push(x.to_string());
+            let r = Rewriter::new().project(&fields);
+            assert_eq!(ok(&r, &row), format!(r#"{{"{x}":1,"{y}":2}}"#));
+        }
+        // Short names of every length, with many fields.
+        let names: Vec<String> = (0..20).map(|k| "k".repeat(k)).collect();
+        let row = format!(
+            "{{{}}}",
+            names
+                .iter()
+                .map(|n| format!("\"{n}\":0"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let every_other: Vec<&String> = names.iter().step_by(2).collect();
+        let want = format!(
+            "{{{}}}",
+            every_other
+                .iter()
+                .map(|n| format!("\"{n}\":0"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(ok(&Rewriter::new().project(&every_other), &row), want);
     }
 
     #[test]

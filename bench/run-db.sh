@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Pass-through HTTP benchmark against a real PostgreSQL: list endpoints of 100 and 1,000 rows.
+#
+#   bash bench/run-db.sh                               # 5 interleaved rounds x 10 s
+#   ROUNDS=3 DURATION=5 bash bench/run-db.sh           # quicker
+#
+# Targets (same JSON for the same rows; checked before measuring):
+#   orm                 examples/bench  GET /db/orm                sea-orm models -> DTO -> ApiResponse
+#   passthrough         examples/bench  GET /db/passthrough        JsonQuery over tv_item (pre-built jsonb)
+#   passthrough-build   examples/bench  GET /db/passthrough-build  JsonQuery, JSON built by JsonProjection
+#   raw                 bench/raw-pg-baseline GET /db/passthrough  hand-written axum + sqlx (the ceiling)
+#
+# The servers are pinned to SERVER_CPU (0), wrk to CLIENT_CPU (1); PostgreSQL is not pinned and
+# shares both CPUs. Writes the HTTP section of $OUT (bench/results/passthrough.md; the other
+# sections are kept). See bench/README.md.
+#
+# Knobs: ROUNDS (5), DURATION (10 s), WARMUP (2 s), CONNECTIONS (32), POOL (8 connections per
+# server, kept open), SIZES ("100 1000"), TARGETS (all four), PGHOST/PGPORT/PGUSER
+# (postgres@127.0.0.1:5432), PGSSLMODE (disable), BENCH_DB (chopin_bench), DATA_ROWS (10000),
+# SETUP (1: rebuild the tables; 0: use them as they are), CHOPIN_BENCH_STACK (full|minimal),
+# CARGO_EXTRA_ARGS, OUT.
+set -euo pipefail
+
+KNOBS=(ROUNDS DURATION WARMUP CONNECTIONS POOL SIZES TARGETS PGHOST PGPORT PGUSER PGSSLMODE BENCH_DB
+    DATA_ROWS SETUP SERVER_CPU CLIENT_CPU CHOPIN_BENCH_STACK CARGO_EXTRA_ARGS OUT)
+invocation=""
+for knob in "${KNOBS[@]}"; do
+    if [[ -n "${!knob+x}" ]]; then
+        invocation+="$knob=\"${!knob}\" "
+    fi
+done
+invocation+="bash bench/run-db.sh"
+
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+CONNECTIONS="${CONNECTIONS:-32}"
+POOL="${POOL:-8}"
+SIZES="${SIZES:-100 1000}"
+TARGETS="${TARGETS:-orm passthrough passthrough-build raw}"
+PGHOST="${PGHOST:-127.0.0.1}"
+PGPORT="${PGPORT:-5432}"
+PGUSER="${PGUSER:-postgres}"
+# TLS to a database on the same host only burns CPU on both sides (AES-GCM over every row).
+PGSSLMODE="${PGSSLMODE:-disable}"
+BENCH_DB="${BENCH_DB:-chopin_bench}"
+DATA_ROWS="${DATA_ROWS:-10000}"
+SETUP="${SETUP:-1}"
+OUT="${OUT:-bench/results/passthrough.md}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+CHOPIN_BENCH_STACK="${CHOPIN_BENCH_STACK:-full}"
+CARGO_EXTRA_ARGS="${CARGO_EXTRA_ARGS:-}"
+export PGHOST PGPORT PGUSER PGSSLMODE
+
+CHOPIN_BIND=127.0.0.1:3013
+RAW_BIND=127.0.0.1:3014
+DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=$PGSSLMODE"
+
+die() {
+    echo "bench/run-db.sh: error: $*" >&2
+    exit 1
+}
+log() { echo "==> $*" >&2; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+for tool in wrk taskset python3 cargo psql curl; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk util-linux python3 postgresql-client curl)"
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0"
+[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0"
+[[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
+read -r -a targets <<<"$TARGETS"
+read -r -a sizes <<<"$SIZES"
+for t in "${targets[@]}"; do
+    case "$t" in orm | passthrough | passthrough-build | raw) ;; *) die "unknown target '$t'" ;; esac
+done
+
+# --- database -------------------------------------------------------------------
+
+log "database $BENCH_DB on $PGHOST:$PGPORT"
+psql -X -q -d postgres -c 'SELECT 1' >/dev/null || die "cannot connect to PostgreSQL as $PGUSER@$PGHOST:$PGPORT"
+if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")" ]]; then
+    psql -X -q -d postgres -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
+fi
+if [[ "$SETUP" == 1 ]]; then
+    psql -X -q -v ON_ERROR_STOP=1 -v rows="$DATA_ROWS" -d "$BENCH_DB" -f bench/passthrough-setup.sql >/dev/null
+fi
+
+# --- build ----------------------------------------------------------------------
+
+RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
+RAW="bench/results/raw/db-$RUN_ID"
+mkdir -p "$RAW"
+read -r -a extra_args <<<"$CARGO_EXTRA_ARGS"
+build_cmd=(cargo build --release ${extra_args[@]+"${extra_args[@]}"} -p chopin-bench-example -p raw-pg-baseline)
+log "building: ${build_cmd[*]}"
+"${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
+declare -A exe_of=()
+while IFS=$'\t' read -r name path; do
+    exe_of["$name"]="$path"
+done < <(python3 -B bench/report.py executables <"$RAW/cargo-build.json")
+for bin in chopin-bench-example raw-pg-baseline; do
+    [[ -x "${exe_of[$bin]-}" ]] || die "cargo did not produce $bin"
+done
+
+# --- servers --------------------------------------------------------------------
+
+declare -A PID_OF=()
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+stop_servers() {
+    local pid
+    for pid in "${PID_OF[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PID_OF[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PID_OF=()
+}
+trap stop_servers EXIT
+trap 'exit 130' INT TERM
+
+server_of() { [[ "$1" == raw ]] && echo raw || echo chopin; }
+bind_of() { [[ "$1" == raw ]] && echo "$RAW_BIND" || echo "$CHOPIN_BIND"; }
+path_of() { [[ "$1" == raw ]] && echo /db/passthrough || echo "/db/$1"; }
+
+chopin_cmd=(env "BIND=$CHOPIN_BIND" "DATABASE_URL=$DB_URL&max_connections=$POOL&min_connections=$POOL"
+    "CHOPIN_BENCH_STACK=$CHOPIN_BENCH_STACK" CHOPIN_ENV=production CHOPIN_LOG=warn
+    taskset -c "$SERVER_CPU" "${exe_of[chopin-bench-example]}")
+raw_cmd=(env "BIND=$RAW_BIND" "DATABASE_URL=$DB_URL" "MAX_CONNECTIONS=$POOL"
+    taskset -c "$SERVER_CPU" "${exe_of[raw-pg-baseline]}")
+
+servers=()
+for t in "${targets[@]}"; do
+    s="$(server_of "$t")"
+    [[ " ${servers[*]-} " == *" $s "* ]] || servers+=("$s")
+done
+
+# Start every server the targets need (an idle server costs nothing), fresh.
+start_servers() {
+    local server bind
+    for server in "${servers[@]}"; do
+        if [[ "$server" == raw ]]; then bind="$RAW_BIND"; else bind="$CHOPIN_BIND"; fi
+        port_open "${bind%:*}" "${bind##*:}" && die "something is already listening on $bind; stop it first"
+        if [[ "$server" == raw ]]; then
+            "${raw_cmd[@]}" >>"$RAW/server-raw.log" 2>&1 &
+        else
+            "${chopin_cmd[@]}" >>"$RAW/server-chopin.log" 2>&1 &
+        fi
+        PID_OF[$server]=$!
+        for _ in $(seq 300); do
+            port_open "${bind%:*}" "${bind##*:}" && continue 2
+            kill -0 "${PID_OF[$server]}" 2>/dev/null || die "server '$server' exited during startup; see $RAW/server-$server.log"
+            sleep 0.1
+        done
+        die "server '$server' did not open $bind within 30 s"
+    done
+}
+
+# --- same JSON everywhere ---------------------------------------------------------
+
+log "checking that every target returns the same JSON"
+start_servers
+for t in "${targets[@]}"; do
+    for n in "${sizes[@]}"; do
+        curl -sS --fail -o "$RAW/body-$t-$n.json" "http://$(bind_of "$t")$(path_of "$t")?rows=$n" ||
+            die "GET $(path_of "$t")?rows=$n on '$t' failed"
+    done
+done
+if [[ -n "${PID_OF[chopin]-}" ]]; then
+    for n in "${sizes[@]}"; do
+        curl -sS --fail -o "$RAW/body-stream-$n.json" "http://$CHOPIN_BIND/db/stream?rows=$n" ||
+            die "GET /db/stream?rows=$n failed"
+    done
+fi
+stop_servers
+python3 -B bench/report-db.py check --raw-dir "$RAW" --sizes "${sizes[*]}" \
+    --targets "${targets[*]} stream" || die "the targets disagree; not measuring"
+
+# --- measure --------------------------------------------------------------------
+
+CLK_TCK="$(getconf CLK_TCK)"
+NCPU="$(nproc --all)"
+wrk_cmd=(taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNECTIONS" "-d${DURATION}s" --latency)
+warm_cmd=(taskset -c "$CLIENT_CPU" wrk -t1 "-c$CONNECTIONS" "-d${WARMUP}s")
+loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+TIMEFORMAT='%3U %3S'
+
+est=$((ROUNDS * ${#targets[@]} * ${#sizes[@]} * (DURATION + WARMUP)))
+log "run db-$RUN_ID: ${#targets[@]} targets x ${#sizes[@]} sizes x $ROUNDS rounds, ~${est}s of load"
+
+# Each round: fresh servers; for each size, every target back to back (order rotated per round),
+# so the cases compared by the ratios are measured within seconds of each other.
+for ((round = 1; round <= ROUNDS; round++)); do
+    start_servers
+    nt=${#targets[@]}
+    for n in "${sizes[@]}"; do
+        for ((ti = 0; ti < nt; ti++)); do
+            t="${targets[$(((ti + round - 1) % nt))]}"
+            pid="${PID_OF[$(server_of "$t")]}"
+            url="http://$(bind_of "$t")$(path_of "$t")?rows=$n"
+            if [[ $WARMUP -gt 0 ]]; then
+                "${warm_cmd[@]}" "$url" >/dev/null
+            fi
+            out="$RAW/r$round-$t-$n.txt"
+            read -r s0 p0 b0 a0 < <(python3 -B bench/report-db.py ticks --pid "$pid" --db "$BENCH_DB")
+            t0="$(date +%s%N)"
+            { time "${wrk_cmd[@]}" "$url" >"$out" 2>&1; } 2>"$RAW/wrk-time.txt" ||
+                die "wrk failed on $url; output in $out"
+            t1="$(date +%s%N)"
+            read -r s1 p1 b1 a1 < <(python3 -B bench/report-db.py ticks --pid "$pid" --db "$BENCH_DB")
+            read -r wu ws <"$RAW/wrk-time.txt"
+            awk -v s="$((s1 - s0))" -v p="$((p1 - p0))" -v b="$((b1 - b0))" -v a="$((a1 - a0))" \
+                -v wu="$wu" -v ws="$ws" -v ncpu="$NCPU" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" \
+                -v l1="$(cut -d' ' -f1 /proc/loadavg)" \
+                'BEGIN { w = ns / 1e9; printf "# harness: server_cpu=%.3f pg_cpu=%.3f wrk_cpu=%.3f machine_cpu=%.3f wall=%.2fs load1=%s\n", (s / hz) / w, (p / hz) / w, (wu + ws) / w, (a > 0 ? ncpu * b / a : 0), w, l1 }' >>"$out"
+            log "  round $round rows=$n $t: $(sed -n 's/^Requests\/sec:[[:space:]]*//p' "$out") req/s"
+        done
+    done
+    stop_servers
+done
+rm -f "$RAW/wrk-time.txt"
+
+python3 -B bench/report-db.py render --raw-dir "$RAW" --out "$OUT" \
+    --targets "${targets[*]}" --sizes "${sizes[*]}" --rounds "$ROUNDS" --duration "$DURATION" \
+    --warmup "$WARMUP" --loadavg "$loadavg_start" --invocation "$invocation" \
+    --build-command "${build_cmd[*]}" \
+    --server-command "$(printf '%q ' "${chopin_cmd[@]}" | sed "s|$ROOT/||g")  # chopin (orm, passthrough, passthrough-build)
+$(printf '%q ' "${raw_cmd[@]}" | sed "s|$ROOT/||g")  # raw" \
+    --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK"
+log "report: $OUT (raw output: $RAW)"
