@@ -12,6 +12,7 @@ Subcommands:
   render     write the HTTP section from run-db.sh's raw wrk outputs.
   stream     write the streaming section from stream-mem.sh's measurements (TSV).
   criterion  write the criterion section from micro-passthrough.sh's saved estimates.
+  callgrind  write the instructions-per-request section from profile-db.sh's profiles.
 """
 
 from __future__ import annotations
@@ -261,7 +262,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     medians: dict = {}
     cpu_ms: dict = {}
     w: list[str] = []
-    w.append("## HTTP: list endpoints against PostgreSQL (`bench/run-db.sh`)")
+    if args.tv_type == "jsonb":
+        w.append("## HTTP: list endpoints against PostgreSQL (`bench/run-db.sh`)")
+    else:
+        w.append(
+            f"## HTTP experiment: `tv_item.data` stored as `{args.tv_type}` "
+            f"(`TV_TYPE={args.tv_type} bench/run-db.sh`)"
+        )
+        w.append("")
+        w.append(
+            f"Same endpoints and data as above, but the table view's documents are stored as "
+            f"`{args.tv_type}` (the same JSON text) instead of `jsonb`, so PostgreSQL sends the "
+            "stored bytes instead of printing each `jsonb` value. Everything else is unchanged."
+        )
     w.append("")
     w.append(
         "Requests per second for `GET …?rows=N` (first N items by id, standard envelope); "
@@ -321,8 +334,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                 return med([x[key] / x["rps"] * 1000 for x in per.values() if x[key] is not None and x["rps"]])
 
             cpu_ms[(t, n)] = (per_request("server_cpu"), per_request("pg_cpu"))
+            label = LABELS.get(t, "")
+            if t == "passthrough":
+                label = f"(b) pass-through, `tv_item` {args.tv_type}"
             cells = [
-                f"`{t}` {LABELS.get(t, '')}",
+                f"`{t}` {label}",
                 f"**{fmt_num(m)}**",
                 "—" if spread is None else f"{spread:.0%}",
                 fmt_pct(col("server_cpu")),
@@ -366,7 +382,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                 for r in rounds
                 if r in runs.get((num, n), {}) and r in runs.get((den, n), {})
             ]
-            rng = f" ({min(per_round):.2f}–{max(per_round):.2f})" if per_round else ""
+            rng = (
+                f" · {med(per_round):.2f} ({min(per_round):.2f}–{max(per_round):.2f})"
+                if per_round
+                else ""
+            )
             cells.append("n/a" if ratio is None else f"**{ratio:.2f}**{rng}")
             if goal is not None and ratio is not None:
                 applies = n == max(sizes) if label == "(b)/(a)" else True
@@ -377,7 +397,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         goal_text = "" if goal is None else (f"≥ {goal} at {max(sizes)} rows" if label == "(b)/(a)" else f"≥ {goal}")
         w.append(f"| {label} `{num}` / `{den}` | " + " | ".join(cells) + f" | {goal_text} |")
     w.append("")
-    w.append("In parentheses: the lowest and highest ratio of the same two targets within one round.")
+    w.append(
+        "Bold: ratio of the two medians (the goal is judged on it). After the dot: the median of "
+        "the per-round ratios — each round measures the two targets back to back, seconds apart, "
+        "so this paired figure is less exposed to load that comes and goes on the shared box — "
+        "and, in parentheses, the lowest and highest per-round ratio."
+    )
     w.append("")
     w.append("Server CPU per request, same run (how many times more CPU the first target's server "
              "spends on one request than the second's; PostgreSQL's share in the last column):")
@@ -407,7 +432,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     w.append("Warnings:")
     w.append("")
     w += [f"- {x}" for x in warnings] or ["- none (no socket errors, no non-2xx responses, spreads ≤ 10 %)"]
-    write_section(Path(args.out), "run-db", w)
+    write_section(Path(args.out), args.section, w)
     return 0
 
 
@@ -611,6 +636,87 @@ def fmt_time(ns: float | None) -> str:
     return f"{ns:.0f} ns"
 
 
+# --------------------------------------------------------------------------- callgrind
+
+ANNOTATE_TOTAL = re.compile(r"^\s*([0-9,]+) \(100\.0%\)\s+PROGRAM TOTALS", re.M)
+ANNOTATE_FN = re.compile(r"^\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(?:\S*?):(.+?) \[", re.M)
+
+
+def cmd_callgrind(args: argparse.Namespace) -> int:
+    """Render instruction counts per request from profile-db.sh's callgrind_annotate outputs."""
+    cases: dict = {}
+    own: dict = {}
+    for line in Path(args.cases).read_text().splitlines():
+        name, rows, n, path = line.split("\t")
+        text = Path(path).read_text()
+        m = ANNOTATE_TOTAL.search(text)
+        if not m:
+            raise SystemExit(f"report-db.py: no PROGRAM TOTALS in {path}")
+        cases[name] = int(m.group(1).replace(",", "")) / int(n)
+        # Self cost of Chopin's own pass-through functions, per row.
+        mine = sum(
+            int(ir.replace(",", ""))
+            for ir, fn in ANNOTATE_FN.findall(text)
+            if "chopin_core::passthrough" in fn
+        )
+        own[name] = mine / (int(n) * int(rows))
+    labels = [
+        ("orm", "(a) sea-orm → DTO → ApiResponse"),
+        ("passthrough", "(b) pass-through, `tv_item` jsonb, full layer stack"),
+        ("passthrough-minimal", "(b) pass-through, `Layers::minimal()`"),
+        ("passthrough-build", "(b′) pass-through, `JsonProjection` at query time"),
+        ("raw", "(c) raw axum + sqlx (ceiling)"),
+    ]
+    sizes = sorted({int(k.rsplit("-", 1)[1]) for k in cases})
+
+    def get(name: str, n: int) -> float | None:
+        return cases.get(f"{name}-{n}")
+
+    w: list[str] = []
+    w.append("## Server instructions per request (`bench/profile-db.sh`, callgrind)")
+    w.append("")
+    w.append(
+        "User-space instructions the server executes per request (valgrind callgrind, release "
+        "build, requests sent one at a time after a warm-up). Unlike req/s this does not depend "
+        "on other load on the machine; it leaves out the kernel and PostgreSQL, so it is the "
+        "framework's own cost, not the end-to-end one. Connections to PostgreSQL without TLS."
+    )
+    w.append("")
+    w += table(machine_rows(None)[:-1])
+    w.append("")
+    w.append("```sh")
+    w.append(args.invocation)
+    w.append(f"# build\n{args.build_command}")
+    w.append("```")
+    w.append("")
+    w.append("| Target | " + " | ".join(f"{n} rows" for n in sizes) + " | of which Chopin's pass-through code, per row |")
+    w.append("|---|" + "|".join(["---:"] * len(sizes)) + "|---:|")
+    for name, label in labels:
+        if not any(get(name, n) for n in sizes):
+            continue
+        cells = [fmt_num(get(name, n)) for n in sizes]
+        per_row = own.get(f"{name}-{max(sizes)}")
+        extra = f"{per_row:.0f} instr/row" if per_row and name != "raw" and name != "orm" else "—"
+        w.append(f"| `{name}` {label} | " + " | ".join(cells) + f" | {extra} |")
+    w.append("")
+    w.append("| Ratio | " + " | ".join(f"{n} rows" for n in sizes) + " |")
+    w.append("|---|" + "|".join(["---:"] * len(sizes)) + "|")
+    for num, den in (("orm", "passthrough"), ("passthrough", "raw"), ("passthrough-minimal", "raw"),
+                     ("passthrough-build", "passthrough")):
+        cells = []
+        for n in sizes:
+            a, b = get(num, n), get(den, n)
+            cells.append("n/a" if not a or not b else f"{a / b:.2f}")
+        w.append(f"| `{num}` / `{den}` | " + " | ".join(cells) + " |")
+    w.append("")
+    w.append(
+        "Per-function profiles (self cost) are in the run's raw directory "
+        f"(`{Path(args.cases).parent}`, `*.annotate.txt`)."
+    )
+    write_section(Path(args.out), "callgrind", w)
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -633,6 +739,8 @@ def main() -> int:
     for name in ("raw-dir", "out", "targets", "sizes", "invocation", "build-command",
                  "server-command", "wrk-command", "pool", "stack"):
         r.add_argument(f"--{name}", required=True)
+    r.add_argument("--section", default="run-db")
+    r.add_argument("--tv-type", default="jsonb")
     r.add_argument("--rounds", type=int, required=True)
     r.add_argument("--duration", required=True)
     r.add_argument("--warmup", default="0")
@@ -650,6 +758,11 @@ def main() -> int:
         k.add_argument(f"--{name}", required=True)
     k.add_argument("--loadavg", default="")
     k.set_defaults(func=cmd_criterion)
+
+    g = sub.add_parser("callgrind")
+    for name in ("cases", "out", "invocation", "build-command"):
+        g.add_argument(f"--{name}", required=True)
+    g.set_defaults(func=cmd_callgrind)
 
     args = p.parse_args()
     return args.func(args)

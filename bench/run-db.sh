@@ -17,12 +17,14 @@
 # Knobs: ROUNDS (5), DURATION (10 s), WARMUP (2 s), CONNECTIONS (32), POOL (8 connections per
 # server, kept open), SIZES ("100 1000"), TARGETS (all four), PGHOST/PGPORT/PGUSER
 # (postgres@127.0.0.1:5432), PGSSLMODE (disable), BENCH_DB (chopin_bench), DATA_ROWS (10000),
-# SETUP (1: rebuild the tables; 0: use them as they are), CHOPIN_BENCH_STACK (full|minimal),
+# SETUP (1: rebuild the tables; 0: use them as they are), TV_TYPE (jsonb; `json` stores the
+# table view as json text, in database chopin_bench_json and its own report section — an
+# experiment: run it with TARGETS="orm passthrough"), CHOPIN_BENCH_STACK (full|minimal),
 # CARGO_EXTRA_ARGS, OUT.
 set -euo pipefail
 
 KNOBS=(ROUNDS DURATION WARMUP CONNECTIONS POOL SIZES TARGETS PGHOST PGPORT PGUSER PGSSLMODE BENCH_DB
-    DATA_ROWS SETUP SERVER_CPU CLIENT_CPU CHOPIN_BENCH_STACK CARGO_EXTRA_ARGS OUT)
+    DATA_ROWS SETUP TV_TYPE SERVER_CPU CLIENT_CPU CHOPIN_BENCH_STACK CARGO_EXTRA_ARGS OUT)
 invocation=""
 for knob in "${KNOBS[@]}"; do
     if [[ -n "${!knob+x}" ]]; then
@@ -43,7 +45,16 @@ PGPORT="${PGPORT:-5432}"
 PGUSER="${PGUSER:-postgres}"
 # TLS to a database on the same host only burns CPU on both sides (AES-GCM over every row).
 PGSSLMODE="${PGSSLMODE:-disable}"
-BENCH_DB="${BENCH_DB:-chopin_bench}"
+TV_TYPE="${TV_TYPE:-jsonb}"
+# The json variant lives in its own database, so it never replaces the jsonb table view that
+# bench/stream-mem.sh and the default run use.
+if [[ "$TV_TYPE" == jsonb ]]; then
+    BENCH_DB="${BENCH_DB:-chopin_bench}"
+    SECTION=run-db
+else
+    BENCH_DB="${BENCH_DB:-chopin_bench_$TV_TYPE}"
+    SECTION="run-db-$TV_TYPE"
+fi
 DATA_ROWS="${DATA_ROWS:-10000}"
 SETUP="${SETUP:-1}"
 OUT="${OUT:-bench/results/passthrough.md}"
@@ -78,6 +89,11 @@ read -r -a sizes <<<"$SIZES"
 for t in "${targets[@]}"; do
     case "$t" in orm | passthrough | passthrough-build | raw) ;; *) die "unknown target '$t'" ;; esac
 done
+case "$TV_TYPE" in
+    jsonb) ;;
+    json) [[ " $TARGETS " != *" raw "* ]] || die "the raw baseline reads jsonb only; use TARGETS without raw when TV_TYPE=json" ;;
+    *) die "TV_TYPE must be jsonb or json" ;;
+esac
 
 # --- database -------------------------------------------------------------------
 
@@ -87,7 +103,8 @@ if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname 
     psql -X -q -d postgres -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
 fi
 if [[ "$SETUP" == 1 ]]; then
-    psql -X -q -v ON_ERROR_STOP=1 -v rows="$DATA_ROWS" -d "$BENCH_DB" -f bench/passthrough-setup.sql >/dev/null
+    psql -X -q -v ON_ERROR_STOP=1 -v rows="$DATA_ROWS" -v tv_type="$TV_TYPE" -d "$BENCH_DB" \
+        -f bench/passthrough-setup.sql >/dev/null
 fi
 
 # --- build ----------------------------------------------------------------------
@@ -235,5 +252,6 @@ python3 -B bench/report-db.py render --raw-dir "$RAW" --out "$OUT" \
     --build-command "${build_cmd[*]}" \
     --server-command "$(printf '%q ' "${chopin_cmd[@]}" | sed "s|$ROOT/||g")  # chopin (orm, passthrough, passthrough-build)
 $(printf '%q ' "${raw_cmd[@]}" | sed "s|$ROOT/||g")  # raw" \
-    --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK"
+    --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK" \
+    --section "$SECTION" --tv-type "$TV_TYPE"
 log "report: $OUT (raw output: $RAW)"
