@@ -77,6 +77,26 @@ impl TryFrom<u64> for Param {
     }
 }
 
+/// Bind every [`Param`] onto a sqlx query, whatever the backend.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! bind_params {
+    ($query:expr, $params:expr) => {{
+        let mut q = $query;
+        for p in $params {
+            q = match p.clone() {
+                Param::Null => q.bind(None::<String>),
+                Param::Bool(v) => q.bind(v),
+                Param::I32(v) => q.bind(v),
+                Param::I64(v) => q.bind(v),
+                Param::F64(v) => q.bind(v),
+                Param::Text(v) => q.bind(v),
+                Param::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
 /// A query whose rows are single JSON values, answered without parsing them.
 ///
 /// The query must return exactly one column per row, of type `json`, `jsonb` or `text` in
@@ -261,38 +281,17 @@ impl JsonQuery {
     pub(super) fn pg_query(
         &self,
     ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let mut q = sqlx::query::<sqlx::Postgres>(self.sql.clone());
-        for p in &self.params {
-            q = match p.clone() {
-                Param::Null => q.bind(None::<String>),
-                Param::Bool(v) => q.bind(v),
-                Param::I32(v) => q.bind(v),
-                Param::I64(v) => q.bind(v),
-                Param::F64(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Bytes(v) => q.bind(v),
-            };
-        }
-        q
+        bind_params!(
+            sqlx::query::<sqlx::Postgres>(self.sql.clone()),
+            &self.params
+        )
     }
 
     #[cfg(feature = "sqlite")]
     pub(super) fn sqlite_query(
         &self,
     ) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-        let mut q = sqlx::query::<sqlx::Sqlite>(self.sql.clone());
-        for p in &self.params {
-            q = match p.clone() {
-                Param::Null => q.bind(None::<String>),
-                Param::Bool(v) => q.bind(v),
-                Param::I32(v) => q.bind(v),
-                Param::I64(v) => q.bind(v),
-                Param::F64(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Bytes(v) => q.bind(v),
-            };
-        }
-        q
+        bind_params!(sqlx::query::<sqlx::Sqlite>(self.sql.clone()), &self.params)
     }
 }
 
