@@ -189,9 +189,9 @@ where
         if self.config.openapi.enabled {
             router = router.merge(openapi::spec_routes(&self.spec, &self.config.openapi));
         }
-        // Page-size limits for the `Pagination` extractor, whatever the layer stack.
-        let router = router.layer(axum::Extension(self.config.pagination));
-        self.layers.apply(router)
+        // Page-size limits for the `Pagination` extractor travel in the same stack, whatever
+        // the layers.
+        self.layers.apply_with(router, Some(self.config.pagination))
     }
 
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already

@@ -17,27 +17,28 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Method};
 use pin_project_lite::pin_project;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
+use tower::ServiceBuilder;
+use tower::util::option_layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Level;
 
 use crate::config::{Config, CorsConfig};
 use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId};
 use crate::error::ChopinError;
+use crate::extractors::PaginationConfig;
 
 /// The request-id header, `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -97,40 +98,288 @@ impl Layers {
         }
     }
 
-    /// Wrap `router` in the configured layers (innermost first) and add the 404 / 405
-    /// fallbacks.
+    /// Wrap `router` in the configured layers and add the 404 / 405 fallbacks.
     pub fn apply(&self, router: Router) -> Router {
-        let mut router = router
+        self.apply_with(router, None)
+    }
+
+    /// [`Layers::apply`], also inserting the page-size limits the `Pagination` extractor
+    /// reads, inside the same stack.
+    pub(crate) fn apply_with(
+        &self,
+        router: Router,
+        pagination: Option<PaginationConfig>,
+    ) -> Router {
+        let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed);
-        if let Some(limit) = self.body_limit {
-            router = router
-                .layer(DefaultBodyLimit::max(limit))
-                .layer(BodyLimitLayer::new(limit));
+        // The `Pagination` extractor falls back to the defaults by itself.
+        let pagination = pagination.filter(|p| *p != PaginationConfig::default());
+        let nothing_enabled = !(self.request_id
+            || self.trace
+            || self.catch_panic
+            || self.compression
+            || self.cors.is_open()
+            || self.timeout.is_some()
+            || self.body_limit.is_some());
+        if nothing_enabled && pagination.is_none() {
+            // Nothing to wrap: a layer of identities would still cost a box per request.
+            return router;
         }
-        if let Some(timeout) = self.timeout {
-            router = router.layer(TimeoutLayer::new(timeout));
+        // One `Router::layer` call with one composed stack: every `Router::layer` call boxes
+        // the route again and clones that box per request, so the layers are composed here,
+        // statically, and disabled ones become `Identity`. Every layer answers with axum's
+        // `Response`, so both sides of each `Either` agree.
+        let stack = ServiceBuilder::new()
+            .layer(option_layer(
+                self.request_id
+                    .then(|| RequestIdLayer::new(self.expose_internal_errors)),
+            ))
+            .layer(option_layer(self.trace.then_some(RequestTraceLayer)))
+            .layer(option_layer(self.catch_panic.then_some(CatchPanicLayer)))
+            .layer(option_layer(self.compression.then(CompressionLayer::new)))
+            .layer(option_layer(cors_layer(&self.cors)))
+            .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
+            .layer(option_layer(self.body_limit.map(BodyLimitLayer::new)))
+            .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
+            .layer(option_layer(pagination.map(axum::Extension)));
+        router.layer(stack)
+    }
+}
+
+/// Response compression (gzip, br or zstd, chosen from `Accept-Encoding`) that answers with
+/// axum's [`Response`].
+///
+/// A thin wrapper over tower-http's compression: a request without `Accept-Encoding` goes
+/// straight to the inner service (its response only gains `Vary: accept-encoding`), so
+/// clients that cannot decompress pay nothing for it.
+#[derive(Clone, Default)]
+pub struct CompressionLayer {
+    inner: tower_http::compression::CompressionLayer,
+}
+
+impl CompressionLayer {
+    /// gzip, br and zstd, with tower-http's default rules for what is worth compressing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> Layer<S> for CompressionLayer {
+    type Service = CompressionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CompressionService {
+            inner: self.inner.layer(inner),
         }
-        if let Some(cors) = cors_layer(&self.cors) {
-            router = router.layer(cors);
+    }
+}
+
+/// Service of [`CompressionLayer`].
+#[derive(Clone)]
+pub struct CompressionService<S> {
+    inner: tower_http::compression::Compression<S>,
+}
+
+type CompressedResponse = http::Response<tower_http::compression::CompressionBody<Body>>;
+
+impl<S, ReqBody> Service<http::Request<ReqBody>> for CompressionService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = Response>,
+    tower_http::compression::Compression<S>:
+        Service<http::Request<ReqBody>, Response = CompressedResponse, Error = S::Error>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<
+        futures_util::future::MapOk<
+            <tower_http::compression::Compression<S> as Service<http::Request<ReqBody>>>::Future,
+            fn(CompressedResponse) -> Response,
+        >,
+        futures_util::future::MapOk<S::Future, fn(Response) -> Response>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.get_mut().poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        use futures_util::TryFutureExt;
+        if req.headers().contains_key(header::ACCEPT_ENCODING) {
+            let into_response: fn(CompressedResponse) -> Response = |r| r.map(Body::new);
+            futures_util::future::Either::Left(self.inner.call(req).map_ok(into_response))
+        } else {
+            futures_util::future::Either::Right(self.inner.get_mut().call(req).map_ok(add_vary))
         }
-        if self.compression {
-            router = router.layer(CompressionLayer::new());
+    }
+}
+
+/// The response could have been compressed for another client: say so to caches.
+fn add_vary(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let listed = headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|t| {
+            t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding") || t.trim_ascii() == b"*"
+        })
+    });
+    if !listed {
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
+}
+
+/// Opens a `request` span (method, path, matched route, request id) around each request and
+/// logs one event per response: status and latency, at `INFO`, or `ERROR` for a 5xx.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestTraceLayer;
+
+impl<S> Layer<S> for RequestTraceLayer {
+    type Service = RequestTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTraceService { inner }
+    }
+}
+
+/// Service of [`RequestTraceLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestTraceService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestTraceService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestTraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let span = make_request_span(&req);
+        let inner = span.in_scope(|| self.inner.call(req));
+        RequestTraceFuture {
+            inner,
+            start: Instant::now(),
+            span,
         }
-        if self.catch_panic {
-            router = router.layer(CatchPanicLayer::custom(panic_response));
+    }
+}
+
+pin_project! {
+    /// Future of [`RequestTraceService`].
+    pub struct RequestTraceFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        span: tracing::Span,
+    }
+}
+
+impl<F, ResBody, E> Future for RequestTraceFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let status = response.status().as_u16();
+            let latency_us = u64::try_from(this.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if status >= 500 {
+                tracing::error!(status, latency_us, "response");
+            } else {
+                tracing::info!(status, latency_us, "response");
+            }
         }
-        if self.trace {
-            router = router.layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(make_request_span)
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            );
+        Poll::Ready(result)
+    }
+}
+
+/// Turns a panic in the inner service (while it is called or while its future runs) into a
+/// 500 `INTERNAL` envelope, so that the connection and the process live on. The panic message
+/// appears in the body's `detail` only in development.
+///
+/// The response body is not guarded: a body that panics while it streams aborts that response
+/// only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchPanicLayer;
+
+impl<S> Layer<S> for CatchPanicLayer {
+    type Service = CatchPanicService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CatchPanicService { inner }
+    }
+}
+
+/// Service of [`CatchPanicLayer`].
+#[derive(Debug, Clone)]
+pub struct CatchPanicService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody> Service<http::Request<ReqBody>> for CatchPanicService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CatchPanicFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(inner) => CatchPanicFuture {
+                inner: Some(inner),
+                payload: None,
+            },
+            Err(payload) => CatchPanicFuture {
+                inner: None,
+                payload: Some(payload),
+            },
         }
-        if self.request_id {
-            router = router.layer(RequestIdLayer::new(self.expose_internal_errors));
-        }
-        router
+    }
+}
+
+pin_project! {
+    /// Future of [`CatchPanicService`].
+    pub struct CatchPanicFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        payload: Option<Box<dyn Any + Send + 'static>>,
+    }
+}
+
+impl<F, E> Future for CatchPanicFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let payload = match (this.payload.take(), this.inner.as_pin_mut()) {
+            (Some(payload), _) => payload,
+            (None, Some(inner)) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                    Ok(poll) => return poll,
+                    Err(payload) => payload,
+                }
+            }
+            (None, None) => Box::new("future polled after it panicked"),
+        };
+        Poll::Ready(Ok(panic_response(payload)))
     }
 }
 
@@ -142,7 +391,7 @@ async fn method_not_allowed() -> ChopinError {
     ChopinError::MethodNotAllowed
 }
 
-fn make_request_span(req: &Request) -> tracing::Span {
+fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
     let request_id = req
         .extensions()
         .get::<RequestId>()

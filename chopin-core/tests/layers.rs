@@ -597,3 +597,102 @@ async fn layers_from_config_reflect_the_config() {
         !Layers::from_config(&Config::for_environment(Environment::Test)).expose_internal_errors
     );
 }
+
+#[tokio::test]
+async fn responses_vary_on_accept_encoding_whether_or_not_compressed() {
+    let c = client();
+    for headers in [&[][..], &[("accept-encoding", "gzip")][..]] {
+        let res = c.request(get_with("/big", headers)).await;
+        assert_eq!(res.header("vary"), Some("accept-encoding"), "{headers:?}");
+    }
+    // Disabled compression does not claim to negotiate.
+    let c = client_with(&[("CHOPIN_COMPRESSION", "false")]);
+    assert_eq!(c.get("/big").await.header("vary"), None);
+}
+
+#[tokio::test]
+async fn panic_while_the_service_is_called_is_500_too() {
+    // A tower service that panics in `call` itself, before any future exists.
+    let sync_boom = tower::service_fn(|_req: Request<Body>| -> std::future::Ready<
+        Result<axum::response::Response, std::convert::Infallible>,
+    > { panic!("sync kaboom") });
+    let router = Router::new().route_service("/sync-boom", sync_boom);
+    let c = TestClient::new(
+        App::new(config(&[("CHOPIN_ENV", "test")]))
+            .router(router)
+            .into_router(),
+    );
+    let res = c.get("/sync-boom").await;
+    envelope(&res, StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trace.
+
+/// Records span fields and event fields as text, to assert what the trace layer emits.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push_str(&format!(" {}={}", field.name(), value));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields(format!("span {}", attrs.metadata().name()));
+        attrs.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let parent = ctx.event_span(event).map(|s| s.name()).unwrap_or("none");
+        let mut fields = Fields(format!("event {} in {parent}", event.metadata().level()));
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn trace_opens_a_request_span_and_logs_each_response() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let c = client();
+    c.request(get_with("/ok", &[("x-request-id", "t-1")])).await;
+    c.request(get_with("/boom", &[("x-request-id", "t-2")]))
+        .await;
+    let lines = capture.0.lock().unwrap().clone();
+    let has = |needle: &[&str]| lines.iter().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        has(&[
+            "span request",
+            "method=GET",
+            "path=/ok",
+            "route=/ok",
+            "request_id=t-1"
+        ]),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&["event INFO in request", "status=200", "latency_us="]),
+        "{lines:#?}"
+    );
+    assert!(has(&["span request", "request_id=t-2"]), "{lines:#?}");
+    assert!(has(&["event ERROR in request", "status=500"]), "{lines:#?}");
+}

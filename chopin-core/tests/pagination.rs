@@ -203,6 +203,29 @@ async fn configured_limits() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
 
+#[tokio::test]
+async fn configured_limits_hold_without_any_default_layer() {
+    let app = App::new(config(&[("CHOPIN_PAGINATION_MAX_LIMIT", "10")]))
+        .router(Router::new().route("/echo", get(echo)))
+        .layers(Layers::minimal());
+    let c = TestClient::new(app.into_router());
+    assert_eq!(page_of(&c, "").await, (10, 0));
+    assert_eq!(
+        c.get("/echo?limit=11").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // And with the defaults, nothing is wrapped but the defaults still apply.
+    let app = App::new(config(&[]))
+        .router(Router::new().route("/echo", get(echo)))
+        .layers(Layers::minimal());
+    let c = TestClient::new(app.into_router());
+    assert_eq!(page_of(&c, "").await, (20, 0));
+    assert_eq!(
+        c.get("/echo?limit=101").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
 #[test]
 fn inconsistent_configured_limits_are_rejected() {
     let err = Config::from_lookup(|k| match k {
