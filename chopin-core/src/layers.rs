@@ -151,7 +151,7 @@ impl Layers {
 /// axum's [`Response`].
 ///
 /// A thin wrapper over tower-http's compression: a request without `Accept-Encoding` goes
-/// straight to the inner service (its response only gains `Vary: accept-encoding`), so
+/// straight to the inner service (a compressible response only gains `Vary: accept-encoding`), so
 /// clients that cannot decompress pay nothing for it.
 #[derive(Clone, Default)]
 pub struct CompressionLayer {
@@ -214,16 +214,27 @@ where
     }
 }
 
-/// The response could have been compressed for another client: say so to caches.
+/// The response would have been compressed for a client that asked: say so to caches, exactly
+/// when tower-http's compression would have.
 fn add_vary(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    let listed = headers.get_all(header::VARY).iter().any(|v| {
+    use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+    let headers = response.headers();
+    let compressible = !headers.contains_key(header::CONTENT_ENCODING)
+        && !headers.contains_key(header::CONTENT_RANGE)
+        && DefaultPredicate::new().should_compress(&response);
+    if !compressible {
+        return response;
+    }
+    let listed = response.headers().get_all(header::VARY).iter().any(|v| {
         v.as_bytes().split(|b| *b == b',').any(|t| {
-            t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding") || t.trim_ascii() == b"*"
+            let t = t.trim_ascii();
+            t == b"*" || t.eq_ignore_ascii_case(b"accept-encoding")
         })
     });
     if !listed {
-        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     response
 }

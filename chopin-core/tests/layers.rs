@@ -696,3 +696,14 @@ async fn trace_opens_a_request_span_and_logs_each_response() {
     assert!(has(&["span request", "request_id=t-2"]), "{lines:#?}");
     assert!(has(&["event ERROR in request", "status=500"]), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn tiny_responses_are_not_marked_as_varying() {
+    // Under 32 bytes tower-http never compresses, so there is nothing to vary on.
+    let c = client();
+    for headers in [&[][..], &[("accept-encoding", "gzip")][..]] {
+        let res = c.request(get_with("/ok", headers)).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(res.header("vary"), None, "{headers:?}");
+    }
+}
