@@ -245,6 +245,7 @@ def render(args: argparse.Namespace) -> str:
     )
 
     medians: dict = {}
+    per_cpu: dict = {}
     warnings: list[str] = []
     for t in targets:
         for ep in endpoints:
@@ -319,6 +320,16 @@ def render(args: argparse.Namespace) -> str:
             cpu = median_or_none(
                 [per[r]["server_cpu"] for r in per if per[r]["server_cpu"] is not None]
             )
+            # Requests per second of server CPU: robust to CPU stolen by other work, since the
+            # server is pinned to one CPU and is the bottleneck.
+            eff = median_or_none(
+                [
+                    per[r]["rps"] / per[r]["server_cpu"]
+                    for r in rounds
+                    if r in per and per[r]["server_cpu"]
+                ]
+            )
+            per_cpu[(t, ep)] = eff
             spread = (max(rps) - min(rps)) / med if len(rps) > 1 and med else None
             if not per:
                 warnings.append(f"`{t}` /{ep}: no results found.")
@@ -348,22 +359,23 @@ def render(args: argparse.Namespace) -> str:
                         f"`{t}` /{ep} round {r}: {res['non_2xx']} non-2xx/3xx responses, "
                         f"{res['socket_errors']} socket errors — figure is suspect."
                     )
-            rows.append((t, med, spread, cpu, p50, p99, per))
+            rows.append((t, med, spread, cpu, eff, p50, p99, per))
 
         w(f"## `GET /{ep}`")
         w("")
-        header = ["Target", "Median req/s", "vs axum", "Spread", "Server CPU"]
+        header = ["Target", "Median req/s", "vs axum", "Spread", "Server CPU", "Req/CPU-s"]
         header += ["p50 lat.", "p99 lat."]
         header += [f"R{r}" for r in rounds]
         w("| " + " | ".join(header) + " |")
         w("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for t, med, spread, cpu, p50, p99, per in rows:
+        for t, med, spread, cpu, eff, p50, p99, per in rows:
             cells = [
                 f"`{t}`",
                 f"**{fmt_rps(med)}**",
                 fmt_ratio(med, axum_med) if "axum" in targets else "n/a",
                 "—" if spread is None else f"{spread:.1%}",
                 "—" if cpu is None else f"{cpu:.0%}",
+                fmt_rps(eff),
                 fmt_us(p50),
                 fmt_us(p99),
             ]
@@ -383,6 +395,20 @@ def render(args: argparse.Namespace) -> str:
         "1.000 means parity; 0.950 means 5% fewer requests per second than the "
         "baseline. `n/a` means one side was not part of this run (`TARGETS`)."
     )
+    w("")
+    w("## Ratios of requests per server CPU-second")
+    w("")
+    w(
+        "Each round's req/s divided by the share of its CPU the (pinned) server actually got, "
+        "then the median: the same ratios with CPU stolen by other work on a shared machine "
+        "factored out. Prefer these when the warnings below report starved rounds."
+    )
+    w("")
+    w("| Ratio | " + " | ".join(f"`/{ep}`" for ep in endpoints) + " |")
+    w("|---|" + "|".join(["---:"] * len(endpoints)) + "|")
+    for num, den in RATIOS:
+        cells = [fmt_ratio(per_cpu.get((num, ep)), per_cpu.get((den, ep))) for ep in endpoints]
+        w(f"| {num} / {den} | " + " | ".join(cells) + " |")
     w("")
 
     w("## Warnings")
