@@ -167,9 +167,25 @@ where
 
     /// Make `auth` available to the [`AuthUser`](crate::auth::AuthUser) extractor on every
     /// route, and key the rate limit (when on) by user for authenticated requests.
+    ///
+    /// Also declares the `bearer` security scheme (HTTP bearer, JWT) in the OpenAPI spec, so
+    /// operations can say `security(("bearer" = []))`.
     #[cfg(feature = "auth")]
     pub fn auth(mut self, auth: &crate::auth::Auth) -> Self {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         self.auth = Some(auth.clone());
+        self.spec
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
         self
     }
 

@@ -540,7 +540,9 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -985,7 +987,8 @@ impl Config {
         let kid = |s: &str| {
             if !s.is_empty()
                 && s.len() <= 64
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
             {
                 Ok(s.to_string())
             } else {
@@ -1020,7 +1023,8 @@ impl Config {
                 .get("CHOPIN_JWT_LEEWAY", parse_duration)
                 .unwrap_or(auth_defaults.leeway),
             cookie: r.get("CHOPIN_AUTH_COOKIE", |s| {
-                if s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                if s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
                 {
                     Ok(s.to_string())
                 } else {
@@ -1028,7 +1032,9 @@ impl Config {
                 }
             }),
             revocation: r
-                .get("CHOPIN_AUTH_REVOCATION", |s| s.parse::<SharedStateBackend>())
+                .get("CHOPIN_AUTH_REVOCATION", |s| {
+                    s.parse::<SharedStateBackend>()
+                })
                 .unwrap_or_default(),
         };
         if auth.algorithm != JwtAlgorithm::Hs256
@@ -1051,13 +1057,17 @@ impl Config {
 
         let rate_limit = RateLimitConfig {
             rate: r
-                .get("CHOPIN_RATE_LIMIT", |s| match s.to_ascii_lowercase().as_str() {
-                    "off" | "none" => Ok(None),
-                    _ => s.parse::<Rate>().map(Some),
+                .get("CHOPIN_RATE_LIMIT", |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "off" | "none" => Ok(None),
+                        _ => s.parse::<Rate>().map(Some),
+                    }
                 })
                 .flatten(),
             backend: r
-                .get("CHOPIN_RATE_LIMIT_BACKEND", |s| s.parse::<SharedStateBackend>())
+                .get("CHOPIN_RATE_LIMIT_BACKEND", |s| {
+                    s.parse::<SharedStateBackend>()
+                })
                 .unwrap_or_default(),
         };
 
@@ -1089,9 +1099,7 @@ impl Config {
         }
         let security = SecurityConfig {
             trusted_proxies,
-            headers: r
-                .get("CHOPIN_SECURITY_HEADERS", parse_bool)
-                .unwrap_or(true),
+            headers: r.get("CHOPIN_SECURITY_HEADERS", parse_bool).unwrap_or(true),
             hsts: r
                 .get("CHOPIN_HSTS", parse_bool)
                 .unwrap_or(environment.is_production()),

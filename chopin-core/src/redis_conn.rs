@@ -50,6 +50,7 @@ impl SharedRedis {
         })
     }
 
+    #[cfg(feature = "auth")]
     /// Connect and `PING` within `max(timeout, 1s)`; the error names the (redacted) URL.
     pub async fn connect(config: &CacheConfig) -> Result<SharedRedis, String> {
         if !is_valid_cache_namespace(&config.namespace) {

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use chopin_core::auth::{Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer, Revocations};
 use chopin_core::auth::TokenSettings;
+use chopin_core::auth::{
+    Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer, Revocations,
+};
 use chopin_core::db::Db;
 use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
 use http::StatusCode;
@@ -88,7 +90,10 @@ fn tokens(r: &TestResponse) -> (String, String) {
 }
 
 async fn signup(i: &Instance, email: &str, password: &str) -> (String, String) {
-    let r = i.client.post_json("/auth/signup", &creds(email, password)).await;
+    let r = i
+        .client
+        .post_json("/auth/signup", &creds(email, password))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     tokens(&r)
 }
@@ -192,7 +197,10 @@ async fn session_lifecycle_on_postgres() {
 async fn signup_validates_and_refuses_duplicates() {
     let (_dir, db) = common::sqlite("").await;
     let i = instance(&db).await;
-    let r = i.client.post_json("/auth/signup", &creds("not-an-email", "short")).await;
+    let r = i
+        .client
+        .post_json("/auth/signup", &creds("not-an-email", "short"))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<String> = r.value()["error"]["fields"]
         .as_array()
@@ -207,7 +215,10 @@ async fn signup_validates_and_refuses_duplicates() {
         .post_json("/auth/signup", &creds("BOB@example.com", "another one"))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = i.client.post_json("/auth/signup", &json!({"email": 3})).await;
+    let r = i
+        .client
+        .post_json("/auth/signup", &json!({"email": 3}))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
 }
 
@@ -218,7 +229,10 @@ async fn every_login_failure_says_the_same_thing() {
     signup(&i, "carol@example.com", "the password").await;
     let wrong_password = i
         .client
-        .post_json("/auth/login", &creds("carol@example.com", "not the password"))
+        .post_json(
+            "/auth/login",
+            &creds("carol@example.com", "not the password"),
+        )
         .await;
     let unknown = i
         .client
@@ -226,7 +240,10 @@ async fn every_login_failure_says_the_same_thing() {
         .await;
     for r in [&wrong_password, &unknown] {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(r.value()["error"]["message"], json!("invalid email or password"));
+        assert_eq!(
+            r.value()["error"]["message"],
+            json!("invalid email or password")
+        );
     }
     assert_eq!(
         wrong_password.value()["error"]["code"],
@@ -270,7 +287,10 @@ async fn login_takes_as_long_for_an_unknown_account_as_for_a_known_one() {
         "unknown/known login time ratio {ratio:.2} (known {k:?}, unknown {u:?})"
     );
     // And the work is real argon2, not a shortcut: well above a plain query.
-    assert!(u > Duration::from_millis(2), "unknown-account login took {u:?}");
+    assert!(
+        u > Duration::from_millis(2),
+        "unknown-account login took {u:?}"
+    );
 }
 
 #[tokio::test]
@@ -282,12 +302,18 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
     // Same answer whether or not the account exists; the token is never in a response.
     let r = i
         .client
-        .post_json("/auth/password-reset", &json!({"email": "frank@example.com"}))
+        .post_json(
+            "/auth/password-reset",
+            &json!({"email": "frank@example.com"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let unknown = i
         .client
-        .post_json("/auth/password-reset", &json!({"email": "ghost@example.com"}))
+        .post_json(
+            "/auth/password-reset",
+            &json!({"email": "ghost@example.com"}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::ACCEPTED);
     assert_eq!(r.text(), unknown.text());
@@ -296,7 +322,11 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
         .last(MailKind::PasswordReset, "frank@example.com")
         .expect("reset mail sent");
     assert!(!r.text().contains(&token));
-    assert!(i.outbox.last(MailKind::PasswordReset, "ghost@example.com").is_none());
+    assert!(
+        i.outbox
+            .last(MailKind::PasswordReset, "ghost@example.com")
+            .is_none()
+    );
 
     let bad = i
         .client
@@ -417,7 +447,10 @@ async fn auth_migrations_live_in_their_own_table() {
         .iter()
         .map(|r| r.try_get::<String>("", "name").unwrap())
         .collect();
-    assert!(names.contains(&"chopin_auth_migrations".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"chopin_auth_migrations".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"chopin_auth_users".to_string()));
     assert!(names.contains(&"chopin_auth_refresh_tokens".to_string()));
     assert!(

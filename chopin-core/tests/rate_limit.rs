@@ -33,9 +33,7 @@ fn client(layer: RateLimitLayer) -> TestClient {
 /// `GET /` from socket peer `peer`, with optional `X-Forwarded-For` and bearer token.
 async fn hit(c: &TestClient, peer: &str, xff: Option<&str>, token: Option<&str>) -> TestResponse {
     let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
-    let mut req = Request::builder()
-        .uri("/")
-        .extension(ConnectInfo(addr));
+    let mut req = Request::builder().uri("/").extension(ConnectInfo(addr));
     if let Some(xff) = xff {
         req = req.header("x-forwarded-for", xff);
     }
@@ -97,7 +95,9 @@ async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         assert_limited(&hit(&c, "203.0.113.7", Some("4.4.4.4, 5.5.5.5"), None).await);
         // Nor does forging the address of a client that still has budget lock it out.
         assert_eq!(
-            hit(&c, "198.51.100.1", Some("203.0.113.7"), None).await.status,
+            hit(&c, "198.51.100.1", Some("203.0.113.7"), None)
+                .await
+                .status,
             StatusCode::OK
         );
     }
@@ -106,9 +106,8 @@ async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 #[tokio::test]
 async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
     let trusted = vec!["10.0.0.0/8".parse::<IpNet>().unwrap()];
-    let c = client(
-        RateLimitLayer::memory(rate(1, Duration::from_secs(60))).trusted_proxies(trusted),
-    );
+    let c =
+        client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))).trusted_proxies(trusted));
     // Two clients behind the same proxy get separate budgets.
     assert_eq!(
         hit(&c, "10.0.0.5", Some("198.51.100.1"), None).await.status,
@@ -127,7 +126,10 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
 fn client_ip_walks_forwarded_for_from_the_right() {
     let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
     let mut h = HeaderMap::new();
-    h.insert("x-forwarded-for", "1.2.3.4, 5.6.7.8, 10.1.1.1".parse().unwrap());
+    h.insert(
+        "x-forwarded-for",
+        "1.2.3.4, 5.6.7.8, 10.1.1.1".parse().unwrap(),
+    );
     let ip = |peer: &str, h: &HeaderMap| client_ip(h, Some(peer.parse().unwrap()), &trusted);
     assert_eq!(ip("10.0.0.1", &h), Some("5.6.7.8".parse().unwrap()));
     assert_eq!(ip("8.8.8.8", &h), Some("8.8.8.8".parse().unwrap()));
@@ -152,11 +154,20 @@ async fn authenticated_requests_are_limited_per_user() {
     let alice = auth.issue(auth.claims_for("alice")).unwrap();
     let bob = auth.issue(auth.claims_for("bob")).unwrap();
     // Alice from two addresses shares one budget.
-    assert_eq!(hit(&c, "10.0.0.1", None, Some(&alice)).await.status, StatusCode::OK);
-    assert_eq!(hit(&c, "10.0.0.2", None, Some(&alice)).await.status, StatusCode::OK);
+    assert_eq!(
+        hit(&c, "10.0.0.1", None, Some(&alice)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        hit(&c, "10.0.0.2", None, Some(&alice)).await.status,
+        StatusCode::OK
+    );
     assert_limited(&hit(&c, "10.0.0.3", None, Some(&alice)).await);
     // Bob on Alice's address has his own.
-    assert_eq!(hit(&c, "10.0.0.1", None, Some(&bob)).await.status, StatusCode::OK);
+    assert_eq!(
+        hit(&c, "10.0.0.1", None, Some(&bob)).await.status,
+        StatusCode::OK
+    );
     // A forged token does not pick a user's bucket: it is keyed by IP (and then refused).
     let r = hit(&c, "10.0.0.9", None, Some("forged.token.value")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -198,7 +209,10 @@ async fn app_installs_the_configured_limit_on_a_real_socket() {
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             assert!(r.headers().contains_key("retry-after"));
-            assert!(r.headers().contains_key("x-request-id"), "inside the request-id layer");
+            assert!(
+                r.headers().contains_key("x-request-id"),
+                "inside the request-id layer"
+            );
         }
     }
     assert_eq!(statuses, vec![200, 200, 429]);
@@ -234,10 +248,21 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
         }
     }
     assert_eq!(allowed, 5, "the burst is shared, not per instance");
-    let after: u64 = last.unwrap().header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=12).contains(&after), "one request per 12 s: Retry-After {after}");
+    let after: u64 = last
+        .unwrap()
+        .header("retry-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=12).contains(&after),
+        "one request per 12 s: Retry-After {after}"
+    );
     // Another client is unaffected, on either instance.
-    assert_eq!(hit(&b, "203.0.113.51", None, None).await.status, StatusCode::OK);
+    assert_eq!(
+        hit(&b, "203.0.113.51", None, None).await.status,
+        StatusCode::OK
+    );
 
     // Keys expire by themselves once the budget would be full again.
     let client = redis::Client::open(url.as_str()).unwrap();
@@ -249,7 +274,11 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
         .unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
     for key in &keys {
-        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{key}: {ttl}");
     }
     let _: () = redis::cmd("DEL")

@@ -53,7 +53,11 @@ async fn every_response_carries_the_security_headers() {
             r.header("content-security-policy"),
             Some("default-src 'none'; frame-ancestors 'none'")
         );
-        assert_eq!(r.header("strict-transport-security"), None, "no HSTS outside production");
+        assert_eq!(
+            r.header("strict-transport-security"),
+            None,
+            "no HSTS outside production"
+        );
     }
     assert_eq!(c.get("/missing").await.status, StatusCode::NOT_FOUND);
 }
@@ -71,7 +75,10 @@ async fn handlers_may_override_and_non_json_gets_no_csp() {
 async fn production_adds_hsts() {
     let c = app(&[
         ("CHOPIN_ENV", "production"),
-        ("CHOPIN_JWT_SECRET", "unused-but-valid-secret-of-32-bytes-or-more"),
+        (
+            "CHOPIN_JWT_SECRET",
+            "unused-but-valid-secret-of-32-bytes-or-more",
+        ),
     ]);
     let r = c.get("/").await;
     assert_eq!(

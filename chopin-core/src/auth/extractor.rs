@@ -92,7 +92,9 @@ pub fn bearer_token<'a>(parts: &'a http::HeaderMap, cookie: Option<&str>) -> Opt
 
 fn auth_of(parts: &Parts) -> Result<Auth, ChopinError> {
     parts.extensions.get::<Auth>().cloned().ok_or_else(|| {
-        ChopinError::internal("AuthUser used without an Auth extension (App::auth or auth.extension())")
+        ChopinError::internal(
+            "AuthUser used without an Auth extension (App::auth or auth.extension())",
+        )
     })
 }
 

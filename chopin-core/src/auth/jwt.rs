@@ -197,10 +197,7 @@ impl JwtKeys {
                 decoding: DecodingKey::from_secret(secret),
             },
         );
-        Ok(JwtKeys {
-            signing: kid,
-            keys,
-        })
+        Ok(JwtKeys { signing: kid, keys })
     }
 
     /// A random 256-bit HS256 key (from ring's `SystemRandom`): tokens do not survive a restart
@@ -240,16 +237,21 @@ impl JwtKeys {
                 decoding,
             },
         );
-        Ok(JwtKeys {
-            signing: kid,
-            keys,
-        })
+        Ok(JwtKeys { signing: kid, keys })
     }
 
     /// Also accept tokens signed with HS256 `secret` under `kid` (verification only).
-    pub fn verify_hs256(mut self, kid: impl Into<String>, secret: &[u8]) -> Result<Self, AuthError> {
+    pub fn verify_hs256(
+        mut self,
+        kid: impl Into<String>,
+        secret: &[u8],
+    ) -> Result<Self, AuthError> {
         check_secret(secret)?;
-        self.insert_verifier(kid.into(), Algorithm::HS256, DecodingKey::from_secret(secret))?;
+        self.insert_verifier(
+            kid.into(),
+            Algorithm::HS256,
+            DecodingKey::from_secret(secret),
+        )?;
         Ok(self)
     }
 

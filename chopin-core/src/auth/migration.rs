@@ -97,12 +97,19 @@ impl MigrationTrait for CreateAuthTables {
                     .col(string_len_uniq(ChopinAuthRefreshTokens::TokenHash, 64))
                     .col(timestamp_with_time_zone(ChopinAuthRefreshTokens::ExpiresAt))
                     .col(timestamp_with_time_zone(ChopinAuthRefreshTokens::CreatedAt))
-                    .col(timestamp_with_time_zone_null(ChopinAuthRefreshTokens::UsedAt))
-                    .col(timestamp_with_time_zone_null(ChopinAuthRefreshTokens::RevokedAt))
+                    .col(timestamp_with_time_zone_null(
+                        ChopinAuthRefreshTokens::UsedAt,
+                    ))
+                    .col(timestamp_with_time_zone_null(
+                        ChopinAuthRefreshTokens::RevokedAt,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_chopin_auth_refresh_tokens_user")
-                            .from(ChopinAuthRefreshTokens::Table, ChopinAuthRefreshTokens::UserId)
+                            .from(
+                                ChopinAuthRefreshTokens::Table,
+                                ChopinAuthRefreshTokens::UserId,
+                            )
                             .to(ChopinAuthUsers::Table, ChopinAuthUsers::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
@@ -139,11 +146,16 @@ impl MigrationTrait for CreateAuthTables {
                     .col(string_len(ChopinAuthOneTimeTokens::Purpose, 32))
                     .col(string_len_uniq(ChopinAuthOneTimeTokens::TokenHash, 64))
                     .col(timestamp_with_time_zone(ChopinAuthOneTimeTokens::ExpiresAt))
-                    .col(timestamp_with_time_zone_null(ChopinAuthOneTimeTokens::UsedAt))
+                    .col(timestamp_with_time_zone_null(
+                        ChopinAuthOneTimeTokens::UsedAt,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_chopin_auth_one_time_tokens_user")
-                            .from(ChopinAuthOneTimeTokens::Table, ChopinAuthOneTimeTokens::UserId)
+                            .from(
+                                ChopinAuthOneTimeTokens::Table,
+                                ChopinAuthOneTimeTokens::UserId,
+                            )
                             .to(ChopinAuthUsers::Table, ChopinAuthUsers::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )

@@ -49,7 +49,9 @@ fn verify_blocking(password: &str, hash: &str) -> Result<bool, ChopinError> {
     match argon2()?.verify_password(password.as_bytes(), &parsed) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::Password) => Ok(false),
-        Err(e) => Err(ChopinError::internal(format!("password verification failed: {e}"))),
+        Err(e) => Err(ChopinError::internal(format!(
+            "password verification failed: {e}"
+        ))),
     }
 }
 

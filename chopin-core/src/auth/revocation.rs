@@ -132,8 +132,7 @@ impl Revocations {
                 let mut conn = shared.conn.clone();
                 let key = format!("{}auth:revoked:{jti}", shared.prefix);
                 let cmd = redis::cmd("EXISTS").arg(&key).to_owned();
-                match tokio::time::timeout(shared.timeout, cmd.query_async::<i64>(&mut conn))
-                    .await
+                match tokio::time::timeout(shared.timeout, cmd.query_async::<i64>(&mut conn)).await
                 {
                     Ok(Ok(n)) => Ok(n > 0),
                     Ok(Err(e)) => {

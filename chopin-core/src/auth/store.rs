@@ -4,9 +4,7 @@
 use chrono::{DateTime, Utc};
 use ring::digest;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
 
@@ -116,6 +114,11 @@ impl AuthStore {
             .filter(user::Column::Email.eq(normalize_email(email)))
             .one(&self.db)
             .await?)
+    }
+
+    /// The id of the account with this e-mail (case-insensitive).
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<i64>, ChopinError> {
+        Ok(self.find_by_email(email).await?.map(|m| m.id))
     }
 
     /// The account with this id.
