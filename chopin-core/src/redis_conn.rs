@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Value, cmd};
+use ::redis::Client;
+#[cfg(feature = "auth")]
+use ::redis::{Value, cmd};
 
 use crate::config::{CacheConfig, is_valid_cache_namespace, redact_url};
 
