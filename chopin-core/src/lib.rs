@@ -53,6 +53,15 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+// The auth guide's examples are compiled too.
+#[cfg(all(doctest, feature = "auth", feature = "sqlite"))]
+#[doc = include_str!("../../docs/auth.md")]
+struct AuthDocDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/security.md")]
+struct SecurityDocDoctests;
+
 pub mod app;
 #[cfg(feature = "auth")]
 pub mod auth;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::Client;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 #[cfg(feature = "auth")]
 use ::redis::{Value, cmd};
 
