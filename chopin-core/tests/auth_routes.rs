@@ -144,6 +144,12 @@ async fn session_lifecycle(db: &Db) {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh2}))
         .await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text());
+    // And the family's access tokens are revoked with it: the thief's as well as the user's.
+    for token in [&access, &access2] {
+        let r = i.client.with_bearer(token).get("/auth/me").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        assert!(r.text().contains("revoked"));
+    }
 
     // The other login's family is untouched.
     let (access3, refresh3) = tokens(&login);
@@ -152,7 +158,7 @@ async fn session_lifecycle(db: &Db) {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh3}))
         .await;
     assert_eq!(r3.status, StatusCode::OK, "{}", r3.text());
-    let (_, refresh4) = tokens(&r3);
+    let (access4, refresh4) = tokens(&r3);
 
     // Logout revokes the access token and the refresh family.
     let out = i
@@ -168,6 +174,9 @@ async fn session_lifecycle(db: &Db) {
         .client
         .post_json("/auth/refresh", &json!({"refresh_token": refresh4}))
         .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The access token issued with that refresh token went too.
+    let r = i.client.with_bearer(&access4).get("/auth/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Unknown refresh tokens are plain 401s.
     let r = i

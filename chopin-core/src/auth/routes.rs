@@ -103,8 +103,8 @@ struct Accepted {
 /// |---|---|---|
 /// | `POST` | `/signup` | `{email, password}` → 201 tokens; 409 when taken; 422 on invalid fields; sends a verification mail |
 /// | `POST` | `/login` | `{email, password}` → tokens; 401 `invalid email or password` for every failure |
-/// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family |
-/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family of an optional `{refresh_token}` → 204 |
+/// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
+/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
 /// | `GET` | `/me` | bearer token required → the account |
 /// | `POST` | `/verify-email` | `{token}` from the verification mail → 204 |
 /// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token |
@@ -201,25 +201,39 @@ impl AuthModule {
         &self,
         user_id: i64,
         roles: Vec<String>,
-        refresh_token: Option<String>,
+        family: Option<String>,
     ) -> Result<TokenPair, ChopinError> {
         let mut claims = self.auth.claims_for(user_id.to_string());
         claims.roles = roles;
+        let access = (claims.jti.clone(), claims.exp);
         let access_token = self.auth.issue(claims)?;
-        let refresh_token = match refresh_token {
-            Some(t) => t,
-            None => {
-                self.store
-                    .issue_refresh(user_id, None, self.auth.refresh_ttl())
-                    .await?
-            }
-        };
+        let refresh_token = self
+            .store
+            .issue_refresh(
+                user_id,
+                family,
+                self.auth.refresh_ttl(),
+                (&access.0, access.1),
+            )
+            .await?;
         Ok(TokenPair {
             access_token,
             token_type: "Bearer".into(),
             expires_in: self.auth.access_ttl_secs(),
             refresh_token,
         })
+    }
+
+    /// Revoke access tokens (`jti`, `exp`) of a revoked refresh family.
+    async fn revoke_access(&self, live: Vec<(String, i64)>) -> Result<(), ChopinError> {
+        let leeway = self.auth.settings().leeway.as_secs() as i64;
+        for (jti, exp) in live {
+            self.auth
+                .revocations()
+                .revoke(&jti, exp.saturating_add(leeway))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {
@@ -331,25 +345,22 @@ async fn refresh(
     Json(body): Json<RefreshRequest>,
 ) -> Result<ApiResponse<TokenPair>, ChopinError> {
     let refused = |why: &str| ChopinError::InvalidToken(why.to_string());
-    let (user_id, next) = match module
-        .store
-        .rotate_refresh(&body.refresh_token, module.auth.refresh_ttl())
-        .await?
-    {
-        Ok(pair) => pair,
+    let claimed = match module.store.claim_refresh(&body.refresh_token).await? {
+        Ok(claimed) => claimed,
         Err(RefreshRefusal::Invalid) => {
             return Err(refused("the refresh token is invalid or expired"));
         }
-        Err(RefreshRefusal::Reused) => {
+        Err(RefreshRefusal::Reused(live)) => {
             tracing::warn!("a spent refresh token was replayed; its family is revoked");
+            module.revoke_access(live).await?;
             return Err(refused("the refresh token was already used; sign in again"));
         }
     };
-    let Some(account) = module.store.user(user_id).await? else {
+    let Some(account) = module.store.user(claimed.user_id).await? else {
         return Err(refused("the account no longer exists"));
     };
     let pair = module
-        .tokens_for(account.id, account.roles, Some(next))
+        .tokens_for(account.id, account.roles, Some(claimed.family))
         .await?;
     Ok(ApiResponse::success(pair))
 }
@@ -373,7 +384,8 @@ async fn logout(
     };
     module.auth.revoke(&user.0).await?;
     if let Some(token) = request.refresh_token {
-        module.store.revoke_refresh(&token).await?;
+        let live = module.store.revoke_refresh(&token).await?;
+        module.revoke_access(live).await?;
     }
     Ok(ApiResponse::no_content())
 }
