@@ -201,6 +201,37 @@ async fn session_lifecycle_on_postgres() {
 }
 
 #[tokio::test]
+async fn replaying_a_rotated_refresh_token_revokes_the_family() {
+    let (_dir, db) = common::sqlite("").await;
+    let i = instance(&db).await;
+    let (_, first) = signup(&i, "jo@example.com", "a password").await;
+    let refresh = |token: &str| {
+        let body = json!({ "refresh_token": token });
+        let client = i.client.clone();
+        async move { client.post_json("/auth/refresh", &body).await }
+    };
+    // Two legitimate rotations.
+    let (_, second) = tokens(&refresh(&first).await);
+    let r = refresh(&second).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (latest_access, latest) = tokens(&r);
+    // A thief replays the first (rotated) token: refused, and the family is gone.
+    let replay = refresh(&first).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert!(replay.text().contains("already used"), "{}", replay.text());
+    assert_eq!(refresh(&latest).await.status, StatusCode::UNAUTHORIZED);
+    let me = i.client.with_bearer(&latest_access).get("/auth/me").await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    // Signing in again starts a new, working family.
+    let login = i
+        .client
+        .post_json("/auth/login", &creds("jo@example.com", "a password"))
+        .await;
+    let (_, fresh) = tokens(&login);
+    assert_eq!(refresh(&fresh).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn signup_validates_and_refuses_duplicates() {
     let (_dir, db) = common::sqlite("").await;
     let i = instance(&db).await;
