@@ -67,11 +67,13 @@ async fn the_burst_passes_then_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_budget_refills_over_time() {
-    let c = client(RateLimitLayer::memory(rate(2, Duration::from_millis(200))));
+    // One request per second after a burst of two: the three quick requests below would have
+    // to be a full second apart for the third to pass, so a slow machine cannot flake this.
+    let c = client(RateLimitLayer::memory(rate(2, Duration::from_secs(2))));
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_limited(&hit(&c, "10.0.0.1", None, None).await);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
 }
 
