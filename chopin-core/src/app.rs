@@ -63,6 +63,8 @@ pub struct App<S = ()> {
     spec: OpenApi,
     layers: Layers,
     health: HealthChecks,
+    #[cfg(feature = "auth")]
+    auth: Option<crate::auth::Auth>,
 }
 
 impl App<()> {
@@ -93,6 +95,8 @@ where
             spec,
             layers,
             health: HealthChecks::default(),
+            #[cfg(feature = "auth")]
+            auth: None,
         }
     }
 
@@ -161,6 +165,45 @@ where
         self
     }
 
+    /// Make `auth` available to the [`AuthUser`](crate::auth::AuthUser) extractor on every
+    /// route, and key the rate limit (when on) by user for authenticated requests.
+    ///
+    /// Also declares the `bearer` security scheme (HTTP bearer, JWT) in the OpenAPI spec, so
+    /// operations can say `security(("bearer" = []))`, and, when revocations live in Redis,
+    /// registers them in `/health/ready` (check name `auth`).
+    #[cfg(feature = "auth")]
+    pub fn auth(mut self, auth: &crate::auth::Auth) -> Self {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        self.auth = Some(auth.clone());
+        if auth.revocations().is_shared() {
+            let revocations = auth.revocations().clone();
+            self.health.add("auth", move || {
+                let revocations = revocations.clone();
+                async move { revocations.ping().await.map_err(|e| e.to_string()) }
+            });
+        }
+        self.spec
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        self
+    }
+
+    /// Set (or, with `None`, remove) the rate-limit layer; by default it comes from
+    /// `CHOPIN_RATE_LIMIT` (see [`crate::rate_limit`]).
+    pub fn rate_limit(mut self, layer: Option<crate::rate_limit::RateLimitLayer>) -> Self {
+        self.layers.rate_limit = layer;
+        self
+    }
+
     /// Register a readiness check under `name`; `/health/ready` answers 503 naming it while
     /// it fails.
     pub fn health_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
@@ -189,9 +232,24 @@ where
         if self.config.openapi.enabled {
             router = router.merge(openapi::spec_routes(&self.spec, &self.config.openapi));
         }
-        // Page-size limits for the `Pagination` extractor travel in the same stack, whatever
-        // the layers.
-        self.layers.apply_with(router, Some(self.config.pagination))
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut layers = self.layers;
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &self.auth {
+            layers.rate_limit = layers.rate_limit.map(|limit| {
+                if limit.is_per_user() {
+                    limit
+                } else {
+                    limit.per_user(auth.clone())
+                }
+            });
+        }
+        let extensions = crate::layers::RequestExtensions {
+            pagination: Some(self.config.pagination),
+            #[cfg(feature = "auth")]
+            auth: self.auth,
+        };
+        layers.apply_with(router, extensions)
     }
 
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already

@@ -11,6 +11,8 @@
 //! | CORS | closed unless origins are configured | `CHOPIN_CORS_ORIGINS` |
 //! | timeout | 504 envelope after the request timeout | `CHOPIN_REQUEST_TIMEOUT` |
 //! | body limit | 413 envelope above the body limit | `CHOPIN_BODY_LIMIT` |
+//! | security headers | `nosniff`, `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, a locked-down CSP on JSON, HSTS in production | `CHOPIN_SECURITY_HEADERS`, `CHOPIN_HSTS` |
+//! | rate limit | 429 envelope with `Retry-After` per client IP / user | `CHOPIN_RATE_LIMIT` ([`crate::rate_limit`]) |
 //!
 //! Unknown routes (404) and wrong methods (405) are answered in the envelope too. Each layer is
 //! also usable on its own in any axum or tower stack.
@@ -39,6 +41,7 @@ use crate::config::{Config, CorsConfig};
 use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId};
 use crate::error::ChopinError;
 use crate::extractors::PaginationConfig;
+use crate::rate_limit::RateLimitLayer;
 
 /// The request-id header, `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -66,6 +69,10 @@ pub struct Layers {
     pub body_limit: Option<usize>,
     /// Show internal error details (error chains, panic messages) in error bodies.
     pub expose_internal_errors: bool,
+    /// Security response headers, or `None` for none.
+    pub security_headers: Option<SecurityHeadersLayer>,
+    /// Rate limiting (after the request id and trace layers, before everything else).
+    pub rate_limit: Option<RateLimitLayer>,
 }
 
 impl Layers {
@@ -80,6 +87,18 @@ impl Layers {
             timeout: config.http.request_timeout,
             body_limit: Some(config.http.body_limit),
             expose_internal_errors: config.environment.is_development(),
+            security_headers: config
+                .security
+                .headers
+                .then(|| SecurityHeadersLayer::new(config.security.hsts)),
+            rate_limit: match RateLimitLayer::from_config(config) {
+                Ok(layer) => layer,
+                Err(error) => {
+                    // `Config` already refuses the settings that lead here.
+                    tracing::error!(%error, "rate limiting disabled");
+                    None
+                }
+            },
         }
     }
 
@@ -95,34 +114,36 @@ impl Layers {
             timeout: None,
             body_limit: None,
             expose_internal_errors: false,
+            security_headers: None,
+            rate_limit: None,
         }
     }
 
     /// Wrap `router` in the configured layers and add the 404 / 405 fallbacks.
     pub fn apply(&self, router: Router) -> Router {
-        self.apply_with(router, None)
+        self.apply_with(router, RequestExtensions::default())
     }
 
-    /// [`Layers::apply`], also inserting the page-size limits the `Pagination` extractor
-    /// reads, inside the same stack.
-    pub(crate) fn apply_with(
-        &self,
-        router: Router,
-        pagination: Option<PaginationConfig>,
-    ) -> Router {
+    /// [`Layers::apply`], also inserting what `App` hands to extractors (page-size limits,
+    /// the auth handle) inside the same stack.
+    pub(crate) fn apply_with(&self, router: Router, extensions: RequestExtensions) -> Router {
         let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed);
         // The `Pagination` extractor falls back to the defaults by itself.
-        let pagination = pagination.filter(|p| *p != PaginationConfig::default());
+        let pagination = extensions
+            .pagination
+            .filter(|p| *p != PaginationConfig::default());
         let nothing_enabled = !(self.request_id
             || self.trace
             || self.catch_panic
             || self.compression
             || self.cors.is_open()
             || self.timeout.is_some()
-            || self.body_limit.is_some());
-        if nothing_enabled && pagination.is_none() {
+            || self.body_limit.is_some()
+            || self.security_headers.is_some()
+            || self.rate_limit.is_some());
+        if nothing_enabled && pagination.is_none() && !extensions.has_auth() {
             // Nothing to wrap: a layer of identities would still cost a box per request.
             return router;
         }
@@ -130,20 +151,60 @@ impl Layers {
         // the route again and clones that box per request, so the layers are composed here,
         // statically, and disabled ones become `Identity`. Every layer answers with axum's
         // `Response`, so both sides of each `Either` agree.
+        //
+        // The rate limit sits inside CORS, so a 429 carries the CORS headers a browser needs
+        // to read it, and preflight requests do not spend the budget.
         let stack = ServiceBuilder::new()
             .layer(option_layer(
                 self.request_id
                     .then(|| RequestIdLayer::new(self.expose_internal_errors)),
             ))
             .layer(option_layer(self.trace.then_some(RequestTraceLayer)))
+            .layer(option_layer(self.security_headers))
             .layer(option_layer(self.catch_panic.then_some(CatchPanicLayer)))
             .layer(option_layer(self.compression.then(CompressionLayer::new)))
             .layer(option_layer(cors_layer(&self.cors)))
+            .layer(option_layer(self.rate_limit.clone()))
             .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
             .layer(option_layer(self.body_limit.map(BodyLimitLayer::new)))
             .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
-            .layer(option_layer(pagination.map(axum::Extension)));
+            .layer(option_layer(pagination.map(axum::Extension)))
+            .layer(extensions.auth_layer());
         router.layer(stack)
+    }
+}
+
+/// What [`App`](crate::App) puts into every request for its extractors.
+#[derive(Default)]
+pub(crate) struct RequestExtensions {
+    /// Page-size limits for `Pagination`.
+    pub(crate) pagination: Option<PaginationConfig>,
+    /// The handle `AuthUser` verifies tokens with.
+    #[cfg(feature = "auth")]
+    pub(crate) auth: Option<crate::auth::Auth>,
+}
+
+impl RequestExtensions {
+    #[cfg(feature = "auth")]
+    fn has_auth(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    #[cfg(not(feature = "auth"))]
+    fn has_auth(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "auth")]
+    fn auth_layer(
+        &self,
+    ) -> tower::util::Either<axum::Extension<crate::auth::Auth>, tower::layer::util::Identity> {
+        option_layer(self.auth.as_ref().map(crate::auth::Auth::extension))
+    }
+
+    #[cfg(not(feature = "auth"))]
+    fn auth_layer(&self) -> tower::layer::util::Identity {
+        tower::layer::util::Identity::new()
     }
 }
 
@@ -743,5 +804,110 @@ mod tests {
         let generated = generate_request_id();
         assert_eq!(generated.len(), 36);
         assert!(sanitize_request_id(&generated).is_some());
+    }
+}
+
+/// Adds security headers to every response that does not set them itself:
+///
+/// * `X-Content-Type-Options: nosniff` — browsers must not guess a content type;
+/// * `X-Frame-Options: DENY` — no framing (clickjacking);
+/// * `Referrer-Policy: no-referrer`;
+/// * `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'` on JSON responses
+///   (a JSON API needs no scripts, styles or frames; the HTML docs UI is left alone);
+/// * `Strict-Transport-Security: max-age=31536000; includeSubDomains` when `hsts` is on
+///   (production by default: only ever send it from an HTTPS origin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecurityHeadersLayer {
+    hsts: bool,
+}
+
+impl SecurityHeadersLayer {
+    /// The layer, with or without HSTS.
+    pub fn new(hsts: bool) -> Self {
+        Self { hsts }
+    }
+}
+
+impl<S> Layer<S> for SecurityHeadersLayer {
+    type Service = SecurityHeaders<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SecurityHeaders {
+            inner,
+            hsts: self.hsts,
+        }
+    }
+}
+
+/// Service of [`SecurityHeadersLayer`].
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders<S> {
+    inner: S,
+    hsts: bool,
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for SecurityHeaders<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = SecurityHeadersFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        SecurityHeadersFuture {
+            inner: self.inner.call(req),
+            hsts: self.hsts,
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`SecurityHeaders`].
+    pub struct SecurityHeadersFuture<F> {
+        #[pin]
+        inner: F,
+        hsts: bool,
+    }
+}
+
+impl<F, ResBody, E> Future for SecurityHeadersFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let headers = response.headers_mut();
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let mut set = |name: HeaderName, value: &'static str| {
+            if !headers.contains_key(&name) {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+        };
+        set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        set(header::X_FRAME_OPTIONS, "DENY");
+        set(header::REFERRER_POLICY, "no-referrer");
+        if is_json {
+            set(
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            );
+        }
+        if *this.hsts {
+            set(
+                header::STRICT_TRANSPORT_SECURITY,
+                "max-age=31536000; includeSubDomains",
+            );
+        }
+        Poll::Ready(Ok(response))
     }
 }
