@@ -154,22 +154,30 @@ impl Layers {
         //
         // The rate limit sits inside CORS, so a 429 carries the CORS headers a browser needs
         // to read it, and preflight requests do not spend the budget.
+        //
+        // Chopin's own layers switch off at run time instead of becoming an `Either` with
+        // `Identity`: each `Either` holds the rest of the stack twice in its type, so a dozen
+        // of them made type (and symbol) sizes grow as 2^12. Only layers from other crates
+        // (compression, CORS, the rate limit, axum's body limit) are `Either`s.
         let stack = ServiceBuilder::new()
-            .layer(option_layer(
-                self.request_id
-                    .then(|| RequestIdLayer::new(self.expose_internal_errors)),
-            ))
-            .layer(option_layer(self.trace.then_some(RequestTraceLayer)))
-            .layer(option_layer(self.security_headers))
-            .layer(option_layer(self.catch_panic.then_some(CatchPanicLayer)))
+            .layer(RequestIdLayer::new(self.expose_internal_errors).enabled(self.request_id))
+            .layer(RequestTraceLayer::new().enabled(self.trace))
+            .layer(
+                self.security_headers
+                    .unwrap_or_else(|| SecurityHeadersLayer::new(false).enabled(false)),
+            )
+            .layer(CatchPanicLayer::new().enabled(self.catch_panic))
             .layer(option_layer(self.compression.then(CompressionLayer::new)))
             .layer(option_layer(cors_layer(&self.cors)))
             .layer(option_layer(self.rate_limit.clone()))
-            .layer(option_layer(self.timeout.map(TimeoutLayer::new)))
-            .layer(option_layer(self.body_limit.map(BodyLimitLayer::new)))
+            .layer(TimeoutLayer::optional(self.timeout))
+            .layer(BodyLimitLayer::optional(self.body_limit))
             .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
-            .layer(option_layer(pagination.map(axum::Extension)))
-            .layer(extensions.auth_layer());
+            .layer(ExtensionsLayer {
+                pagination,
+                #[cfg(feature = "auth")]
+                auth: extensions.auth,
+            });
         router.layer(stack)
     }
 }
@@ -194,17 +202,54 @@ impl RequestExtensions {
     fn has_auth(&self) -> bool {
         false
     }
+}
 
+/// Inserts [`RequestExtensions`] into each request.
+#[derive(Clone)]
+struct ExtensionsLayer {
+    pagination: Option<PaginationConfig>,
     #[cfg(feature = "auth")]
-    fn auth_layer(
-        &self,
-    ) -> tower::util::Either<axum::Extension<crate::auth::Auth>, tower::layer::util::Identity> {
-        option_layer(self.auth.as_ref().map(crate::auth::Auth::extension))
+    auth: Option<crate::auth::Auth>,
+}
+
+impl<S> Layer<S> for ExtensionsLayer {
+    type Service = ExtensionsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExtensionsService {
+            inner,
+            extensions: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ExtensionsService<S> {
+    inner: S,
+    extensions: ExtensionsLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for ExtensionsService<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    #[cfg(not(feature = "auth"))]
-    fn auth_layer(&self) -> tower::layer::util::Identity {
-        tower::layer::util::Identity::new()
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if let Some(pagination) = self.extensions.pagination {
+            req.extensions_mut().insert(pagination);
+        }
+        #[cfg(feature = "auth")]
+        if let Some(auth) = &self.extensions.auth {
+            req.extensions_mut().insert(auth.clone());
+        }
+        self.inner.call(req)
     }
 }
 
@@ -302,14 +347,37 @@ fn add_vary(mut response: Response) -> Response {
 
 /// Opens a `request` span (method, path, matched route, request id) around each request and
 /// logs one event per response: status and latency, at `INFO`, or `ERROR` for a 5xx.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestTraceLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTraceLayer {
+    enabled: bool,
+}
+
+impl RequestTraceLayer {
+    /// The trace layer.
+    pub fn new() -> Self {
+        Self { enabled: true }
+    }
+
+    /// Switched on or off (off: requests pass straight through).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled }
+    }
+}
+
+impl Default for RequestTraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl<S> Layer<S> for RequestTraceLayer {
     type Service = RequestTraceService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestTraceService { inner }
+        RequestTraceService {
+            inner,
+            enabled: self.enabled,
+        }
     }
 }
 
@@ -317,6 +385,7 @@ impl<S> Layer<S> for RequestTraceLayer {
 #[derive(Debug, Clone)]
 pub struct RequestTraceService<S> {
     inner: S,
+    enabled: bool,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestTraceService<S>
@@ -332,11 +401,18 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        if !self.enabled {
+            return RequestTraceFuture {
+                inner: self.inner.call(req),
+                start: None,
+                span: tracing::Span::none(),
+            };
+        }
         let span = make_request_span(&req);
         let inner = span.in_scope(|| self.inner.call(req));
         RequestTraceFuture {
             inner,
-            start: Instant::now(),
+            start: Some(Instant::now()),
             span,
         }
     }
@@ -347,7 +423,7 @@ pin_project! {
     pub struct RequestTraceFuture<F> {
         #[pin]
         inner: F,
-        start: Instant,
+        start: Option<Instant>,
         span: tracing::Span,
     }
 }
@@ -362,9 +438,9 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
+        if let (Ok(response), Some(start)) = (&result, this.start) {
             let status = response.status().as_u16();
-            let latency_us = u64::try_from(this.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
             if status >= 500 {
                 tracing::error!(status, latency_us, "response");
             } else {
@@ -381,14 +457,37 @@ where
 ///
 /// The response body is not guarded: a body that panics while it streams aborts that response
 /// only.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CatchPanicLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct CatchPanicLayer {
+    enabled: bool,
+}
+
+impl CatchPanicLayer {
+    /// The catch-panic layer.
+    pub fn new() -> Self {
+        Self { enabled: true }
+    }
+
+    /// Switched on or off (off: a panic unwinds through it).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled }
+    }
+}
+
+impl Default for CatchPanicLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl<S> Layer<S> for CatchPanicLayer {
     type Service = CatchPanicService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CatchPanicService { inner }
+        CatchPanicService {
+            inner,
+            enabled: self.enabled,
+        }
     }
 }
 
@@ -396,6 +495,7 @@ impl<S> Layer<S> for CatchPanicLayer {
 #[derive(Debug, Clone)]
 pub struct CatchPanicService<S> {
     inner: S,
+    enabled: bool,
 }
 
 impl<S, ReqBody> Service<http::Request<ReqBody>> for CatchPanicService<S>
@@ -411,14 +511,23 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        if !self.enabled {
+            return CatchPanicFuture {
+                inner: Some(self.inner.call(req)),
+                payload: None,
+                catch: false,
+            };
+        }
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
             Ok(inner) => CatchPanicFuture {
                 inner: Some(inner),
                 payload: None,
+                catch: true,
             },
             Err(payload) => CatchPanicFuture {
                 inner: None,
                 payload: Some(payload),
+                catch: true,
             },
         }
     }
@@ -430,6 +539,7 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         payload: Option<Box<dyn Any + Send + 'static>>,
+        catch: bool,
     }
 }
 
@@ -443,6 +553,7 @@ where
         let this = self.project();
         let payload = match (this.payload.take(), this.inner.as_pin_mut()) {
             (Some(payload), _) => payload,
+            (None, Some(inner)) if !*this.catch => return inner.poll(cx),
             (None, Some(inner)) => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
                     Ok(poll) => return poll,
@@ -554,6 +665,7 @@ fn generate_request_id() -> HeaderValue {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestIdLayer {
     expose_internal_errors: bool,
+    enabled: bool,
 }
 
 impl RequestIdLayer {
@@ -562,7 +674,13 @@ impl RequestIdLayer {
     pub fn new(expose_internal_errors: bool) -> Self {
         Self {
             expose_internal_errors,
+            enabled: true,
         }
+    }
+
+    /// Switched on or off (off: no id, no request context; requests pass straight through).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled, ..self }
     }
 }
 
@@ -573,6 +691,7 @@ impl<S> Layer<S> for RequestIdLayer {
         RequestIdService {
             inner,
             expose_internal_errors: self.expose_internal_errors,
+            enabled: self.enabled,
         }
     }
 }
@@ -582,6 +701,7 @@ impl<S> Layer<S> for RequestIdLayer {
 pub struct RequestIdService<S> {
     inner: S,
     expose_internal_errors: bool,
+    enabled: bool,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for RequestIdService<S>
@@ -597,6 +717,13 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !self.enabled {
+            return RequestIdFuture {
+                inner: self.inner.call(req),
+                context: None,
+                id: None,
+            };
+        }
         let id = req
             .headers()
             .get(&X_REQUEST_ID)
@@ -610,7 +737,8 @@ where
         };
         let inner = REQUEST_CONTEXT.sync_scope(context.clone(), || self.inner.call(req));
         RequestIdFuture {
-            inner: REQUEST_CONTEXT.scope(context, inner),
+            inner,
+            context: Some(context),
             id: Some(id),
         }
     }
@@ -620,7 +748,8 @@ pin_project! {
     /// Future of [`RequestIdService`].
     pub struct RequestIdFuture<F> {
         #[pin]
-        inner: tokio::task::futures::TaskLocalFuture<RequestContext, F>,
+        inner: F,
+        context: Option<RequestContext>,
         id: Option<HeaderValue>,
     }
 }
@@ -633,7 +762,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let inner = this.inner;
+        let poll = match this.context {
+            Some(context) => REQUEST_CONTEXT.sync_scope(context.clone(), || inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        let mut response = std::task::ready!(poll)?;
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }
@@ -651,12 +785,17 @@ pub struct BodyLimit(pub usize);
 /// axum's `DefaultBodyLimit`, which [`Layers`] installs with the same value.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimitLayer {
-    limit: usize,
+    limit: Option<usize>,
 }
 
 impl BodyLimitLayer {
     /// A limit of `limit` bytes.
     pub fn new(limit: usize) -> Self {
+        Self { limit: Some(limit) }
+    }
+
+    /// A limit of `limit` bytes, or no check at all for `None`.
+    pub fn optional(limit: Option<usize>) -> Self {
         Self { limit }
     }
 }
@@ -676,7 +815,7 @@ impl<S> Layer<S> for BodyLimitLayer {
 #[derive(Debug, Clone)]
 pub struct BodyLimitService<S> {
     inner: S,
-    limit: usize,
+    limit: Option<usize>,
 }
 
 impl<S, B> Service<http::Request<B>> for BodyLimitService<S>
@@ -693,16 +832,19 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let Some(limit) = self.limit else {
+            return futures_util::future::Either::Right(self.inner.call(req));
+        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.limit as u64) {
-            let response = ChopinError::PayloadTooLarge { limit: self.limit }.into_response();
+        if declared.is_some_and(|len| len > limit as u64) {
+            let response = ChopinError::PayloadTooLarge { limit }.into_response();
             return futures_util::future::Either::Left(std::future::ready(Ok(response)));
         }
-        req.extensions_mut().insert(BodyLimit(self.limit));
+        req.extensions_mut().insert(BodyLimit(limit));
         futures_util::future::Either::Right(self.inner.call(req))
     }
 }
@@ -711,12 +853,19 @@ where
 /// The inner future is dropped, which cancels the handler's work.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
-    timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl TimeoutLayer {
     /// A timeout of `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+        }
+    }
+
+    /// A timeout of `timeout`, or none at all for `None`.
+    pub fn optional(timeout: Option<Duration>) -> Self {
         Self { timeout }
     }
 }
@@ -736,7 +885,7 @@ impl<S> Layer<S> for TimeoutLayer {
 #[derive(Debug, Clone)]
 pub struct TimeoutService<S> {
     inner: S,
-    timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl<S, B> Service<http::Request<B>> for TimeoutService<S>
@@ -754,7 +903,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         TimeoutFuture {
             inner: self.inner.call(req),
-            sleep: tokio::time::sleep(self.timeout),
+            sleep: self.timeout.map(tokio::time::sleep),
         }
     }
 }
@@ -765,7 +914,7 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<tokio::time::Sleep>,
     }
 }
 
@@ -780,9 +929,9 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result);
         }
-        match this.sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Ok(ChopinError::Timeout.into_response())),
-            Poll::Pending => Poll::Pending,
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Ok(ChopinError::Timeout.into_response())),
+            Some(Poll::Pending) | None => Poll::Pending,
         }
     }
 }
@@ -819,12 +968,21 @@ mod tests {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SecurityHeadersLayer {
     hsts: bool,
+    enabled: bool,
 }
 
 impl SecurityHeadersLayer {
     /// The layer, with or without HSTS.
     pub fn new(hsts: bool) -> Self {
-        Self { hsts }
+        Self {
+            hsts,
+            enabled: true,
+        }
+    }
+
+    /// Switched on or off (off: responses pass unchanged).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled, ..self }
     }
 }
 
@@ -835,6 +993,7 @@ impl<S> Layer<S> for SecurityHeadersLayer {
         SecurityHeaders {
             inner,
             hsts: self.hsts,
+            enabled: self.enabled,
         }
     }
 }
@@ -844,6 +1003,7 @@ impl<S> Layer<S> for SecurityHeadersLayer {
 pub struct SecurityHeaders<S> {
     inner: S,
     hsts: bool,
+    enabled: bool,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for SecurityHeaders<S>
@@ -862,6 +1022,7 @@ where
         SecurityHeadersFuture {
             inner: self.inner.call(req),
             hsts: self.hsts,
+            enabled: self.enabled,
         }
     }
 }
@@ -872,6 +1033,7 @@ pin_project! {
         #[pin]
         inner: F,
         hsts: bool,
+        enabled: bool,
     }
 }
 
@@ -884,6 +1046,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if !*this.enabled {
+            return Poll::Ready(Ok(response));
+        }
         let headers = response.headers_mut();
         let is_json = headers
             .get(header::CONTENT_TYPE)
