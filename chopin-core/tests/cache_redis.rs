@@ -308,7 +308,9 @@ async fn redis_down_means_fast_misses_then_recovery_without_a_new_cache() {
 
     server.kill();
     let errors_before = cache.stats().errors;
-    let limit = Duration::from_millis(200);
+    // Bounded by the 50 ms timeout, not by TCP's own (seconds or minutes); the margin absorbs
+    // a loaded CI machine.
+    let limit = Duration::from_secs(1);
     for round in 0..20 {
         let got = within(limit, "get while down", cache.get::<u32>("k")).await;
         assert_eq!(got, None, "round {round}: a miss");
