@@ -61,7 +61,10 @@ profile() {
         actix) exe="${exe_of[actix-baseline]}" ;;
         chopin-*)
             exe="${exe_of[chopin-bench-example]}"
-            env_args+=("CHOPIN_BENCH_STACK=${server#chopin-}" CHOPIN_ENV=production CHOPIN_LOG=warn)
+            # The bench example mounts an authenticated route, so production needs a key; this
+            # one is the harness's public benchmark key (bench/run.sh), not a secret.
+            env_args+=("CHOPIN_BENCH_STACK=${server#chopin-}" CHOPIN_ENV=production CHOPIN_LOG=warn
+                CHOPIN_JWT_SECRET=chopin-benchmark-key-not-secret-0123456789)
             ;;
     esac
     local name="$server-$ep"

@@ -502,10 +502,7 @@ impl IntoResponse for ChopinError {
         });
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         if let Some(after) = self.retry_after() {
             // Round up: a client told "0" would retry immediately.
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

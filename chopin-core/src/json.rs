@@ -18,6 +18,7 @@
 //! available and `.cargo/config.toml` already targets the M-series. See `docs/performance.md`.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -67,6 +68,10 @@ pub enum DecodeError {
         message: String,
     },
 }
+
+/// `application/json`, as a constant: `HeaderValue::from_static` outside a const context
+/// re-validates its bytes on every call, and this is on every response.
+pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Serialise `value` into `buf` (appending).
 pub fn write_to<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {

@@ -320,6 +320,8 @@ where
     }
 }
 
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+
 /// The response would have been compressed for a client that asked: say so to caches, exactly
 /// when tower-http's compression would have.
 fn add_vary(mut response: Response) -> Response {
@@ -338,9 +340,7 @@ fn add_vary(mut response: Response) -> Response {
         })
     });
     if !listed {
-        response
-            .headers_mut()
-            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        response.headers_mut().append(header::VARY, ACCEPT_ENCODING);
     }
     response
 }
@@ -1053,25 +1053,26 @@ where
         let is_json = headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        let mut set = |name: HeaderName, value: &'static str| {
-            if !headers.contains_key(&name) {
-                headers.insert(name, HeaderValue::from_static(value));
-            }
+        // Room for all of them at once, and one lookup per header. The values are constants:
+        // `HeaderValue::from_static` outside a const context validates every byte per call.
+        const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+        const DENY: HeaderValue = HeaderValue::from_static("DENY");
+        const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
+        const JSON_CSP: HeaderValue =
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
+        const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+        headers.reserve(5);
+        let mut set = |name: HeaderName, value: HeaderValue| {
+            headers.entry(name).or_insert(value);
         };
-        set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-        set(header::X_FRAME_OPTIONS, "DENY");
-        set(header::REFERRER_POLICY, "no-referrer");
+        set(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+        set(header::X_FRAME_OPTIONS, DENY);
+        set(header::REFERRER_POLICY, NO_REFERRER);
         if is_json {
-            set(
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; frame-ancestors 'none'",
-            );
+            set(header::CONTENT_SECURITY_POLICY, JSON_CSP);
         }
         if *this.hsts {
-            set(
-                header::STRICT_TRANSPORT_SECURITY,
-                "max-age=31536000; includeSubDomains",
-            );
+            set(header::STRICT_TRANSPORT_SECURITY, HSTS);
         }
         Poll::Ready(Ok(response))
     }

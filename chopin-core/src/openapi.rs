@@ -25,7 +25,7 @@
 use axum::Router;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::{HeaderValue, header};
+use http::header;
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
@@ -70,10 +70,7 @@ pub fn spec_routes(spec: &OpenApi, config: &OpenApiConfig) -> Router {
         let body = body.clone();
         async move {
             (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
+                [(header::CONTENT_TYPE, crate::json::APPLICATION_JSON)],
                 body,
             )
                 .into_response()

@@ -6,7 +6,7 @@
 //! ```
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -176,10 +176,9 @@ impl<T: Serialize> IntoResponse for ApiResponse<T> {
         }
         buf.push(b'}');
         let mut response = (self.status, buf).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         response
     }
 }

@@ -1,7 +1,7 @@
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -106,10 +106,9 @@ impl<T: Serialize> IntoResponse for Json<T> {
         match json::to_vec(&self.0) {
             Ok(buf) => {
                 let mut response = buf.into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
                 response
             }
             Err(err) => ChopinError::internal(err).into_response(),
@@ -120,6 +119,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn headers(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

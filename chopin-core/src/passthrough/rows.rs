@@ -1,7 +1,7 @@
 //! Building the response envelope from rows of JSON text, without parsing them.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 
 use super::rewrite::Rewriter;
 use crate::error::ChopinError;
@@ -236,10 +236,9 @@ impl JsonRows {
 impl IntoResponse for JsonRows {
     fn into_response(self) -> Response {
         let mut response = (StatusCode::OK, self.into_body()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         response
     }
 }

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use sea_orm::sqlx;
 use tokio::sync::mpsc;
 
@@ -93,10 +93,9 @@ impl IntoResponse for JsonStream {
             },
         );
         let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         response
     }
 }
