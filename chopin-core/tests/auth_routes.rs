@@ -231,6 +231,57 @@ async fn replaying_a_rotated_refresh_token_revokes_the_family() {
     assert_eq!(refresh(&fresh).await.status, StatusCode::OK);
 }
 
+/// Two uses of the same refresh token at the same time: exactly one wins, and the loser's
+/// reuse detection also kills what the winner obtained (its refresh and access tokens).
+async fn concurrent_refreshes_with_one_token(db: &Db) {
+    let i = instance(db).await;
+    for round in 0..4 {
+        let email = format!("race{round}@example.com");
+        let (_, token) = signup(&i, &email, "a password").await;
+        let body = json!({ "refresh_token": token });
+        let (a, b) = tokio::join!(
+            i.client.post_json("/auth/refresh", &body),
+            i.client.post_json("/auth/refresh", &body)
+        );
+        let (winner, loser) = match (a.status, b.status) {
+            (StatusCode::OK, StatusCode::UNAUTHORIZED) => (a, b),
+            (StatusCode::UNAUTHORIZED, StatusCode::OK) => (b, a),
+            other => panic!("round {round}: expected one 200 and one 401, got {other:?}"),
+        };
+        assert!(loser.text().contains("already used"), "{}", loser.text());
+        let (access, refresh) = tokens(&winner);
+        let again = i
+            .client
+            .post_json("/auth/refresh", &json!({ "refresh_token": refresh }))
+            .await;
+        assert_eq!(
+            again.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: the winner's refresh token must die with its family"
+        );
+        let me = i.client.with_bearer(&access).get("/auth/me").await;
+        assert_eq!(
+            me.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: the winner's access token must be revoked"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_with_one_token_on_sqlite() {
+    let (_dir, db) = common::sqlite("").await;
+    concurrent_refreshes_with_one_token(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_with_one_token_on_postgres() {
+    let Some((_pg, db)) = common::postgres("").await else {
+        return;
+    };
+    concurrent_refreshes_with_one_token(&db).await;
+}
+
 #[tokio::test]
 async fn signup_validates_and_refuses_duplicates() {
     let (_dir, db) = common::sqlite("").await;

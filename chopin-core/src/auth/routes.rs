@@ -148,6 +148,7 @@ impl AuthModule {
     /// for an unknown account is not slower than the others.
     pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
         password::dummy_hash().await?;
+        let store = store.with_leeway(auth.settings().leeway);
         Ok(AuthModule {
             auth,
             store,
@@ -195,33 +196,35 @@ impl AuthModule {
             .with_state(self.clone())
     }
 
-    /// Access and refresh tokens for an account (a new refresh family when `family` is
-    /// `None`).
-    async fn tokens_for(
+    /// A signed access token for an account, with its `jti` and `exp`.
+    fn access_token(
         &self,
         user_id: i64,
         roles: Vec<String>,
-        family: Option<String>,
-    ) -> Result<TokenPair, ChopinError> {
+    ) -> Result<(String, String, i64), ChopinError> {
         let mut claims = self.auth.claims_for(user_id.to_string());
         claims.roles = roles;
-        let access = (claims.jti.clone(), claims.exp);
-        let access_token = self.auth.issue(claims)?;
-        let refresh_token = self
-            .store
-            .issue_refresh(
-                user_id,
-                family,
-                self.auth.refresh_ttl(),
-                (&access.0, access.1),
-            )
-            .await?;
-        Ok(TokenPair {
+        let (jti, exp) = (claims.jti.clone(), claims.exp);
+        Ok((self.auth.issue(claims)?, jti, exp))
+    }
+
+    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+        TokenPair {
             access_token,
             token_type: "Bearer".into(),
             expires_in: self.auth.access_ttl_secs(),
             refresh_token,
-        })
+        }
+    }
+
+    /// Access and refresh tokens for an account, in a new refresh family.
+    async fn tokens_for(&self, user_id: i64, roles: Vec<String>) -> Result<TokenPair, ChopinError> {
+        let (access_token, jti, exp) = self.access_token(user_id, roles)?;
+        let refresh_token = self
+            .store
+            .issue_refresh(user_id, self.auth.refresh_ttl(), (&jti, exp))
+            .await?;
+        Ok(self.pair(access_token, refresh_token))
     }
 
     /// Revoke access tokens (`jti`, `exp`) of a revoked refresh family.
@@ -291,7 +294,7 @@ async fn signup(
     validate_credentials(&body.email, &body.password)?;
     let hash = password::hash(&body.password).await?;
     let user = module.store.create_user(&body.email, &hash).await?;
-    let pair = module.tokens_for(user.id, user.roles.clone(), None).await?;
+    let pair = module.tokens_for(user.id, user.roles.clone()).await?;
     let token = module
         .store
         .issue_one_time(
@@ -328,9 +331,7 @@ async fn login(
     let Some(account) = account.filter(|_| ok) else {
         return Err(ChopinError::Unauthorized(LOGIN_FAILED.into()));
     };
-    let pair = module
-        .tokens_for(account.id, roles_of(&account), None)
-        .await?;
+    let pair = module.tokens_for(account.id, roles_of(&account)).await?;
     Ok(ApiResponse::success(pair))
 }
 
@@ -345,24 +346,23 @@ async fn refresh(
     Json(body): Json<RefreshRequest>,
 ) -> Result<ApiResponse<TokenPair>, ChopinError> {
     let refused = |why: &str| ChopinError::InvalidToken(why.to_string());
-    let claimed = match module.store.claim_refresh(&body.refresh_token).await? {
-        Ok(claimed) => claimed,
-        Err(RefreshRefusal::Invalid) => {
-            return Err(refused("the refresh token is invalid or expired"));
-        }
+    let rotated = module
+        .store
+        .rotate_refresh(&body.refresh_token, module.auth.refresh_ttl(), |account| {
+            module.access_token(account.id, roles_of(account))
+        })
+        .await?;
+    match rotated {
+        Ok((access_token, refresh_token)) => Ok(ApiResponse::success(
+            module.pair(access_token, refresh_token),
+        )),
+        Err(RefreshRefusal::Invalid) => Err(refused("the refresh token is invalid or expired")),
         Err(RefreshRefusal::Reused(live)) => {
             tracing::warn!("a spent refresh token was replayed; its family is revoked");
             module.revoke_access(live).await?;
-            return Err(refused("the refresh token was already used; sign in again"));
+            Err(refused("the refresh token was already used; sign in again"))
         }
-    };
-    let Some(account) = module.store.user(claimed.user_id).await? else {
-        return Err(refused("the account no longer exists"));
-    };
-    let pair = module
-        .tokens_for(account.id, account.roles, Some(claimed.family))
-        .await?;
-    Ok(ApiResponse::success(pair))
+    }
 }
 
 /// Revoke the access token (and, if given, the refresh token's family).
