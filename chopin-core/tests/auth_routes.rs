@@ -630,3 +630,52 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
         .await
         .unwrap();
 }
+
+/// In production the development mailer (which logs tokens) is refused at start-up; a real
+/// mailer is accepted, and a development mailer swapped in later sends nothing.
+#[tokio::test]
+async fn production_refuses_the_logging_mailer() {
+    let (_dir, db) = common::sqlite("").await;
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let config = chopin_core::config::Config::from_lookup(|k| match k {
+        "CHOPIN_ENV" => Some("production".into()),
+        "CHOPIN_JWT_SECRET" => Some(secret.into()),
+        _ => None,
+    })
+    .unwrap();
+    let auth = Auth::from_config(&config).await.unwrap();
+    let store = AuthStore::new(&db).await.unwrap();
+    let err = AuthModule::new(auth.clone(), store.clone())
+        .await
+        .expect_err("LogMailer in production");
+    assert!(err.to_string().contains("real Mailer"), "{err}");
+    let err = AuthModule::with_mailer(auth.clone(), store.clone(), chopin_core::auth::LogMailer)
+        .await
+        .expect_err("LogMailer in production");
+    assert!(err.to_string().contains("with_mailer"), "{err}");
+
+    let outbox = Outbox::default();
+    let module = AuthModule::with_mailer(auth.clone(), store, outbox.clone())
+        .await
+        .expect("a real mailer is fine in production");
+    let client = TestClient::new(Router::new().nest("/auth", module.router()));
+    let r = client
+        .post_json("/auth/signup", &creds("prod@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert!(
+        outbox
+            .last(MailKind::VerifyEmail, "prod@example.com")
+            .is_some()
+    );
+    // Development stays as it was.
+    let dev = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+    );
+    assert!(
+        AuthModule::new(dev, AuthStore::new(&db).await.unwrap())
+            .await
+            .is_ok()
+    );
+}

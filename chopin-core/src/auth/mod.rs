@@ -145,6 +145,7 @@ impl axum::response::IntoResponse for AuthError {
 
 struct AuthInner {
     jwt: Jwt,
+    environment: crate::config::Environment,
     revocations: Revocations,
     verified: moka::future::Cache<String, Arc<VerifiedToken>>,
 }
@@ -240,9 +241,24 @@ impl Auth {
         settings: TokenSettings,
         revocations: Revocations,
     ) -> Auth {
+        Auth::build(
+            keys,
+            settings,
+            revocations,
+            crate::config::Environment::Development,
+        )
+    }
+
+    fn build(
+        keys: JwtKeys,
+        settings: TokenSettings,
+        revocations: Revocations,
+        environment: crate::config::Environment,
+    ) -> Auth {
         Auth {
             inner: Arc::new(AuthInner {
                 jwt: Jwt::new(keys, settings),
+                environment,
                 revocations,
                 verified: moka::future::Cache::builder()
                     .max_capacity(VERIFIED_CAPACITY)
@@ -263,11 +279,20 @@ impl Auth {
                 Revocations::from_cache_config(&config.cache).await?
             }
         };
-        Ok(Auth::with_revocations(
+        Ok(Auth::build(
             keys,
             TokenSettings::from(&config.auth),
             revocations,
+            config.environment,
         ))
+    }
+
+    /// The environment this `Auth` was configured for: the configuration's with
+    /// [`Auth::from_config`], `Development` with [`Auth::new`] and
+    /// [`Auth::with_revocations`]. In production the auth module refuses the development
+    /// [`LogMailer`].
+    pub fn environment(&self) -> crate::config::Environment {
+        self.inner.environment
     }
 
     /// The settings (lifetimes, issuer, audience, cookie).

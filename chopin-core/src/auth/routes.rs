@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::password;
 use super::store::{RefreshRefusal, roles_of};
 use super::{Auth, AuthStore, AuthUser, LogMailer, Mail, MailKind, Mailer, User};
+use crate::config::Environment;
 use crate::error::{ChopinError, ErrorEnvelope, FieldError};
 use crate::extractors::Json;
 use crate::openapi::OpenApiRouter;
@@ -144,19 +145,43 @@ impl std::fmt::Debug for AuthModule {
 
 impl AuthModule {
     /// The module with the development [`LogMailer`]; replace it with
-    /// [`AuthModule::mailer`]. Precomputes the dummy password hash, so that the first login
-    /// for an unknown account is not slower than the others.
+    /// [`AuthModule::mailer`], or build it with [`AuthModule::with_mailer`]. Precomputes the
+    /// dummy password hash, so that the first login for an unknown account is not slower
+    /// than the others.
+    ///
+    /// When `auth` is configured for production ([`Auth::environment`]) this fails: the
+    /// development mailer would write reset and verification tokens to the log. Use
+    /// [`AuthModule::with_mailer`] with a real [`Mailer`] there.
     pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
+        AuthModule::with_mailer(auth, store, LogMailer).await
+    }
+
+    /// The module sending verification and reset tokens through `mailer`. Fails in
+    /// production when `mailer` is [development-only](Mailer::development_only).
+    pub async fn with_mailer(
+        auth: Auth,
+        store: AuthStore,
+        mailer: impl Mailer,
+    ) -> Result<AuthModule, ChopinError> {
+        if auth.environment() == Environment::Production && mailer.development_only() {
+            return Err(ChopinError::internal(
+                "the auth module needs a real Mailer in production: the development LogMailer \
+                 would write password-reset and verification tokens to the log; build the \
+                 module with AuthModule::with_mailer(auth, store, your_mailer)",
+            ));
+        }
         password::dummy_hash().await?;
         let store = store.with_leeway(auth.settings().leeway);
         Ok(AuthModule {
             auth,
             store,
-            mailer: Arc::new(LogMailer),
+            mailer: Arc::new(mailer),
         })
     }
 
-    /// Send verification and reset tokens through `mailer`.
+    /// Send verification and reset tokens through `mailer`. In production a
+    /// [development-only](Mailer::development_only) mailer given here is not used: every
+    /// mail is dropped with an error in the log (without its token).
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
         self.mailer = Arc::new(mailer);
         self
@@ -240,6 +265,13 @@ impl AuthModule {
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {
+        if self.auth.environment() == Environment::Production && self.mailer.development_only() {
+            tracing::error!(
+                ?kind,
+                "mail not sent: a development-only mailer is installed in production"
+            );
+            return;
+        }
         if let Err(error) = self.mailer.send(Mail { kind, to, token }).await {
             tracing::error!(%error, ?kind, "the mailer failed");
         }
