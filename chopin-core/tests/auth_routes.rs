@@ -35,6 +35,18 @@ impl Outbox {
             .find(|m| m.kind == kind && m.to == to)
             .map(|m| m.token.clone())
     }
+
+    /// The last mail of `kind` to `to`, waiting up to 5 s for it (reset mails are sent after
+    /// the answer).
+    async fn wait_for(&self, kind: MailKind, to: &str) -> Option<String> {
+        for _ in 0..100 {
+            if let Some(token) = self.last(kind, to) {
+                return Some(token);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
 }
 
 impl Mailer for Outbox {
@@ -386,7 +398,7 @@ async fn login_takes_as_long_for_an_unknown_account_as_for_a_known_one() {
 async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
     let (_dir, db) = common::sqlite("").await;
     let i = instance(&db).await;
-    let (_, refresh) = signup(&i, "frank@example.com", "old password").await;
+    let (access, refresh) = signup(&i, "frank@example.com", "old password").await;
 
     // Same answer whether or not the account exists; the token is never in a response.
     let r = i
@@ -408,13 +420,39 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
     assert_eq!(r.text(), unknown.text());
     let token = i
         .outbox
-        .last(MailKind::PasswordReset, "frank@example.com")
+        .wait_for(MailKind::PasswordReset, "frank@example.com")
+        .await
         .expect("reset mail sent");
     assert!(!r.text().contains(&token));
+    // A second reset request: its token dies when the first one is used.
+    let r = i
+        .client
+        .post_json(
+            "/auth/password-reset",
+            &json!({"email": "frank@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mut other = None;
+    for _ in 0..100 {
+        other = i
+            .outbox
+            .last(MailKind::PasswordReset, "frank@example.com")
+            .filter(|t| *t != token);
+        if other.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = other.expect("second reset mail sent");
     assert!(
         i.outbox
             .last(MailKind::PasswordReset, "ghost@example.com")
             .is_none()
+    );
+    assert_eq!(
+        i.client.with_bearer(&access).get("/auth/me").await.status,
+        StatusCode::OK
     );
 
     let bad = i
@@ -458,6 +496,75 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh}))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "old sessions end");
+    let me = i.client.with_bearer(&access).get("/auth/me").await;
+    assert_eq!(
+        me.status,
+        StatusCode::UNAUTHORIZED,
+        "old access tokens are revoked"
+    );
+    let stale = i
+        .client
+        .post_json(
+            "/auth/password-reset/confirm",
+            &json!({"token": other, "password": "third password"}),
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::BAD_REQUEST,
+        "other reset tokens are spent"
+    );
+}
+
+/// A mailer that takes its time.
+#[derive(Clone, Default)]
+struct SlowOutbox(Outbox);
+
+impl Mailer for SlowOutbox {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            self.0.send(mail).await
+        })
+    }
+}
+
+/// `/password-reset` answers before any lookup, insert or mail: a known account answers as
+/// fast as an unknown one, even with a mailer that takes 2 s.
+#[tokio::test]
+async fn password_reset_answers_before_doing_the_work() {
+    let (_dir, db) = common::sqlite("").await;
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+    );
+    let slow = SlowOutbox::default();
+    let module = AuthModule::with_mailer(auth, AuthStore::new(&db).await.unwrap(), slow.clone())
+        .await
+        .unwrap();
+    let client = TestClient::new(Router::new().nest("/auth", module.router()));
+    let r = client
+        .post_json("/auth/signup", &creds("slow@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for email in ["slow@example.com", "nobody@example.com"] {
+        let started = Instant::now();
+        let r = client
+            .post_json("/auth/password-reset", &json!({ "email": email }))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        assert!(
+            took < Duration::from_secs(1),
+            "{email}: answered after {took:?}"
+        );
+    }
+    assert!(
+        slow.0
+            .wait_for(MailKind::PasswordReset, "slow@example.com")
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]

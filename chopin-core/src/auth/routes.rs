@@ -264,6 +264,23 @@ impl AuthModule {
         Ok(())
     }
 
+    /// Issue and mail a reset token if the account exists.
+    async fn mail_reset_token(&self, email: &str) -> Result<(), ChopinError> {
+        if let Some(account) = self.store.find_by_email(email).await? {
+            let token = self
+                .store
+                .issue_one_time(
+                    account.id,
+                    PURPOSE_RESET,
+                    chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
+                )
+                .await?;
+            self.send(MailKind::PasswordReset, account.email, token)
+                .await;
+        }
+        Ok(())
+    }
+
     async fn send(&self, kind: MailKind, to: String, token: String) {
         if self.auth.environment() == Environment::Production && self.mailer.development_only() {
             tracing::error!(
@@ -475,19 +492,14 @@ async fn request_reset(
     State(module): State<AuthModule>,
     Json(body): Json<EmailRequest>,
 ) -> Result<ApiResponse<Accepted>, ChopinError> {
-    if let Some(account) = module.store.find_by_email(&body.email).await? {
-        let token = module
-            .store
-            .issue_one_time(
-                account.id,
-                PURPOSE_RESET,
-                chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
-            )
-            .await?;
-        module
-            .send(MailKind::PasswordReset, account.email, token)
-            .await;
-    }
+    // The lookup, the insert and the mail happen after the answer, so its timing says
+    // nothing about whether the account exists.
+    let email = body.email;
+    tokio::spawn(async move {
+        if let Err(error) = module.mail_reset_token(&email).await {
+            tracing::error!(%error, "password reset: could not issue a token");
+        }
+    });
     Ok(ApiResponse::success(Accepted {
         message: "if the account exists, a reset link was sent",
     })
@@ -497,7 +509,7 @@ async fn request_reset(
 /// Set a new password with the token from the reset mail; signs the account out everywhere.
 #[utoipa::path(post, path = "/password-reset/confirm", tag = "auth", request_body = ResetRequest,
     responses(
-        (status = 204, description = "Password changed; refresh tokens revoked."),
+        (status = 204, description = "Password changed; refresh tokens, their access tokens and other reset tokens revoked."),
         (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
         (status = 422, description = "Invalid password (`VALIDATION_FAILED`).", body = ErrorEnvelope),
     ))]
@@ -521,6 +533,13 @@ async fn confirm_reset(
     };
     let hash = password::hash(&body.password).await?;
     module.store.set_password_hash(user_id, &hash).await?;
-    module.store.revoke_all_refresh(user_id).await?;
+    // Signed out everywhere: every refresh token, the access tokens issued with them, and
+    // any other reset token still outstanding.
+    module
+        .store
+        .spend_all_one_time(user_id, PURPOSE_RESET)
+        .await?;
+    let live = module.store.revoke_all_refresh(user_id).await?;
+    module.revoke_access(live).await?;
     Ok(ApiResponse::no_content())
 }

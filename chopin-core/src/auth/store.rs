@@ -327,12 +327,41 @@ impl AuthStore {
         Ok(live)
     }
 
-    /// Revoke every refresh token of an account (password reset, "log out everywhere").
-    pub async fn revoke_all_refresh(&self, user_id: i64) -> Result<(), ChopinError> {
+    /// Revoke every refresh token of an account (password reset, "log out everywhere");
+    /// returns the access tokens (`jti`, `exp`) issued with its refresh tokens that have not
+    /// expired (within the leeway), for the caller to revoke.
+    pub async fn revoke_all_refresh(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<(String, i64)>, ChopinError> {
+        let now = super::jwt::now_secs().saturating_sub(self.leeway);
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(refresh_token::Column::UserId.eq(user_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::AccessExp.gt(now))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.access_jti?, r.access_exp?)))
+            .collect())
+    }
+
+    /// Mark every unused single-use token of an account for `purpose` as used.
+    pub(crate) async fn spend_all_one_time(
+        &self,
+        user_id: i64,
+        purpose: &str,
+    ) -> Result<(), ChopinError> {
+        one_time_token::Entity::update_many()
+            .col_expr(one_time_token::Column::UsedAt, Expr::value(Utc::now()))
+            .filter(one_time_token::Column::UserId.eq(user_id))
+            .filter(one_time_token::Column::Purpose.eq(purpose))
+            .filter(one_time_token::Column::UsedAt.is_null())
             .exec(&self.db)
             .await?;
         Ok(())
