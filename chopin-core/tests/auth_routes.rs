@@ -786,3 +786,33 @@ async fn production_refuses_the_logging_mailer() {
             .is_ok()
     );
 }
+
+/// Argon2 work is bounded: many concurrent hashes never run more than `max_concurrent` at
+/// once (the rest queue), and all of them complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argon2_work_is_bounded_by_a_semaphore() {
+    use chopin_core::auth::password;
+    let limit = password::max_concurrent();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(password::running());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            peak
+        })
+    };
+    let jobs: Vec<_> = (0..limit * 3)
+        .map(|n| tokio::spawn(async move { password::hash(&format!("password {n}")).await }))
+        .collect();
+    for job in jobs {
+        assert!(job.await.unwrap().unwrap().starts_with("$argon2id$"));
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.await.unwrap();
+    assert!(peak >= 1, "the watcher saw work running");
+    assert!(peak <= limit, "peak {peak} > limit {limit}");
+}
