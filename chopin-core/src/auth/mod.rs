@@ -102,9 +102,12 @@ pub enum AuthError {
     /// `aud` is not the configured audience.
     #[error("wrong audience")]
     WrongAudience,
-    /// A required claim is missing.
+    /// A required claim is missing (or `jti` is empty).
     #[error("missing claim")]
     MissingClaim,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
     /// The token id was revoked (logout).
     #[error("token revoked")]
     Revoked,
@@ -366,7 +369,7 @@ impl Auth {
         let claims: C = match self.inner.verified.get(token).await {
             Some(known) => known.claims(leeway)?,
             None => {
-                let claims: C = self.inner.jwt.decode(token)?;
+                let claims: C = self.decode(token)?;
                 if let Some(known) = VerifiedToken::of(token) {
                     self.inner
                         .verified
@@ -384,8 +387,24 @@ impl Auth {
 
     /// Verify signature and claims only (no revocation lookup): cheap, synchronous, for
     /// keying a rate limit and similar uses where a revoked token does no harm.
+    ///
+    /// Besides what the signature library checks (signature, algorithm, key, `exp`, `nbf`,
+    /// issuer, audience), the token id must be non-empty ([`AuthError::MissingClaim`]) and
+    /// `iat`, when the claims type has it, not in the future beyond the leeway
+    /// ([`AuthError::IssuedInFuture`]).
     pub fn decode<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
-        self.inner.jwt.decode(token)
+        let claims: C = self.inner.jwt.decode(token)?;
+        if claims.token_id().is_empty() {
+            return Err(AuthError::MissingClaim);
+        }
+        let leeway = self.settings().leeway.as_secs() as i64;
+        if claims
+            .issued_at()
+            .is_some_and(|iat| iat > jwt::now_secs().saturating_add(leeway))
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        Ok(claims)
     }
 
     /// Revoke the token with these claims until it expires (plus the leeway).
