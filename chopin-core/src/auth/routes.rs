@@ -28,11 +28,42 @@ const ONE_TIME_TTL_MINUTES: i64 = 60;
 const PURPOSE_VERIFY: &str = "verify_email";
 const PURPOSE_RESET: &str = "password_reset";
 
+/// `"***"` for a secret that is set, in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `Debug` for request and response bodies carrying secrets: the listed fields are shown,
+/// the secret ones as `***`.
+macro_rules! redacted_debug {
+    ($ty:ident { $($shown:ident),* ; $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($secret), &Redacted))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(TokenPair { token_type, expires_in; access_token, refresh_token });
+redacted_debug!(Credentials { email; password });
+redacted_debug!(RefreshRequest { ; refresh_token });
+redacted_debug!(LogoutRequest { ; refresh_token });
+redacted_debug!(TokenRequest { ; token });
+redacted_debug!(ResetRequest { ; token, password });
+
 /// The one message of every failed login (unknown e-mail, wrong password).
 pub const LOGIN_FAILED: &str = "invalid email or password";
 
 /// Tokens returned by sign-up, login and refresh.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// The JWT to send as `Authorization: Bearer …`.
     pub access_token: String,
@@ -45,7 +76,7 @@ pub struct TokenPair {
 }
 
 /// Body of sign-up and login.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
     /// E-mail address (case-insensitive).
     email: String,
@@ -54,14 +85,14 @@ struct Credentials {
 }
 
 /// Body of `/refresh`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshRequest {
     /// The latest refresh token of the session.
     refresh_token: String,
 }
 
 /// Body of `/logout` (optional).
-#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct LogoutRequest {
     /// Also revoke this refresh token's family.
     #[serde(default)]
@@ -76,14 +107,14 @@ struct EmailRequest {
 }
 
 /// Body of `/verify-email`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
     /// The token from the mail.
     token: String,
 }
 
 /// Body of `/password-reset/confirm`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ResetRequest {
     /// The token from the mail.
     token: String,
@@ -542,4 +573,62 @@ async fn confirm_reset(
     let live = module.store.revoke_all_refresh(user_id).await?;
     module.revoke_access(live).await?;
     Ok(ApiResponse::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords_and_tokens() {
+        let shown = [
+            format!(
+                "{:?}",
+                TokenPair {
+                    access_token: "SECRET-access".into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 900,
+                    refresh_token: "SECRET-refresh".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                Credentials {
+                    email: "a@example.com".into(),
+                    password: "SECRET-password".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                RefreshRequest {
+                    refresh_token: "SECRET-refresh".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                LogoutRequest {
+                    refresh_token: Some("SECRET-refresh".into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenRequest {
+                    token: "SECRET-token".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                ResetRequest {
+                    token: "SECRET-token".into(),
+                    password: "SECRET-password".into(),
+                }
+            ),
+        ];
+        for text in &shown {
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+        assert!(shown[0].contains("Bearer") && shown[0].contains("900"));
+        assert!(shown[1].contains("a@example.com"));
+    }
 }
