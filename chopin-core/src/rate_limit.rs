@@ -176,7 +176,7 @@ impl RateLimitLayer {
     }
 
     /// Limit each client to `rate` across every instance sharing the Redis of `cache`
-    /// (`REDIS_URL`; keys `<namespace>:ratelimit:<key>`). The connection is made lazily and
+    /// (`REDIS_URL`; keys `<namespace>|ratelimit:<key>`, out of reach of the cache API). The connection is made lazily and
     /// re-made when lost.
     #[cfg(feature = "redis")]
     pub fn redis(

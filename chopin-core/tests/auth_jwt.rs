@@ -754,3 +754,38 @@ fn decode_requires_a_jti_and_a_past_iat() {
             .is_ok()
     );
 }
+
+/// The in-process revocation store never forgets a live revocation to make room: when full
+/// it refuses the new one (503), and expired ids free their place.
+#[tokio::test]
+async fn a_full_memory_revocation_store_refuses_instead_of_evicting() {
+    let revocations = Revocations::memory_with_capacity(2);
+    let auth = Auth::with_revocations(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+        revocations.clone(),
+    );
+    let claims: Vec<Claims> = (0..3).map(|n| auth.claims_for(n.to_string())).collect();
+    auth.revoke(&claims[0]).await.unwrap();
+    auth.revoke(&claims[1]).await.unwrap();
+    let err = auth.revoke(&claims[2]).await.unwrap_err();
+    assert_eq!(err, AuthError::Unavailable);
+    assert_eq!(
+        ChopinError::from(err).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for c in &claims[..2] {
+        assert!(revocations.is_revoked(&c.jti).await.unwrap());
+    }
+    assert!(!revocations.is_revoked(&claims[2].jti).await.unwrap());
+    // Revoking an id again does not need room.
+    auth.revoke(&claims[0]).await.unwrap();
+    // An expired revocation makes room.
+    let short = Revocations::memory_with_capacity(1);
+    short.revoke("old", now() + 1).await.unwrap();
+    assert!(short.is_revoked("old").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(!short.is_revoked("old").await.unwrap());
+    short.revoke("new", now() + 60).await.unwrap();
+    assert!(short.is_revoked("new").await.unwrap());
+}

@@ -677,7 +677,8 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
     ]);
     let app = || async {
         let auth = Auth::from_config(&config).await.unwrap();
-        let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await.unwrap())
+        let store = AuthStore::new(&db).await.unwrap();
+        let module = AuthModule::with_mailer(auth.clone(), store, Outbox::default())
             .await
             .unwrap();
         TestClient::new(
@@ -710,6 +711,14 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
         Some("Bearer error=\"invalid_token\"")
     );
     assert!(r.text().contains("revoked"));
+    // The cache API cannot reach the revocation: even deleting every cache key of the
+    // namespace leaves it in force.
+    let cache = chopin_core::cache::Cache::redis(&config.cache)
+        .await
+        .unwrap();
+    cache.delete_prefix("").await.unwrap();
+    let r = b.with_bearer(&access).get("/auth/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     // The shared store is in the readiness check.
     let ready = b.get("/health/ready").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
@@ -720,7 +729,7 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:auth:revoked:*"))
+        .arg(format!("{namespace}|auth:revoked:*"))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -369,7 +369,7 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:ratelimit:*"))
+        .arg(format!("{namespace}|ratelimit:*"))
         .query_async(&mut conn)
         .await
         .unwrap();
