@@ -280,6 +280,57 @@ async fn concurrent_refreshes_with_one_token(db: &Db) {
     }
 }
 
+/// A thief replays a spent refresh token while the user rotates the current one: whatever
+/// the order, the family ends dead, including anything the user's rotation produced.
+async fn replay_racing_a_rotation(db: &Db) {
+    let i = instance(db).await;
+    for round in 0..4 {
+        let email = format!("replay{round}@example.com");
+        let (_, first) = signup(&i, &email, "a password").await;
+        let r = i
+            .client
+            .post_json("/auth/refresh", &json!({ "refresh_token": first }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let (_, current) = tokens(&r);
+        let (current, spent) = (
+            json!({ "refresh_token": current }),
+            json!({ "refresh_token": first }),
+        );
+        let (user, thief) = tokio::join!(
+            i.client.post_json("/auth/refresh", &current),
+            i.client.post_json("/auth/refresh", &spent)
+        );
+        assert_eq!(thief.status, StatusCode::UNAUTHORIZED, "round {round}");
+        if user.status == StatusCode::OK {
+            let (access, refresh) = tokens(&user);
+            let again = i
+                .client
+                .post_json("/auth/refresh", &json!({ "refresh_token": refresh }))
+                .await;
+            assert_eq!(again.status, StatusCode::UNAUTHORIZED, "round {round}");
+            let me = i.client.with_bearer(&access).get("/auth/me").await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED, "round {round}");
+        } else {
+            assert_eq!(user.status, StatusCode::UNAUTHORIZED, "round {round}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_racing_a_rotation_on_sqlite() {
+    let (_dir, db) = common::sqlite("").await;
+    replay_racing_a_rotation(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_racing_a_rotation_on_postgres() {
+    let Some((_pg, db)) = common::postgres("").await else {
+        return;
+    };
+    replay_racing_a_rotation(&db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_with_one_token_on_sqlite() {
     let (_dir, db) = common::sqlite("").await;
