@@ -1,8 +1,14 @@
 //! Per-client rate limiting: a tower layer applying GCRA (the generic cell rate algorithm,
 //! a token bucket without a refill timer) per key.
 //!
-//! * The key is the client IP (`ip:<addr>`) or, when the layer knows the [`Auth`] and the
-//!   request carries a valid access token, the user (`user:<sub>`).
+//! * The key is the client IP (`ip:<addr>`; IPv6 by its /64, IPv4-mapped IPv6 as IPv4) or,
+//!   when the layer knows the [`Auth`] and the request carries a valid access token, the
+//!   user (`user:<sub>`).
+//! * A request without a peer address (`ConnectInfo<SocketAddr>` missing: the router was
+//!   served with plain `axum::serve(listener, router)`) and without a user is not limited,
+//!   and a warning is logged once: one bucket shared by every client would let one client
+//!   lock all the others out. Serve with `App::serve`, or
+//!   `router.into_make_service_with_connect_info::<SocketAddr>()`.
 //! * The client IP is the socket's peer address (`ConnectInfo<SocketAddr>`, which
 //!   [`App::serve`](crate::App::serve) provides). `X-Forwarded-For` is read only when that
 //!   peer is a configured trusted proxy (`CHOPIN_TRUSTED_PROXIES`): then the client is the
@@ -133,13 +139,29 @@ impl Eq for RateLimitLayer {}
 #[error("rate limit: {0}")]
 pub struct RateLimitError(String);
 
+/// `rate` made usable: a burst of 0 (which `Config` refuses, but a hand-built [`Rate`] may
+/// carry) counts as 1, a zero period as 1 µs, each with a warning, instead of a panic.
+fn sane(rate: Rate) -> Rate {
+    if rate.burst == 0 || rate.period.is_zero() {
+        tracing::warn!(
+            ?rate,
+            "rate limit: a burst of 0 or a zero period is invalid; using at least 1 request per 1 µs"
+        );
+    }
+    Rate {
+        burst: rate.burst.max(1),
+        period: rate.period.max(Duration::from_micros(1)),
+    }
+}
+
 fn interval_of(rate: Rate) -> Duration {
-    (rate.period / rate.burst).max(Duration::from_micros(1))
+    (rate.period / rate.burst.max(1)).max(Duration::from_micros(1))
 }
 
 impl RateLimitLayer {
     /// Limit each client to `rate`, in this process.
     pub fn memory(rate: Rate) -> RateLimitLayer {
+        let rate = sane(rate);
         let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(interval_of(rate))
             .unwrap_or_else(|| Quota::per_second(burst))
@@ -154,13 +176,14 @@ impl RateLimitLayer {
     }
 
     /// Limit each client to `rate` across every instance sharing the Redis of `cache`
-    /// (`REDIS_URL`; keys `<namespace>:ratelimit:<key>`). The connection is made lazily and
+    /// (`REDIS_URL`; keys `<namespace>|ratelimit:<key>`, out of reach of the cache API). The connection is made lazily and
     /// re-made when lost.
     #[cfg(feature = "redis")]
     pub fn redis(
         rate: Rate,
         cache: &crate::config::CacheConfig,
     ) -> Result<RateLimitLayer, RateLimitError> {
+        let rate = sane(rate);
         let shared = crate::redis_conn::SharedRedis::lazy(cache).map_err(RateLimitError)?;
         let interval = interval_of(rate);
         let interval_us = interval.as_micros() as u64;
@@ -277,28 +300,50 @@ impl RateLimitLayer {
         }
     }
 
-    /// The key for a request: `user:<sub>` for a valid token when per-user, else
-    /// `ip:<client ip>`.
-    pub fn key_for(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+    /// The key for a request: `user:<sub>` for a valid token when per-user, else the client
+    /// address: `ip:<IPv4>`, or `ip:<first 64 bits>::/64` for IPv6 (one host usually holds
+    /// a whole /64, so a per-address key would hand it endless fresh budgets; IPv4-mapped
+    /// IPv6 addresses count as the IPv4 address). `None` when the request has neither a
+    /// user nor a peer address (no `ConnectInfo`): it is not limited, rather than put every
+    /// client in one shared bucket.
+    pub fn key_for(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
         #[cfg(feature = "auth")]
         if let Some(auth) = &self.auth
             && let Some(token) =
                 crate::auth::bearer_token(headers, auth.settings().cookie.as_deref())
             && let Ok(claims) = auth.decode::<crate::auth::Claims>(token)
         {
-            return format!("user:{}", claims.sub);
+            return Some(format!("user:{}", claims.sub));
         }
-        match client_ip(headers, peer.map(|p| p.ip()), &self.trusted) {
-            Some(ip) => format!("ip:{ip}"),
-            None => "ip:unknown".to_string(),
-        }
+        let ip = client_ip(headers, peer.map(|p| p.ip()), &self.trusted)?;
+        Some(match ip {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        })
     }
 }
 
+/// One `X-Forwarded-For` entry as an address: a bare IPv4 or IPv6 address, `ip:port`,
+/// `[ipv6]` or `[ipv6]:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
 /// The client's IP: the peer, or — when the peer is a trusted proxy — the right-most
-/// `X-Forwarded-For` entry that is not a trusted proxy.
+/// `X-Forwarded-For` entry that is not a trusted proxy. Entries may carry a port or
+/// brackets (`1.2.3.4:5678`, `[2001:db8::1]:443`); IPv4-mapped IPv6 addresses are returned
+/// as IPv4.
 pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(peer) {
         return Some(peer);
@@ -312,18 +357,30 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -
         .map(str::trim)
         .collect();
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) => {
+        match parse_hop(hop).map(|ip| ip.to_canonical()) {
+            Some(ip) => {
                 client = ip;
                 if !is_trusted(ip) {
                     break;
                 }
             }
             // Garbage in the chain: stop at the last address we could trust.
-            Err(_) => break,
+            None => break,
         }
     }
     Some(client)
+}
+
+/// Logged once per process: a request reached the layer without `ConnectInfo`.
+fn warn_no_peer() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "rate limit: requests carry no client address (ConnectInfo<SocketAddr>), so they \
+             are not limited per IP; serve with App::serve or \
+             into_make_service_with_connect_info::<SocketAddr>()"
+        );
+    });
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -366,7 +423,10 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            let key = layer.key_for(req.headers(), peer);
+            let Some(key) = layer.key_for(req.headers(), peer) else {
+                warn_no_peer();
+                return inner.call(req).await;
+            };
             match layer.check(&key).await {
                 Ok(()) => inner.call(req).await,
                 Err(retry_after) => Ok(ChopinError::RateLimited { retry_after }.into_response()),

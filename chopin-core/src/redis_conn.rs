@@ -16,7 +16,9 @@ use crate::config::{CacheConfig, is_valid_cache_namespace, redact_url};
 #[derive(Clone)]
 pub(crate) struct SharedRedis {
     pub conn: ConnectionManager,
-    /// `<namespace>:`.
+    /// `<namespace>|`: a key space the cache cannot reach. Cache keys are always
+    /// `<namespace>:…` and a namespace holds no `|`, so `Cache::delete_prefix` (even with
+    /// `""`) and cache keys chosen by the application never touch revocations or counters.
     pub prefix: String,
     pub timeout: Duration,
 }
@@ -28,6 +30,11 @@ impl std::fmt::Debug for SharedRedis {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// The prefix of Chopin's own shared state for `namespace` (see [`SharedRedis::prefix`]).
+pub(crate) fn reserved_prefix(namespace: &str) -> String {
+    format!("{namespace}|")
 }
 
 impl SharedRedis {
@@ -47,7 +54,7 @@ impl SharedRedis {
             .map_err(|e| format!("REDIS_URL {url} is not usable: {e}"))?;
         Ok(SharedRedis {
             conn,
-            prefix: format!("{}:", config.namespace),
+            prefix: reserved_prefix(&config.namespace),
             timeout: config.timeout,
         })
     }
@@ -82,7 +89,7 @@ impl SharedRedis {
         }
         Ok(SharedRedis {
             conn,
-            prefix: format!("{}:", config.namespace),
+            prefix: reserved_prefix(&config.namespace),
             timeout: config.timeout,
         })
     }

@@ -630,3 +630,162 @@ async fn an_unreachable_revocation_store_stops_start_up() {
     .unwrap_err();
     assert!(matches!(err, AuthError::Config(_)), "{err}");
 }
+
+/// `decode` names why a token is refused: algorithm pinning per key.
+#[test]
+fn decode_pins_the_algorithm_of_the_key() {
+    let auth = hs256_auth();
+    for alg in ["HS512", "HS384", "RS256", "none"] {
+        let token = hmac_token(
+            &json!({"alg": alg, "typ": "JWT", "kid": "k1"}),
+            &valid_payload(),
+            SECRET,
+            alg == "HS512",
+        );
+        let err = auth.decode::<Claims>(&token).unwrap_err();
+        assert!(
+            matches!(err, AuthError::WrongAlgorithm | AuthError::Malformed),
+            "{alg}: {err:?}"
+        );
+    }
+    let token = hmac_token(
+        &json!({"alg": "HS512", "typ": "JWT", "kid": "k1"}),
+        &valid_payload(),
+        SECRET,
+        true,
+    );
+    assert_eq!(
+        auth.decode::<Claims>(&token).unwrap_err(),
+        AuthError::WrongAlgorithm
+    );
+}
+
+/// A key set mixing RS256 and HS256: each `kid` only accepts its own algorithm, so swapping
+/// the `kid` (an HS256 token presented under the RSA key's id, or the other way round) is
+/// refused with `WrongAlgorithm`, and an unknown `kid` with `UnknownKey`.
+#[test]
+fn decode_refuses_a_kid_swap_in_a_mixed_key_set() {
+    let public = include_bytes!("fixtures/jwt/rs256.pub");
+    let keys = JwtKeys::from_pem(
+        JwtAlgorithm::Rs256,
+        "rsa",
+        include_bytes!("fixtures/jwt/rs256.key"),
+        public,
+    )
+    .unwrap()
+    .verify_hs256("hmac", SECRET)
+    .unwrap();
+    let auth = Auth::new(keys, TokenSettings::default());
+    let genuine = auth.issue(auth.claims_for("42")).unwrap();
+    assert_eq!(auth.decode::<Claims>(&genuine).unwrap().sub, "42");
+    let hs = |kid: &str, secret: &[u8]| {
+        hmac_token(
+            &json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+            &valid_payload(),
+            secret,
+            false,
+        )
+    };
+    // Genuine HS256 under its own kid is fine.
+    assert_eq!(
+        auth.decode::<Claims>(&hs("hmac", SECRET)).unwrap().sub,
+        "42"
+    );
+    // HS256 under the RSA kid: with the real secret, or with the public key as the secret.
+    for secret in [SECRET, &public[..]] {
+        assert_eq!(
+            auth.decode::<Claims>(&hs("rsa", secret)).unwrap_err(),
+            AuthError::WrongAlgorithm
+        );
+    }
+    // The RS256 token relabelled with the HMAC kid.
+    let mut parts: Vec<String> = genuine.split('.').map(str::to_string).collect();
+    parts[0] = b64url(
+        json!({"alg": "RS256", "typ": "JWT", "kid": "hmac"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        auth.decode::<Claims>(&parts.join(".")).unwrap_err(),
+        AuthError::WrongAlgorithm
+    );
+    assert_eq!(
+        auth.decode::<Claims>(&hs("nobody", SECRET)).unwrap_err(),
+        AuthError::UnknownKey
+    );
+    // A wrong secret under the right kid is a bad signature.
+    assert_eq!(
+        auth.decode::<Claims>(&hs("hmac", b"another-secret-of-at-least-32-bytes!!"))
+            .unwrap_err(),
+        AuthError::BadSignature
+    );
+}
+
+/// An empty `jti` and an `iat` in the future (beyond the leeway) are refused.
+#[test]
+fn decode_requires_a_jti_and_a_past_iat() {
+    let auth = hs256_auth();
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
+    let mut payload = valid_payload();
+    payload["jti"] = json!("");
+    assert_eq!(
+        auth.decode::<Claims>(&hmac_token(&header, &payload, SECRET, false))
+            .unwrap_err(),
+        AuthError::MissingClaim
+    );
+    let mut payload = valid_payload();
+    payload.as_object_mut().unwrap().remove("jti");
+    assert!(
+        auth.decode::<Claims>(&hmac_token(&header, &payload, SECRET, false))
+            .is_err()
+    );
+    let mut payload = valid_payload();
+    payload["iat"] = json!(now() + 3600);
+    assert_eq!(
+        auth.decode::<Claims>(&hmac_token(&header, &payload, SECRET, false))
+            .unwrap_err(),
+        AuthError::IssuedInFuture
+    );
+    // Within the leeway (60 s by default) is fine.
+    let mut payload = valid_payload();
+    payload["iat"] = json!(now() + 30);
+    assert!(
+        auth.decode::<Claims>(&hmac_token(&header, &payload, SECRET, false))
+            .is_ok()
+    );
+}
+
+/// The in-process revocation store never forgets a live revocation to make room: when full
+/// it refuses the new one (503), and expired ids free their place.
+#[tokio::test]
+async fn a_full_memory_revocation_store_refuses_instead_of_evicting() {
+    let revocations = Revocations::memory_with_capacity(2);
+    let auth = Auth::with_revocations(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+        revocations.clone(),
+    );
+    let claims: Vec<Claims> = (0..3).map(|n| auth.claims_for(n.to_string())).collect();
+    auth.revoke(&claims[0]).await.unwrap();
+    auth.revoke(&claims[1]).await.unwrap();
+    let err = auth.revoke(&claims[2]).await.unwrap_err();
+    assert_eq!(err, AuthError::Unavailable);
+    assert_eq!(
+        ChopinError::from(err).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for c in &claims[..2] {
+        assert!(revocations.is_revoked(&c.jti).await.unwrap());
+    }
+    assert!(!revocations.is_revoked(&claims[2].jti).await.unwrap());
+    // Revoking an id again does not need room.
+    auth.revoke(&claims[0]).await.unwrap();
+    // An expired revocation makes room.
+    let short = Revocations::memory_with_capacity(1);
+    short.revoke("old", now() + 1).await.unwrap();
+    assert!(short.is_revoked("old").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(!short.is_revoked("old").await.unwrap());
+    short.revoke("new", now() + 60).await.unwrap();
+    assert!(short.is_revoked("new").await.unwrap());
+}

@@ -35,6 +35,18 @@ impl Outbox {
             .find(|m| m.kind == kind && m.to == to)
             .map(|m| m.token.clone())
     }
+
+    /// The last mail of `kind` to `to`, waiting up to 5 s for it (reset mails are sent after
+    /// the answer).
+    async fn wait_for(&self, kind: MailKind, to: &str) -> Option<String> {
+        for _ in 0..100 {
+            if let Some(token) = self.last(kind, to) {
+                return Some(token);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
 }
 
 impl Mailer for Outbox {
@@ -231,6 +243,108 @@ async fn replaying_a_rotated_refresh_token_revokes_the_family() {
     assert_eq!(refresh(&fresh).await.status, StatusCode::OK);
 }
 
+/// Two uses of the same refresh token at the same time: exactly one wins, and the loser's
+/// reuse detection also kills what the winner obtained (its refresh and access tokens).
+async fn concurrent_refreshes_with_one_token(db: &Db) {
+    let i = instance(db).await;
+    for round in 0..4 {
+        let email = format!("race{round}@example.com");
+        let (_, token) = signup(&i, &email, "a password").await;
+        let body = json!({ "refresh_token": token });
+        let (a, b) = tokio::join!(
+            i.client.post_json("/auth/refresh", &body),
+            i.client.post_json("/auth/refresh", &body)
+        );
+        let (winner, loser) = match (a.status, b.status) {
+            (StatusCode::OK, StatusCode::UNAUTHORIZED) => (a, b),
+            (StatusCode::UNAUTHORIZED, StatusCode::OK) => (b, a),
+            other => panic!("round {round}: expected one 200 and one 401, got {other:?}"),
+        };
+        assert!(loser.text().contains("already used"), "{}", loser.text());
+        let (access, refresh) = tokens(&winner);
+        let again = i
+            .client
+            .post_json("/auth/refresh", &json!({ "refresh_token": refresh }))
+            .await;
+        assert_eq!(
+            again.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: the winner's refresh token must die with its family"
+        );
+        let me = i.client.with_bearer(&access).get("/auth/me").await;
+        assert_eq!(
+            me.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: the winner's access token must be revoked"
+        );
+    }
+}
+
+/// A thief replays a spent refresh token while the user rotates the current one: whatever
+/// the order, the family ends dead, including anything the user's rotation produced.
+async fn replay_racing_a_rotation(db: &Db) {
+    let i = instance(db).await;
+    for round in 0..4 {
+        let email = format!("replay{round}@example.com");
+        let (_, first) = signup(&i, &email, "a password").await;
+        let r = i
+            .client
+            .post_json("/auth/refresh", &json!({ "refresh_token": first }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let (_, current) = tokens(&r);
+        let (current, spent) = (
+            json!({ "refresh_token": current }),
+            json!({ "refresh_token": first }),
+        );
+        let (user, thief) = tokio::join!(
+            i.client.post_json("/auth/refresh", &current),
+            i.client.post_json("/auth/refresh", &spent)
+        );
+        assert_eq!(thief.status, StatusCode::UNAUTHORIZED, "round {round}");
+        if user.status == StatusCode::OK {
+            let (access, refresh) = tokens(&user);
+            let again = i
+                .client
+                .post_json("/auth/refresh", &json!({ "refresh_token": refresh }))
+                .await;
+            assert_eq!(again.status, StatusCode::UNAUTHORIZED, "round {round}");
+            let me = i.client.with_bearer(&access).get("/auth/me").await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED, "round {round}");
+        } else {
+            assert_eq!(user.status, StatusCode::UNAUTHORIZED, "round {round}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_racing_a_rotation_on_sqlite() {
+    let (_dir, db) = common::sqlite("").await;
+    replay_racing_a_rotation(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_racing_a_rotation_on_postgres() {
+    let Some((_pg, db)) = common::postgres("").await else {
+        return;
+    };
+    replay_racing_a_rotation(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_with_one_token_on_sqlite() {
+    let (_dir, db) = common::sqlite("").await;
+    concurrent_refreshes_with_one_token(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_with_one_token_on_postgres() {
+    let Some((_pg, db)) = common::postgres("").await else {
+        return;
+    };
+    concurrent_refreshes_with_one_token(&db).await;
+}
+
 #[tokio::test]
 async fn signup_validates_and_refuses_duplicates() {
     let (_dir, db) = common::sqlite("").await;
@@ -335,7 +449,7 @@ async fn login_takes_as_long_for_an_unknown_account_as_for_a_known_one() {
 async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
     let (_dir, db) = common::sqlite("").await;
     let i = instance(&db).await;
-    let (_, refresh) = signup(&i, "frank@example.com", "old password").await;
+    let (access, refresh) = signup(&i, "frank@example.com", "old password").await;
 
     // Same answer whether or not the account exists; the token is never in a response.
     let r = i
@@ -357,13 +471,39 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
     assert_eq!(r.text(), unknown.text());
     let token = i
         .outbox
-        .last(MailKind::PasswordReset, "frank@example.com")
+        .wait_for(MailKind::PasswordReset, "frank@example.com")
+        .await
         .expect("reset mail sent");
     assert!(!r.text().contains(&token));
+    // A second reset request: its token dies when the first one is used.
+    let r = i
+        .client
+        .post_json(
+            "/auth/password-reset",
+            &json!({"email": "frank@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mut other = None;
+    for _ in 0..100 {
+        other = i
+            .outbox
+            .last(MailKind::PasswordReset, "frank@example.com")
+            .filter(|t| *t != token);
+        if other.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = other.expect("second reset mail sent");
     assert!(
         i.outbox
             .last(MailKind::PasswordReset, "ghost@example.com")
             .is_none()
+    );
+    assert_eq!(
+        i.client.with_bearer(&access).get("/auth/me").await.status,
+        StatusCode::OK
     );
 
     let bad = i
@@ -407,6 +547,75 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh}))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "old sessions end");
+    let me = i.client.with_bearer(&access).get("/auth/me").await;
+    assert_eq!(
+        me.status,
+        StatusCode::UNAUTHORIZED,
+        "old access tokens are revoked"
+    );
+    let stale = i
+        .client
+        .post_json(
+            "/auth/password-reset/confirm",
+            &json!({"token": other, "password": "third password"}),
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::BAD_REQUEST,
+        "other reset tokens are spent"
+    );
+}
+
+/// A mailer that takes its time.
+#[derive(Clone, Default)]
+struct SlowOutbox(Outbox);
+
+impl Mailer for SlowOutbox {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            self.0.send(mail).await
+        })
+    }
+}
+
+/// `/password-reset` answers before any lookup, insert or mail: a known account answers as
+/// fast as an unknown one, even with a mailer that takes 2 s.
+#[tokio::test]
+async fn password_reset_answers_before_doing_the_work() {
+    let (_dir, db) = common::sqlite("").await;
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+    );
+    let slow = SlowOutbox::default();
+    let module = AuthModule::with_mailer(auth, AuthStore::new(&db).await.unwrap(), slow.clone())
+        .await
+        .unwrap();
+    let client = TestClient::new(Router::new().nest("/auth", module.router()));
+    let r = client
+        .post_json("/auth/signup", &creds("slow@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for email in ["slow@example.com", "nobody@example.com"] {
+        let started = Instant::now();
+        let r = client
+            .post_json("/auth/password-reset", &json!({ "email": email }))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        assert!(
+            took < Duration::from_secs(1),
+            "{email}: answered after {took:?}"
+        );
+    }
+    assert!(
+        slow.0
+            .wait_for(MailKind::PasswordReset, "slow@example.com")
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -519,7 +728,8 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
     ]);
     let app = || async {
         let auth = Auth::from_config(&config).await.unwrap();
-        let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await.unwrap())
+        let store = AuthStore::new(&db).await.unwrap();
+        let module = AuthModule::with_mailer(auth.clone(), store, Outbox::default())
             .await
             .unwrap();
         TestClient::new(
@@ -552,6 +762,14 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
         Some("Bearer error=\"invalid_token\"")
     );
     assert!(r.text().contains("revoked"));
+    // The cache API cannot reach the revocation: even deleting every cache key of the
+    // namespace leaves it in force.
+    let cache = chopin_core::cache::Cache::redis(&config.cache)
+        .await
+        .unwrap();
+    cache.delete_prefix("").await.unwrap();
+    let r = b.with_bearer(&access).get("/auth/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     // The shared store is in the readiness check.
     let ready = b.get("/health/ready").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
@@ -562,7 +780,7 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:auth:revoked:*"))
+        .arg(format!("{namespace}|auth:revoked:*"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -578,4 +796,83 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
         .query_async(&mut conn)
         .await
         .unwrap();
+}
+
+/// In production the development mailer (which logs tokens) is refused at start-up; a real
+/// mailer is accepted, and a development mailer swapped in later sends nothing.
+#[tokio::test]
+async fn production_refuses_the_logging_mailer() {
+    let (_dir, db) = common::sqlite("").await;
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let config = chopin_core::config::Config::from_lookup(|k| match k {
+        "CHOPIN_ENV" => Some("production".into()),
+        "CHOPIN_JWT_SECRET" => Some(secret.into()),
+        _ => None,
+    })
+    .unwrap();
+    let auth = Auth::from_config(&config).await.unwrap();
+    let store = AuthStore::new(&db).await.unwrap();
+    let err = AuthModule::new(auth.clone(), store.clone())
+        .await
+        .expect_err("LogMailer in production");
+    assert!(err.to_string().contains("real Mailer"), "{err}");
+    let err = AuthModule::with_mailer(auth.clone(), store.clone(), chopin_core::auth::LogMailer)
+        .await
+        .expect_err("LogMailer in production");
+    assert!(err.to_string().contains("with_mailer"), "{err}");
+
+    let outbox = Outbox::default();
+    let module = AuthModule::with_mailer(auth.clone(), store, outbox.clone())
+        .await
+        .expect("a real mailer is fine in production");
+    let client = TestClient::new(Router::new().nest("/auth", module.router()));
+    let r = client
+        .post_json("/auth/signup", &creds("prod@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert!(
+        outbox
+            .last(MailKind::VerifyEmail, "prod@example.com")
+            .is_some()
+    );
+    // Development stays as it was.
+    let dev = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+    );
+    assert!(
+        AuthModule::new(dev, AuthStore::new(&db).await.unwrap())
+            .await
+            .is_ok()
+    );
+}
+
+/// Argon2 work is bounded: many concurrent hashes never run more than `max_concurrent` at
+/// once (the rest queue), and all of them complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argon2_work_is_bounded_by_a_semaphore() {
+    use chopin_core::auth::password;
+    let limit = password::max_concurrent();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(password::running());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            peak
+        })
+    };
+    let jobs: Vec<_> = (0..limit * 3)
+        .map(|n| tokio::spawn(async move { password::hash(&format!("password {n}")).await }))
+        .collect();
+    for job in jobs {
+        assert!(job.await.unwrap().unwrap().starts_with("$argon2id$"));
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.await.unwrap();
+    assert!(peak >= 1, "the watcher saw work running");
+    assert!(peak <= limit, "peak {peak} > limit {limit}");
 }

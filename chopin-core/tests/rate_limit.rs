@@ -67,13 +67,13 @@ async fn the_burst_passes_then_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_budget_refills_over_time() {
-    // One request per second after a burst of two: the three quick requests below would have
-    // to be a full second apart for the third to pass, so a slow machine cannot flake this.
-    let c = client(RateLimitLayer::memory(rate(2, Duration::from_secs(2))));
+    // One request per 3 s after a burst of two: the third quick request is refused unless
+    // 3 s passed since the first, and after sleeping 4 s one has certainly been refilled.
+    let c = client(RateLimitLayer::memory(rate(2, Duration::from_secs(6))));
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_limited(&hit(&c, "10.0.0.1", None, None).await);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
 }
 
@@ -135,6 +135,20 @@ fn client_ip_walks_forwarded_for_from_the_right() {
     let ip = |peer: &str, h: &HeaderMap| client_ip(h, Some(peer.parse().unwrap()), &trusted);
     assert_eq!(ip("10.0.0.1", &h), Some("5.6.7.8".parse().unwrap()));
     assert_eq!(ip("8.8.8.8", &h), Some("8.8.8.8".parse().unwrap()));
+    // Entries with ports or brackets name the client too.
+    for (xff, client) in [
+        ("198.51.100.1:4711", "198.51.100.1"),
+        ("[2001:db8::5]:443", "2001:db8::5"),
+        ("[2001:db8::6]", "2001:db8::6"),
+        ("::ffff:198.51.100.2", "198.51.100.2"),
+        ("198.51.100.3, 10.2.2.2:80", "198.51.100.3"),
+    ] {
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        assert_eq!(ip("10.0.0.1", &h), Some(client.parse().unwrap()), "{xff}");
+    }
+    // An IPv4-mapped peer is matched against the trusted IPv4 list.
+    h.insert("x-forwarded-for", "5.6.7.8".parse().unwrap());
+    assert_eq!(ip("::ffff:10.0.0.1", &h), Some("5.6.7.8".parse().unwrap()));
     h.insert("x-forwarded-for", "garbage".parse().unwrap());
     assert_eq!(ip("10.0.0.1", &h), Some("10.0.0.1".parse().unwrap()));
     assert_eq!(client_ip(&HeaderMap::new(), None, &trusted), None);
@@ -170,9 +184,76 @@ async fn authenticated_requests_are_limited_per_user() {
         hit(&c, "10.0.0.1", None, Some(&bob)).await.status,
         StatusCode::OK
     );
-    // A forged token does not pick a user's bucket: it is keyed by IP (and then refused).
-    let r = hit(&c, "10.0.0.9", None, Some("forged.token.value")).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Alice's budget is spent. A token naming her but signed with another key does not
+    // pick her bucket: it is keyed by IP, so it passes the limit and is then refused by
+    // the handler (401, not 429).
+    let other = Auth::new(
+        JwtKeys::hs256("k1", b"another-secret-of-at-least-32-bytes!!").unwrap(),
+        TokenSettings::default(),
+    );
+    let forged = other.issue(other.claims_for("alice")).unwrap();
+    let r = hit(&c, "10.0.0.9", None, Some(&forged)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_limited(&hit(&c, "10.0.0.9", None, Some(&alice)).await);
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_as_ipv4() {
+    let c = client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))));
+    let hit6 = |ip: &'static str| {
+        let c = c.clone();
+        async move {
+            let addr = SocketAddr::new(ip.parse().unwrap(), 40000);
+            let req = Request::builder()
+                .uri("/")
+                .extension(ConnectInfo(addr))
+                .body(Body::empty())
+                .unwrap();
+            c.request(req).await
+        }
+    };
+    assert_eq!(hit6("2001:db8:0:1::1").await.status, StatusCode::OK);
+    // Another address in the same /64: the same budget.
+    assert_limited(&hit6("2001:db8:0:1:ffff::2").await);
+    // Another /64: its own.
+    assert_eq!(hit6("2001:db8:0:2::1").await.status, StatusCode::OK);
+    // IPv4-mapped IPv6 is the IPv4 client.
+    assert_eq!(hit6("::ffff:192.0.2.1").await.status, StatusCode::OK);
+    assert_limited(&hit6("192.0.2.1").await);
+}
+
+#[tokio::test]
+async fn without_connect_info_requests_are_not_put_in_one_bucket() {
+    let c = client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))));
+    for _ in 0..3 {
+        let req = Request::builder().uri("/").body(Body::empty()).unwrap();
+        assert_eq!(c.request(req).await.status, StatusCode::OK);
+    }
+    // Users are still limited without a peer address.
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
+        TokenSettings::default(),
+    );
+    let c = client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))).per_user(auth.clone()));
+    let token = auth.issue(auth.claims_for("carol")).unwrap();
+    let req = || {
+        Request::builder()
+            .uri("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(c.request(req()).await.status, StatusCode::OK);
+    assert_limited(&c.request(req()).await);
+}
+
+#[tokio::test]
+async fn a_zero_burst_does_not_panic() {
+    let c = client(RateLimitLayer::memory(rate(0, Duration::ZERO)));
+    assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    let c = client(RateLimitLayer::memory(rate(0, Duration::from_secs(60))));
+    assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    assert_limited(&hit(&c, "10.0.0.1", None, None).await);
 }
 
 fn config(vars: &[(&str, &str)]) -> Config {
@@ -288,7 +369,7 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:ratelimit:*"))
+        .arg(format!("{namespace}|ratelimit:*"))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -93,6 +93,11 @@ pub trait AuthClaims: DeserializeOwned + Send + Sync + 'static {
     fn roles(&self) -> &[String];
     /// Permission names.
     fn permissions(&self) -> &[String];
+    /// Issue time (`iat`), seconds since the Unix epoch, when the type carries it: a token
+    /// issued in the future (beyond the leeway) is refused. `None` by default.
+    fn issued_at(&self) -> Option<i64> {
+        None
+    }
 }
 
 impl<E: DeserializeOwned + Send + Sync + 'static> AuthClaims for Claims<E> {
@@ -110,6 +115,9 @@ impl<E: DeserializeOwned + Send + Sync + 'static> AuthClaims for Claims<E> {
     }
     fn permissions(&self) -> &[String] {
         &self.perms
+    }
+    fn issued_at(&self) -> Option<i64> {
+        Some(self.iat)
     }
 }
 

@@ -56,10 +56,22 @@ pub trait Mailer: Send + Sync + 'static {
     /// Deliver `mail`; an error is logged, and the request still answers as if it was sent
     /// (so responses do not reveal which addresses exist).
     fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+
+    /// `true` for a mailer that must never run in production because it does not deliver
+    /// and may expose the token (like [`LogMailer`]). The auth module refuses to start in
+    /// production with such a mailer. Defaults to `false`.
+    fn development_only(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Mailer`] for development: logs each mail (token included) at `info` under the target
-/// `chopin::mailer`. Never use it in production: the token is in the log.
+/// `chopin::mailer`. The token is in the log, so it is development-only: with an [`Auth`]
+/// configured for production, [`AuthModule::new`] refuses to start with it, and a module
+/// given it later sends nothing (an error is logged, without the token).
+///
+/// [`Auth`]: super::Auth
+/// [`AuthModule::new`]: super::AuthModule::new
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogMailer;
 
@@ -75,5 +87,9 @@ impl Mailer for LogMailer {
             );
             Ok(())
         })
+    }
+
+    fn development_only(&self) -> bool {
+        true
     }
 }

@@ -102,9 +102,12 @@ pub enum AuthError {
     /// `aud` is not the configured audience.
     #[error("wrong audience")]
     WrongAudience,
-    /// A required claim is missing.
+    /// A required claim is missing (or `jti` is empty).
     #[error("missing claim")]
     MissingClaim,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
     /// The token id was revoked (logout).
     #[error("token revoked")]
     Revoked,
@@ -145,6 +148,7 @@ impl axum::response::IntoResponse for AuthError {
 
 struct AuthInner {
     jwt: Jwt,
+    environment: crate::config::Environment,
     revocations: Revocations,
     verified: moka::future::Cache<String, Arc<VerifiedToken>>,
 }
@@ -240,9 +244,24 @@ impl Auth {
         settings: TokenSettings,
         revocations: Revocations,
     ) -> Auth {
+        Auth::build(
+            keys,
+            settings,
+            revocations,
+            crate::config::Environment::Development,
+        )
+    }
+
+    fn build(
+        keys: JwtKeys,
+        settings: TokenSettings,
+        revocations: Revocations,
+        environment: crate::config::Environment,
+    ) -> Auth {
         Auth {
             inner: Arc::new(AuthInner {
                 jwt: Jwt::new(keys, settings),
+                environment,
                 revocations,
                 verified: moka::future::Cache::builder()
                     .max_capacity(VERIFIED_CAPACITY)
@@ -263,11 +282,20 @@ impl Auth {
                 Revocations::from_cache_config(&config.cache).await?
             }
         };
-        Ok(Auth::with_revocations(
+        Ok(Auth::build(
             keys,
             TokenSettings::from(&config.auth),
             revocations,
+            config.environment,
         ))
+    }
+
+    /// The environment this `Auth` was configured for: the configuration's with
+    /// [`Auth::from_config`], `Development` with [`Auth::new`] and
+    /// [`Auth::with_revocations`]. In production the auth module refuses the development
+    /// [`LogMailer`].
+    pub fn environment(&self) -> crate::config::Environment {
+        self.inner.environment
     }
 
     /// The settings (lifetimes, issuer, audience, cookie).
@@ -341,7 +369,7 @@ impl Auth {
         let claims: C = match self.inner.verified.get(token).await {
             Some(known) => known.claims(leeway)?,
             None => {
-                let claims: C = self.inner.jwt.decode(token)?;
+                let claims: C = self.decode(token)?;
                 if let Some(known) = VerifiedToken::of(token) {
                     self.inner
                         .verified
@@ -359,8 +387,24 @@ impl Auth {
 
     /// Verify signature and claims only (no revocation lookup): cheap, synchronous, for
     /// keying a rate limit and similar uses where a revoked token does no harm.
+    ///
+    /// Besides what the signature library checks (signature, algorithm, key, `exp`, `nbf`,
+    /// issuer, audience), the token id must be non-empty ([`AuthError::MissingClaim`]) and
+    /// `iat`, when the claims type has it, not in the future beyond the leeway
+    /// ([`AuthError::IssuedInFuture`]).
     pub fn decode<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
-        self.inner.jwt.decode(token)
+        let claims: C = self.inner.jwt.decode(token)?;
+        if claims.token_id().is_empty() {
+            return Err(AuthError::MissingClaim);
+        }
+        let leeway = self.settings().leeway.as_secs() as i64;
+        if claims
+            .issued_at()
+            .is_some_and(|iat| iat > jwt::now_secs().saturating_add(leeway))
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        Ok(claims)
     }
 
     /// Revoke the token with these claims until it expires (plus the leeway).

@@ -1,6 +1,10 @@
 //! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 iterations, 1 lane), always
 //! off the async runtime (`spawn_blocking`).
 //!
+//! At most [`max_concurrent`] hashes or verifications run at once in the process (twice the
+//! available parallelism); more wait their turn. Each takes 19 MiB, so a flood of logins
+//! queues instead of exhausting memory with hundreds of blocking threads.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), chopin_core::ChopinError> {
@@ -12,7 +16,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -55,12 +62,49 @@ fn verify_blocking(password: &str, hash: &str) -> Result<bool, ChopinError> {
     }
 }
 
+/// How many argon2 operations may run at once: twice the available parallelism.
+pub fn max_concurrent() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .saturating_mul(2)
+    })
+}
+
+fn permits() -> Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS
+        .get_or_init(|| Arc::new(Semaphore::new(max_concurrent())))
+        .clone()
+}
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many argon2 operations are running right now (never more than [`max_concurrent`]).
+pub fn running() -> usize {
+    RUNNING.load(Ordering::Relaxed)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ChopinError> + Send + 'static,
 ) -> Result<T, ChopinError> {
-    tokio::task::spawn_blocking(f)
+    let permit = permits()
+        .acquire_owned()
         .await
-        .map_err(|e| ChopinError::internal(format!("password task failed: {e}")))?
+        .map_err(|e| ChopinError::internal(format!("password permits: {e}")))?;
+    // The permit moves into the blocking task: it is released when the work is over, even
+    // if the caller gave up waiting.
+    tokio::task::spawn_blocking(move || {
+        RUNNING.fetch_add(1, Ordering::Relaxed);
+        let result = f();
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|e| ChopinError::internal(format!("password task failed: {e}")))?
 }
 
 /// Hash `password` into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a random

@@ -1,33 +1,67 @@
-//! Revoked access-token ids: in process (moka) or in Redis, each kept until its token expires.
+//! Revoked access-token ids: in process or in Redis, each kept until its token expires.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::AuthError;
 use super::jwt::now_secs;
 
-/// Most revoked ids kept in process before the oldest are evicted.
-const MEMORY_CAPACITY: u64 = 1_000_000;
+/// Most revoked ids kept in process ([`Revocations::memory`]): about 100 MB at most.
+pub const MEMORY_CAPACITY: usize = 1_000_000;
 
-struct UntilExpiry;
+/// Revoked ids in process: never evicted before their expiry. When full (after dropping the
+/// expired ones), a new revocation is refused rather than an old one forgotten.
+struct MemoryStore {
+    ids: RwLock<HashMap<String, Instant>>,
+    capacity: usize,
+}
 
-impl moka::Expiry<String, Instant> for UntilExpiry {
-    fn expire_after_create(&self, _: &String, until: &Instant, now: Instant) -> Option<Duration> {
-        Some(until.saturating_duration_since(now))
+impl MemoryStore {
+    fn insert(&self, jti: &str, until: Instant) -> Result<(), AuthError> {
+        let mut ids = self
+            .ids
+            .write()
+            .map_err(|_| AuthError::Internal("revocation store poisoned".into()))?;
+        if ids.len() >= self.capacity && !ids.contains_key(jti) {
+            let now = Instant::now();
+            ids.retain(|_, until| *until > now);
+            if ids.len() >= self.capacity {
+                tracing::error!(
+                    capacity = self.capacity,
+                    "the in-process revocation store is full; the revocation is refused"
+                );
+                return Err(AuthError::Unavailable);
+            }
+        }
+        let entry = ids.entry(jti.to_string()).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+
+    fn contains(&self, jti: &str) -> Result<bool, AuthError> {
+        let ids = self
+            .ids
+            .read()
+            .map_err(|_| AuthError::Internal("revocation store poisoned".into()))?;
+        Ok(ids.get(jti).is_some_and(|until| *until > Instant::now()))
     }
 }
 
 #[derive(Clone)]
 enum Backend {
-    Memory(moka::future::Cache<String, Instant>),
+    Memory(Arc<MemoryStore>),
     #[cfg(feature = "redis")]
     Redis(crate::redis_conn::SharedRedis),
 }
 
 /// Where revoked token ids (`jti`) live until their token expires.
 ///
-/// * [`Revocations::memory`]: in this process (moka). A logout is seen only by this
-///   instance.
-/// * [`Revocations::redis`] (feature `redis`): `SET <namespace>:auth:revoked:<jti> PX <ttl>`,
+/// * [`Revocations::memory`]: in this process. A logout is seen only by this instance.
+///   Nothing is evicted before it expires: at [`MEMORY_CAPACITY`] live ids a new revocation
+///   fails with [`AuthError::Unavailable`] (503) instead of silently forgetting another.
+/// * [`Revocations::redis`] (feature `redis`): `SET <namespace>|auth:revoked:<jti> PX <ttl>`
+///   (the `|` puts it out of reach of the cache API, whose keys are `<namespace>:…`),
 ///   seen by every instance sharing the Redis. Each check is one `EXISTS` round trip within
 ///   the cache timeout; if Redis does not answer, the request is refused with 503 (fail
 ///   closed) rather than let a revoked token through.
@@ -47,14 +81,19 @@ impl std::fmt::Debug for Revocations {
 }
 
 impl Revocations {
-    /// Revocations kept in this process.
+    /// Revocations kept in this process, at most [`MEMORY_CAPACITY`] live ids.
     pub fn memory() -> Revocations {
-        let cache = moka::future::Cache::builder()
-            .max_capacity(MEMORY_CAPACITY)
-            .expire_after(UntilExpiry)
-            .build();
+        Revocations::memory_with_capacity(MEMORY_CAPACITY)
+    }
+
+    /// Revocations kept in this process, at most `capacity` live ids (at least 1); past that,
+    /// [`Revocations::revoke`] fails with [`AuthError::Unavailable`].
+    pub fn memory_with_capacity(capacity: usize) -> Revocations {
         Revocations {
-            backend: Backend::Memory(cache),
+            backend: Backend::Memory(Arc::new(MemoryStore {
+                ids: RwLock::new(HashMap::new()),
+                capacity: capacity.max(1),
+            })),
         }
     }
 
@@ -87,7 +126,8 @@ impl Revocations {
     }
 
     /// Revoke `jti` until `until` (seconds since the Unix epoch); already-expired ids are not
-    /// stored.
+    /// stored. Fails with [`AuthError::Unavailable`] when the store cannot keep it (Redis
+    /// down, or the in-process store full).
     pub async fn revoke(&self, jti: &str, until: i64) -> Result<(), AuthError> {
         let remaining = until.saturating_sub(now_secs());
         if remaining <= 0 || jti.is_empty() {
@@ -95,10 +135,7 @@ impl Revocations {
         }
         let ttl = Duration::from_secs(remaining as u64);
         match &self.backend {
-            Backend::Memory(cache) => {
-                cache.insert(jti.to_string(), Instant::now() + ttl).await;
-                Ok(())
-            }
+            Backend::Memory(store) => store.insert(jti, Instant::now() + ttl),
             #[cfg(feature = "redis")]
             Backend::Redis(shared) => {
                 let mut conn = shared.conn.clone();
@@ -150,7 +187,7 @@ impl Revocations {
     /// `true` when `jti` is revoked.
     pub async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
         match &self.backend {
-            Backend::Memory(cache) => Ok(cache.contains_key(jti)),
+            Backend::Memory(store) => store.contains(jti),
             #[cfg(feature = "redis")]
             Backend::Redis(shared) => {
                 let mut conn = shared.conn.clone();

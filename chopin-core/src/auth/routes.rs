@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::password;
 use super::store::{RefreshRefusal, roles_of};
 use super::{Auth, AuthStore, AuthUser, LogMailer, Mail, MailKind, Mailer, User};
+use crate::config::Environment;
 use crate::error::{ChopinError, ErrorEnvelope, FieldError};
 use crate::extractors::Json;
 use crate::openapi::OpenApiRouter;
@@ -27,11 +28,42 @@ const ONE_TIME_TTL_MINUTES: i64 = 60;
 const PURPOSE_VERIFY: &str = "verify_email";
 const PURPOSE_RESET: &str = "password_reset";
 
+/// `"***"` for a secret that is set, in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `Debug` for request and response bodies carrying secrets: the listed fields are shown,
+/// the secret ones as `***`.
+macro_rules! redacted_debug {
+    ($ty:ident { $($shown:ident),* ; $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($secret), &Redacted))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(TokenPair { token_type, expires_in; access_token, refresh_token });
+redacted_debug!(Credentials { email; password });
+redacted_debug!(RefreshRequest { ; refresh_token });
+redacted_debug!(LogoutRequest { ; refresh_token });
+redacted_debug!(TokenRequest { ; token });
+redacted_debug!(ResetRequest { ; token, password });
+
 /// The one message of every failed login (unknown e-mail, wrong password).
 pub const LOGIN_FAILED: &str = "invalid email or password";
 
 /// Tokens returned by sign-up, login and refresh.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// The JWT to send as `Authorization: Bearer …`.
     pub access_token: String,
@@ -44,7 +76,7 @@ pub struct TokenPair {
 }
 
 /// Body of sign-up and login.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
     /// E-mail address (case-insensitive).
     email: String,
@@ -53,14 +85,14 @@ struct Credentials {
 }
 
 /// Body of `/refresh`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshRequest {
     /// The latest refresh token of the session.
     refresh_token: String,
 }
 
 /// Body of `/logout` (optional).
-#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct LogoutRequest {
     /// Also revoke this refresh token's family.
     #[serde(default)]
@@ -75,14 +107,14 @@ struct EmailRequest {
 }
 
 /// Body of `/verify-email`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
     /// The token from the mail.
     token: String,
 }
 
 /// Body of `/password-reset/confirm`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ResetRequest {
     /// The token from the mail.
     token: String,
@@ -144,18 +176,43 @@ impl std::fmt::Debug for AuthModule {
 
 impl AuthModule {
     /// The module with the development [`LogMailer`]; replace it with
-    /// [`AuthModule::mailer`]. Precomputes the dummy password hash, so that the first login
-    /// for an unknown account is not slower than the others.
+    /// [`AuthModule::mailer`], or build it with [`AuthModule::with_mailer`]. Precomputes the
+    /// dummy password hash, so that the first login for an unknown account is not slower
+    /// than the others.
+    ///
+    /// When `auth` is configured for production ([`Auth::environment`]) this fails: the
+    /// development mailer would write reset and verification tokens to the log. Use
+    /// [`AuthModule::with_mailer`] with a real [`Mailer`] there.
     pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
+        AuthModule::with_mailer(auth, store, LogMailer).await
+    }
+
+    /// The module sending verification and reset tokens through `mailer`. Fails in
+    /// production when `mailer` is [development-only](Mailer::development_only).
+    pub async fn with_mailer(
+        auth: Auth,
+        store: AuthStore,
+        mailer: impl Mailer,
+    ) -> Result<AuthModule, ChopinError> {
+        if auth.environment() == Environment::Production && mailer.development_only() {
+            return Err(ChopinError::internal(
+                "the auth module needs a real Mailer in production: the development LogMailer \
+                 would write password-reset and verification tokens to the log; build the \
+                 module with AuthModule::with_mailer(auth, store, your_mailer)",
+            ));
+        }
         password::dummy_hash().await?;
+        let store = store.with_leeway(auth.settings().leeway);
         Ok(AuthModule {
             auth,
             store,
-            mailer: Arc::new(LogMailer),
+            mailer: Arc::new(mailer),
         })
     }
 
-    /// Send verification and reset tokens through `mailer`.
+    /// Send verification and reset tokens through `mailer`. In production a
+    /// [development-only](Mailer::development_only) mailer given here is not used: every
+    /// mail is dropped with an error in the log (without its token).
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
         self.mailer = Arc::new(mailer);
         self
@@ -195,33 +252,35 @@ impl AuthModule {
             .with_state(self.clone())
     }
 
-    /// Access and refresh tokens for an account (a new refresh family when `family` is
-    /// `None`).
-    async fn tokens_for(
+    /// A signed access token for an account, with its `jti` and `exp`.
+    fn access_token(
         &self,
         user_id: i64,
         roles: Vec<String>,
-        family: Option<String>,
-    ) -> Result<TokenPair, ChopinError> {
+    ) -> Result<(String, String, i64), ChopinError> {
         let mut claims = self.auth.claims_for(user_id.to_string());
         claims.roles = roles;
-        let access = (claims.jti.clone(), claims.exp);
-        let access_token = self.auth.issue(claims)?;
-        let refresh_token = self
-            .store
-            .issue_refresh(
-                user_id,
-                family,
-                self.auth.refresh_ttl(),
-                (&access.0, access.1),
-            )
-            .await?;
-        Ok(TokenPair {
+        let (jti, exp) = (claims.jti.clone(), claims.exp);
+        Ok((self.auth.issue(claims)?, jti, exp))
+    }
+
+    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+        TokenPair {
             access_token,
             token_type: "Bearer".into(),
             expires_in: self.auth.access_ttl_secs(),
             refresh_token,
-        })
+        }
+    }
+
+    /// Access and refresh tokens for an account, in a new refresh family.
+    async fn tokens_for(&self, user_id: i64, roles: Vec<String>) -> Result<TokenPair, ChopinError> {
+        let (access_token, jti, exp) = self.access_token(user_id, roles)?;
+        let refresh_token = self
+            .store
+            .issue_refresh(user_id, self.auth.refresh_ttl(), (&jti, exp))
+            .await?;
+        Ok(self.pair(access_token, refresh_token))
     }
 
     /// Revoke access tokens (`jti`, `exp`) of a revoked refresh family.
@@ -236,7 +295,31 @@ impl AuthModule {
         Ok(())
     }
 
+    /// Issue and mail a reset token if the account exists.
+    async fn mail_reset_token(&self, email: &str) -> Result<(), ChopinError> {
+        if let Some(account) = self.store.find_by_email(email).await? {
+            let token = self
+                .store
+                .issue_one_time(
+                    account.id,
+                    PURPOSE_RESET,
+                    chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
+                )
+                .await?;
+            self.send(MailKind::PasswordReset, account.email, token)
+                .await;
+        }
+        Ok(())
+    }
+
     async fn send(&self, kind: MailKind, to: String, token: String) {
+        if self.auth.environment() == Environment::Production && self.mailer.development_only() {
+            tracing::error!(
+                ?kind,
+                "mail not sent: a development-only mailer is installed in production"
+            );
+            return;
+        }
         if let Err(error) = self.mailer.send(Mail { kind, to, token }).await {
             tracing::error!(%error, ?kind, "the mailer failed");
         }
@@ -291,7 +374,7 @@ async fn signup(
     validate_credentials(&body.email, &body.password)?;
     let hash = password::hash(&body.password).await?;
     let user = module.store.create_user(&body.email, &hash).await?;
-    let pair = module.tokens_for(user.id, user.roles.clone(), None).await?;
+    let pair = module.tokens_for(user.id, user.roles.clone()).await?;
     let token = module
         .store
         .issue_one_time(
@@ -328,9 +411,7 @@ async fn login(
     let Some(account) = account.filter(|_| ok) else {
         return Err(ChopinError::Unauthorized(LOGIN_FAILED.into()));
     };
-    let pair = module
-        .tokens_for(account.id, roles_of(&account), None)
-        .await?;
+    let pair = module.tokens_for(account.id, roles_of(&account)).await?;
     Ok(ApiResponse::success(pair))
 }
 
@@ -345,24 +426,23 @@ async fn refresh(
     Json(body): Json<RefreshRequest>,
 ) -> Result<ApiResponse<TokenPair>, ChopinError> {
     let refused = |why: &str| ChopinError::InvalidToken(why.to_string());
-    let claimed = match module.store.claim_refresh(&body.refresh_token).await? {
-        Ok(claimed) => claimed,
-        Err(RefreshRefusal::Invalid) => {
-            return Err(refused("the refresh token is invalid or expired"));
-        }
+    let rotated = module
+        .store
+        .rotate_refresh(&body.refresh_token, module.auth.refresh_ttl(), |account| {
+            module.access_token(account.id, roles_of(account))
+        })
+        .await?;
+    match rotated {
+        Ok((access_token, refresh_token)) => Ok(ApiResponse::success(
+            module.pair(access_token, refresh_token),
+        )),
+        Err(RefreshRefusal::Invalid) => Err(refused("the refresh token is invalid or expired")),
         Err(RefreshRefusal::Reused(live)) => {
             tracing::warn!("a spent refresh token was replayed; its family is revoked");
             module.revoke_access(live).await?;
-            return Err(refused("the refresh token was already used; sign in again"));
+            Err(refused("the refresh token was already used; sign in again"))
         }
-    };
-    let Some(account) = module.store.user(claimed.user_id).await? else {
-        return Err(refused("the account no longer exists"));
-    };
-    let pair = module
-        .tokens_for(account.id, account.roles, Some(claimed.family))
-        .await?;
-    Ok(ApiResponse::success(pair))
+    }
 }
 
 /// Revoke the access token (and, if given, the refresh token's family).
@@ -443,19 +523,14 @@ async fn request_reset(
     State(module): State<AuthModule>,
     Json(body): Json<EmailRequest>,
 ) -> Result<ApiResponse<Accepted>, ChopinError> {
-    if let Some(account) = module.store.find_by_email(&body.email).await? {
-        let token = module
-            .store
-            .issue_one_time(
-                account.id,
-                PURPOSE_RESET,
-                chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
-            )
-            .await?;
-        module
-            .send(MailKind::PasswordReset, account.email, token)
-            .await;
-    }
+    // The lookup, the insert and the mail happen after the answer, so its timing says
+    // nothing about whether the account exists.
+    let email = body.email;
+    tokio::spawn(async move {
+        if let Err(error) = module.mail_reset_token(&email).await {
+            tracing::error!(%error, "password reset: could not issue a token");
+        }
+    });
     Ok(ApiResponse::success(Accepted {
         message: "if the account exists, a reset link was sent",
     })
@@ -465,7 +540,7 @@ async fn request_reset(
 /// Set a new password with the token from the reset mail; signs the account out everywhere.
 #[utoipa::path(post, path = "/password-reset/confirm", tag = "auth", request_body = ResetRequest,
     responses(
-        (status = 204, description = "Password changed; refresh tokens revoked."),
+        (status = 204, description = "Password changed; refresh tokens, their access tokens and other reset tokens revoked."),
         (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
         (status = 422, description = "Invalid password (`VALIDATION_FAILED`).", body = ErrorEnvelope),
     ))]
@@ -489,6 +564,71 @@ async fn confirm_reset(
     };
     let hash = password::hash(&body.password).await?;
     module.store.set_password_hash(user_id, &hash).await?;
-    module.store.revoke_all_refresh(user_id).await?;
+    // Signed out everywhere: every refresh token, the access tokens issued with them, and
+    // any other reset token still outstanding.
+    module
+        .store
+        .spend_all_one_time(user_id, PURPOSE_RESET)
+        .await?;
+    let live = module.store.revoke_all_refresh(user_id).await?;
+    module.revoke_access(live).await?;
     Ok(ApiResponse::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords_and_tokens() {
+        let shown = [
+            format!(
+                "{:?}",
+                TokenPair {
+                    access_token: "SECRET-access".into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 900,
+                    refresh_token: "SECRET-refresh".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                Credentials {
+                    email: "a@example.com".into(),
+                    password: "SECRET-password".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                RefreshRequest {
+                    refresh_token: "SECRET-refresh".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                LogoutRequest {
+                    refresh_token: Some("SECRET-refresh".into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenRequest {
+                    token: "SECRET-token".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                ResetRequest {
+                    token: "SECRET-token".into(),
+                    password: "SECRET-password".into(),
+                }
+            ),
+        ];
+        for text in &shown {
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+        assert!(shown[0].contains("Bearer") && shown[0].contains("900"));
+        assert!(shown[1].contains("a@example.com"));
+    }
 }

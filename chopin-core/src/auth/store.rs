@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use ring::digest;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, Set, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
 
@@ -65,18 +68,18 @@ pub(crate) enum RefreshRefusal {
     Reused(Vec<(String, i64)>),
 }
 
-/// A refresh token claimed for rotation: the account and family to continue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Claimed {
-    pub user_id: i64,
-    pub family: String,
-}
-
 /// The auth tables on the application's database. A cheap clone.
 #[derive(Debug, Clone)]
 pub struct AuthStore {
     db: DatabaseConnection,
+    /// Seconds an expired access token is still accepted (the JWT leeway): a family's
+    /// access tokens are revoked while `exp + leeway` is in the future. `AuthModule::new`
+    /// sets it from the `Auth` settings.
+    leeway: i64,
 }
+
+/// Leeway assumed until `AuthModule` sets the real one (the `TokenSettings` default).
+const DEFAULT_LEEWAY_SECS: i64 = 60;
 
 impl AuthStore {
     /// Use `db` and apply the auth migrations (recorded in `chopin_auth_migrations`).
@@ -87,7 +90,17 @@ impl AuthStore {
     /// Like [`AuthStore::new`], from a sea-orm connection.
     pub async fn from_connection(db: DatabaseConnection) -> Result<AuthStore, sea_orm::DbErr> {
         AuthMigrator::up(&db, None).await?;
-        Ok(AuthStore { db })
+        Ok(AuthStore {
+            db,
+            leeway: DEFAULT_LEEWAY_SECS,
+        })
+    }
+
+    /// The same store, counting `leeway` when collecting a revoked family's live access
+    /// tokens.
+    pub(crate) fn with_leeway(mut self, leeway: std::time::Duration) -> AuthStore {
+        self.leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+        self
     }
 
     /// The connection.
@@ -183,47 +196,32 @@ impl AuthStore {
         Ok(())
     }
 
-    /// Issue a refresh token in `family` (a new family when `None`), recording the access
-    /// token (`jti`, `exp`) issued with it; returns the token.
+    /// Issue a refresh token in a new family, recording the access token (`jti`, `exp`)
+    /// issued with it; returns the token.
     pub(crate) async fn issue_refresh(
         &self,
         user_id: i64,
-        family: Option<String>,
         ttl: std::time::Duration,
         access: (&str, i64),
     ) -> Result<String, ChopinError> {
-        let token = new_token()?;
-        let family = match family {
-            Some(f) => f,
-            None => hex(&random_bytes::<16>().map_err(ChopinError::from)?),
-        };
-        let now = Utc::now();
-        let ttl = chrono::Duration::from_std(ttl)
-            .map_err(|_| ChopinError::internal("refresh TTL out of range"))?;
-        refresh_token::ActiveModel {
-            user_id: Set(user_id),
-            family: Set(family),
-            token_hash: Set(token_digest(&token)),
-            expires_at: Set(now + ttl),
-            created_at: Set(now),
-            used_at: Set(None),
-            revoked_at: Set(None),
-            access_jti: Set(Some(access.0.to_string())),
-            access_exp: Set(Some(access.1)),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?;
-        Ok(token)
+        let family = hex(&random_bytes::<16>().map_err(ChopinError::from)?);
+        insert_refresh(&self.db, user_id, family, ttl, access).await
     }
 
-    /// Spend `token` so that a new one of the same family can be issued. A token already
-    /// spent is a replay: its whole family is revoked. Spending is a conditional update, so
-    /// two concurrent uses cannot both succeed.
-    pub(crate) async fn claim_refresh(
+    /// Rotate `token`: spend it and, in the same transaction, insert its replacement in the
+    /// same family, recording the access token `issue` makes for the account.
+    ///
+    /// A token already spent is a replay: its whole family is revoked. Because spending and
+    /// inserting the replacement commit together, whoever sees the token spent also sees the
+    /// replacement, and revoking the family revokes it too; two concurrent uses cannot both
+    /// succeed (the spend is a conditional update). After inserting, the family is checked
+    /// once more: if it was revoked meanwhile (logout, password reset), nothing is committed.
+    pub(crate) async fn rotate_refresh<T>(
         &self,
         token: &str,
-    ) -> Result<Result<Claimed, RefreshRefusal>, ChopinError> {
+        ttl: std::time::Duration,
+        issue: impl FnOnce(&user::Model) -> Result<(T, String, i64), ChopinError>,
+    ) -> Result<Result<(T, String), RefreshRefusal>, ChopinError> {
         let Some(row) = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
             .one(&self.db)
@@ -242,22 +240,40 @@ impl AuthStore {
         if row.expires_at <= now {
             return Ok(Err(RefreshRefusal::Invalid));
         }
+        let txn = self.db.begin().await?;
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
             .filter(refresh_token::Column::Id.eq(row.id))
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if claimed.rows_affected == 0 {
-            // Someone used it between our read and our update: treat as a replay.
+            txn.rollback().await?;
+            // Spent (or revoked) between our read and our update: treat as a replay. The
+            // competing rotation has committed (our update waited for it), so its
+            // replacement is revoked with the family.
             let live = self.revoke_family(&row.family).await?;
             return Ok(Err(RefreshRefusal::Reused(live)));
         }
-        Ok(Ok(Claimed {
-            user_id: row.user_id,
-            family: row.family,
-        }))
+        let Some(account) = user::Entity::find_by_id(row.user_id).one(&txn).await? else {
+            txn.rollback().await?;
+            return Ok(Err(RefreshRefusal::Invalid));
+        };
+        let (issued, jti, exp) = issue(&account)?;
+        let replacement =
+            insert_refresh(&txn, row.user_id, row.family.clone(), ttl, (&jti, exp)).await?;
+        let revoked = refresh_token::Entity::find()
+            .filter(refresh_token::Column::Family.eq(row.family.as_str()))
+            .filter(refresh_token::Column::RevokedAt.is_not_null())
+            .count(&txn)
+            .await?;
+        if revoked > 0 {
+            txn.rollback().await?;
+            return Ok(Err(RefreshRefusal::Invalid));
+        }
+        txn.commit().await?;
+        Ok(Ok((issued, replacement)))
     }
 
     /// Revoke every token of the family `token` belongs to (logout); returns the access
@@ -276,9 +292,24 @@ impl AuthStore {
         }
     }
 
-    /// Revoke a family; returns its access tokens (`jti`, `exp`) that have not expired.
+    /// Revoke a family; returns its access tokens (`jti`, `exp`) that have not expired
+    /// (within the leeway).
+    ///
+    /// Runs twice: if the first pass had to wait for a rotation of this family still in
+    /// flight (it locked a row of it), the second pass, a new statement, sees the
+    /// replacement that rotation committed and revokes it too.
     async fn revoke_family(&self, family: &str) -> Result<Vec<(String, i64)>, ChopinError> {
-        let now = super::jwt::now_secs();
+        let mut live = Vec::new();
+        for _ in 0..2 {
+            live.extend(self.revoke_family_once(family).await?);
+        }
+        live.sort();
+        live.dedup();
+        Ok(live)
+    }
+
+    async fn revoke_family_once(&self, family: &str) -> Result<Vec<(String, i64)>, ChopinError> {
+        let now = super::jwt::now_secs().saturating_sub(self.leeway);
         let live: Vec<(String, i64)> = refresh_token::Entity::find()
             .filter(refresh_token::Column::Family.eq(family))
             .filter(refresh_token::Column::AccessExp.gt(now))
@@ -296,12 +327,41 @@ impl AuthStore {
         Ok(live)
     }
 
-    /// Revoke every refresh token of an account (password reset, "log out everywhere").
-    pub async fn revoke_all_refresh(&self, user_id: i64) -> Result<(), ChopinError> {
+    /// Revoke every refresh token of an account (password reset, "log out everywhere");
+    /// returns the access tokens (`jti`, `exp`) issued with its refresh tokens that have not
+    /// expired (within the leeway), for the caller to revoke.
+    pub async fn revoke_all_refresh(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<(String, i64)>, ChopinError> {
+        let now = super::jwt::now_secs().saturating_sub(self.leeway);
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(refresh_token::Column::UserId.eq(user_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::AccessExp.gt(now))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.access_jti?, r.access_exp?)))
+            .collect())
+    }
+
+    /// Mark every unused single-use token of an account for `purpose` as used.
+    pub(crate) async fn spend_all_one_time(
+        &self,
+        user_id: i64,
+        purpose: &str,
+    ) -> Result<(), ChopinError> {
+        one_time_token::Entity::update_many()
+            .col_expr(one_time_token::Column::UsedAt, Expr::value(Utc::now()))
+            .filter(one_time_token::Column::UserId.eq(user_id))
+            .filter(one_time_token::Column::Purpose.eq(purpose))
+            .filter(one_time_token::Column::UsedAt.is_null())
             .exec(&self.db)
             .await?;
         Ok(())
@@ -355,6 +415,35 @@ impl AuthStore {
             .await?;
         Ok((claimed.rows_affected == 1).then_some(row.user_id))
     }
+}
+
+/// Insert a refresh token row on `conn` (the store's connection or a transaction).
+async fn insert_refresh(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    family: String,
+    ttl: std::time::Duration,
+    access: (&str, i64),
+) -> Result<String, ChopinError> {
+    let token = new_token()?;
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(ttl)
+        .map_err(|_| ChopinError::internal("refresh TTL out of range"))?;
+    refresh_token::ActiveModel {
+        user_id: Set(user_id),
+        family: Set(family),
+        token_hash: Set(token_digest(&token)),
+        expires_at: Set(now + ttl),
+        created_at: Set(now),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        access_jti: Set(Some(access.0.to_string())),
+        access_exp: Set(Some(access.1)),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
 }
 
 /// Trimmed and lowercased.
