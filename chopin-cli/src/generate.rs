@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::{NaiveDateTime, TimeDelta, Timelike};
 use serde_json::json;
 
 use crate::edit::{self, Insertion};
@@ -96,6 +96,8 @@ impl Plan {
 /// The moment a migration's name is taken from: now, or later than every existing migration
 /// so that the new one sorts last.
 fn migration_time(root: &Path, now: NaiveDateTime) -> NaiveDateTime {
+    // Names have whole seconds: compare at that precision.
+    let now = now.with_nanosecond(0).unwrap_or(now);
     let latest = std::fs::read_dir(root.join("src/migration"))
         .into_iter()
         .flatten()
@@ -198,6 +200,7 @@ pub fn resource(
         "crate_name": project.crate_name,
         "db": project.db.as_str(),
         "cache": project.cache.as_str(),
+        "auth": project.auth,
     });
     let table = &view.names.table;
     plan.files.push((
