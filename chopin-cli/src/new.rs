@@ -68,12 +68,6 @@ fn toml_string(s: &str) -> String {
 impl ProjectContext {
     /// The template context for `options`.
     pub fn new(options: &NewOptions) -> CliResult<ProjectContext> {
-        if options.auth {
-            return Err(
-                CliError::new("`--auth` is not available in this build of chopin yet")
-                    .hint("create the project with `--no-auth` (the default); see docs/cli.md"),
-            );
-        }
         let names = names::project_names(&options.name)?;
         let chopin_source = match &options.chopin_path {
             None => format!("version = {}", toml_string("0.1")),
@@ -104,6 +98,9 @@ impl ProjectContext {
         core_features.push("openapi-ui");
         if options.cache != CacheKind::Memory {
             core_features.push("redis");
+        }
+        if options.auth {
+            core_features.push("auth");
         }
         Ok(ProjectContext {
             name: names.package,
@@ -192,6 +189,11 @@ pub fn next_steps(dir: &Path, options: &NewOptions) -> String {
     out.push_str(
         "  cargo run                # http://127.0.0.1:3000/docs\n  cargo test\n  chopin generate resource Article title:string! body:text\n",
     );
+    if options.auth {
+        out.push_str(
+            "  # accounts: POST /api/auth/signup and /api/auth/login; set CHOPIN_JWT_SECRET in production\n",
+        );
+    }
     out
 }
 

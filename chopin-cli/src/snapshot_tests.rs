@@ -43,11 +43,15 @@ fn snapshot_name(prefix: &str, path: &str) -> String {
 }
 
 fn create(dir: &Path, db: DbKind, cache: CacheKind) {
+    create_with(dir, db, cache, false);
+}
+
+fn create_with(dir: &Path, db: DbKind, cache: CacheKind, auth: bool) {
     let options = NewOptions {
         name: "demo-api".into(),
         db,
         cache,
-        auth: false,
+        auth,
         path: Some(dir.to_path_buf()),
         chopin_path: None,
     };
@@ -84,6 +88,29 @@ fn new_project_postgres_tiered() {
             insta::assert_snapshot!(snapshot_name("new_postgres_tiered", &path), text);
         }
     }
+}
+
+#[test]
+fn new_project_sqlite_memory_auth() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create_with(dir.path(), DbKind::Sqlite, CacheKind::Memory, true);
+    // Only the files whose contents depend on --auth.
+    for (path, text) in files(dir.path()) {
+        if [
+            "Cargo.toml",
+            ".env.example",
+            "README.md",
+            "src/lib.rs",
+            "src/api/notes.rs",
+            "tests/notes.rs",
+            "tests/auth.rs",
+        ]
+        .contains(&path.as_str())
+        {
+            insta::assert_snapshot!(snapshot_name("new_sqlite_memory_auth", &path), text);
+        }
+    }
+    assert!(dir.path().join("tests/auth.rs").exists());
 }
 
 #[test]
