@@ -37,7 +37,12 @@ RATIOS = [
 EXPECTED = {
     "json": ("application/json", '{"message":"Hello, World!"}'),
     "plaintext": ("text/plain", "Hello, World!"),
+    # `/json` behind AuthUser (HS256 verification on every request); Chopin targets only.
+    "json_auth": ("application/json", '{"message":"Hello, World!"}'),
 }
+
+# Endpoints only Chopin serves: the baselines are not measured on them.
+CHOPIN_ONLY = {"json_auth"}
 
 # CPU busy share (%, all CPUs, sampled for 1 s before the run) above which the
 # report warns that something else was running.
@@ -246,8 +251,13 @@ def render(args: argparse.Namespace) -> str:
 
     medians: dict = {}
     warnings: list[str] = []
+    def measured(t: str, ep: str) -> bool:
+        return ep not in CHOPIN_ONLY or t.startswith("chopin")
+
     for t in targets:
         for ep in endpoints:
+            if not measured(t, ep):
+                continue
             if msg := check_probe(raw_dir, t, ep):
                 warnings.append(msg)
     if args.busy is not None and args.busy > BUSY_PERCENT:
@@ -304,6 +314,8 @@ def render(args: argparse.Namespace) -> str:
         axum_med = None
         rows = []
         for t in targets:
+            if not measured(t, ep):
+                continue
             per = runs.get((t, ep), {})
             rps = [per[r]["rps"] for r in rounds if r in per]
             med = median_or_none(rps)
@@ -384,6 +396,17 @@ def render(args: argparse.Namespace) -> str:
         "baseline. `n/a` means one side was not part of this run (`TARGETS`)."
     )
     w("")
+    if "json_auth" in endpoints and "json" in endpoints:
+        w("## Authenticated vs plain, same target, same run")
+        w("")
+        w("| Target | `/json_auth` / `/json` |")
+        w("|---|---:|")
+        for t in targets:
+            if t.startswith("chopin"):
+                w(f"| `{t}` | {fmt_ratio(medians.get((t, 'json_auth')), medians.get((t, 'json')))} |")
+        w("")
+        w("Goal: ≥ 0.85 (HS256 verification, claim checks and the revocation lookup per request).")
+        w("")
 
     w("## Warnings")
     w("")

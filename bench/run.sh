@@ -4,6 +4,11 @@
 #   bash bench/run.sh                                  # everything, 5 rounds x 10 s
 #   TARGETS="axum actix" ROUNDS=2 DURATION=3 bash bench/run.sh
 #   CARGO_EXTRA_ARGS="--config .cargo/x86-64-simd.toml" bash bench/run.sh
+#   TARGETS="chopin-full chopin-minimal" ENDPOINTS="json json_auth" bash bench/run.sh
+#
+# `json_auth` (Chopin targets only; skipped for the baselines) is `/json` behind
+# `AuthUser`: wrk sends `Authorization: Bearer <token>`, a token minted once per run by
+# `chopin-bench-example token` with the fixed benchmark key BENCH_JWT_SECRET.
 #
 # Each server is pinned to one CPU (SERVER_CPU, default 0) and wrk to another
 # (CLIENT_CPU, default 1). Targets are interleaved inside every round. Raw wrk
@@ -16,10 +21,12 @@ set -euo pipefail
 PACKAGES="axum-baseline actix-baseline chopin-bench-example"
 
 ALL_TARGETS="axum actix chopin-full chopin-minimal"
-ENDPOINTS="json plaintext"
+ENDPOINTS="${ENDPOINTS:-json plaintext}"
+# Not a secret: the key the benchmark server signs and checks its bench token with.
+BENCH_JWT_SECRET="chopin-benchmark-key-not-secret-0123456789"
 
 # Record the knobs the caller set explicitly, to print the exact invocation.
-KNOBS=(TARGETS ROUNDS DURATION WARMUP CONNECTIONS WRK_THREADS SERVER_CPU CLIENT_CPU
+KNOBS=(TARGETS ENDPOINTS ROUNDS DURATION WARMUP CONNECTIONS WRK_THREADS SERVER_CPU CLIENT_CPU
     QUIET_WAIT CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN)
 invocation=""
 for knob in "${KNOBS[@]}"; do
@@ -83,9 +90,17 @@ target_bind() {
 # Extra environment (space-separated KEY=VALUE) besides BIND.
 target_env() {
     case "$1" in
-        chopin-full) echo "CHOPIN_BENCH_STACK=full CHOPIN_ENV=production CHOPIN_LOG=warn" ;;
-        chopin-minimal) echo "CHOPIN_BENCH_STACK=minimal CHOPIN_ENV=production CHOPIN_LOG=warn" ;;
+        chopin-full) echo "CHOPIN_BENCH_STACK=full CHOPIN_ENV=production CHOPIN_LOG=warn CHOPIN_JWT_SECRET=$BENCH_JWT_SECRET" ;;
+        chopin-minimal) echo "CHOPIN_BENCH_STACK=minimal CHOPIN_ENV=production CHOPIN_LOG=warn CHOPIN_JWT_SECRET=$BENCH_JWT_SECRET" ;;
         *) echo "" ;;
+    esac
+}
+
+# Whether target $1 serves endpoint $2 (`json_auth` exists only in Chopin).
+target_supports() {
+    case "$2" in
+        json_auth) [[ "$1" == chopin-* ]] ;;
+        *) return 0 ;;
     esac
 }
 
@@ -117,6 +132,12 @@ command -v cargo >/dev/null 2>&1 || {
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0 (got '$DURATION')"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0 (got '$WARMUP')"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be whole seconds >= 0 (got '$QUIET_WAIT')"
+for ep in $ENDPOINTS; do
+    case "$ep" in
+        json | plaintext | json_auth) ;;
+        *) die "unknown endpoint '$ep' in ENDPOINTS (known: json plaintext json_auth)" ;;
+    esac
+done
 [[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
 taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (SERVER_CPU)"
 taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (CLIENT_CPU)"
@@ -176,6 +197,13 @@ for t in "${targets[@]}"; do
 done
 server_lines="${server_lines%$'\n'}"
 
+BENCH_TOKEN=""
+if [[ " $ENDPOINTS " == *" json_auth "* ]]; then
+    [[ -n "${exe_of[$CHOPIN_BIN]-}" ]] || die "ENDPOINTS has json_auth but no Chopin target is built"
+    BENCH_TOKEN="$(CHOPIN_ENV=production CHOPIN_JWT_SECRET="$BENCH_JWT_SECRET" "${exe_of[$CHOPIN_BIN]}" token)" ||
+        die "could not mint the benchmark token"
+fi
+
 # --- server lifecycle ----------------------------------------------------------
 
 SERVER_PID=""
@@ -208,12 +236,14 @@ server_cpu_ticks() {
     echo $((f[11] + f[12])) # utime (field 14) + stime (field 15)
 }
 
-# One GET over bash's /dev/tcp; prints the raw response.
+# One GET over bash's /dev/tcp; prints the raw response. $4: extra header line (optional).
 http_get() {
+    local extra=""
+    [[ -z "${4-}" ]] || extra="$4"$'\r\n'
     # shellcheck disable=SC2016 # expanded by the inner bash
     timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
-        printf "GET /%s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n" "$2" "$0" "$1" >&3 &&
-        cat <&3' "$1" "$2" "$3"
+        printf "GET /%s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n" "$2" "$0" "$1" "$3" >&3 &&
+        cat <&3' "$1" "$2" "$3" "$extra"
 }
 
 start_server() {
@@ -280,7 +310,7 @@ fi
 
 n=${#targets[@]}
 n_ep=$(wc -w <<<"$ENDPOINTS")
-est=$((ROUNDS * n * n_ep * (DURATION + WARMUP)))
+est=$((ROUNDS * n * n_ep * (DURATION + WARMUP))) # an upper bound: json_auth skips baselines
 log "run $RUN_ID: targets [${targets[*]}], $ROUNDS round(s) x ${DURATION}s, ~${est}s of load"
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -292,9 +322,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
         start_server "$t"
         bind="$(target_bind "$t")"
         for ep in $ENDPOINTS; do
+            target_supports "$t" "$ep" || continue
+            ep_headers=()
+            auth_line=""
+            if [[ "$ep" == json_auth ]]; then
+                ep_headers=(-H "Authorization: Bearer $BENCH_TOKEN")
+                auth_line="Authorization: Bearer $BENCH_TOKEN"
+            fi
             if [[ $round -eq 1 ]]; then
                 # Keep one sample response per target/endpoint for the report's sanity check.
-                resp="$(http_get "${bind%:*}" "${bind##*:}" "$ep" || true)"
+                resp="$(http_get "${bind%:*}" "${bind##*:}" "$ep" "$auth_line" || true)"
                 printf '%s' "$resp" >"$RAW/probe-$t-$ep.txt"
                 [[ "$(head -n1 <<<"$resp")" == *" 200 "* ]] ||
                     die "GET http://$bind/$ep on '$t' did not return 200:
@@ -302,12 +339,12 @@ $(head -n 5 <<<"$resp")"
             fi
             wait_quiet
             if [[ $WARMUP -gt 0 ]]; then
-                "${warm_cmd[@]}" "http://$bind/$ep" >/dev/null
+                "${warm_cmd[@]}" ${ep_headers[@]+"${ep_headers[@]}"} "http://$bind/$ep" >/dev/null
             fi
             out="$RAW/r$round-$t-$ep.txt"
             cpu0="$(server_cpu_ticks)"
             t0="$(date +%s%N)"
-            "${wrk_cmd[@]}" "http://$bind/$ep" >"$out" 2>&1 ||
+            "${wrk_cmd[@]}" ${ep_headers[@]+"${ep_headers[@]}"} "http://$bind/$ep" >"$out" 2>&1 ||
                 die "wrk failed on '$t' /$ep; output in $out"
             t1="$(date +%s%N)"
             cpu1="$(server_cpu_ticks)"

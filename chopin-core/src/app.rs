@@ -63,6 +63,8 @@ pub struct App<S = ()> {
     spec: OpenApi,
     layers: Layers,
     health: HealthChecks,
+    #[cfg(feature = "auth")]
+    auth: Option<crate::auth::Auth>,
 }
 
 impl App<()> {
@@ -89,6 +91,8 @@ where
             spec,
             layers,
             health: HealthChecks::default(),
+            #[cfg(feature = "auth")]
+            auth: None,
         }
     }
 
@@ -157,6 +161,37 @@ where
         self
     }
 
+    /// Make `auth` available to the [`AuthUser`](crate::auth::AuthUser) extractor on every
+    /// route, and key the rate limit (when on) by user for authenticated requests.
+    ///
+    /// Also declares the `bearer` security scheme (HTTP bearer, JWT) in the OpenAPI spec, so
+    /// operations can say `security(("bearer" = []))`.
+    #[cfg(feature = "auth")]
+    pub fn auth(mut self, auth: &crate::auth::Auth) -> Self {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        self.auth = Some(auth.clone());
+        self.spec
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        self
+    }
+
+    /// Set (or, with `None`, remove) the rate-limit layer; by default it comes from
+    /// `CHOPIN_RATE_LIMIT` (see [`crate::rate_limit`]).
+    pub fn rate_limit(mut self, layer: Option<crate::rate_limit::RateLimitLayer>) -> Self {
+        self.layers.rate_limit = layer;
+        self
+    }
+
     /// Register a readiness check under `name`; `/health/ready` answers 503 naming it while
     /// it fails.
     pub fn health_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
@@ -186,8 +221,22 @@ where
             router = router.merge(openapi::spec_routes(&self.spec, &self.config.openapi));
         }
         // Page-size limits for the `Pagination` extractor, whatever the layer stack.
-        let router = router.layer(axum::Extension(self.config.pagination));
-        self.layers.apply(router)
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut router = router.layer(axum::Extension(self.config.pagination));
+        #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+        let mut layers = self.layers;
+        #[cfg(feature = "auth")]
+        if let Some(auth) = self.auth {
+            router = router.layer(auth.extension());
+            layers.rate_limit = layers.rate_limit.map(|limit| {
+                if limit.is_per_user() {
+                    limit
+                } else {
+                    limit.per_user(auth)
+                }
+            });
+        }
+        layers.apply(router)
     }
 
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already

@@ -309,6 +309,277 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// A secret value from the environment (a signing key). `Debug` prints `***`, never the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself: pass it to the code that needs it, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Shortest accepted `CHOPIN_JWT_SECRET`, in bytes (256 bits, the size of an HS256 key).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// The JWT signing algorithm, from `CHOPIN_JWT_ALGORITHM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `CHOPIN_JWT_SECRET` (the default).
+    #[default]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256, from PEM keys.
+    Rs256,
+    /// ECDSA P-256 with SHA-256, from PEM keys.
+    Es256,
+    /// Ed25519, from PEM keys.
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    /// The name used in `CHOPIN_JWT_ALGORITHM` and in a token's `alg` header.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::Hs256 => "HS256",
+            JwtAlgorithm::Rs256 => "RS256",
+            JwtAlgorithm::Es256 => "ES256",
+            JwtAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl FromStr for JwtAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "HS256" => Ok(JwtAlgorithm::Hs256),
+            "RS256" => Ok(JwtAlgorithm::Rs256),
+            "ES256" => Ok(JwtAlgorithm::Es256),
+            "EDDSA" => Ok(JwtAlgorithm::EdDsa),
+            _ => Err("must be one of HS256, RS256, ES256, EdDSA".into()),
+        }
+    }
+}
+
+/// Where revoked access-token ids are kept, from `CHOPIN_AUTH_REVOCATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SharedStateBackend {
+    /// In this process only (the default).
+    #[default]
+    Memory,
+    /// In Redis (`REDIS_URL`, keys under `CHOPIN_CACHE_NAMESPACE`), shared by every instance
+    /// (feature `redis`).
+    Redis,
+}
+
+impl FromStr for SharedStateBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "memory" => Ok(SharedStateBackend::Memory),
+            "redis" => Ok(SharedStateBackend::Redis),
+            _ => Err("must be memory or redis".into()),
+        }
+    }
+}
+
+/// JWT and auth settings, used by [`Auth::from_config`](crate::auth::Auth::from_config); an
+/// application without auth ignores them. See `docs/auth.md`.
+///
+/// `Debug` never shows the secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `CHOPIN_JWT_ALGORITHM` (`HS256`).
+    pub algorithm: JwtAlgorithm,
+    /// `CHOPIN_JWT_SECRET`: the HS256 key, at least 32 bytes. Required in production when the
+    /// algorithm is HS256; in development and test a random key is generated when it is unset.
+    pub secret: Option<Secret>,
+    /// `CHOPIN_JWT_PRIVATE_KEY_FILE`: PEM private key for RS256 / ES256 / EdDSA.
+    pub private_key_file: Option<String>,
+    /// `CHOPIN_JWT_PUBLIC_KEY_FILE`: PEM public key for RS256 / ES256 / EdDSA.
+    pub public_key_file: Option<String>,
+    /// `CHOPIN_JWT_KID` (`k1`): the `kid` header of issued tokens.
+    pub kid: String,
+    /// `CHOPIN_JWT_PREVIOUS_SECRET`: an HS256 key still accepted for verification (rotation);
+    /// tokens signed with it carry `CHOPIN_JWT_PREVIOUS_KID`.
+    pub previous_secret: Option<Secret>,
+    /// `CHOPIN_JWT_PREVIOUS_KID` (`k0`).
+    pub previous_kid: String,
+    /// `CHOPIN_JWT_ISSUER`: the `iss` claim issued and required (unset: neither).
+    pub issuer: Option<String>,
+    /// `CHOPIN_JWT_AUDIENCE`: the `aud` claim issued and required (unset: neither).
+    pub audience: Option<String>,
+    /// `CHOPIN_JWT_ACCESS_TTL` (`15m`): lifetime of an access token.
+    pub access_ttl: Duration,
+    /// `CHOPIN_JWT_REFRESH_TTL` (`30d`): lifetime of a refresh token.
+    pub refresh_ttl: Duration,
+    /// `CHOPIN_JWT_LEEWAY` (`30s`): clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// `CHOPIN_AUTH_COOKIE`: also read the access token from this cookie (unset: header only).
+    pub cookie: Option<String>,
+    /// `CHOPIN_AUTH_REVOCATION` (`memory`): where revoked token ids live.
+    pub revocation: SharedStateBackend,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            algorithm: JwtAlgorithm::Hs256,
+            secret: None,
+            private_key_file: None,
+            public_key_file: None,
+            kid: "k1".into(),
+            previous_secret: None,
+            previous_kid: "k0".into(),
+            issuer: None,
+            audience: None,
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            leeway: Duration::from_secs(30),
+            cookie: None,
+            revocation: SharedStateBackend::Memory,
+        }
+    }
+}
+
+/// A rate: `burst` requests at once, refilled at `burst` per `period`, from
+/// `CHOPIN_RATE_LIMIT` (`100/1m`, `10/s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed per period (and at once).
+    pub burst: u32,
+    /// The period over which `burst` requests are allowed.
+    pub period: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || "must be <requests>/<period> such as 100/1m or 10/s".to_string();
+        let (n, period) = s.split_once('/').ok_or_else(bad)?;
+        let burst = n.trim().parse::<u32>().map_err(|_| bad())?;
+        let period = period.trim();
+        let period = match period {
+            "s" | "sec" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => parse_duration(other).map_err(|_| bad())?,
+        };
+        if burst == 0 || period.is_zero() {
+            return Err("must allow at least one request per non-zero period".into());
+        }
+        Ok(Rate { burst, period })
+    }
+}
+
+/// Rate-limit settings, used by
+/// [`RateLimitLayer::from_config`](crate::rate_limit::RateLimitLayer::from_config) and by
+/// [`App`](crate::App), which installs the layer when a rate is set. See `docs/security.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateLimitConfig {
+    /// `CHOPIN_RATE_LIMIT` (unset or `off`: no limit): requests per client.
+    pub rate: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_BACKEND` (`memory`): `redis` shares the counters between instances.
+    pub backend: SharedStateBackend,
+}
+
+/// Security settings: trusted proxies and response headers. See `docs/security.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// `CHOPIN_TRUSTED_PROXIES`: comma-separated IPs or CIDR blocks of reverse proxies whose
+    /// `X-Forwarded-For` is believed (unset: none; the socket address is the client).
+    pub trusted_proxies: Vec<IpNet>,
+    /// `CHOPIN_SECURITY_HEADERS` (`true`): `X-Content-Type-Options`, `X-Frame-Options`,
+    /// `Referrer-Policy` and (in production) HSTS on every response.
+    pub headers: bool,
+    /// `CHOPIN_HSTS` (on in production): send `Strict-Transport-Security`.
+    pub hsts: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            trusted_proxies: Vec::new(),
+            headers: true,
+            hsts: false,
+        }
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`); a bare address is a one-address network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    /// The network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// `true` when `ip` lies in this network (IPv4-mapped IPv6 addresses match IPv4 networks).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?} has an invalid prefix length")),
+            },
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
 /// The whole configuration of a Chopin application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -331,6 +602,13 @@ pub struct Config {
     /// Cache settings; used only when the application builds a
     /// [`Cache`](crate::cache::Cache).
     pub cache: CacheConfig,
+    /// JWT and auth settings; used only when the application builds an
+    /// [`Auth`](crate::auth::Auth).
+    pub auth: AuthConfig,
+    /// Rate limiting (off unless `CHOPIN_RATE_LIMIT` is set).
+    pub rate_limit: RateLimitConfig,
+    /// Trusted proxies and security headers.
+    pub security: SecurityConfig,
 }
 
 /// One invalid configuration value.
@@ -399,6 +677,23 @@ impl Reader<'_> {
             Ok(v) => Some(v),
             Err(problem) => {
                 self.problem(name, &raw, problem);
+                None
+            }
+        }
+    }
+
+    /// Like [`Reader::get`], but an invalid value is reported as `***`: secrets never reach
+    /// an error message.
+    fn get_secret<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.raw(name)?;
+        match parse(raw.trim()) {
+            Ok(v) => Some(v),
+            Err(problem) => {
+                self.problem(name, "***", problem);
                 None
             }
         }
@@ -679,6 +974,137 @@ impl Config {
                 .unwrap_or(cache_defaults.timeout),
         };
 
+        let auth_defaults = AuthConfig::default();
+        let secret = |s: &str| {
+            if s.len() < MIN_JWT_SECRET_LEN {
+                Err(format!(
+                    "must be at least {MIN_JWT_SECRET_LEN} bytes (generate one with `openssl rand -base64 48`)"
+                ))
+            } else {
+                Ok(Secret::new(s))
+            }
+        };
+        let kid = |s: &str| {
+            if !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            {
+                Ok(s.to_string())
+            } else {
+                Err("must be 1-64 letters, digits, '_', '.' or '-'".to_string())
+            }
+        };
+        let positive_duration = |s: &str| match parse_duration(s) {
+            Ok(d) if d.is_zero() => Err("must be longer than 0".to_string()),
+            other => other,
+        };
+        let auth = AuthConfig {
+            algorithm: r
+                .get("CHOPIN_JWT_ALGORITHM", |s| s.parse::<JwtAlgorithm>())
+                .unwrap_or_default(),
+            secret: r.get_secret("CHOPIN_JWT_SECRET", secret),
+            private_key_file: r.raw("CHOPIN_JWT_PRIVATE_KEY_FILE"),
+            public_key_file: r.raw("CHOPIN_JWT_PUBLIC_KEY_FILE"),
+            kid: r.get("CHOPIN_JWT_KID", kid).unwrap_or(auth_defaults.kid),
+            previous_secret: r.get_secret("CHOPIN_JWT_PREVIOUS_SECRET", secret),
+            previous_kid: r
+                .get("CHOPIN_JWT_PREVIOUS_KID", kid)
+                .unwrap_or(auth_defaults.previous_kid),
+            issuer: r.raw("CHOPIN_JWT_ISSUER"),
+            audience: r.raw("CHOPIN_JWT_AUDIENCE"),
+            access_ttl: r
+                .get("CHOPIN_JWT_ACCESS_TTL", positive_duration)
+                .unwrap_or(auth_defaults.access_ttl),
+            refresh_ttl: r
+                .get("CHOPIN_JWT_REFRESH_TTL", positive_duration)
+                .unwrap_or(auth_defaults.refresh_ttl),
+            leeway: r
+                .get("CHOPIN_JWT_LEEWAY", parse_duration)
+                .unwrap_or(auth_defaults.leeway),
+            cookie: r.get("CHOPIN_AUTH_COOKIE", |s| {
+                if s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                {
+                    Ok(s.to_string())
+                } else {
+                    Err("must be a cookie name (letters, digits, '_', '-', '.')".to_string())
+                }
+            }),
+            revocation: r
+                .get("CHOPIN_AUTH_REVOCATION", |s| {
+                    s.parse::<SharedStateBackend>()
+                })
+                .unwrap_or_default(),
+        };
+        if auth.algorithm != JwtAlgorithm::Hs256
+            && (auth.private_key_file.is_none() || auth.public_key_file.is_none())
+        {
+            r.problem(
+                "CHOPIN_JWT_ALGORITHM",
+                auth.algorithm.as_str(),
+                "needs CHOPIN_JWT_PRIVATE_KEY_FILE and CHOPIN_JWT_PUBLIC_KEY_FILE (PEM)",
+            );
+        }
+        if auth.previous_secret.is_some() && auth.previous_kid == auth.kid {
+            let value = auth.previous_kid.clone();
+            r.problem(
+                "CHOPIN_JWT_PREVIOUS_KID",
+                &value,
+                "must differ from CHOPIN_JWT_KID",
+            );
+        }
+
+        let rate_limit = RateLimitConfig {
+            rate: r
+                .get("CHOPIN_RATE_LIMIT", |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "off" | "none" => Ok(None),
+                        _ => s.parse::<Rate>().map(Some),
+                    }
+                })
+                .flatten(),
+            backend: r
+                .get("CHOPIN_RATE_LIMIT_BACKEND", |s| {
+                    s.parse::<SharedStateBackend>()
+                })
+                .unwrap_or_default(),
+        };
+
+        if !cfg!(feature = "redis") {
+            if rate_limit.backend == SharedStateBackend::Redis {
+                r.problem(
+                    "CHOPIN_RATE_LIMIT_BACKEND",
+                    "redis",
+                    "needs chopin-core's `redis` feature",
+                );
+            }
+            if auth.revocation == SharedStateBackend::Redis {
+                r.problem(
+                    "CHOPIN_AUTH_REVOCATION",
+                    "redis",
+                    "needs chopin-core's `redis` feature",
+                );
+            }
+        }
+
+        let mut trusted_proxies = Vec::new();
+        if let Some(raw) = r.raw("CHOPIN_TRUSTED_PROXIES") {
+            for net in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match net.parse::<IpNet>() {
+                    Ok(n) => trusted_proxies.push(n),
+                    Err(problem) => r.problem("CHOPIN_TRUSTED_PROXIES", &raw, problem),
+                }
+            }
+        }
+        let security = SecurityConfig {
+            trusted_proxies,
+            headers: r.get("CHOPIN_SECURITY_HEADERS", parse_bool).unwrap_or(true),
+            hsts: r
+                .get("CHOPIN_HSTS", parse_bool)
+                .unwrap_or(environment.is_production()),
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -697,6 +1123,9 @@ impl Config {
                 max_limit,
             },
             cache,
+            auth,
+            rate_limit,
+            security,
         })
     }
 
@@ -812,6 +1241,60 @@ mod tests {
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("postgres://app:***@db:5432/app"));
         assert!(!redact_url("postgres://db/app?password=hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn auth_settings() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.auth, AuthConfig::default());
+        assert!(c.rate_limit.rate.is_none());
+        assert!(c.security.headers && !c.security.hsts);
+        let secret = "0123456789abcdef0123456789abcdef-long";
+        let c = from(&[
+            ("CHOPIN_JWT_SECRET", secret),
+            ("CHOPIN_JWT_ISSUER", "https://api.example"),
+            ("CHOPIN_JWT_ACCESS_TTL", "5m"),
+            ("CHOPIN_RATE_LIMIT", "10/s"),
+            ("CHOPIN_RATE_LIMIT_BACKEND", "redis"),
+            ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("CHOPIN_ENV", "production"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.secret.as_ref().map(Secret::expose), Some(secret));
+        assert!(!format!("{c:?}").contains(secret));
+        assert_eq!(c.auth.access_ttl, Duration::from_secs(300));
+        assert_eq!(
+            c.rate_limit.rate,
+            Some(Rate {
+                burst: 10,
+                period: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(c.rate_limit.backend, SharedStateBackend::Redis);
+        assert!(c.security.hsts);
+        let nets = &c.security.trusted_proxies;
+        assert!(nets[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!nets[0].contains("11.1.2.3".parse().unwrap()));
+        assert!(nets[1].contains("::1".parse().unwrap()));
+
+        let err = from(&[
+            ("CHOPIN_JWT_SECRET", "short-secret"),
+            ("CHOPIN_JWT_ALGORITHM", "RS256"),
+            ("CHOPIN_RATE_LIMIT", "ten"),
+            ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            vec![
+                "CHOPIN_JWT_SECRET",
+                "CHOPIN_JWT_ALGORITHM",
+                "CHOPIN_RATE_LIMIT",
+                "CHOPIN_TRUSTED_PROXIES"
+            ]
+        );
+        assert!(!err.to_string().contains("short-secret"), "{err}");
     }
 
     #[test]

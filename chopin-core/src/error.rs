@@ -197,6 +197,11 @@ pub enum ChopinError {
     /// 401 `UNAUTHORIZED`, with `WWW-Authenticate: Bearer`.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// 401 `UNAUTHORIZED` for a token that was presented but refused (malformed, tampered,
+    /// expired, revoked, …), with `WWW-Authenticate: Bearer error="invalid_token"`
+    /// (RFC 6750 §3.1).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
     /// 403 `FORBIDDEN`.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -281,7 +286,7 @@ impl ChopinError {
             ChopinError::BadRequest(_) => ErrorCode::BadRequest,
             ChopinError::MalformedJson { .. } => ErrorCode::MalformedJson,
             ChopinError::InvalidQuery(_) => ErrorCode::InvalidQuery,
-            ChopinError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ChopinError::Unauthorized(_) | ChopinError::InvalidToken(_) => ErrorCode::Unauthorized,
             ChopinError::Forbidden(_) => ErrorCode::Forbidden,
             ChopinError::NotFound(_) => ErrorCode::NotFound,
             ChopinError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -307,6 +312,7 @@ impl ChopinError {
             ChopinError::BadRequest(m)
             | ChopinError::InvalidQuery(m)
             | ChopinError::Unauthorized(m)
+            | ChopinError::InvalidToken(m)
             | ChopinError::Forbidden(m)
             | ChopinError::NotFound(m)
             | ChopinError::Conflict(m)
@@ -372,6 +378,7 @@ impl Clone for ChopinError {
             },
             ChopinError::InvalidQuery(m) => ChopinError::InvalidQuery(m.clone()),
             ChopinError::Unauthorized(m) => ChopinError::Unauthorized(m.clone()),
+            ChopinError::InvalidToken(m) => ChopinError::InvalidToken(m.clone()),
             ChopinError::Forbidden(m) => ChopinError::Forbidden(m.clone()),
             ChopinError::NotFound(m) => ChopinError::NotFound(m.clone()),
             ChopinError::MethodNotAllowed => ChopinError::MethodNotAllowed,
@@ -504,8 +511,17 @@ impl IntoResponse for ChopinError {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
-        if matches!(self, ChopinError::Unauthorized(_)) {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ChopinError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ChopinError::InvalidToken(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -38,6 +38,10 @@
 //! * [`db`]: the database pool (sea-orm over sqlx; SQLite by default, PostgreSQL);
 //! * [`cache`]: [`Cache`](cache::Cache) — in process (moka), in Redis, or both with
 //!   cross-instance invalidation — and HTTP caching;
+//! * [`auth`] (feature `auth`): JWT access tokens and the `AuthUser` extractor, argon2id
+//!   passwords, refresh tokens with rotation, revocation, roles, mountable auth routes;
+//! * [`rate_limit`]: per-client GCRA rate limiting, in process or shared through Redis;
+//! * [`signing`]: HMAC-signed opaque tokens (cursors and the like);
 //! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI.
 //!
 //! Chopin sets no global allocator: that choice belongs to the application.
@@ -49,7 +53,18 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+// The auth guide's examples are compiled too.
+#[cfg(all(doctest, feature = "auth", feature = "sqlite"))]
+#[doc = include_str!("../../docs/auth.md")]
+struct AuthDocDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/security.md")]
+struct SecurityDocDoctests;
+
 pub mod app;
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod cache;
 pub mod config;
 mod context;
@@ -62,7 +77,11 @@ pub mod json;
 pub mod layers;
 pub mod openapi;
 pub mod passthrough;
+pub mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_conn;
 pub mod response;
+pub mod signing;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -85,6 +104,8 @@ pub mod reexports {
 /// The names most handlers need: `use chopin_core::prelude::*;`.
 pub mod prelude {
     pub use crate::app::App;
+    #[cfg(feature = "auth")]
+    pub use crate::auth::{Auth, AuthUser, Claims, RequirePermission, RequireRole};
     pub use crate::cache::Cache;
     pub use crate::config::{Config, Environment};
     #[cfg(any(feature = "sqlite", feature = "postgres"))]

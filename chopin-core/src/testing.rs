@@ -25,6 +25,7 @@ pub fn in_ci() -> bool {
 #[derive(Debug, Clone)]
 pub struct TestClient {
     router: Router,
+    headers: http::HeaderMap,
 }
 
 /// A buffered response.
@@ -73,11 +74,36 @@ impl TestResponse {
 impl TestClient {
     /// A client for `router`.
     pub fn new(router: Router) -> Self {
-        Self { router }
+        Self {
+            router,
+            headers: http::HeaderMap::new(),
+        }
+    }
+
+    /// A client for the same router that adds `name: value` to every request (unless the
+    /// request sets that header itself).
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut client = self.clone();
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|e| panic!("invalid test header name {name:?}: {e}"));
+        let value = http::HeaderValue::from_str(value)
+            .unwrap_or_else(|e| panic!("invalid test header value {value:?}: {e}"));
+        client.headers.insert(name, value);
+        client
+    }
+
+    /// A client for the same router that sends `Authorization: Bearer <token>`.
+    pub fn with_bearer(&self, token: &str) -> Self {
+        self.with_header("authorization", &format!("Bearer {token}"))
     }
 
     /// Send any request.
-    pub async fn request(&self, request: Request<Body>) -> TestResponse {
+    pub async fn request(&self, mut request: Request<Body>) -> TestResponse {
+        for (name, value) in &self.headers {
+            if !request.headers().contains_key(name) {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
         let response = self
             .router
             .clone()

@@ -9,7 +9,7 @@ use chopin_core::config::{CacheBackend, ConfigError, LogFormat, redact_url};
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 27] = [
+const DOCUMENTED: [&str; 46] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -37,6 +37,25 @@ const DOCUMENTED: [&str; 27] = [
     "CHOPIN_CACHE_MEMORY",
     "CHOPIN_CACHE_NAMESPACE",
     "CHOPIN_CACHE_TIMEOUT",
+    "CHOPIN_JWT_ALGORITHM",
+    "CHOPIN_JWT_SECRET",
+    "CHOPIN_JWT_PRIVATE_KEY_FILE",
+    "CHOPIN_JWT_PUBLIC_KEY_FILE",
+    "CHOPIN_JWT_KID",
+    "CHOPIN_JWT_PREVIOUS_SECRET",
+    "CHOPIN_JWT_PREVIOUS_KID",
+    "CHOPIN_JWT_ISSUER",
+    "CHOPIN_JWT_AUDIENCE",
+    "CHOPIN_JWT_ACCESS_TTL",
+    "CHOPIN_JWT_REFRESH_TTL",
+    "CHOPIN_JWT_LEEWAY",
+    "CHOPIN_AUTH_COOKIE",
+    "CHOPIN_AUTH_REVOCATION",
+    "CHOPIN_RATE_LIMIT",
+    "CHOPIN_RATE_LIMIT_BACKEND",
+    "CHOPIN_TRUSTED_PROXIES",
+    "CHOPIN_SECURITY_HEADERS",
+    "CHOPIN_HSTS",
 ];
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -2,7 +2,11 @@
 //!
 //! * `GET /json` — `{"message":"Hello, World!"}` serialised per request (Chopin's `Json`,
 //!   sonic-rs);
-//! * `GET /plaintext` — `Hello, World!` as `text/plain`.
+//! * `GET /plaintext` — `Hello, World!` as `text/plain`;
+//! * `GET /json_auth` — the body of `/json`, behind [`AuthUser`]: every request carries
+//!   `Authorization: Bearer <token>` and pays for HS256 verification, claim checks and the
+//!   revocation lookup. The key is `CHOPIN_JWT_SECRET`; `chopin-bench-example token` prints a
+//!   token for it (valid for a week), which `bench/run.sh` passes to wrk.
 //!
 //! When `DATABASE_URL` is set (PostgreSQL), the pass-through benchmark endpoints of [`db`] are
 //! added: `/db/orm`, `/db/passthrough`, `/db/passthrough-build` and `/db/stream`, each taking
@@ -37,15 +41,34 @@ async fn plaintext() -> &'static str {
     "Hello, World!"
 }
 
+async fn json_auth(_user: AuthUser) -> Json<Message> {
+    Json(Message {
+        message: "Hello, World!",
+    })
+}
+
+/// Print an access token for the configured key, valid for a week.
+fn print_token(auth: &Auth) -> Result<(), Box<dyn std::error::Error>> {
+    let mut claims = auth.claims_for("bench");
+    claims.exp = claims.iat + 7 * 24 * 3600;
+    println!("{}", auth.issue(claims)?);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
+    let auth = Auth::from_config(&config).await?;
+    if std::env::args().nth(1).as_deref() == Some("token") {
+        return print_token(&auth);
+    }
     chopin_core::telemetry::init(&config.log);
     let stack = std::env::var("CHOPIN_BENCH_STACK").unwrap_or_else(|_| "full".into());
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3003".into());
     let mut router = Router::new()
         .route("/json", get(json))
-        .route("/plaintext", get(plaintext));
+        .route("/plaintext", get(plaintext))
+        .route("/json_auth", get(json_auth));
     let database = match std::env::var_os("DATABASE_URL") {
         Some(_) => Some(Db::connect(&config.database).await?),
         None => None,
@@ -54,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         router = router.merge(db::router(database.clone()));
     }
     router = router.merge(cached::router(database.as_ref()).await?);
-    let mut app = App::new(config).router(router);
+    let mut app = App::new(config).auth(&auth).router(router);
     if let Some(database) = &database {
         app = app.database(database);
     }

@@ -7,10 +7,11 @@
 //! | method | path | |
 //! |---|---|---|
 //! | `GET` | `/api/posts` | newest first; `?limit&offset` or `?page&per_page`; `?published=true\|false` |
-//! | `POST` | `/api/posts` | 201; 409 on a duplicate slug; 422 on invalid fields |
+//! | `POST` | `/api/posts` | signed in; 201; 409 on a duplicate slug; 422 on invalid fields |
 //! | `GET` | `/api/posts/{id}` | 404 when missing |
-//! | `PUT` | `/api/posts/{id}` | full replacement |
-//! | `DELETE` | `/api/posts/{id}` | 204; deletes the post's comments too |
+//! | `PUT` | `/api/posts/{id}` | full replacement; the post's author only (403 otherwise) |
+//! | `DELETE` | `/api/posts/{id}` | 204; deletes the post's comments too; the author or an admin |
+//! | `POST` | `/api/auth/signup`, `/login`, `/refresh`, `/logout`, … | Chopin's auth module ([`AuthModule`]) |
 //! | `GET` | `/api/posts/{id}/comments` | oldest first, paginated |
 //! | `POST` | `/api/posts/{id}/comments` | 201 |
 //!
@@ -21,6 +22,10 @@
 //! The hottest read, `GET /api/posts/{id}`, goes through Chopin's [`Cache`] (in process by
 //! default; `CHOPIN_CACHE=redis|tiered` shares it between instances) with single-flight
 //! loading; updates and deletes invalidate the entry before they answer.
+//!
+//! Accounts, tokens and roles come from Chopin's auth module, mounted at `/api/auth`. An admin
+//! is an account with the `admin` role: grant it with `cargo run -p blog -- grant-admin
+//! <email>` (see [`grant_role`]).
 //!
 //! The library builds the application, so that `main` and the tests run the same code:
 //!
@@ -33,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+use chopin_core::auth::{Auth, AuthError, AuthModule, AuthStore};
 use chopin_core::cache::{Cache, CacheError};
 use chopin_core::db::{Db, DbError};
 use chopin_core::{App, Config};
@@ -43,6 +49,9 @@ pub mod entity;
 pub mod extract;
 pub mod migration;
 
+/// The role that may delete any post.
+pub const ADMIN: &str = "admin";
+
 /// State shared by every handler (through axum's `State` extractor).
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -50,6 +59,8 @@ pub struct AppState {
     pub db: Db,
     /// The cache of post views (see [`api::posts`]).
     pub cache: Cache,
+    /// Access tokens: issued by the auth module, checked by `AuthUser`.
+    pub auth: Auth,
 }
 
 /// Why the application could not start.
@@ -64,6 +75,12 @@ pub enum StartError {
     /// The cache backend could not be set up.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Auth is misconfigured (for example no `CHOPIN_JWT_SECRET` in production).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The auth module could not start.
+    #[error("auth module: {0}")]
+    AuthModule(#[from] chopin_core::ChopinError),
 }
 
 /// Connect the database named by `config.database`, apply pending migrations, and assemble the
@@ -73,13 +90,18 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
     let db = Db::connect(&config.database).await?;
     migration::Migrator::up(db.conn(), None).await?;
     let cache = Cache::from_config(&config.cache).await?;
+    let auth = Auth::from_config(&config).await?;
+    let accounts = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
     let state = AppState {
         db: db.clone(),
         cache: cache.clone(),
+        auth: auth.clone(),
     };
     Ok(App::with_state(config, state)
         .database(&db)
         .cache(&cache)
+        .auth(&auth)
+        .router(axum::Router::new().nest("/api/auth", accounts.router()))
         .api(api::router())
         .openapi_info("Chopin blog", env!("CARGO_PKG_VERSION")))
 }
@@ -87,4 +109,22 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
 /// [`app`], finished into a router: for tests and for embedding in a larger axum service.
 pub async fn build_app(config: Config) -> Result<axum::Router, StartError> {
     Ok(app(config).await?.into_router())
+}
+
+/// Give the account with `email` the role `role` (it reaches the account's tokens at its next
+/// login or refresh). 404 when there is no such account.
+pub async fn grant_role(config: &Config, email: &str, role: &str) -> Result<(), StartError> {
+    let db = Db::connect(&config.database).await?;
+    migration::Migrator::up(db.conn(), None).await?;
+    let store = AuthStore::new(&db).await?;
+    let Some(id) = store.user_id_by_email(email).await? else {
+        return Err(chopin_core::ChopinError::NotFound(format!("no account {email}")).into());
+    };
+    let mut roles = store.user(id).await?.map(|u| u.roles).unwrap_or_default();
+    if !roles.iter().any(|r| r == role) {
+        roles.push(role.to_string());
+    }
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    store.set_roles(id, &roles).await?;
+    Ok(())
 }

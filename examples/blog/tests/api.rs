@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use blog::entity::comment;
 use chopin_core::Config;
+use chopin_core::auth::AuthStore;
 use chopin_core::db::Db;
 use chopin_core::testing::{TestClient, TestPostgres, TestResponse};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -54,6 +55,7 @@ async fn restart_keeps_data_and_migrations_are_idempotent() {
     let dir = tempfile::TempDir::new().unwrap();
     let url = sqlite_url(&dir);
     let first = TestClient::new(blog::build_app(config(&url)).await.unwrap());
+    let (first, _) = sign_up(&first, "kept@example.com").await;
     let created = first
         .post_json("/api/posts", &post("Kept", "kept", true))
         .await;
@@ -90,6 +92,7 @@ async fn two_instances_share_cache_invalidation() {
     };
     let a = TestClient::new(blog::build_app(instance()).await.unwrap());
     let b = TestClient::new(blog::build_app(instance()).await.unwrap());
+    let (a, _) = sign_up(&a, "shared@example.com").await;
 
     let created = a
         .post_json("/api/posts", &post("Shared", "shared", true))
@@ -123,6 +126,37 @@ async fn two_instances_share_cache_invalidation() {
         .await
         .unwrap();
     cache.delete_prefix("").await.unwrap();
+}
+
+/// Sign up through the auth module; a client sending the new account's token, and its id.
+async fn sign_up(client: &TestClient, email: &str) -> (TestClient, i64) {
+    let r = client
+        .post_json(
+            "/api/auth/signup",
+            &json!({"email": email, "password": "a good password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let token = r.value()["data"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let authed = client.with_bearer(&token);
+    let me = authed.get("/api/auth/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    (authed, me.value()["data"]["id"].as_i64().unwrap())
+}
+
+/// Log in again (to get a token carrying roles granted since sign-up).
+async fn log_in(client: &TestClient, email: &str) -> TestClient {
+    let r = client
+        .post_json(
+            "/api/auth/login",
+            &json!({"email": email, "password": "a good password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    client.with_bearer(r.value()["data"]["access_token"].as_str().unwrap())
 }
 
 fn post(title: &str, slug: &str, published: bool) -> Value {
@@ -195,7 +229,8 @@ async fn total_posts(client: &TestClient) -> u64 {
 /// Everything a client can observe, against whichever database `router` was built on; `db` is
 /// a separate connection to the same database, to check what the API cannot show (cascade).
 async fn exercise_api(router: Router, db: &Db) {
-    let client = TestClient::new(router);
+    let anonymous = TestClient::new(router);
+    let (client, author_id) = sign_up(&anonymous, "author@example.com").await;
 
     // An empty blog.
     let empty = client.get("/api/posts").await;
@@ -238,6 +273,7 @@ async fn exercise_api(router: Router, db: &Db) {
             "body",
             "published",
             "createdAt",
+            "authorId",
             "updatedAt"
         ])
     );
@@ -610,12 +646,97 @@ async fn exercise_api(router: Router, db: &Db) {
         "METHOD_NOT_ALLOWED",
     );
 
+    check_ownership(&anonymous, &client, author_id, db).await;
+
     // Health: the database is registered in the readiness check.
     let ready = client.get("/health/ready").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
     assert!(ready.text().contains("database"), "{}", ready.text());
 
     check_openapi(&client).await;
+}
+
+/// Writes need a token; only the author edits a post; the author or an admin deletes it.
+async fn check_ownership(anonymous: &TestClient, author: &TestClient, author_id: i64, db: &Db) {
+    let created = author
+        .post_json("/api/posts", &post("Owned", "owned", true))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    assert_eq!(created.value()["data"]["authorId"], json!(author_id));
+    let path = format!("/api/posts/{}", created.value()["data"]["id"]);
+
+    let unauthenticated = anonymous
+        .post_json("/api/posts", &post("Nope", "nope", true))
+        .await;
+    assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(unauthenticated.header("www-authenticate"), Some("Bearer"));
+    assert_error(
+        &anonymous
+            .put_json(&path, &post("Nope", "owned", true))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+    assert_error(
+        &anonymous.delete(&path).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+    assert_error(
+        &anonymous
+            .with_bearer("forged.token.here")
+            .delete(&path)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+
+    let (stranger, _) = sign_up(anonymous, "stranger@example.com").await;
+    assert_error(
+        &stranger
+            .put_json(&path, &post("Hijacked", "owned", true))
+            .await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    );
+    assert_error(
+        &stranger.delete(&path).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    );
+    assert_eq!(anonymous.get(&path).await.value()["data"]["title"], "Owned");
+
+    // An admin may delete any post, but not edit someone else's.
+    let (_, admin_id) = sign_up(anonymous, "admin@example.com").await;
+    AuthStore::new(db)
+        .await
+        .unwrap()
+        .set_roles(admin_id, &[blog::ADMIN])
+        .await
+        .unwrap();
+    let admin = log_in(anonymous, "admin@example.com").await;
+    assert_error(
+        &admin
+            .put_json(&path, &post("Edited by admin", "owned", true))
+            .await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    );
+    let edited = author.put_json(&path, &post("Edited", "owned", true)).await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text());
+    assert_eq!(admin.delete(&path).await.status, StatusCode::NO_CONTENT);
+    assert_error(
+        &anonymous.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+
+    // The author may delete their own post.
+    let created = author
+        .post_json("/api/posts", &post("Mine", "mine", true))
+        .await;
+    let path = format!("/api/posts/{}", created.value()["data"]["id"]);
+    assert_eq!(author.delete(&path).await.status, StatusCode::NO_CONTENT);
 }
 
 /// The spec lists every API route and every `$ref` in it resolves.

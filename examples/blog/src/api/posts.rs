@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
-use crate::AppState;
 use crate::entity::post;
 use crate::extract::{Id, PostFilter};
+use crate::{ADMIN, AppState};
 
 /// A post as clients write it: the body of `POST /api/posts` and of `PUT /api/posts/{id}`
 /// (a full replacement: omitted optional fields take their defaults).
@@ -88,6 +88,8 @@ pub struct PostView {
         sqlite = r#"strftime('%Y-%m-%dT%H:%M:%fZ', "updated_at")"#
     )]
     pub updated_at: DateTime<Utc>,
+    /// The author's account id (`null` for posts older than authentication).
+    pub author_id: Option<i64>,
 }
 
 impl From<post::Model> for PostView {
@@ -100,8 +102,24 @@ impl From<post::Model> for PostView {
             published: m.published,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            author_id: m.author_id,
         }
     }
+}
+
+/// The account id of an authenticated user (the `sub` of the token the auth module issued).
+fn account_id(user: &AuthUser) -> Result<i64, ChopinError> {
+    user.sub
+        .parse()
+        .map_err(|_| ChopinError::Forbidden("this token does not name a blog account".into()))
+}
+
+/// The post, or 404.
+async fn find_post(state: &AppState, id: i64) -> Result<post::Model, ChopinError> {
+    post::Entity::find_by_id(id)
+        .one(&*state.db)
+        .await?
+        .ok_or_else(|| post_not_found(id))
 }
 
 /// How long a post view stays cached. Writes through this API invalidate it at once; the TTL
@@ -173,15 +191,19 @@ pub async fn list_posts(
     responses(
         (status = 201, description = "The created post.", body = ApiResponse<PostView>),
         (status = 400, description = "Malformed JSON.", body = ErrorEnvelope),
+        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
         (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
         (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
         (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn create_post(
     State(state): State<AppState>,
+    user: AuthUser,
     ValidJson(input): ValidJson<NewPost>,
 ) -> Result<ApiResponse<PostView>, ChopinError> {
+    let author = account_id(&user)?;
     let now = super::now();
     let created = post::ActiveModel {
         title: Set(input.title),
@@ -190,6 +212,7 @@ pub async fn create_post(
         published: Set(input.published),
         created_at: Set(now),
         updated_at: Set(now),
+        author_id: Set(Some(author)),
         ..Default::default()
     }
     .insert(&*state.db)
@@ -227,7 +250,8 @@ pub async fn get_post(
     Ok(ApiResponse::success(view))
 }
 
-/// Replace a post (every field; `created_at` is kept, `updated_at` is set to now).
+/// Replace a post (every field; `created_at` is kept, `updated_at` is set to now). Only its
+/// author may.
 #[utoipa::path(
     put,
     path = "/posts/{id}",
@@ -237,17 +261,28 @@ pub async fn get_post(
     responses(
         (status = 200, description = "The updated post.", body = ApiResponse<PostView>),
         (status = 400, description = "Malformed JSON, or the id is not a positive integer.", body = ErrorEnvelope),
+        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
+        (status = 403, description = "Not the post's author (`FORBIDDEN`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
         (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
         (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
         (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn update_post(
     State(state): State<AppState>,
+    user: AuthUser,
     Id(id): Id,
     ValidJson(input): ValidJson<NewPost>,
 ) -> Result<ApiResponse<PostView>, ChopinError> {
+    let me = account_id(&user)?;
+    let existing = find_post(&state, id).await?;
+    if existing.author_id != Some(me) {
+        return Err(ChopinError::Forbidden(
+            "only the post's author may edit it".into(),
+        ));
+    }
     let update = post::ActiveModel {
         id: Unchanged(id),
         title: Set(input.title),
@@ -268,7 +303,7 @@ pub async fn update_post(
     }
 }
 
-/// Delete a post and its comments.
+/// Delete a post and its comments. Its author may, and so may any admin.
 #[utoipa::path(
     delete,
     path = "/posts/{id}",
@@ -277,13 +312,24 @@ pub async fn update_post(
     responses(
         (status = 204, description = "Deleted, with its comments."),
         (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
+        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
+        (status = 403, description = "Neither the author nor an admin (`FORBIDDEN`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn delete_post(
     State(state): State<AppState>,
+    user: AuthUser,
     Id(id): Id,
 ) -> Result<ApiResponse<()>, ChopinError> {
+    let me = account_id(&user)?;
+    let existing = find_post(&state, id).await?;
+    if existing.author_id != Some(me) && !user.has_role(ADMIN) {
+        return Err(ChopinError::Forbidden(
+            "only the post's author or an admin may delete it".into(),
+        ));
+    }
     let result = post::Entity::delete_by_id(id).exec(&*state.db).await?;
     if result.rows_affected == 0 {
         return Err(post_not_found(id));

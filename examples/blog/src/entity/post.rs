@@ -23,6 +23,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When the post was last replaced.
     pub updated_at: DateTimeUtc,
+    /// The account that wrote it (`sub` of its access token); `None` for posts older than
+    /// authentication.
+    pub author_id: Option<i64>,
 }
 
 /// Relations of a post.

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_posts;
 mod m20250101_000002_create_comments;
+mod m20250101_000003_add_post_author;
 
 /// The blog's migrations, in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_posts::Migration),
             Box::new(m20250101_000002_create_comments::Migration),
+            Box::new(m20250101_000003_add_post_author::Migration),
         ]
     }
 }

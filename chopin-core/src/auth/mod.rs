@@ -1,0 +1,304 @@
+//! Authentication and authorisation: JWT access tokens, the [`AuthUser`] extractor, argon2id
+//! passwords, refresh tokens with rotation and reuse detection, revocation, roles and
+//! permissions, and a mountable set of auth routes (feature `auth`).
+//!
+//! [`Auth`] is the handle that issues, verifies and revokes tokens. Install it on the router
+//! (`App::auth`, or `.layer(auth.extension())` in plain axum) and ask for an [`AuthUser`] in a
+//! handler:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use chopin_core::auth::{Auth, AuthUser, JwtKeys, TokenSettings};
+//! use chopin_core::prelude::*;
+//!
+//! async fn me(user: AuthUser) -> ApiResponse<String> {
+//!     ApiResponse::success(user.sub.clone())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = Auth::new(
+//!     JwtKeys::hs256("k1", b"a-secret-of-at-least-thirty-two-bytes")?,
+//!     TokenSettings::default(),
+//! );
+//! let router: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(auth.extension());
+//! let token = auth.issue(auth.claims_for("42"))?;
+//! # let _ = (router, token); Ok(()) }
+//! ```
+//!
+//! Every rejection is a 401 `UNAUTHORIZED` envelope with `WWW-Authenticate: Bearer` (no
+//! token) or `Bearer error="invalid_token"` (a token that is malformed, tampered, expired,
+//! not yet valid, signed with another algorithm or key, for another issuer or audience, or
+//! revoked). See `docs/auth.md`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::ChopinError;
+
+mod extractor;
+mod jwt;
+mod mailer;
+pub mod password;
+mod revocation;
+mod roles;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod entity;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod migration;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod routes;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod store;
+
+pub use extractor::{AuthUser, bearer_token};
+pub use jwt::{AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings};
+pub use mailer::{LogMailer, Mail, MailKind, Mailer};
+pub use revocation::Revocations;
+pub use roles::{Permission, RequirePermission, RequireRole, Role};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use routes::{AuthModule, TokenPair};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use store::{AuthStore, User};
+
+use jwt::Jwt;
+
+/// Why a token was refused, or auth could not be set up.
+///
+/// Converts into a [`ChopinError`]: the token cases into 401 (see the module docs), an
+/// unreachable revocation store into 503, configuration and internal failures into 500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token in the request.
+    #[error("no access token")]
+    Missing,
+    /// Not a JWT, or its header or claims do not parse.
+    #[error("malformed token")]
+    Malformed,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The header's `alg` is not the algorithm of the key (including `none`).
+    #[error("wrong algorithm")]
+    WrongAlgorithm,
+    /// The signature does not match (tampered, or signed with another key).
+    #[error("bad signature")]
+    BadSignature,
+    /// The `kid` names no known key.
+    #[error("unknown key id")]
+    UnknownKey,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` is not the configured audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is missing.
+    #[error("missing claim")]
+    MissingClaim,
+    /// The token id was revoked (logout).
+    #[error("token revoked")]
+    Revoked,
+    /// The revocation store (Redis) could not be asked.
+    #[error("revocation store unavailable")]
+    Unavailable,
+    /// Invalid auth configuration (start-up error).
+    #[error("auth configuration: {0}")]
+    Config(String),
+    /// An unexpected failure.
+    #[error("auth internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AuthError> for ChopinError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing => ChopinError::Unauthorized("authentication required".into()),
+            AuthError::Expired => ChopinError::InvalidToken("the access token has expired".into()),
+            AuthError::Revoked => {
+                ChopinError::InvalidToken("the access token has been revoked".into())
+            }
+            AuthError::Unavailable => ChopinError::unavailable(
+                "authentication is temporarily unavailable",
+                crate::error::DEFAULT_RETRY_AFTER,
+            ),
+            AuthError::Config(m) | AuthError::Internal(m) => ChopinError::internal(m),
+            _ => ChopinError::InvalidToken("the access token is invalid".into()),
+        }
+    }
+}
+
+impl axum::response::IntoResponse for AuthError {
+    fn into_response(self) -> axum::response::Response {
+        ChopinError::from(self).into_response()
+    }
+}
+
+struct AuthInner {
+    jwt: Jwt,
+    revocations: Revocations,
+}
+
+/// Issues, verifies and revokes access tokens. A cheap clone (an `Arc`).
+///
+/// Build it from the configuration with [`Auth::from_config`], or from explicit keys with
+/// [`Auth::new`]; then install it with [`App::auth`](crate::App::auth) or
+/// [`Auth::extension`].
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<AuthInner>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("keys", self.inner.jwt.keys())
+            .field("settings", &self.inner.jwt.settings)
+            .field("revocations", &self.inner.revocations)
+            .finish()
+    }
+}
+
+impl Auth {
+    /// An `Auth` with the given keys and settings, keeping revocations in this process.
+    pub fn new(keys: JwtKeys, settings: TokenSettings) -> Auth {
+        let revocations = Revocations::memory();
+        Auth::with_revocations(keys, settings, revocations)
+    }
+
+    /// An `Auth` with the given revocation store (for example [`Revocations::redis`]).
+    pub fn with_revocations(
+        keys: JwtKeys,
+        settings: TokenSettings,
+        revocations: Revocations,
+    ) -> Auth {
+        Auth {
+            inner: Arc::new(AuthInner {
+                jwt: Jwt::new(keys, settings),
+                revocations,
+            }),
+        }
+    }
+
+    /// Keys, lifetimes and revocation store from the configuration (`CHOPIN_JWT_*`,
+    /// `CHOPIN_AUTH_*`; Redis from `REDIS_URL` and `CHOPIN_CACHE_NAMESPACE`). Fails in
+    /// production without a secret, and when Redis is configured but unreachable.
+    pub async fn from_config(config: &Config) -> Result<Auth, AuthError> {
+        let keys = JwtKeys::from_config(&config.auth, config.environment)?;
+        let revocations = match config.auth.revocation {
+            crate::config::SharedStateBackend::Memory => Revocations::memory(),
+            crate::config::SharedStateBackend::Redis => {
+                Revocations::from_cache_config(&config.cache).await?
+            }
+        };
+        Ok(Auth::with_revocations(
+            keys,
+            TokenSettings::from(&config.auth),
+            revocations,
+        ))
+    }
+
+    /// The settings (lifetimes, issuer, audience, cookie).
+    pub fn settings(&self) -> &TokenSettings {
+        &self.inner.jwt.settings
+    }
+
+    /// The key set.
+    pub fn keys(&self) -> &JwtKeys {
+        self.inner.jwt.keys()
+    }
+
+    /// The revocation store.
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+
+    /// An `Extension` layer that makes this `Auth` available to [`AuthUser`] (what
+    /// [`App::auth`](crate::App::auth) installs).
+    pub fn extension(&self) -> axum::Extension<Auth> {
+        axum::Extension(self.clone())
+    }
+
+    /// Fresh claims for `subject`: issued now, valid from now, expiring after the access TTL,
+    /// a new random `jti`, and the configured issuer and audience.
+    pub fn claims_for(&self, subject: impl Into<String>) -> Claims {
+        self.claims_with(subject, NoExtra {})
+    }
+
+    /// Like [`Auth::claims_for`], with the application's own claims.
+    pub fn claims_with<E>(&self, subject: impl Into<String>, extra: E) -> Claims<E> {
+        let now = jwt::now_secs();
+        let settings = self.settings();
+        Claims {
+            sub: subject.into(),
+            exp: now.saturating_add(settings.access_ttl.as_secs() as i64),
+            iat: now,
+            nbf: now,
+            iss: settings.issuer.clone(),
+            aud: settings.audience.clone(),
+            // A failing OS random generator leaves an empty id, which `issue` refuses.
+            jti: jwt::new_jti().unwrap_or_default(),
+            roles: Vec::new(),
+            perms: Vec::new(),
+            extra,
+        }
+    }
+
+    /// Sign `claims` into a compact JWT with the signing key.
+    pub fn issue<E: Serialize>(&self, claims: Claims<E>) -> Result<String, AuthError> {
+        if claims.jti.is_empty() {
+            return Err(AuthError::Internal("token id missing".into()));
+        }
+        self.inner.jwt.encode(&claims)
+    }
+
+    /// Sign any serialisable claims (no checks): for tests and special tokens.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
+        self.inner.jwt.encode(claims)
+    }
+
+    /// Verify `token`'s signature and claims, then check that it is not revoked.
+    pub async fn verify<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
+        let claims: C = self.inner.jwt.decode(token)?;
+        if self.inner.revocations.is_revoked(claims.token_id()).await? {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Verify signature and claims only (no revocation lookup): cheap, synchronous, for
+    /// keying a rate limit and similar uses where a revoked token does no harm.
+    pub fn decode<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
+        self.inner.jwt.decode(token)
+    }
+
+    /// Revoke the token with these claims until it expires (plus the leeway).
+    pub async fn revoke<C: AuthClaims>(&self, claims: &C) -> Result<(), AuthError> {
+        let until = claims
+            .expires_at()
+            .saturating_add(self.settings().leeway.as_secs() as i64);
+        self.inner
+            .revocations
+            .revoke(claims.token_id(), until)
+            .await
+    }
+
+    /// Access-token lifetime in whole seconds (for `expires_in`).
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.settings().access_ttl.as_secs()
+    }
+
+    /// Refresh-token lifetime.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.settings().refresh_ttl
+    }
+}

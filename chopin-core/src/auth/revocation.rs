@@ -1,0 +1,147 @@
+//! Revoked access-token ids: in process (moka) or in Redis, each kept until its token expires.
+
+use std::time::{Duration, Instant};
+
+use super::AuthError;
+use super::jwt::now_secs;
+
+/// Most revoked ids kept in process before the oldest are evicted.
+const MEMORY_CAPACITY: u64 = 1_000_000;
+
+struct UntilExpiry;
+
+impl moka::Expiry<String, Instant> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, until: &Instant, now: Instant) -> Option<Duration> {
+        Some(until.saturating_duration_since(now))
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Memory(moka::future::Cache<String, Instant>),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis_conn::SharedRedis),
+}
+
+/// Where revoked token ids (`jti`) live until their token expires.
+///
+/// * [`Revocations::memory`]: in this process (moka). A logout is seen only by this
+///   instance.
+/// * [`Revocations::redis`] (feature `redis`): `SET <namespace>:auth:revoked:<jti> PX <ttl>`,
+///   seen by every instance sharing the Redis. Each check is one `EXISTS` round trip within
+///   the cache timeout; if Redis does not answer, the request is refused with 503 (fail
+///   closed) rather than let a revoked token through.
+#[derive(Clone)]
+pub struct Revocations {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Memory(_) => f.write_str("Revocations::Memory"),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => write!(f, "Revocations::Redis({:?})", r.prefix),
+        }
+    }
+}
+
+impl Revocations {
+    /// Revocations kept in this process.
+    pub fn memory() -> Revocations {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(MEMORY_CAPACITY)
+            .expire_after(UntilExpiry)
+            .build();
+        Revocations {
+            backend: Backend::Memory(cache),
+        }
+    }
+
+    /// Revocations in Redis, from the cache settings (`REDIS_URL`, `CHOPIN_CACHE_NAMESPACE`,
+    /// `CHOPIN_CACHE_TIMEOUT`). Fails when Redis does not answer.
+    #[cfg(feature = "redis")]
+    pub async fn redis(config: &crate::config::CacheConfig) -> Result<Revocations, AuthError> {
+        let shared = crate::redis_conn::SharedRedis::connect(config)
+            .await
+            .map_err(AuthError::Config)?;
+        Ok(Revocations {
+            backend: Backend::Redis(shared),
+        })
+    }
+
+    pub(crate) async fn from_cache_config(
+        config: &crate::config::CacheConfig,
+    ) -> Result<Revocations, AuthError> {
+        #[cfg(feature = "redis")]
+        {
+            Revocations::redis(config).await
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = config;
+            Err(AuthError::Config(
+                "CHOPIN_AUTH_REVOCATION=redis needs chopin-core's `redis` feature".into(),
+            ))
+        }
+    }
+
+    /// Revoke `jti` until `until` (seconds since the Unix epoch); already-expired ids are not
+    /// stored.
+    pub async fn revoke(&self, jti: &str, until: i64) -> Result<(), AuthError> {
+        let remaining = until.saturating_sub(now_secs());
+        if remaining <= 0 || jti.is_empty() {
+            return Ok(());
+        }
+        let ttl = Duration::from_secs(remaining as u64);
+        match &self.backend {
+            Backend::Memory(cache) => {
+                cache.insert(jti.to_string(), Instant::now() + ttl).await;
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(shared) => {
+                let mut conn = shared.conn.clone();
+                let key = format!("{}auth:revoked:{jti}", shared.prefix);
+                let cmd = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .to_owned();
+                // A logout waits a little longer than a check: it must not be lost.
+                let deadline = shared.timeout.max(Duration::from_secs(1));
+                match tokio::time::timeout(deadline, cmd.query_async::<()>(&mut conn)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot store a token revocation in Redis");
+                        Err(AuthError::Unavailable)
+                    }
+                    Err(_) => Err(AuthError::Unavailable),
+                }
+            }
+        }
+    }
+
+    /// `true` when `jti` is revoked.
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
+        match &self.backend {
+            Backend::Memory(cache) => Ok(cache.contains_key(jti)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(shared) => {
+                let mut conn = shared.conn.clone();
+                let key = format!("{}auth:revoked:{jti}", shared.prefix);
+                let cmd = redis::cmd("EXISTS").arg(&key).to_owned();
+                match tokio::time::timeout(shared.timeout, cmd.query_async::<i64>(&mut conn)).await
+                {
+                    Ok(Ok(n)) => Ok(n > 0),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot check token revocation in Redis");
+                        Err(AuthError::Unavailable)
+                    }
+                    Err(_) => Err(AuthError::Unavailable),
+                }
+            }
+        }
+    }
+}

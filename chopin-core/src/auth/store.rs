@@ -1,0 +1,344 @@
+//! The database side of the auth module: accounts, refresh tokens (hashed, rotated, revoked
+//! by family) and one-time tokens.
+
+use chrono::{DateTime, Utc};
+use ring::digest;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm_migration::MigratorTrait;
+use serde::Serialize;
+
+use super::entity::{one_time_token, refresh_token, user};
+use super::jwt::{hex, random_bytes};
+use super::migration::AuthMigrator;
+use crate::error::ChopinError;
+
+/// An account, as the auth routes return it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct User {
+    /// The account's id (the `sub` of its tokens).
+    pub id: i64,
+    /// E-mail address (lowercased).
+    pub email: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Whether the address was verified.
+    pub email_verified: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<user::Model> for User {
+    fn from(m: user::Model) -> Self {
+        User {
+            id: m.id,
+            roles: split_roles(&m.roles),
+            email: m.email,
+            email_verified: m.email_verified,
+            created_at: m.created_at,
+        }
+    }
+}
+
+fn split_roles(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_string).collect()
+}
+
+/// SHA-256 of a high-entropy token, hex. Tokens are stored only as this digest, so a leaked
+/// table gives no usable token.
+pub(crate) fn token_digest(token: &str) -> String {
+    hex(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// A new random token: 256 bits from `SystemRandom`, hex.
+pub(crate) fn new_token() -> Result<String, ChopinError> {
+    Ok(hex(&random_bytes::<32>().map_err(ChopinError::from)?))
+}
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefreshRefusal {
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// Already rotated: a replay. The family has been revoked.
+    Reused,
+}
+
+/// The auth tables on the application's database. A cheap clone.
+#[derive(Debug, Clone)]
+pub struct AuthStore {
+    db: DatabaseConnection,
+}
+
+impl AuthStore {
+    /// Use `db` and apply the auth migrations (recorded in `chopin_auth_migrations`).
+    pub async fn new(db: &crate::db::Db) -> Result<AuthStore, sea_orm::DbErr> {
+        AuthStore::from_connection(db.conn().clone()).await
+    }
+
+    /// Like [`AuthStore::new`], from a sea-orm connection.
+    pub async fn from_connection(db: DatabaseConnection) -> Result<AuthStore, sea_orm::DbErr> {
+        AuthMigrator::up(&db, None).await?;
+        Ok(AuthStore { db })
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Create an account with an already-hashed password. 409 `CONFLICT` when the e-mail is
+    /// taken.
+    pub async fn create_user(&self, email: &str, password_hash: &str) -> Result<User, ChopinError> {
+        let now = Utc::now();
+        let model = user::ActiveModel {
+            email: Set(normalize_email(email)),
+            password_hash: Set(password_hash.to_string()),
+            roles: Set(String::new()),
+            email_verified: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(model.into())
+    }
+
+    /// The account with this e-mail (case-insensitive), with its password hash.
+    pub(crate) async fn find_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<user::Model>, ChopinError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Email.eq(normalize_email(email)))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// The id of the account with this e-mail (case-insensitive).
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<i64>, ChopinError> {
+        Ok(self.find_by_email(email).await?.map(|m| m.id))
+    }
+
+    /// The account with this id.
+    pub async fn user(&self, id: i64) -> Result<Option<User>, ChopinError> {
+        Ok(user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    /// Replace an account's roles (they reach its tokens at the next login or refresh).
+    pub async fn set_roles(&self, user_id: i64, roles: &[&str]) -> Result<(), ChopinError> {
+        if roles
+            .iter()
+            .any(|r| r.is_empty() || r.contains(char::is_whitespace))
+        {
+            return Err(ChopinError::BadRequest(
+                "role names must be non-empty and contain no spaces".into(),
+            ));
+        }
+        let result = user::Entity::update_many()
+            .col_expr(user::Column::Roles, Expr::value(roles.join(" ")))
+            .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(ChopinError::NotFound(format!("user {user_id} not found")));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+    ) -> Result<(), ChopinError> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn mark_verified(&self, user_id: i64) -> Result<(), ChopinError> {
+        user::Entity::update_many()
+            .col_expr(user::Column::EmailVerified, Expr::value(true))
+            .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Issue a refresh token in `family` (a new family when `None`); returns the token.
+    pub(crate) async fn issue_refresh(
+        &self,
+        user_id: i64,
+        family: Option<String>,
+        ttl: std::time::Duration,
+    ) -> Result<String, ChopinError> {
+        let token = new_token()?;
+        let family = match family {
+            Some(f) => f,
+            None => hex(&random_bytes::<16>().map_err(ChopinError::from)?),
+        };
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(ttl)
+            .map_err(|_| ChopinError::internal("refresh TTL out of range"))?;
+        refresh_token::ActiveModel {
+            user_id: Set(user_id),
+            family: Set(family),
+            token_hash: Set(token_digest(&token)),
+            expires_at: Set(now + ttl),
+            created_at: Set(now),
+            used_at: Set(None),
+            revoked_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(token)
+    }
+
+    /// Exchange `token` for a new one of the same family. A token already exchanged is a
+    /// replay: its whole family is revoked. The exchange is a conditional update, so two
+    /// concurrent uses cannot both succeed.
+    pub(crate) async fn rotate_refresh(
+        &self,
+        token: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Result<(i64, String), RefreshRefusal>, ChopinError> {
+        let Some(row) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(Err(RefreshRefusal::Invalid));
+        };
+        if row.revoked_at.is_some() {
+            return Ok(Err(RefreshRefusal::Invalid));
+        }
+        if row.used_at.is_some() {
+            self.revoke_family(&row.family).await?;
+            return Ok(Err(RefreshRefusal::Reused));
+        }
+        let now = Utc::now();
+        if row.expires_at <= now {
+            return Ok(Err(RefreshRefusal::Invalid));
+        }
+        let claimed = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(row.id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        if claimed.rows_affected == 0 {
+            // Someone used it between our read and our update: treat as a replay.
+            self.revoke_family(&row.family).await?;
+            return Ok(Err(RefreshRefusal::Reused));
+        }
+        let next = self
+            .issue_refresh(row.user_id, Some(row.family), ttl)
+            .await?;
+        Ok(Ok((row.user_id, next)))
+    }
+
+    /// Revoke every token of the family `token` belongs to (logout). Unknown tokens are
+    /// ignored.
+    pub(crate) async fn revoke_refresh(&self, token: &str) -> Result<(), ChopinError> {
+        if let Some(row) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
+            .one(&self.db)
+            .await?
+        {
+            self.revoke_family(&row.family).await?;
+        }
+        Ok(())
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<(), ChopinError> {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(refresh_token::Column::Family.eq(family))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Revoke every refresh token of an account (password reset, "log out everywhere").
+    pub async fn revoke_all_refresh(&self, user_id: i64) -> Result<(), ChopinError> {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Create a single-use token for `purpose`; returns the token.
+    pub(crate) async fn issue_one_time(
+        &self,
+        user_id: i64,
+        purpose: &str,
+        ttl: chrono::Duration,
+    ) -> Result<String, ChopinError> {
+        let token = new_token()?;
+        one_time_token::ActiveModel {
+            user_id: Set(user_id),
+            purpose: Set(purpose.to_string()),
+            token_hash: Set(token_digest(&token)),
+            expires_at: Set(Utc::now() + ttl),
+            used_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(token)
+    }
+
+    /// Use a single-use token: its account, or `None` when it is unknown, used, expired or
+    /// for another purpose.
+    pub(crate) async fn consume_one_time(
+        &self,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Option<i64>, ChopinError> {
+        let now = Utc::now();
+        let Some(row) = one_time_token::Entity::find()
+            .filter(one_time_token::Column::TokenHash.eq(token_digest(token)))
+            .filter(one_time_token::Column::Purpose.eq(purpose))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if row.used_at.is_some() || row.expires_at <= now {
+            return Ok(None);
+        }
+        let claimed = one_time_token::Entity::update_many()
+            .col_expr(one_time_token::Column::UsedAt, Expr::value(now))
+            .filter(one_time_token::Column::Id.eq(row.id))
+            .filter(one_time_token::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok((claimed.rows_affected == 1).then_some(row.user_id))
+    }
+}
+
+/// Trimmed and lowercased.
+pub(crate) fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Roles of a stored account.
+pub(crate) fn roles_of(model: &user::Model) -> Vec<String> {
+    split_roles(&model.roles)
+}

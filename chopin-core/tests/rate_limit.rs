@@ -1,0 +1,303 @@
+//! Rate limiting as a client sees it: 429 with `Retry-After` past the burst, keys per client
+//! IP (the socket's, `X-Forwarded-For` only from trusted proxies) and per user, the limit
+//! installed by `App` from `CHOPIN_RATE_LIMIT` on a real socket, and one limit held by two
+//! instances sharing Redis.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use chopin_core::auth::{Auth, AuthUser, JwtKeys, TokenSettings};
+use chopin_core::config::{CacheConfig, IpNet, Rate};
+use chopin_core::prelude::*;
+use chopin_core::rate_limit::{RateLimitLayer, client_ip};
+use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
+use http::{HeaderMap, Request, StatusCode};
+
+fn rate(burst: u32, period: Duration) -> Rate {
+    Rate { burst, period }
+}
+
+async fn ok() -> ApiResponse<&'static str> {
+    ApiResponse::success("ok")
+}
+
+fn client(layer: RateLimitLayer) -> TestClient {
+    TestClient::new(Router::new().route("/", get(ok)).layer(layer))
+}
+
+/// `GET /` from socket peer `peer`, with optional `X-Forwarded-For` and bearer token.
+async fn hit(c: &TestClient, peer: &str, xff: Option<&str>, token: Option<&str>) -> TestResponse {
+    let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
+    let mut req = Request::builder().uri("/").extension(ConnectInfo(addr));
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    c.request(req.body(Body::empty()).unwrap()).await
+}
+
+fn assert_limited(r: &TestResponse) {
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(r.error_code().as_deref(), Some("RATE_LIMITED"));
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "Retry-After {after}");
+}
+
+#[tokio::test]
+async fn the_burst_passes_then_429_with_retry_after() {
+    let c = client(RateLimitLayer::memory(rate(3, Duration::from_secs(60))));
+    for _ in 0..3 {
+        assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    }
+    let r = hit(&c, "10.0.0.1", None, None).await;
+    assert_limited(&r);
+    // One request per 20 s is the refill rate: the client is told to wait about that long.
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((15..=20).contains(&after), "Retry-After {after}");
+    // Another client has its own budget.
+    assert_eq!(hit(&c, "10.0.0.2", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_budget_refills_over_time() {
+    let c = client(RateLimitLayer::memory(rate(2, Duration::from_millis(200))));
+    assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    assert_limited(&hit(&c, "10.0.0.1", None, None).await);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    // No trusted proxies at all, and a trusted list that does not include the peer.
+    for trusted in [vec![], vec!["10.9.0.0/16".parse::<IpNet>().unwrap()]] {
+        let c = client(
+            RateLimitLayer::memory(rate(2, Duration::from_secs(60))).trusted_proxies(trusted),
+        );
+        assert_eq!(
+            hit(&c, "203.0.113.7", Some("1.1.1.1"), None).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            hit(&c, "203.0.113.7", Some("2.2.2.2"), None).await.status,
+            StatusCode::OK
+        );
+        // A fresh forged address each time does not buy a fresh budget.
+        assert_limited(&hit(&c, "203.0.113.7", Some("3.3.3.3"), None).await);
+        assert_limited(&hit(&c, "203.0.113.7", Some("4.4.4.4, 5.5.5.5"), None).await);
+        // Nor does forging the address of a client that still has budget lock it out.
+        assert_eq!(
+            hit(&c, "198.51.100.1", Some("203.0.113.7"), None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
+    let trusted = vec!["10.0.0.0/8".parse::<IpNet>().unwrap()];
+    let c =
+        client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))).trusted_proxies(trusted));
+    // Two clients behind the same proxy get separate budgets.
+    assert_eq!(
+        hit(&c, "10.0.0.5", Some("198.51.100.1"), None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        hit(&c, "10.0.0.5", Some("198.51.100.2"), None).await.status,
+        StatusCode::OK
+    );
+    assert_limited(&hit(&c, "10.0.0.5", Some("198.51.100.1"), None).await);
+    // A client prepending a forged hop does not escape: the right-most untrusted hop counts.
+    assert_limited(&hit(&c, "10.0.0.5", Some("9.9.9.9, 198.51.100.2"), None).await);
+}
+
+#[test]
+fn client_ip_walks_forwarded_for_from_the_right() {
+    let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-forwarded-for",
+        "1.2.3.4, 5.6.7.8, 10.1.1.1".parse().unwrap(),
+    );
+    let ip = |peer: &str, h: &HeaderMap| client_ip(h, Some(peer.parse().unwrap()), &trusted);
+    assert_eq!(ip("10.0.0.1", &h), Some("5.6.7.8".parse().unwrap()));
+    assert_eq!(ip("8.8.8.8", &h), Some("8.8.8.8".parse().unwrap()));
+    h.insert("x-forwarded-for", "garbage".parse().unwrap());
+    assert_eq!(ip("10.0.0.1", &h), Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(client_ip(&HeaderMap::new(), None, &trusted), None);
+}
+
+#[tokio::test]
+async fn authenticated_requests_are_limited_per_user() {
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
+        TokenSettings::default(),
+    );
+    let layer = RateLimitLayer::memory(rate(2, Duration::from_secs(60))).per_user(auth.clone());
+    let c = TestClient::new(
+        Router::new()
+            .route("/", get(|u: AuthUser| async move { u.sub.clone() }))
+            .layer(auth.extension())
+            .layer(layer),
+    );
+    let alice = auth.issue(auth.claims_for("alice")).unwrap();
+    let bob = auth.issue(auth.claims_for("bob")).unwrap();
+    // Alice from two addresses shares one budget.
+    assert_eq!(
+        hit(&c, "10.0.0.1", None, Some(&alice)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        hit(&c, "10.0.0.2", None, Some(&alice)).await.status,
+        StatusCode::OK
+    );
+    assert_limited(&hit(&c, "10.0.0.3", None, Some(&alice)).await);
+    // Bob on Alice's address has his own.
+    assert_eq!(
+        hit(&c, "10.0.0.1", None, Some(&bob)).await.status,
+        StatusCode::OK
+    );
+    // A forged token does not pick a user's bucket: it is keyed by IP (and then refused).
+    let r = hit(&c, "10.0.0.9", None, Some("forged.token.value")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned()).expect("test config is valid")
+}
+
+#[tokio::test]
+async fn app_installs_the_configured_limit_on_a_real_socket() {
+    let config = config(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_PORT", "0"),
+        ("CHOPIN_RATE_LIMIT", "2/1m"),
+    ]);
+    let app = App::new(config).router(Router::new().route("/", get(ok)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve_with(listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/");
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        // Spoofing from a direct (untrusted) connection changes nothing.
+        let r = http
+            .get(&url)
+            .header("x-forwarded-for", format!("192.0.2.{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert!(
+                r.headers().contains_key("x-request-id"),
+                "inside the request-id layer"
+            );
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_limit_holds_across_two_instances_sharing_redis() {
+    let Some(url) = redis_url_or_skip().await else {
+        return;
+    };
+    let namespace = unique_namespace();
+    let cache = CacheConfig {
+        redis_url: url.clone(),
+        namespace: namespace.clone(),
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let limit = rate(5, Duration::from_secs(60));
+    let a = client(RateLimitLayer::redis(limit, &cache).unwrap());
+    let b = client(RateLimitLayer::redis(limit, &cache).unwrap());
+    let mut allowed = 0;
+    let mut last = None;
+    for i in 0..12 {
+        let c = if i % 2 == 0 { &a } else { &b };
+        let r = hit(c, "203.0.113.50", None, None).await;
+        if r.status == StatusCode::OK {
+            allowed += 1;
+        } else {
+            assert_limited(&r);
+            last = Some(r);
+        }
+    }
+    assert_eq!(allowed, 5, "the burst is shared, not per instance");
+    let after: u64 = last
+        .unwrap()
+        .header("retry-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=12).contains(&after),
+        "one request per 12 s: Retry-After {after}"
+    );
+    // Another client is unaffected, on either instance.
+    assert_eq!(
+        hit(&b, "203.0.113.51", None, None).await.status,
+        StatusCode::OK
+    );
+
+    // Keys expire by themselves once the budget would be full again.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:ratelimit:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 60_000, "{key}: {ttl}");
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_lets_requests_through() {
+    let cache = CacheConfig {
+        redis_url: "redis://127.0.0.1:1".into(),
+        namespace: unique_namespace(),
+        timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let c = client(RateLimitLayer::redis(rate(1, Duration::from_secs(60)), &cache).unwrap());
+    for _ in 0..3 {
+        assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
+    }
+}
