@@ -85,6 +85,8 @@ fn fails(mut cmd: Command) -> String {
 fn nested(cmd: &mut Command, target: &Path) {
     cmd.env("CARGO_TARGET_DIR", target)
         .env("CARGO_NET_OFFLINE", "true")
+        // Throw-away builds: no incremental state to write.
+        .env("CARGO_INCREMENTAL", "0")
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("DATABASE_URL")
         .env_remove("CHOPIN_CACHE");
@@ -316,9 +318,9 @@ async fn e2e_sqlite_memory() {
     eprintln!("e2e sqlite+memory: {:.0}s", started.elapsed().as_secs_f64());
 }
 
-/// postgres + tiered: full pipeline, database commands on SQLite and on PostgreSQL.
+/// postgres + tiered + auth: full pipeline, database commands on SQLite and on PostgreSQL.
 #[tokio::test(flavor = "multi_thread")]
-async fn e2e_postgres_tiered() {
+async fn e2e_postgres_tiered_auth() {
     if !enabled() {
         eprintln!(
             "skipping the chopin-cli end-to-end test: set CHOPIN_E2E=1 (it runs when CI=true)"
@@ -332,8 +334,8 @@ async fn e2e_postgres_tiered() {
     let dir = new_project(
         root.path(),
         &target,
-        "e2e-postgres-tiered",
-        &["--db", "postgres", "--cache", "tiered"],
+        "e2e-postgres-tiered-auth",
+        &["--db", "postgres", "--cache", "tiered", "--auth"],
     );
     build_lint_test(&dir, &target);
     run_generators(&dir, &target);
@@ -345,14 +347,14 @@ async fn e2e_postgres_tiered() {
     exercise_db(&dir, &target, pg.url()).await;
     drop(pg);
     eprintln!(
-        "e2e postgres+tiered: {:.0}s",
+        "e2e postgres+tiered+auth: {:.0}s",
         started.elapsed().as_secs_f64()
     );
 }
 
-/// sqlite + redis: full pipeline. The other combinations: `cargo check --all-targets`.
+/// sqlite + redis + auth: full pipeline. Four more combinations: `cargo check --all-targets`.
 #[tokio::test(flavor = "multi_thread")]
-async fn e2e_sqlite_redis_and_checks() {
+async fn e2e_sqlite_redis_auth_and_checks() {
     if !enabled() {
         eprintln!(
             "skipping the chopin-cli end-to-end test: set CHOPIN_E2E=1 (it runs when CI=true)"
@@ -366,18 +368,19 @@ async fn e2e_sqlite_redis_and_checks() {
     let dir = new_project(
         root.path(),
         &target,
-        "e2e-sqlite-redis",
-        &["--cache", "redis"],
+        "e2e-sqlite-redis-auth",
+        &["--cache", "redis", "--auth"],
     );
     build_lint_test(&dir, &target);
     run_generators(&dir, &target);
     exercise_db(&dir, &target, &sqlite_url(root.path(), "db.sqlite")).await;
     for (name, args) in [
+        ("e2e-sqlite-memory-auth", &["--auth"][..]),
         ("e2e-sqlite-tiered", &["--cache", "tiered"][..]),
         ("e2e-postgres-memory", &["--db", "postgres"][..]),
         (
-            "e2e-postgres-redis",
-            &["--db", "postgres", "--cache", "redis"][..],
+            "e2e-postgres-redis-auth",
+            &["--db", "postgres", "--cache", "redis", "--auth"][..],
         ),
     ] {
         let dir = new_project(root.path(), &target, name, args);
@@ -388,7 +391,7 @@ async fn e2e_sqlite_redis_and_checks() {
         ));
     }
     eprintln!(
-        "e2e sqlite+redis and checks: {:.0}s",
+        "e2e sqlite+redis+auth and checks: {:.0}s",
         started.elapsed().as_secs_f64()
     );
 }
