@@ -513,6 +513,27 @@ mod tests {
         walk(&Cli::command(), "");
     }
 
+    #[test]
+    fn completions_cover_every_command() {
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut Cli::command(), "chopin", &mut out);
+        let script = String::from_utf8(out).unwrap();
+        for word in [
+            "new",
+            "generate",
+            "migration",
+            "rollback",
+            "openapi",
+            "doctor",
+            "--chopin-path",
+        ] {
+            assert!(
+                script.contains(word),
+                "{word} missing from the bash completions"
+            );
+        }
+    }
+
     const SPEC: &str = r#"{"openapi":"3.1.0","info":{"title":"T","version":"1"},"paths":{
         "/api/notes/{id}":{"delete":{"operationId":"delete_note"},"get":{"operationId":"get_note"}},
         "/api/notes":{"post":{"operationId":"create_note"},"get":{"operationId":"list_notes"}}}}"#;

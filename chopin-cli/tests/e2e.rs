@@ -261,6 +261,31 @@ async fn exercise_db(dir: &Path, target: &Path, url: &str) {
     assert!(doctor.contains("reachable"), "{doctor}");
 }
 
+/// `chopin doctor` checks Redis for the `tiered` cache: reachable, then a port where nothing
+/// listens (a failure with the fix, exit status 1).
+fn exercise_doctor_redis(dir: &Path, target: &Path, database_url: &str) {
+    let redis_url = std::env::var("CHOPIN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let mut cmd = chopin(dir, target, &["doctor"]);
+    cmd.env("DATABASE_URL", database_url)
+        .env("CHOPIN_CACHE", "tiered")
+        .env("REDIS_URL", &redis_url);
+    let out = ok(cmd);
+    assert!(out.contains("cache tiered at"), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+
+    let mut cmd = chopin(dir, target, &["doctor"]);
+    cmd.env("DATABASE_URL", database_url)
+        .env("CHOPIN_CACHE", "tiered")
+        .env("REDIS_URL", "redis://127.0.0.1:1");
+    let output = cmd.output().unwrap();
+    assert!(!output.status.success(), "{}", show(&cmd, &output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FAIL  cache tiered"), "{stdout}");
+    assert!(stdout.contains("fix: start Redis"), "{stdout}");
+    assert!(stdout.contains("database postgres://"), "{stdout}");
+}
+
 fn exercise_spec(dir: &Path, target: &Path) {
     let routes = ok(chopin(dir, target, &["routes"]));
     for line in [
@@ -345,6 +370,7 @@ async fn e2e_postgres_tiered_auth() {
         return;
     };
     exercise_db(&dir, &target, pg.url()).await;
+    exercise_doctor_redis(&dir, &target, pg.url());
     drop(pg);
     eprintln!(
         "e2e postgres+tiered+auth: {:.0}s",
