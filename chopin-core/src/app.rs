@@ -165,11 +165,19 @@ where
     /// route, and key the rate limit (when on) by user for authenticated requests.
     ///
     /// Also declares the `bearer` security scheme (HTTP bearer, JWT) in the OpenAPI spec, so
-    /// operations can say `security(("bearer" = []))`.
+    /// operations can say `security(("bearer" = []))`, and, when revocations live in Redis,
+    /// registers them in `/health/ready` (check name `auth`).
     #[cfg(feature = "auth")]
     pub fn auth(mut self, auth: &crate::auth::Auth) -> Self {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         self.auth = Some(auth.clone());
+        if auth.revocations().is_shared() {
+            let revocations = auth.revocations().clone();
+            self.health.add("auth", move || {
+                let revocations = revocations.clone();
+                async move { revocations.ping().await.map_err(|e| e.to_string()) }
+            });
+        }
         self.spec
             .components
             .get_or_insert_with(Default::default)

@@ -403,7 +403,8 @@ impl FromStr for SharedStateBackend {
 /// `Debug` never shows the secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// `CHOPIN_JWT_ALGORITHM` (`HS256`).
+    /// `CHOPIN_JWT_ALGORITHM` (`HS256`). The others need both PEM files; `Auth::from_config`
+    /// reports missing or unreadable ones.
     pub algorithm: JwtAlgorithm,
     /// `CHOPIN_JWT_SECRET`: the HS256 key, at least 32 bytes. Required in production when the
     /// algorithm is HS256; in development and test a random key is generated when it is unset.
@@ -1037,15 +1038,6 @@ impl Config {
                 })
                 .unwrap_or_default(),
         };
-        if auth.algorithm != JwtAlgorithm::Hs256
-            && (auth.private_key_file.is_none() || auth.public_key_file.is_none())
-        {
-            r.problem(
-                "CHOPIN_JWT_ALGORITHM",
-                auth.algorithm.as_str(),
-                "needs CHOPIN_JWT_PRIVATE_KEY_FILE and CHOPIN_JWT_PUBLIC_KEY_FILE (PEM)",
-            );
-        }
         if auth.previous_secret.is_some() && auth.previous_kid == auth.kid {
             let value = auth.previous_kid.clone();
             r.problem(
@@ -1279,7 +1271,7 @@ mod tests {
 
         let err = from(&[
             ("CHOPIN_JWT_SECRET", "short-secret"),
-            ("CHOPIN_JWT_ALGORITHM", "RS256"),
+            ("CHOPIN_JWT_ALGORITHM", "RS512"),
             ("CHOPIN_RATE_LIMIT", "ten"),
             ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/33"),
         ])
@@ -1288,8 +1280,8 @@ mod tests {
         assert_eq!(
             vars,
             vec![
-                "CHOPIN_JWT_SECRET",
                 "CHOPIN_JWT_ALGORITHM",
+                "CHOPIN_JWT_SECRET",
                 "CHOPIN_RATE_LIMIT",
                 "CHOPIN_TRUSTED_PROXIES"
             ]

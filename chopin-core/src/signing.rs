@@ -34,7 +34,8 @@ fn b64_encode(input: &[u8], out: &mut String) {
     }
 }
 
-fn b64_decode(input: &str) -> Option<Vec<u8>> {
+/// Decode unpadded base64url; `None` on any other character or an impossible length.
+pub(crate) fn b64_decode(input: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
     let bytes = input.as_bytes();
     if bytes.len() % 4 == 1 {

@@ -3,13 +3,16 @@
 //! issue rejected with 401 and `WWW-Authenticate: Bearer error="invalid_token"`, one test per
 //! case.
 
+mod cache_support;
+
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use chopin_core::auth::{
-    Auth, AuthError, AuthUser, Claims, JwtKeys, Permission, RequirePermission, RequireRole, Role,
-    TokenSettings,
+    Auth, AuthError, AuthUser, Claims, JwtKeys, Permission, RequirePermission, RequireRole,
+    Revocations, Role, TokenSettings,
 };
 use chopin_core::config::JwtAlgorithm;
 use chopin_core::prelude::*;
@@ -190,6 +193,25 @@ async fn an_expired_token_within_the_leeway_is_accepted() {
     claims.exp = now() - 5;
     let token = auth.issue(claims).unwrap();
     assert_eq!(get_with(&auth, &token).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_verified_before_is_still_refused_once_it_expires() {
+    let settings = TokenSettings {
+        leeway: Duration::ZERO,
+        ..TokenSettings::default()
+    };
+    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), settings);
+    let mut claims = auth.claims_for("42");
+    claims.exp = now() + 1;
+    let token = auth.issue(claims).unwrap();
+    for _ in 0..3 {
+        assert_eq!(get_with(&auth, &token).await.status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = get_with(&auth, &token).await;
+    assert_invalid_token(&r);
+    assert!(r.text().contains("expired"));
 }
 
 #[tokio::test]
@@ -493,8 +515,10 @@ async fn typed_custom_claims_round_trip() {
     let token = auth.issue(claims).unwrap();
     let r = client(&auth).with_bearer(&token).get("/tenant").await;
     assert_eq!(r.value()["data"], json!("acme"), "{}", r.text());
-    // A token without the custom claim does not fit the type.
+    // A token without the custom claim does not fit the type, even once it has been
+    // verified (and remembered) for the default claims.
     let plain = auth.issue(auth.claims_for("8")).unwrap();
+    assert_eq!(get_with(&auth, &plain).await.status, StatusCode::OK);
     assert_invalid_token(&client(&auth).with_bearer(&plain).get("/tenant").await);
 }
 
@@ -547,4 +571,62 @@ async fn secrets_never_reach_debug_output() {
     assert!(!format!("{auth:?}").contains(secret));
     let token = auth.issue(auth.claims_for("1")).unwrap();
     assert_eq!(get_with(&auth, &token).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revocation_checks_fail_closed_while_redis_is_down_and_recover() {
+    let Some(mut server) = cache_support::RedisServer::start().await else {
+        return;
+    };
+    let cache = chopin_core::config::CacheConfig {
+        redis_url: server.url(),
+        namespace: chopin_core::testing::unique_namespace(),
+        timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let auth = Auth::with_revocations(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+        Revocations::redis(&cache).await.unwrap(),
+    );
+    let claims = auth.claims_for("42");
+    let token = auth.issue(claims.clone()).unwrap();
+    assert_eq!(get_with(&auth, &token).await.status, StatusCode::OK);
+
+    server.kill();
+    let r = get_with(&auth, &token).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.error_code().as_deref(), Some("SERVICE_UNAVAILABLE"));
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        auth.revoke(&claims).await.is_err(),
+        "a lost logout is reported"
+    );
+
+    server.restart().await;
+    let recovered = cache_support::eventually(Duration::from_secs(10), || async {
+        get_with(&auth, &token).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(recovered, "checks resume when Redis is back");
+    auth.revoke(&claims).await.unwrap();
+    assert_invalid_token(&get_with(&auth, &token).await);
+}
+
+/// Unreachable at start-up: `Auth::from_config` refuses to start rather than run without
+/// working logout.
+#[tokio::test]
+async fn an_unreachable_revocation_store_stops_start_up() {
+    let err = Auth::from_config(&config(&[
+        (
+            "CHOPIN_JWT_SECRET",
+            "a-secret-of-at-least-thirty-two-bytes!",
+        ),
+        ("CHOPIN_AUTH_REVOCATION", "redis"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("CHOPIN_CACHE_TIMEOUT", "100ms"),
+    ]))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AuthError::Config(_)), "{err}");
 }

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use chopin_core::auth::TokenSettings;
-use chopin_core::auth::{
-    Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer, Revocations,
-};
+use chopin_core::auth::{Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer};
 use chopin_core::db::Db;
 use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
 use http::StatusCode;
@@ -146,6 +144,12 @@ async fn session_lifecycle(db: &Db) {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh2}))
         .await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text());
+    // And the family's access tokens are revoked with it: the thief's as well as the user's.
+    for token in [&access, &access2] {
+        let r = i.client.with_bearer(token).get("/auth/me").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        assert!(r.text().contains("revoked"));
+    }
 
     // The other login's family is untouched.
     let (access3, refresh3) = tokens(&login);
@@ -154,7 +158,7 @@ async fn session_lifecycle(db: &Db) {
         .post_json("/auth/refresh", &json!({"refresh_token": refresh3}))
         .await;
     assert_eq!(r3.status, StatusCode::OK, "{}", r3.text());
-    let (_, refresh4) = tokens(&r3);
+    let (access4, refresh4) = tokens(&r3);
 
     // Logout revokes the access token and the refresh family.
     let out = i
@@ -170,6 +174,9 @@ async fn session_lifecycle(db: &Db) {
         .client
         .post_json("/auth/refresh", &json!({"refresh_token": refresh4}))
         .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The access token issued with that refresh token went too.
+    let r = i.client.with_bearer(&access4).get("/auth/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Unknown refresh tokens are plain 401s.
     let r = i
@@ -191,6 +198,37 @@ async fn session_lifecycle_on_postgres() {
         return;
     };
     session_lifecycle(&db).await;
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_refresh_token_revokes_the_family() {
+    let (_dir, db) = common::sqlite("").await;
+    let i = instance(&db).await;
+    let (_, first) = signup(&i, "jo@example.com", "a password").await;
+    let refresh = |token: &str| {
+        let body = json!({ "refresh_token": token });
+        let client = i.client.clone();
+        async move { client.post_json("/auth/refresh", &body).await }
+    };
+    // Two legitimate rotations.
+    let (_, second) = tokens(&refresh(&first).await);
+    let r = refresh(&second).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (latest_access, latest) = tokens(&r);
+    // A thief replays the first (rotated) token: refused, and the family is gone.
+    let replay = refresh(&first).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert!(replay.text().contains("already used"), "{}", replay.text());
+    assert_eq!(refresh(&latest).await.status, StatusCode::UNAUTHORIZED);
+    let me = i.client.with_bearer(&latest_access).get("/auth/me").await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    // Signing in again starts a new, working family.
+    let login = i
+        .client
+        .post_json("/auth/login", &creds("jo@example.com", "a password"))
+        .await;
+    let (_, fresh) = tokens(&login);
+    assert_eq!(refresh(&fresh).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -459,6 +497,8 @@ async fn auth_migrations_live_in_their_own_table() {
     );
 }
 
+/// Two full `App`s built from the same configuration (`CHOPIN_AUTH_REVOCATION=redis`), sharing
+/// one database and one Redis, as two instances behind a load balancer.
 #[tokio::test]
 async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
     let Some(url) = redis_url_or_skip().await else {
@@ -468,39 +508,58 @@ async fn logout_on_one_instance_is_seen_by_another_sharing_redis() {
         return;
     };
     let namespace = unique_namespace();
-    let cache = chopin_core::config::CacheConfig {
-        redis_url: url,
-        namespace: namespace.clone(),
-        timeout: Duration::from_secs(1),
-        ..Default::default()
-    };
-    let make = || async {
-        Auth::with_revocations(
-            JwtKeys::hs256("k1", SECRET).unwrap(),
-            TokenSettings::default(),
-            Revocations::redis(&cache).await.unwrap(),
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    let config = common::config(&[
+        ("CHOPIN_ENV", "production"),
+        ("CHOPIN_JWT_SECRET", secret),
+        ("CHOPIN_AUTH_REVOCATION", "redis"),
+        ("REDIS_URL", &url),
+        ("CHOPIN_CACHE_NAMESPACE", &namespace),
+        ("CHOPIN_CACHE_TIMEOUT", "1s"),
+    ]);
+    let app = || async {
+        let auth = Auth::from_config(&config).await.unwrap();
+        let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await.unwrap())
+            .await
+            .unwrap();
+        TestClient::new(
+            chopin_core::App::new(config.clone())
+                .auth(&auth)
+                .router(Router::new().nest("/auth", module.router()))
+                .into_router(),
         )
     };
-    let a = instance_with(&db, make().await).await;
-    let b = instance_with(&db, make().await).await;
-    let (access, _) = signup(&a, "ivy@example.com", "a password").await;
+    let a = app().await;
+    let b = app().await;
+    let r = a
+        .post_json("/auth/signup", &creds("ivy@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let (access, _) = tokens(&r);
     assert_eq!(
-        b.client.with_bearer(&access).get("/auth/me").await.status,
+        b.with_bearer(&access).get("/auth/me").await.status,
         StatusCode::OK
     );
     let out = a
-        .client
         .with_bearer(&access)
         .post_json("/auth/logout", &json!({}))
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let r = b.client.with_bearer(&access).get("/auth/me").await;
+    let r = b.with_bearer(&access).get("/auth/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
     assert!(r.text().contains("revoked"));
+    // The shared store is in the readiness check.
+    let ready = b.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert!(ready.text().contains("auth"), "{}", ready.text());
 
     // The revocation expires with the token: its Redis key has a TTL no longer than the
     // token's remaining life plus the leeway.
-    let client = redis::Client::open(cache.redis_url.as_str()).unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{namespace}:auth:revoked:*"))

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use chopin_core::config::{CacheBackend, ConfigError, LogFormat, redact_url};
+use chopin_core::config::{
+    CacheBackend, ConfigError, JwtAlgorithm, LogFormat, SharedStateBackend, redact_url,
+};
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
@@ -247,6 +249,64 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_CACHE_TIMEOUT", "1", |c| {
             c.cache.timeout == Duration::from_secs(1)
         }),
+        ("CHOPIN_JWT_ALGORITHM", "es256", |c| {
+            c.auth.algorithm == JwtAlgorithm::Es256
+        }),
+        (
+            "CHOPIN_JWT_SECRET",
+            "0123456789abcdef0123456789abcdef",
+            |c| {
+                c.auth.secret.as_ref().map(|s| s.expose())
+                    == Some("0123456789abcdef0123456789abcdef")
+            },
+        ),
+        ("CHOPIN_JWT_PRIVATE_KEY_FILE", "/run/keys/jwt.key", |c| {
+            c.auth.private_key_file.as_deref() == Some("/run/keys/jwt.key")
+        }),
+        ("CHOPIN_JWT_PUBLIC_KEY_FILE", "/run/keys/jwt.pub", |c| {
+            c.auth.public_key_file.as_deref() == Some("/run/keys/jwt.pub")
+        }),
+        ("CHOPIN_JWT_KID", "2026-11", |c| c.auth.kid == "2026-11"),
+        (
+            "CHOPIN_JWT_PREVIOUS_SECRET",
+            "fedcba9876543210fedcba9876543210",
+            |c| c.auth.previous_secret.is_some(),
+        ),
+        ("CHOPIN_JWT_PREVIOUS_KID", "2026-10", |c| {
+            c.auth.previous_kid == "2026-10"
+        }),
+        ("CHOPIN_JWT_ISSUER", "https://api.example", |c| {
+            c.auth.issuer.as_deref() == Some("https://api.example")
+        }),
+        ("CHOPIN_JWT_AUDIENCE", "mobile", |c| {
+            c.auth.audience.as_deref() == Some("mobile")
+        }),
+        ("CHOPIN_JWT_ACCESS_TTL", "5m", |c| {
+            c.auth.access_ttl == Duration::from_secs(300)
+        }),
+        ("CHOPIN_JWT_REFRESH_TTL", "7d", |c| {
+            c.auth.refresh_ttl == Duration::from_secs(7 * 86400)
+        }),
+        ("CHOPIN_JWT_LEEWAY", "0", |c| c.auth.leeway.is_zero()),
+        ("CHOPIN_AUTH_COOKIE", "access_token", |c| {
+            c.auth.cookie.as_deref() == Some("access_token")
+        }),
+        ("CHOPIN_AUTH_REVOCATION", "redis", |c| {
+            c.auth.revocation == SharedStateBackend::Redis
+        }),
+        ("CHOPIN_RATE_LIMIT", "100/1m", |c| {
+            c.rate_limit
+                .rate
+                .is_some_and(|r| r.burst == 100 && r.period == Duration::from_secs(60))
+        }),
+        ("CHOPIN_RATE_LIMIT_BACKEND", "redis", |c| {
+            c.rate_limit.backend == SharedStateBackend::Redis
+        }),
+        ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1", |c| {
+            c.security.trusted_proxies.len() == 2
+        }),
+        ("CHOPIN_SECURITY_HEADERS", "false", |c| !c.security.headers),
+        ("CHOPIN_HSTS", "true", |c| c.security.hsts),
     ];
     let covered: BTreeSet<&str> = cases.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());

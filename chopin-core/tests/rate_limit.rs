@@ -67,11 +67,13 @@ async fn the_burst_passes_then_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_budget_refills_over_time() {
-    let c = client(RateLimitLayer::memory(rate(2, Duration::from_millis(200))));
+    // One request per second after a burst of two: the three quick requests below would have
+    // to be a full second apart for the third to pass, so a slow machine cannot flake this.
+    let c = client(RateLimitLayer::memory(rate(2, Duration::from_secs(2))));
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     assert_limited(&hit(&c, "10.0.0.1", None, None).await);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
 }
 
@@ -220,21 +222,30 @@ async fn app_installs_the_configured_limit_on_a_real_socket() {
     server.await.unwrap().unwrap();
 }
 
+/// Two full `App`s from one configuration (`CHOPIN_RATE_LIMIT_BACKEND=redis`), as two
+/// instances behind a load balancer: the burst is shared, not per instance.
 #[tokio::test]
 async fn the_limit_holds_across_two_instances_sharing_redis() {
     let Some(url) = redis_url_or_skip().await else {
         return;
     };
     let namespace = unique_namespace();
-    let cache = CacheConfig {
-        redis_url: url.clone(),
-        namespace: namespace.clone(),
-        timeout: Duration::from_secs(1),
-        ..Default::default()
+    let config = config(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_RATE_LIMIT", "5/1m"),
+        ("CHOPIN_RATE_LIMIT_BACKEND", "redis"),
+        ("REDIS_URL", &url),
+        ("CHOPIN_CACHE_NAMESPACE", &namespace),
+        ("CHOPIN_CACHE_TIMEOUT", "1s"),
+    ]);
+    let app = || {
+        TestClient::new(
+            App::new(config.clone())
+                .router(Router::new().route("/", get(ok)))
+                .into_router(),
+        )
     };
-    let limit = rate(5, Duration::from_secs(60));
-    let a = client(RateLimitLayer::redis(limit, &cache).unwrap());
-    let b = client(RateLimitLayer::redis(limit, &cache).unwrap());
+    let (a, b) = (app(), app());
     let mut allowed = 0;
     let mut last = None;
     for i in 0..12 {
@@ -263,6 +274,15 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
         hit(&b, "203.0.113.51", None, None).await.status,
         StatusCode::OK
     );
+    // The layer API gives the same sharing.
+    let cache = CacheConfig {
+        redis_url: url.clone(),
+        namespace: namespace.clone(),
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let c = client(RateLimitLayer::redis(rate(5, Duration::from_secs(60)), &cache).unwrap());
+    assert_limited(&hit(&c, "203.0.113.50", None, None).await);
 
     // Keys expire by themselves once the budget would be full again.
     let client = redis::Client::open(url.as_str()).unwrap();

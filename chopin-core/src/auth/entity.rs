@@ -61,6 +61,10 @@ pub mod refresh_token {
         pub used_at: Option<DateTimeUtc>,
         /// When its family was revoked (logout, replay, password reset).
         pub revoked_at: Option<DateTimeUtc>,
+        /// `jti` of the access token issued with it.
+        pub access_jti: Option<String>,
+        /// `exp` of that access token (seconds since the epoch).
+        pub access_exp: Option<i64>,
     }
 
     /// No relations are navigated from refresh tokens.

@@ -452,11 +452,25 @@ impl Jwt {
 
     /// Check the signature and the registered claims; the key is chosen by `kid`.
     pub fn decode<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+        if self.keys.keys.len() == 1 {
+            // One key: no need to parse the header twice. The `kid`, if any, is checked
+            // against the key's after verification (the header comes back with the claims).
+            let kid = &self.keys.signing;
+            let (Some(entry), Some(validation)) =
+                (self.keys.keys.get(kid), self.validations.get(kid))
+            else {
+                return Err(AuthError::UnknownKey);
+            };
+            let data =
+                jsonwebtoken::decode::<C>(token, &entry.decoding, validation).map_err(map_error)?;
+            return match data.header.kid {
+                Some(k) if k != *kid => Err(AuthError::UnknownKey),
+                _ => Ok(data.claims),
+            };
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
-        let kid = match header.kid {
-            Some(kid) => kid,
-            None if self.keys.keys.len() == 1 => self.keys.signing.clone(),
-            None => return Err(AuthError::UnknownKey),
+        let Some(kid) = header.kid else {
+            return Err(AuthError::UnknownKey);
         };
         let (Some(entry), Some(validation)) =
             (self.keys.keys.get(&kid), self.validations.get(&kid))
@@ -465,16 +479,20 @@ impl Jwt {
         };
         jsonwebtoken::decode::<C>(token, &entry.decoding, validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
-                _ => AuthError::Malformed,
-            })
+            .map_err(map_error)
+    }
+}
+
+fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+        _ => AuthError::Malformed,
     }
 }
 

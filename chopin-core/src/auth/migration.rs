@@ -16,7 +16,7 @@ pub const MIGRATION_TABLE: &str = "chopin_auth_migrations";
 #[async_trait::async_trait]
 impl MigratorTrait for AuthMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuthTables)]
+        vec![Box::new(CreateAuthTables), Box::new(TrackAccessTokens)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -29,6 +29,56 @@ struct CreateAuthTables;
 impl MigrationName for CreateAuthTables {
     fn name(&self) -> &str {
         "chopin_auth_m0001_create_tables"
+    }
+}
+
+/// Remember, per refresh token, the access token issued with it, so that revoking a refresh
+/// family (replay, logout) revokes its live access tokens too.
+struct TrackAccessTokens;
+
+impl MigrationName for TrackAccessTokens {
+    fn name(&self) -> &str {
+        "chopin_auth_m0002_track_access_tokens"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TrackAccessTokens {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ChopinAuthRefreshTokens::Table)
+                    .add_column(string_len_null(ChopinAuthRefreshTokens::AccessJti, 64))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ChopinAuthRefreshTokens::Table)
+                    .add_column(big_integer_null(ChopinAuthRefreshTokens::AccessExp))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            ChopinAuthRefreshTokens::AccessExp,
+            ChopinAuthRefreshTokens::AccessJti,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ChopinAuthRefreshTokens::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -55,6 +105,8 @@ enum ChopinAuthRefreshTokens {
     CreatedAt,
     UsedAt,
     RevokedAt,
+    AccessJti,
+    AccessExp,
 }
 
 #[derive(DeriveIden)]

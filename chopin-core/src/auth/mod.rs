@@ -146,6 +146,65 @@ impl axum::response::IntoResponse for AuthError {
 struct AuthInner {
     jwt: Jwt,
     revocations: Revocations,
+    verified: moka::future::Cache<String, Arc<VerifiedToken>>,
+}
+
+/// Most verified tokens remembered (see [`Auth::verify`]).
+const VERIFIED_CAPACITY: u64 = 10_000;
+
+/// A token whose signature, algorithm, key, issuer and audience were checked: its decoded
+/// payload, and the time window it is valid in.
+struct VerifiedToken {
+    payload: Vec<u8>,
+    exp: i64,
+    nbf: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct TimeClaims {
+    exp: i64,
+    nbf: i64,
+}
+
+impl VerifiedToken {
+    /// The payload of a token that was just verified, or `None` if it cannot be remembered.
+    fn of(token: &str) -> Option<VerifiedToken> {
+        let payload = token.split('.').nth(1)?;
+        let payload = crate::signing::b64_decode(payload)?;
+        let times: TimeClaims = serde_json::from_slice(&payload).ok()?;
+        Some(VerifiedToken {
+            payload,
+            exp: times.exp,
+            nbf: times.nbf,
+        })
+    }
+
+    /// The claims, if the token is still inside its time window (same rules as the full
+    /// check: `exp` and `nbf` within the leeway).
+    fn claims<C: AuthClaims>(&self, leeway: i64) -> Result<C, AuthError> {
+        let now = jwt::now_secs();
+        if self.exp < now.saturating_sub(leeway) {
+            return Err(AuthError::Expired);
+        }
+        if self.nbf > now.saturating_add(leeway) {
+            return Err(AuthError::NotYetValid);
+        }
+        serde_json::from_slice(&self.payload).map_err(|_| AuthError::Malformed)
+    }
+}
+
+struct UntilTokenExpiry;
+
+impl moka::Expiry<String, Arc<VerifiedToken>> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        token: &Arc<VerifiedToken>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = token.exp.saturating_sub(jwt::now_secs()).max(0);
+        Some(Duration::from_secs(left as u64))
+    }
 }
 
 /// Issues, verifies and revokes access tokens. A cheap clone (an `Arc`).
@@ -185,6 +244,10 @@ impl Auth {
             inner: Arc::new(AuthInner {
                 jwt: Jwt::new(keys, settings),
                 revocations,
+                verified: moka::future::Cache::builder()
+                    .max_capacity(VERIFIED_CAPACITY)
+                    .expire_after(UntilTokenExpiry)
+                    .build(),
             }),
         }
     }
@@ -267,8 +330,27 @@ impl Auth {
     }
 
     /// Verify `token`'s signature and claims, then check that it is not revoked.
+    ///
+    /// A token that passed the full check is remembered (up to 10 000, each until its `exp`),
+    /// keyed by the whole token: presenting it again skips the base64, header, signature,
+    /// issuer and audience work, which cannot change for the same bytes and the same keys;
+    /// `exp` and `nbf` are checked again, the claims deserialised again, and revocation is
+    /// checked on every call.
     pub async fn verify<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
-        let claims: C = self.inner.jwt.decode(token)?;
+        let leeway = self.settings().leeway.as_secs() as i64;
+        let claims: C = match self.inner.verified.get(token).await {
+            Some(known) => known.claims(leeway)?,
+            None => {
+                let claims: C = self.inner.jwt.decode(token)?;
+                if let Some(known) = VerifiedToken::of(token) {
+                    self.inner
+                        .verified
+                        .insert(token.to_string(), Arc::new(known))
+                        .await;
+                }
+                claims
+            }
+        };
         if self.inner.revocations.is_revoked(claims.token_id()).await? {
             return Err(AuthError::Revoked);
         }

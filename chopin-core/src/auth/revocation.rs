@@ -123,6 +123,30 @@ impl Revocations {
         }
     }
 
+    /// `true` when revocations are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self.backend, Backend::Memory(_))
+    }
+
+    /// `Ok` when the store answers: always for memory, a Redis `PING` within the timeout.
+    pub async fn ping(&self) -> Result<(), AuthError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(shared) => {
+                let mut conn = shared.conn.clone();
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<redis::Value>(&mut conn);
+                match tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), ping)
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    _ => Err(AuthError::Unavailable),
+                }
+            }
+        }
+    }
+
     /// `true` when `jti` is revoked.
     pub async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
         match &self.backend {

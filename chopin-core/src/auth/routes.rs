@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -13,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::password;
 use super::store::{RefreshRefusal, roles_of};
 use super::{Auth, AuthStore, AuthUser, LogMailer, Mail, MailKind, Mailer, User};
-use crate::error::{ChopinError, FieldError};
+use crate::error::{ChopinError, ErrorEnvelope, FieldError};
 use crate::extractors::Json;
+use crate::openapi::OpenApiRouter;
 use crate::response::ApiResponse;
 
 /// Shortest accepted password.
@@ -43,41 +43,57 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of sign-up and login.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Credentials {
+    /// E-mail address (case-insensitive).
     email: String,
+    /// 8 to 1024 characters.
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `/refresh`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RefreshRequest {
+    /// The latest refresh token of the session.
     refresh_token: String,
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// Body of `/logout` (optional).
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 struct LogoutRequest {
+    /// Also revoke this refresh token's family.
     #[serde(default)]
     refresh_token: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `/password-reset`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct EmailRequest {
+    /// The account's e-mail address.
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `/verify-email`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
+    /// The token from the mail.
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `/password-reset/confirm`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ResetRequest {
+    /// The token from the mail.
     token: String,
+    /// The new password, 8 to 1024 characters.
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of `/password-reset`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Accepted {
+    /// Always the same text, whether or not the account exists.
     message: &'static str,
 }
 
@@ -87,8 +103,8 @@ struct Accepted {
 /// |---|---|---|
 /// | `POST` | `/signup` | `{email, password}` → 201 tokens; 409 when taken; 422 on invalid fields; sends a verification mail |
 /// | `POST` | `/login` | `{email, password}` → tokens; 401 `invalid email or password` for every failure |
-/// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family |
-/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family of an optional `{refresh_token}` → 204 |
+/// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
+/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
 /// | `GET` | `/me` | bearer token required → the account |
 /// | `POST` | `/verify-email` | `{token}` from the verification mail → 204 |
 /// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token |
@@ -158,15 +174,23 @@ impl AuthModule {
     /// The routes (relative: mount them with `Router::nest`). They carry the [`Auth`]
     /// extension themselves, so they work whether or not the app installed it.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
-            .route("/signup", post(signup))
-            .route("/login", post(login))
-            .route("/refresh", post(refresh))
-            .route("/logout", post(logout))
-            .route("/me", get(me))
-            .route("/verify-email", post(verify_email))
-            .route("/password-reset", post(request_reset))
-            .route("/password-reset/confirm", post(confirm_reset))
+        self.api_router().split_for_parts().0
+    }
+
+    /// The same routes with their OpenAPI operations (tag `auth`), for
+    /// [`App::api`](crate::App::api): `app.api(OpenApiRouter::new().nest("/auth",
+    /// module.api_router()))`.
+    pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
+        use utoipa_axum::routes;
+        OpenApiRouter::new()
+            .routes(routes!(signup))
+            .routes(routes!(login))
+            .routes(routes!(refresh))
+            .routes(routes!(logout))
+            .routes(routes!(me))
+            .routes(routes!(verify_email))
+            .routes(routes!(request_reset))
+            .routes(routes!(confirm_reset))
             .layer(self.auth.extension())
             .with_state(self.clone())
     }
@@ -177,25 +201,39 @@ impl AuthModule {
         &self,
         user_id: i64,
         roles: Vec<String>,
-        refresh_token: Option<String>,
+        family: Option<String>,
     ) -> Result<TokenPair, ChopinError> {
         let mut claims = self.auth.claims_for(user_id.to_string());
         claims.roles = roles;
+        let access = (claims.jti.clone(), claims.exp);
         let access_token = self.auth.issue(claims)?;
-        let refresh_token = match refresh_token {
-            Some(t) => t,
-            None => {
-                self.store
-                    .issue_refresh(user_id, None, self.auth.refresh_ttl())
-                    .await?
-            }
-        };
+        let refresh_token = self
+            .store
+            .issue_refresh(
+                user_id,
+                family,
+                self.auth.refresh_ttl(),
+                (&access.0, access.1),
+            )
+            .await?;
         Ok(TokenPair {
             access_token,
             token_type: "Bearer".into(),
             expires_in: self.auth.access_ttl_secs(),
             refresh_token,
         })
+    }
+
+    /// Revoke access tokens (`jti`, `exp`) of a revoked refresh family.
+    async fn revoke_access(&self, live: Vec<(String, i64)>) -> Result<(), ChopinError> {
+        let leeway = self.auth.settings().leeway.as_secs() as i64;
+        for (jti, exp) in live {
+            self.auth
+                .revocations()
+                .revoke(&jti, exp.saturating_add(leeway))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {
@@ -239,6 +277,13 @@ fn validate_password(password: &str, fields: &mut Vec<FieldError>) {
     }
 }
 
+/// Create an account; answers with its first tokens.
+#[utoipa::path(post, path = "/signup", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "The account's tokens.", body = ApiResponse<TokenPair>),
+        (status = 409, description = "The e-mail is taken (`CONFLICT`).", body = ErrorEnvelope),
+        (status = 422, description = "Invalid e-mail or password (`VALIDATION_FAILED`).", body = ErrorEnvelope),
+    ))]
 async fn signup(
     State(module): State<AuthModule>,
     Json(body): Json<Credentials>,
@@ -259,6 +304,12 @@ async fn signup(
     Ok(ApiResponse::created(pair))
 }
 
+/// Exchange e-mail and password for tokens.
+#[utoipa::path(post, path = "/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "New tokens (a new refresh family).", body = ApiResponse<TokenPair>),
+        (status = 401, description = "`invalid email or password`, whatever failed.", body = ErrorEnvelope),
+    ))]
 async fn login(
     State(module): State<AuthModule>,
     Json(body): Json<Credentials>,
@@ -283,34 +334,44 @@ async fn login(
     Ok(ApiResponse::success(pair))
 }
 
+/// Spend a refresh token for new tokens. Replaying a spent token revokes its family.
+#[utoipa::path(post, path = "/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the presented refresh token is spent.", body = ApiResponse<TokenPair>),
+        (status = 401, description = "Unknown, expired, revoked or already used.", body = ErrorEnvelope),
+    ))]
 async fn refresh(
     State(module): State<AuthModule>,
     Json(body): Json<RefreshRequest>,
 ) -> Result<ApiResponse<TokenPair>, ChopinError> {
     let refused = |why: &str| ChopinError::InvalidToken(why.to_string());
-    let (user_id, next) = match module
-        .store
-        .rotate_refresh(&body.refresh_token, module.auth.refresh_ttl())
-        .await?
-    {
-        Ok(pair) => pair,
+    let claimed = match module.store.claim_refresh(&body.refresh_token).await? {
+        Ok(claimed) => claimed,
         Err(RefreshRefusal::Invalid) => {
             return Err(refused("the refresh token is invalid or expired"));
         }
-        Err(RefreshRefusal::Reused) => {
+        Err(RefreshRefusal::Reused(live)) => {
             tracing::warn!("a spent refresh token was replayed; its family is revoked");
+            module.revoke_access(live).await?;
             return Err(refused("the refresh token was already used; sign in again"));
         }
     };
-    let Some(account) = module.store.user(user_id).await? else {
+    let Some(account) = module.store.user(claimed.user_id).await? else {
         return Err(refused("the account no longer exists"));
     };
     let pair = module
-        .tokens_for(account.id, account.roles, Some(next))
+        .tokens_for(account.id, account.roles, Some(claimed.family))
         .await?;
     Ok(ApiResponse::success(pair))
 }
 
+/// Revoke the access token (and, if given, the refresh token's family).
+#[utoipa::path(post, path = "/logout", tag = "auth", request_body(content = LogoutRequest, description = "Optional."),
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, description = "No valid access token.", body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
 async fn logout(
     State(module): State<AuthModule>,
     user: AuthUser,
@@ -323,11 +384,19 @@ async fn logout(
     };
     module.auth.revoke(&user.0).await?;
     if let Some(token) = request.refresh_token {
-        module.store.revoke_refresh(&token).await?;
+        let live = module.store.revoke_refresh(&token).await?;
+        module.revoke_access(live).await?;
     }
     Ok(ApiResponse::no_content())
 }
 
+/// The signed-in account.
+#[utoipa::path(get, path = "/me", tag = "auth",
+    responses(
+        (status = 200, description = "The account.", body = ApiResponse<User>),
+        (status = 401, description = "No valid access token.", body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
 async fn me(
     State(module): State<AuthModule>,
     user: AuthUser,
@@ -342,6 +411,12 @@ async fn me(
     }
 }
 
+/// Confirm the e-mail address with the token from the verification mail.
+#[utoipa::path(post, path = "/verify-email", tag = "auth", request_body = TokenRequest,
+    responses(
+        (status = 204, description = "Verified."),
+        (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
+    ))]
 async fn verify_email(
     State(module): State<AuthModule>,
     Json(body): Json<TokenRequest>,
@@ -361,6 +436,9 @@ async fn verify_email(
     }
 }
 
+/// Mail a password-reset token, if the account exists (the answer is the same either way).
+#[utoipa::path(post, path = "/password-reset", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "Accepted.", body = ApiResponse<Accepted>)))]
 async fn request_reset(
     State(module): State<AuthModule>,
     Json(body): Json<EmailRequest>,
@@ -384,6 +462,13 @@ async fn request_reset(
     .with_status(StatusCode::ACCEPTED))
 }
 
+/// Set a new password with the token from the reset mail; signs the account out everywhere.
+#[utoipa::path(post, path = "/password-reset/confirm", tag = "auth", request_body = ResetRequest,
+    responses(
+        (status = 204, description = "Password changed; refresh tokens revoked."),
+        (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
+        (status = 422, description = "Invalid password (`VALIDATION_FAILED`).", body = ErrorEnvelope),
+    ))]
 async fn confirm_reset(
     State(module): State<AuthModule>,
     Json(body): Json<ResetRequest>,

@@ -56,12 +56,20 @@ pub(crate) fn new_token() -> Result<String, ChopinError> {
 }
 
 /// Why a refresh token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RefreshRefusal {
     /// Unknown, expired or revoked.
     Invalid,
-    /// Already rotated: a replay. The family has been revoked.
-    Reused,
+    /// Already rotated: a replay. The family has been revoked; these access tokens
+    /// (`jti`, `exp`) were issued in it and may still be live.
+    Reused(Vec<(String, i64)>),
+}
+
+/// A refresh token claimed for rotation: the account and family to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pub user_id: i64,
+    pub family: String,
 }
 
 /// The auth tables on the application's database. A cheap clone.
@@ -175,12 +183,14 @@ impl AuthStore {
         Ok(())
     }
 
-    /// Issue a refresh token in `family` (a new family when `None`); returns the token.
+    /// Issue a refresh token in `family` (a new family when `None`), recording the access
+    /// token (`jti`, `exp`) issued with it; returns the token.
     pub(crate) async fn issue_refresh(
         &self,
         user_id: i64,
         family: Option<String>,
         ttl: std::time::Duration,
+        access: (&str, i64),
     ) -> Result<String, ChopinError> {
         let token = new_token()?;
         let family = match family {
@@ -198,6 +208,8 @@ impl AuthStore {
             created_at: Set(now),
             used_at: Set(None),
             revoked_at: Set(None),
+            access_jti: Set(Some(access.0.to_string())),
+            access_exp: Set(Some(access.1)),
             ..Default::default()
         }
         .insert(&self.db)
@@ -205,14 +217,13 @@ impl AuthStore {
         Ok(token)
     }
 
-    /// Exchange `token` for a new one of the same family. A token already exchanged is a
-    /// replay: its whole family is revoked. The exchange is a conditional update, so two
-    /// concurrent uses cannot both succeed.
-    pub(crate) async fn rotate_refresh(
+    /// Spend `token` so that a new one of the same family can be issued. A token already
+    /// spent is a replay: its whole family is revoked. Spending is a conditional update, so
+    /// two concurrent uses cannot both succeed.
+    pub(crate) async fn claim_refresh(
         &self,
         token: &str,
-        ttl: std::time::Duration,
-    ) -> Result<Result<(i64, String), RefreshRefusal>, ChopinError> {
+    ) -> Result<Result<Claimed, RefreshRefusal>, ChopinError> {
         let Some(row) = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
             .one(&self.db)
@@ -224,8 +235,8 @@ impl AuthStore {
             return Ok(Err(RefreshRefusal::Invalid));
         }
         if row.used_at.is_some() {
-            self.revoke_family(&row.family).await?;
-            return Ok(Err(RefreshRefusal::Reused));
+            let live = self.revoke_family(&row.family).await?;
+            return Ok(Err(RefreshRefusal::Reused(live)));
         }
         let now = Utc::now();
         if row.expires_at <= now {
@@ -240,36 +251,49 @@ impl AuthStore {
             .await?;
         if claimed.rows_affected == 0 {
             // Someone used it between our read and our update: treat as a replay.
-            self.revoke_family(&row.family).await?;
-            return Ok(Err(RefreshRefusal::Reused));
+            let live = self.revoke_family(&row.family).await?;
+            return Ok(Err(RefreshRefusal::Reused(live)));
         }
-        let next = self
-            .issue_refresh(row.user_id, Some(row.family), ttl)
-            .await?;
-        Ok(Ok((row.user_id, next)))
+        Ok(Ok(Claimed {
+            user_id: row.user_id,
+            family: row.family,
+        }))
     }
 
-    /// Revoke every token of the family `token` belongs to (logout). Unknown tokens are
-    /// ignored.
-    pub(crate) async fn revoke_refresh(&self, token: &str) -> Result<(), ChopinError> {
-        if let Some(row) = refresh_token::Entity::find()
+    /// Revoke every token of the family `token` belongs to (logout); returns the access
+    /// tokens issued in it that have not expired. Unknown tokens are ignored.
+    pub(crate) async fn revoke_refresh(
+        &self,
+        token: &str,
+    ) -> Result<Vec<(String, i64)>, ChopinError> {
+        match refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
             .one(&self.db)
             .await?
         {
-            self.revoke_family(&row.family).await?;
+            Some(row) => self.revoke_family(&row.family).await,
+            None => Ok(Vec::new()),
         }
-        Ok(())
     }
 
-    async fn revoke_family(&self, family: &str) -> Result<(), ChopinError> {
+    /// Revoke a family; returns its access tokens (`jti`, `exp`) that have not expired.
+    async fn revoke_family(&self, family: &str) -> Result<Vec<(String, i64)>, ChopinError> {
+        let now = super::jwt::now_secs();
+        let live: Vec<(String, i64)> = refresh_token::Entity::find()
+            .filter(refresh_token::Column::Family.eq(family))
+            .filter(refresh_token::Column::AccessExp.gt(now))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.access_jti?, r.access_exp?)))
+            .collect();
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(refresh_token::Column::Family.eq(family))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&self.db)
             .await?;
-        Ok(())
+        Ok(live)
     }
 
     /// Revoke every refresh token of an account (password reset, "log out everywhere").

@@ -41,6 +41,7 @@
 use chopin_core::auth::{Auth, AuthError, AuthModule, AuthStore};
 use chopin_core::cache::{Cache, CacheError};
 use chopin_core::db::{Db, DbError};
+use chopin_core::openapi::OpenApiRouter;
 use chopin_core::{App, Config};
 use sea_orm_migration::MigratorTrait;
 
@@ -101,7 +102,7 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
         .database(&db)
         .cache(&cache)
         .auth(&auth)
-        .router(axum::Router::new().nest("/api/auth", accounts.router()))
+        .api(OpenApiRouter::new().nest("/api/auth", accounts.api_router()))
         .api(api::router())
         .openapi_info("Chopin blog", env!("CARGO_PKG_VERSION")))
 }

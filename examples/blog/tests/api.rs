@@ -752,6 +752,14 @@ async fn check_openapi(client: &TestClient) {
         ("/api/posts/{id}/comments", &["get", "post"][..]),
         ("/api/passthrough/posts", &["get"][..]),
         ("/api/passthrough/posts/{id}", &["get"][..]),
+        ("/api/auth/signup", &["post"][..]),
+        ("/api/auth/login", &["post"][..]),
+        ("/api/auth/refresh", &["post"][..]),
+        ("/api/auth/logout", &["post"][..]),
+        ("/api/auth/me", &["get"][..]),
+        ("/api/auth/verify-email", &["post"][..]),
+        ("/api/auth/password-reset", &["post"][..]),
+        ("/api/auth/password-reset/confirm", &["post"][..]),
     ];
     let api_paths: BTreeSet<&str> = paths
         .keys()
@@ -777,6 +785,19 @@ async fn check_openapi(client: &TestClient) {
             );
         }
     }
+    // Operations that need a token say so, with the scheme `App::auth` declared.
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        json!("bearer")
+    );
+    assert_eq!(
+        paths["/api/posts"]["post"]["security"],
+        json!([{"bearer": []}])
+    );
+    assert_eq!(
+        paths["/api/auth/me"]["get"]["security"],
+        json!([{"bearer": []}])
+    );
     let schemas = spec["components"]["schemas"]
         .as_object()
         .expect("components.schemas");
