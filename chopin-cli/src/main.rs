@@ -1,29 +1,376 @@
-//! The `chopin` command-line tool.
-//!
-//! For now it reports its version and the commands that are planned; scaffolding
-//! (`chopin new`), generators and database / OpenAPI commands arrive with the CLI work.
+//! The `chopin` command-line tool: scaffold Chopin applications (`chopin new`), generate
+//! models, resources and migrations, and run a project's database, OpenAPI and diagnostic
+//! tasks. See `docs/cli.md`.
 
-use clap::{Parser, Subcommand};
+mod doctor;
+mod edit;
+mod generate;
+mod model;
+mod names;
+mod new;
+mod output;
+mod project;
+mod templates;
+
+#[cfg(test)]
+mod snapshot_tests;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+use crate::output::{CliError, CliResult};
+use crate::project::{CacheKind, DbKind, Project};
 
 /// Chopin: scaffold and manage Chopin applications.
 #[derive(Debug, Parser)]
-#[command(name = "chopin", version, about, long_about = None)]
+#[command(
+    name = "chopin",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  chopin new my-api\n  chopin new shop --db postgres --cache tiered\n  cd my-api && chopin generate resource Article title:string! body:text\n  chopin db status\n  chopin openapi export --format yaml --output openapi.yaml\n\nEvery command has its own --help with examples."
+)]
 struct Cli {
+    /// Run as if started in this folder (the project's, or one inside it).
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a new Chopin project.
+    #[command(
+        after_help = "Examples:\n  chopin new my-api                                  SQLite, in-process cache\n  chopin new shop --db postgres --cache tiered       PostgreSQL, moka in front of Redis\n  chopin new demo --path /tmp/demo --chopin-path ~/src/chopin   use a local Chopin checkout\n\nThe folder must not exist or be empty. The project builds, tests and runs at once:\n  cd my-api && cargo test && cargo run"
+    )]
+    New(NewArgs),
+    /// Generate a model, a resource or a migration in the current project.
+    #[command(alias = "g", subcommand)]
+    Generate(GenerateCommand),
+    /// Apply, roll back or inspect the project's migrations (on its DATABASE_URL).
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// List the project's API routes (from its OpenAPI spec).
+    #[command(
+        after_help = "Example:\n  chopin routes\n\nBuilds and runs `cargo run -- openapi` in the project; the spec and docs routes\n(/openapi.json, /docs) are served too but are not part of the spec."
+    )]
+    Routes,
+    /// Export the project's OpenAPI spec.
+    #[command(subcommand)]
+    Openapi(OpenapiCommand),
+    /// Run the project (`cargo run`), passing any arguments after `--` to it.
+    #[command(
+        after_help = "Examples:\n  chopin run\n  chopin run --release\n  chopin run -- db status"
+    )]
+    Run {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for the project's binary.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check the toolchain, the project's configuration, and database and Redis reachability.
+    #[command(
+        after_help = "Example:\n  chopin doctor\n\nReads the process environment and the project's .env like the app does in development.\nExits with status 1 when a check fails."
+    )]
+    Doctor,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  chopin completions bash > ~/.local/share/bash-completion/completions/chopin\n  chopin completions zsh > ~/.zfunc/_chopin\n  chopin completions fish > ~/.config/fish/completions/chopin.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
     /// Print version information about this tool and the Chopin it targets.
     Version,
 }
 
-fn main() {
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// Project name: letters, digits, `-` and `_`, starting with a letter.
+    name: String,
+    /// Database.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    db: DbKind,
+    /// Cache backend (`redis` and `tiered` need a Redis server).
+    #[arg(long, value_enum, default_value = "memory")]
+    cache: CacheKind,
+    /// Include JWT authentication (registration, login, a protected route).
+    #[arg(long, overrides_with = "no_auth")]
+    auth: bool,
+    /// Leave authentication out (the default).
+    #[arg(long = "no-auth", overrides_with = "auth")]
+    no_auth: bool,
+    /// Folder to create (default: ./<name>).
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// Depend on the Chopin checkout in DIR (path dependency) instead of the published crate.
+    #[arg(long, value_name = "DIR")]
+    chopin_path: Option<PathBuf>,
+}
+
+const FIELD_HELP: &str = "Fields as name:type; types: string, text, i32, i64, f64, bool, datetime, date, references. Append ! for NOT NULL and ^ for UNIQUE (title:string!, slug:string!^); `post:references` adds a required post_id referencing posts.id (`author:references:user` names the model).";
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A sea-orm entity and the migration that creates its table.
+    #[command(
+        after_help = "Examples:\n  chopin generate model Tag name:string!^\n  chopin generate model Comment body:text! post:references\n\nCreates src/entity/<model>.rs and src/migration/m<time>_create_<table>.rs and lists them in\nsrc/entity/mod.rs and src/migration/mod.rs. Never overwrites a file."
+    )]
+    Model {
+        /// Model name, singular (`Post`, `BlogPost`).
+        name: String,
+        #[arg(help = FIELD_HELP)]
+        fields: Vec<String>,
+    },
+    /// A model plus CRUD routes (`/api/<table>`) with validation, pagination, OpenAPI and tests.
+    #[command(
+        after_help = "Examples:\n  chopin generate resource Article title:string! body:text published:bool!\n  chopin generate resource Comment body:text! article:references\n\nAlso creates src/api/<table>.rs and tests/<table>.rs and registers the routes in\nsrc/api/mod.rs. Never overwrites a file."
+    )]
+    Resource {
+        /// Model name, singular (`Article`).
+        name: String,
+        #[arg(help = FIELD_HELP)]
+        fields: Vec<String>,
+    },
+    /// An empty migration, listed after every existing one.
+    #[command(after_help = "Example:\n  chopin generate migration add_index_to_articles")]
+    Migration {
+        /// snake_case name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply every pending migration.
+    #[command(
+        after_help = "Example:\n  chopin db migrate\n  DATABASE_URL=postgres://postgres@127.0.0.1/app chopin db migrate"
+    )]
+    Migrate,
+    /// Undo the last applied migrations of this application.
+    #[command(after_help = "Examples:\n  chopin db rollback\n  chopin db rollback --steps 2")]
+    Rollback {
+        /// How many migrations to undo.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// List every migration as applied or pending, read from the database's migration table.
+    #[command(after_help = "Example:\n  chopin db status")]
+    Status,
+    /// Undo every migration, then apply them all again. Deletes all data.
+    #[command(after_help = "Example:\n  chopin db reset --yes")]
+    Reset {
+        /// Confirm that every table of the application may be dropped.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SpecFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+enum OpenapiCommand {
+    /// Print (or write) the project's OpenAPI spec, exactly as the server serves it.
+    #[command(
+        after_help = "Examples:\n  chopin openapi export > openapi.json\n  chopin openapi export --format yaml --output openapi.yaml"
+    )]
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: SpecFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Version) | None => println!("{}", version_line()),
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn start_dir(cli_project: &Option<PathBuf>) -> CliResult<PathBuf> {
+    match cli_project {
+        Some(dir) => Ok(dir.clone()),
+        None => std::env::current_dir()
+            .map_err(|e| CliError::new(format!("cannot read the current folder: {e}"))),
+    }
+}
+
+fn project(cli_project: &Option<PathBuf>) -> CliResult<Project> {
+    Project::find(&start_dir(cli_project)?)
+}
+
+fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        None | Some(Command::Version) => println!("{}", version_line()),
+        Some(Command::New(args)) => {
+            let options = new::NewOptions {
+                name: args.name,
+                db: args.db,
+                cache: args.cache,
+                auth: args.auth && !args.no_auth,
+                path: args.path.map(|p| match &cli.project {
+                    Some(base) if p.is_relative() => base.join(p),
+                    _ => p,
+                }),
+                chopin_path: args.chopin_path,
+            };
+            let options = match (&options.path, &cli.project) {
+                (None, Some(base)) => new::NewOptions {
+                    path: Some(base.join(&options.name)),
+                    ..options
+                },
+                _ => options,
+            };
+            let dir = new::run(&options, now())?;
+            println!("{}", new::next_steps(&dir, &options));
+        }
+        Some(Command::Generate(command)) => {
+            let project = project(&cli.project)?;
+            let report = match command {
+                GenerateCommand::Model { name, fields } => {
+                    generate::model(&project, &name, &model::parse_fields(&fields)?, now())?
+                }
+                GenerateCommand::Resource { name, fields } => {
+                    generate::resource(&project, &name, &model::parse_fields(&fields)?, now())?
+                }
+                GenerateCommand::Migration { name } => generate::migration(&project, &name, now())?,
+            };
+            report.print();
+            println!(
+                "\nNext: cargo test (migrations are applied at start-up, or with `chopin db migrate`)"
+            );
+        }
+        Some(Command::Db(command)) => {
+            let project = project(&cli.project)?;
+            let steps;
+            let task: Vec<&str> = match &command {
+                DbCommand::Migrate => vec!["db", "migrate"],
+                DbCommand::Rollback { steps: n } => {
+                    steps = n.to_string();
+                    vec!["db", "rollback", &steps]
+                }
+                DbCommand::Status => vec!["db", "status"],
+                DbCommand::Reset { yes } => {
+                    if !yes {
+                        return Err(CliError::new(
+                            "`chopin db reset` drops every table of the application and its data",
+                        )
+                        .hint("run `chopin db reset --yes` if that is what you want"));
+                    }
+                    vec!["db", "reset"]
+                }
+            };
+            project.task(&task)?;
+        }
+        Some(Command::Routes) => {
+            let project = project(&cli.project)?;
+            let spec = project.task_output(&["openapi"])?;
+            print!("{}", routes_table(&spec)?);
+        }
+        Some(Command::Openapi(OpenapiCommand::Export { format, output })) => {
+            let project = project(&cli.project)?;
+            let spec = project.task_output(&["openapi"])?;
+            let text = convert_spec(&spec, format)?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| CliError::io("write", &path, e))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Some(Command::Run { release, args }) => {
+            let project = project(&cli.project)?;
+            let mut cargo = vec!["run"];
+            if release {
+                cargo.push("--release");
+            }
+            cargo.push("--");
+            cargo.extend(args.iter().map(String::as_str));
+            project.cargo(&cargo)?;
+        }
+        Some(Command::Doctor) => doctor::run(&start_dir(&cli.project)?)?,
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "chopin", &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+fn parse_spec(spec: &str) -> CliResult<serde_json::Value> {
+    serde_json::from_str(spec).map_err(|e| {
+        CliError::new(format!("the project printed an invalid OpenAPI spec: {e}"))
+            .hint("check that `cargo run -- openapi` in the project prints only the spec")
+    })
+}
+
+/// The spec in the requested format, ending with a newline.
+fn convert_spec(spec: &str, format: SpecFormat) -> CliResult<String> {
+    let value = parse_spec(spec)?;
+    let mut text = match format {
+        SpecFormat::Json => serde_json::to_string_pretty(&value)
+            .map_err(|e| CliError::new(format!("could not write JSON: {e}")))?,
+        SpecFormat::Yaml => serde_norway::to_string(&value)
+            .map_err(|e| CliError::new(format!("could not write YAML: {e}")))?,
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// `METHOD  PATH  OPERATION` for every operation of the spec, sorted by path then method.
+fn routes_table(spec: &str) -> CliResult<String> {
+    let value = parse_spec(spec)?;
+    let mut rows = Vec::new();
+    if let Some(paths) = value["paths"].as_object() {
+        for (path, item) in paths {
+            for method in [
+                "get", "post", "put", "patch", "delete", "head", "options", "trace",
+            ] {
+                if let Some(op) = item.get(method) {
+                    let name = op["operationId"].as_str().unwrap_or("").to_string();
+                    rows.push((path.clone(), method.to_ascii_uppercase(), name));
+                }
+            }
+        }
+    }
+    let order = |m: &str| {
+        ["GET", "POST", "PUT", "PATCH", "DELETE"]
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(9)
+    };
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(order(&a.1).cmp(&order(&b.1))));
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("{:<7} {:<width$}  HANDLER\n", "METHOD", "PATH");
+    for (path, method, name) in rows {
+        out.push_str(&format!("{method:<7} {path:<width$}  {name}\n"));
+    }
+    Ok(out)
 }
 
 fn version_line() -> String {
@@ -33,7 +380,6 @@ fn version_line() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_valid() {
@@ -49,5 +395,174 @@ mod tests {
             version_line(),
             format!("chopin {}", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn new_parses_its_options() {
+        let cli = Cli::try_parse_from(["chopin", "new", "shop"]).unwrap();
+        let Some(Command::New(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (a.db, a.cache, a.auth),
+            (DbKind::Sqlite, CacheKind::Memory, false)
+        );
+        let cli = Cli::try_parse_from([
+            "chopin",
+            "new",
+            "shop",
+            "--db",
+            "postgres",
+            "--cache",
+            "tiered",
+            "--auth",
+            "--no-auth",
+            "--path",
+            "/tmp/x",
+            "--chopin-path",
+            "/src/chopin",
+        ])
+        .unwrap();
+        let Some(Command::New(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.db, a.cache), (DbKind::Postgres, CacheKind::Tiered));
+        assert!(!a.auth && a.no_auth, "the last of --auth / --no-auth wins");
+        assert_eq!(a.path, Some(PathBuf::from("/tmp/x")));
+        let cli = Cli::try_parse_from(["chopin", "new", "shop", "--no-auth", "--auth"]).unwrap();
+        let Some(Command::New(a)) = cli.command else {
+            panic!()
+        };
+        assert!(a.auth && !a.no_auth);
+        assert!(Cli::try_parse_from(["chopin", "new", "shop", "--db", "mysql"]).is_err());
+        assert!(Cli::try_parse_from(["chopin", "new", "shop", "--cache", "memcached"]).is_err());
+        assert!(Cli::try_parse_from(["chopin", "new"]).is_err());
+    }
+
+    #[test]
+    fn generate_db_and_openapi_parse() {
+        let cli = Cli::try_parse_from([
+            "chopin",
+            "g",
+            "resource",
+            "Post",
+            "title:string!",
+            "body:text",
+        ])
+        .unwrap();
+        let Some(Command::Generate(GenerateCommand::Resource { name, fields })) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(name, "Post");
+        assert_eq!(fields, ["title:string!", "body:text"]);
+        let cli =
+            Cli::try_parse_from(["chopin", "-C", "/p", "db", "rollback", "--steps", "3"]).unwrap();
+        assert_eq!(cli.project, Some(PathBuf::from("/p")));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Db(DbCommand::Rollback { steps: 3 }))
+        ));
+        assert!(Cli::try_parse_from(["chopin", "db", "rollback", "--steps", "0"]).is_err());
+        let cli = Cli::try_parse_from(["chopin", "db", "reset"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Db(DbCommand::Reset { yes: false }))
+        ));
+        let cli = Cli::try_parse_from([
+            "chopin", "openapi", "export", "--format", "yaml", "-o", "x.yaml",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Openapi(OpenapiCommand::Export {
+                format: SpecFormat::Yaml,
+                output: Some(_)
+            }))
+        ));
+        let cli = Cli::try_parse_from(["chopin", "run", "--", "db", "status"]).unwrap();
+        let Some(Command::Run { release, args }) = cli.command else {
+            panic!()
+        };
+        assert!(!release);
+        assert_eq!(args, ["db", "status"]);
+        assert!(Cli::try_parse_from(["chopin", "completions", "zsh"]).is_ok());
+    }
+
+    #[test]
+    fn every_command_has_examples_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_subcommands().next().is_none()
+                && cmd.get_name() != "version"
+                && cmd.get_name() != "help"
+            {
+                let after = cmd
+                    .get_after_help()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    after.contains("Example"),
+                    "`{path}` has no examples in --help"
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path);
+            }
+        }
+        walk(&Cli::command(), "");
+    }
+
+    #[test]
+    fn completions_cover_every_command() {
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut Cli::command(), "chopin", &mut out);
+        let script = String::from_utf8(out).unwrap();
+        for word in [
+            "new",
+            "generate",
+            "migration",
+            "rollback",
+            "openapi",
+            "doctor",
+            "--chopin-path",
+        ] {
+            assert!(
+                script.contains(word),
+                "{word} missing from the bash completions"
+            );
+        }
+    }
+
+    const SPEC: &str = r#"{"openapi":"3.1.0","info":{"title":"T","version":"1"},"paths":{
+        "/api/notes/{id}":{"delete":{"operationId":"delete_note"},"get":{"operationId":"get_note"}},
+        "/api/notes":{"post":{"operationId":"create_note"},"get":{"operationId":"list_notes"}}}}"#;
+
+    #[test]
+    fn routes_are_listed_from_the_spec() {
+        let table = routes_table(SPEC).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines[1].starts_with("GET     /api/notes") && lines[1].ends_with("list_notes"),
+            "{table}"
+        );
+        assert!(lines[2].starts_with("POST    /api/notes"), "{table}");
+        assert!(lines[4].starts_with("DELETE  /api/notes/{id}"), "{table}");
+        assert!(routes_table("not json").unwrap_err().hint.is_some());
+    }
+
+    #[test]
+    fn specs_convert_to_yaml() {
+        let yaml = convert_spec(SPEC, SpecFormat::Yaml).unwrap();
+        assert!(yaml.contains("openapi: 3.1.0"), "{yaml}");
+        assert!(yaml.contains("operationId: list_notes"), "{yaml}");
+        let back: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(SPEC).unwrap()
+        );
+        let json = convert_spec(SPEC, SpecFormat::Json).unwrap();
+        assert!(json.ends_with("}\n"));
     }
 }

@@ -82,12 +82,8 @@ where
     /// struct of `Arc`s and pools) through axum's `State` extractor.
     pub fn with_state(config: Config, state: S) -> Self {
         let layers = Layers::from_config(&config);
-        let (_, health_spec) = OpenApiRouter::<()>::new()
-            .routes(utoipa_axum::routes!(health::live))
-            .routes(utoipa_axum::routes!(health::ready))
-            .split_for_parts();
         let mut spec = openapi::base_spec("Chopin API", env!("CARGO_PKG_VERSION"));
-        spec.merge(health_spec);
+        spec.merge(openapi::health_spec());
         App {
             config,
             state,

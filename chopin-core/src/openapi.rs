@@ -56,6 +56,48 @@ pub fn base_spec(title: &str, version: &str) -> OpenApi {
         .build()
 }
 
+/// The spec an [`App`](crate::App) serves for `api`: [`base_spec`] with `title` and `version`,
+/// the built-in health routes, and every operation and schema of `api`.
+///
+/// It needs no state, database or server: applications use it to export their spec (for
+/// example a `openapi` subcommand that prints it, which is what `chopin openapi export`
+/// runs) without connecting to anything.
+///
+/// ```
+/// use chopin_core::openapi::{OpenApiRouter, routes, spec_for};
+/// use chopin_core::prelude::*;
+///
+/// /// Say hello.
+/// #[utoipa::path(get, path = "/hello", responses((status = 200, body = ApiResponse<String>)))]
+/// async fn hello() -> ApiResponse<String> {
+///     ApiResponse::success("hello".to_string())
+/// }
+///
+/// let spec = spec_for("Greeter", "1.0.0", OpenApiRouter::<()>::new().routes(routes!(hello)));
+/// assert_eq!(spec.info.title, "Greeter");
+/// assert!(spec.paths.paths.contains_key("/hello"));
+/// assert!(spec.paths.paths.contains_key("/health/ready"));
+/// ```
+pub fn spec_for<S>(title: &str, version: &str, api: OpenApiRouter<S>) -> OpenApi
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut spec = base_spec(title, version);
+    spec.merge(health_spec());
+    let (_, api_spec) = api.split_for_parts();
+    spec.merge(api_spec);
+    spec
+}
+
+/// The operations of `/health/live` and `/health/ready`.
+pub(crate) fn health_spec() -> OpenApi {
+    let (_, spec) = OpenApiRouter::<()>::new()
+        .routes(routes!(crate::health::live))
+        .routes(routes!(crate::health::ready))
+        .split_for_parts();
+    spec
+}
+
 /// Routes serving `spec` as JSON at `config.spec_path` and, with the `openapi-ui` feature, the
 /// docs UI at `config.ui_path`. The spec is serialised once, here.
 pub fn spec_routes(spec: &OpenApi, config: &OpenApiConfig) -> Router {

@@ -169,6 +169,7 @@ fn body_of(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// Skip (print `reason`, return `None`) outside CI; panic in CI.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 fn skip_or_fail<T>(service: &str, reason: String) -> Option<T> {
     if in_ci() {
         panic!("{reason} (CI=true: service-backed tests must run)");

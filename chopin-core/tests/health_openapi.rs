@@ -234,6 +234,21 @@ async fn spec_is_served_in_development_and_test() {
     );
 }
 
+/// `openapi::spec_for` (what apps export without a server) equals the spec the App serves.
+#[tokio::test]
+async fn spec_for_equals_the_served_spec() {
+    let served = spec_of(&[("CHOPIN_ENV", "test")]).await;
+    let exported = chopin_core::openapi::spec_for(
+        "Widget API",
+        "1.2.3",
+        OpenApiRouter::<()>::new()
+            .routes(routes!(get_widget))
+            .routes(routes!(list_widgets)),
+    );
+    assert_eq!(served, serde_json::to_value(&exported).unwrap());
+    assert!(served["paths"]["/health/ready"].is_object());
+}
+
 #[tokio::test]
 async fn spec_and_docs_are_absent_in_production_unless_enabled() {
     let c = TestClient::new(api_app(&[("CHOPIN_ENV", "production")]).into_router());

@@ -1,0 +1,196 @@
+//! Snapshot tests (insta) of everything `chopin new` and the generators write. A change to a
+//! template shows up here as a reviewable diff (`cargo insta review`, or
+//! `INSTA_UPDATE=always cargo test -p chopin-cli` to accept).
+
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+
+use crate::generate;
+use crate::model::parse_fields;
+use crate::new::{self, NewOptions};
+use crate::project::{CacheKind, DbKind, Project};
+
+fn time(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+/// Every file under `root`, sorted, as (relative path, contents).
+fn files(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn snapshot_name(prefix: &str, path: &str) -> String {
+    format!("{prefix}__{}", path.replace(['/', '.'], "_"))
+}
+
+fn create(dir: &Path, db: DbKind, cache: CacheKind) {
+    create_with(dir, db, cache, false);
+}
+
+fn create_with(dir: &Path, db: DbKind, cache: CacheKind, auth: bool) {
+    let options = NewOptions {
+        name: "demo-api".into(),
+        db,
+        cache,
+        auth,
+        path: Some(dir.to_path_buf()),
+        chopin_path: None,
+    };
+    new::run(&options, time("2025-01-01 12:00:00")).unwrap();
+}
+
+#[test]
+fn new_project_sqlite_memory() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create(dir.path(), DbKind::Sqlite, CacheKind::Memory);
+    let files = files(dir.path());
+    let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    insta::assert_debug_snapshot!("new_sqlite_memory__file_list", names);
+    for (path, text) in &files {
+        insta::assert_snapshot!(snapshot_name("new_sqlite_memory", path), text);
+    }
+}
+
+#[test]
+fn new_project_postgres_tiered() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create(dir.path(), DbKind::Postgres, CacheKind::Tiered);
+    // Only the files whose contents depend on --db / --cache.
+    for (path, text) in files(dir.path()) {
+        if [
+            "Cargo.toml",
+            ".env.example",
+            "README.md",
+            "src/lib.rs",
+            "tests/notes.rs",
+        ]
+        .contains(&path.as_str())
+        {
+            insta::assert_snapshot!(snapshot_name("new_postgres_tiered", &path), text);
+        }
+    }
+}
+
+#[test]
+fn new_project_sqlite_memory_auth() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create_with(dir.path(), DbKind::Sqlite, CacheKind::Memory, true);
+    // Only the files whose contents depend on --auth.
+    for (path, text) in files(dir.path()) {
+        if [
+            "Cargo.toml",
+            ".env.example",
+            "README.md",
+            "src/lib.rs",
+            "src/api/notes.rs",
+            "tests/notes.rs",
+            "tests/auth.rs",
+        ]
+        .contains(&path.as_str())
+        {
+            insta::assert_snapshot!(snapshot_name("new_sqlite_memory_auth", &path), text);
+        }
+    }
+    assert!(dir.path().join("tests/auth.rs").exists());
+}
+
+#[test]
+fn generators_write_files_and_edit_idempotently() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create(dir.path(), DbKind::Sqlite, CacheKind::Redis);
+    let project = Project::find(dir.path()).unwrap();
+    let before = files(dir.path());
+
+    let tag = parse_fields(&[
+        "name:string!^".into(),
+        "weight:f64".into(),
+        "seen_on:date".into(),
+    ])
+    .unwrap();
+    let report = generate::model(&project, "Tag", &tag, time("2025-01-02 08:00:00")).unwrap();
+    assert_eq!(
+        report.created,
+        [
+            "src/entity/tag.rs",
+            "src/migration/m20250102_080000_create_tags.rs"
+        ]
+    );
+    assert_eq!(report.edited, ["src/entity/mod.rs", "src/migration/mod.rs"]);
+
+    let comment = parse_fields(&[
+        "body:text!".into(),
+        "note:references".into(),
+        "rating:i32".into(),
+        "posted_at:datetime".into(),
+    ])
+    .unwrap();
+    // Same second as the model: the migration is dated one second later so it sorts last.
+    let report =
+        generate::resource(&project, "Comment", &comment, time("2025-01-02 08:00:00")).unwrap();
+    assert_eq!(
+        report.created,
+        [
+            "src/entity/comment.rs",
+            "src/migration/m20250102_080001_create_comments.rs",
+            "src/api/comments.rs",
+            "tests/comments.rs"
+        ]
+    );
+    let report =
+        generate::migration(&project, "add_tag_index", time("2025-01-03 09:30:00")).unwrap();
+    assert_eq!(
+        report.created,
+        ["src/migration/m20250103_093000_add_tag_index.rs"]
+    );
+
+    for (path, text) in files(dir.path()) {
+        if !before.iter().any(|(p, t)| *p == path && *t == text) {
+            insta::assert_snapshot!(snapshot_name("generate", &path), text);
+        }
+    }
+
+    // Never overwrite: a second run fails, names the file, and changes nothing.
+    let snapshot = files(dir.path());
+    let err = generate::model(&project, "Tag", &tag, time("2025-01-04 00:00:00")).unwrap_err();
+    assert!(
+        err.message.contains("src/entity/tag.rs already exists"),
+        "{err}"
+    );
+    let err =
+        generate::resource(&project, "Comment", &comment, time("2025-01-04 00:00:00")).unwrap_err();
+    assert!(err.message.contains("already exists"), "{err}");
+    assert_eq!(files(dir.path()), snapshot);
+
+    // A reference to a model that does not exist is refused with the fix.
+    let bad = parse_fields(&["ghost:references".into()]).unwrap();
+    let err = generate::model(&project, "Haunt", &bad, time("2025-01-04 00:00:00")).unwrap_err();
+    assert!(err.hint.unwrap().contains("chopin generate model Ghost"));
+    assert_eq!(files(dir.path()), snapshot);
+
+    // A removed marker: the generator refuses before writing anything.
+    let mods = dir.path().join("src/entity/mod.rs");
+    let text = std::fs::read_to_string(&mods).unwrap();
+    std::fs::write(&mods, text.replace(generate::ENTITIES, "// gone")).unwrap();
+    let err = generate::model(&project, "Label", &tag, time("2025-01-04 00:00:00")).unwrap_err();
+    assert!(err.message.contains("marker"), "{err}");
+    assert!(!dir.path().join("src/entity/label.rs").exists());
+}
