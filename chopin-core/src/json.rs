@@ -73,6 +73,18 @@ pub enum DecodeError {
 /// re-validates its bytes on every call, and this is on every response.
 pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
+/// A JSON response around `body`. Its header map is sized up front for what the default
+/// layers add (request id, `Vary`, the security headers), so it is allocated once instead of
+/// growing on the way out.
+pub(crate) fn response(status: http::StatusCode, body: Vec<u8>) -> axum::response::Response {
+    let mut response = axum::response::Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.reserve(12);
+    headers.insert(http::header::CONTENT_TYPE, APPLICATION_JSON);
+    response
+}
+
 /// Serialise `value` into `buf` (appending).
 pub fn write_to<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
     sonic_rs::to_writer(buf, value).map_err(EncodeError)

@@ -6,7 +6,7 @@
 //! ```
 
 use axum::response::{IntoResponse, Response};
-use http::{StatusCode, header};
+use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -175,10 +175,6 @@ impl<T: Serialize> IntoResponse for ApiResponse<T> {
             }
         }
         buf.push(b'}');
-        let mut response = (self.status, buf).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
-        response
+        json::response(self.status, buf)
     }
 }

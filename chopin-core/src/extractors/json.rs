@@ -104,13 +104,7 @@ where
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         match json::to_vec(&self.0) {
-            Ok(buf) => {
-                let mut response = buf.into_response();
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
-                response
-            }
+            Ok(buf) => json::response(StatusCode::OK, buf),
             Err(err) => ChopinError::internal(err).into_response(),
         }
     }
