@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use chopin_core::Config;
 use chopin_core::cache::Cache;
 use chopin_core::config::{CacheBackend, redact_url};
 use chopin_core::db::Db;
+use chopin_core::{Config, Environment};
 
 use crate::output::{CliError, CliResult};
 use crate::project::{Project, cargo_program};
@@ -78,13 +78,31 @@ fn toolchain() -> Vec<Check> {
     checks
 }
 
+/// Whether the application reads `.env`: only when `CHOPIN_ENV` is unset or `development`
+/// (as `Config::from_env` decides).
+fn reads_dotenv(process: &impl Fn(&str) -> Option<String>) -> bool {
+    process("CHOPIN_ENV")
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().parse::<Environment>() == Ok(Environment::Development))
+        .unwrap_or(true)
+}
+
 /// The variables the application would see: the process environment, plus `.env` in the
-/// project (whose values do not override the environment, as in Chopin's loader).
+/// project in development only (whose values do not override the environment, and which
+/// cannot set `CHOPIN_ENV`, as in Chopin's loader).
 fn lookup(root: &Path) -> (impl Fn(&str) -> Option<String>, Option<String>) {
+    lookup_with(root, |name| std::env::var(name).ok())
+}
+
+/// [`lookup`] over the process variables `process`.
+fn lookup_with(
+    root: &Path,
+    process: impl Fn(&str) -> Option<String>,
+) -> (impl Fn(&str) -> Option<String>, Option<String>) {
     let mut from_file = Vec::new();
     let mut problem = None;
     let path = root.join(".env");
-    if path.is_file() {
+    if reads_dotenv(&process) && path.is_file() {
         match dotenvy::from_path_iter(&path) {
             Ok(iter) => {
                 for item in iter {
@@ -98,7 +116,11 @@ fn lookup(root: &Path) -> (impl Fn(&str) -> Option<String>, Option<String>) {
         }
     }
     let lookup = move |name: &str| {
-        std::env::var(name).ok().or_else(|| {
+        let from_process = process(name);
+        if name == "CHOPIN_ENV" {
+            return from_process;
+        }
+        from_process.or_else(|| {
             from_file
                 .iter()
                 .find(|(k, _)| k == name)
@@ -187,7 +209,14 @@ pub fn run(start: &Path) -> CliResult {
         Ok(project) => {
             println!("project {}", project.root.display());
             let mut local = Vec::new();
-            if !project.root.join(".env").exists() && project.root.join(".env.example").exists() {
+            let process = |name: &str| std::env::var(name).ok();
+            if !reads_dotenv(&process) {
+                local.push(Check::Ok(
+                    "CHOPIN_ENV is not development: .env is not read, as in the app".into(),
+                ));
+            } else if !project.root.join(".env").exists()
+                && project.root.join(".env.example").exists()
+            {
                 local.push(Check::Warn(
                     "no .env: defaults and the process environment apply (cp .env.example .env)"
                         .into(),
@@ -265,5 +294,27 @@ mod tests {
         assert_eq!(problem, None);
         assert_eq!(lookup("CHOPIN_DOCTOR_TEST_ONLY").as_deref(), Some("file"));
         assert_ne!(lookup("PATH").as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn dotenv_is_ignored_outside_development() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "DATABASE_URL=sqlite://dev.db\nCHOPIN_ENV=development\n",
+        )
+        .unwrap();
+        let env = |value: &'static str| {
+            move |name: &str| (name == "CHOPIN_ENV").then(|| value.to_string())
+        };
+        let (lookup, _) = lookup_with(dir.path(), env("production"));
+        assert_eq!(lookup("DATABASE_URL"), None);
+        assert_eq!(lookup("CHOPIN_ENV").as_deref(), Some("production"));
+        let (lookup, _) = lookup_with(dir.path(), env("development"));
+        assert_eq!(lookup("DATABASE_URL").as_deref(), Some("sqlite://dev.db"));
+        // `.env` cannot choose the environment.
+        let (lookup, _) = lookup_with(dir.path(), |_: &str| None);
+        assert_eq!(lookup("DATABASE_URL").as_deref(), Some("sqlite://dev.db"));
+        assert_eq!(lookup("CHOPIN_ENV"), None);
     }
 }

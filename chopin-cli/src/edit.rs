@@ -50,18 +50,17 @@ pub fn insert_before_marker(source: &str, marker: &str, line: &str) -> Result<Ed
     }
     let marker_line = lines[at];
     let indent = &marker_line[..marker_line.len() - marker_line.trim_start().len()];
-    let mut out = String::with_capacity(source.len() + line.len() + indent.len() + 1);
-    for (i, l) in lines.iter().enumerate() {
+    // Keep every line's own ending; the new line takes the marker line's (`\r\n` in a file
+    // checked out with CRLF endings).
+    let mut out = String::with_capacity(source.len() + line.len() + indent.len() + 2);
+    for (i, l) in source.split_inclusive('\n').enumerate() {
         if i == at {
+            let ending = if l.ends_with("\r\n") { "\r\n" } else { "\n" };
             out.push_str(indent);
             out.push_str(wanted);
-            out.push('\n');
+            out.push_str(ending);
         }
         out.push_str(l);
-        out.push('\n');
-    }
-    if !source.ends_with('\n') {
-        out.pop();
     }
     Ok(Edit::Changed(out))
 }
@@ -145,6 +144,24 @@ mod tests {
         assert_eq!(
             out,
             "fn f() {\n    vec![\n        notes::router(),\n        // chopin:routes\n    ]\n}"
+        );
+    }
+
+    #[test]
+    fn keeps_crlf_line_endings() {
+        let crlf = MODS.replace('\n', "\r\n");
+        let Edit::Changed(out) =
+            insert_before_marker(&crlf, "// chopin:entities", "pub mod b;").unwrap()
+        else {
+            panic!("expected a change");
+        };
+        assert_eq!(
+            out,
+            "//! Entities.\r\n\r\npub mod a;\r\npub mod b;\r\n// chopin:entities (keep)\r\n"
+        );
+        assert_eq!(
+            insert_before_marker(&out, "// chopin:entities", "pub mod b;").unwrap(),
+            Edit::Unchanged
         );
     }
 

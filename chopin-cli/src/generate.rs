@@ -3,6 +3,7 @@
 //! A generator never overwrites a file: it checks every file it would create before it
 //! writes anything.
 
+use std::io::Write;
 use std::path::Path;
 
 use chrono::{NaiveDateTime, TimeDelta, Timelike};
@@ -85,7 +86,14 @@ impl Plan {
             if let Some(parent) = full.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
             }
-            std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
+            // `create_new`: a file that appeared since the check above is not overwritten.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&full)
+                .map_err(|e| CliError::io("create", &full, e))?;
+            file.write_all(text.as_bytes())
+                .map_err(|e| CliError::io("write", &full, e))?;
             report.created.push(path);
         }
         report.edited = edit::apply(root, &self.insertions)?;
@@ -194,6 +202,7 @@ pub fn resource(
     now: NaiveDateTime,
 ) -> CliResult<Report> {
     let view = model_view(project, name, fields)?;
+    refuse_chained_references(project, &view)?;
     let mut plan = plan_model(project, &view, now)?;
     let context = json!({
         "m": view,
@@ -222,6 +231,27 @@ pub fn resource(
         line: format!("{table}::router(),"),
     });
     plan.apply(&project.root)
+}
+
+/// The generated tests insert the rows a resource refers to, but not the rows those refer to
+/// in turn: refuse a reference to a model that has references itself (the foreign key would
+/// fail the tests on PostgreSQL and on SQLite).
+fn refuse_chained_references(project: &Project, view: &ModelView) -> CliResult<()> {
+    for r in &view.references {
+        let path = project.root.join(format!("src/entity/{}.rs", r.module));
+        let source = std::fs::read_to_string(&path).map_err(|e| CliError::io("read", &path, e))?;
+        if source.contains("belongs_to = ") {
+            return Err(CliError::new(format!(
+                "`{}` references `{}`, which references another model itself; the generated tests cannot insert such chains yet; nothing was written",
+                r.column, r.module
+            ))
+            .hint(format!(
+                "generate it with `chopin generate model` (no tests) and write the resource by hand, or reference a model without references of its own; see docs/cli.md for `{}`",
+                r.module
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `chopin generate migration <name>`: an empty migration, listed last.

@@ -49,10 +49,17 @@ enum Command {
     )]
     New(NewArgs),
     /// Generate a model, a resource or a migration in the current project.
-    #[command(alias = "g", subcommand)]
+    #[command(
+        alias = "g",
+        subcommand,
+        after_help = "Examples:\n  chopin generate resource Article title:string! slug:string^! body:text\n  chopin g model Tag name:string:unique:required\n  chopin generate migration add_index_to_articles\n\nWrite `^!` (or `:unique:required`), not `!^`: bash and zsh expand an unquoted `!^`."
+    )]
     Generate(GenerateCommand),
     /// Apply, roll back or inspect the project's migrations (on its DATABASE_URL).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  chopin db status\n  chopin db migrate\n  chopin db rollback --steps 2\n  chopin db reset --yes"
+    )]
     Db(DbCommand),
     /// List the project's API routes (from its OpenAPI spec).
     #[command(
@@ -60,7 +67,10 @@ enum Command {
     )]
     Routes,
     /// Export the project's OpenAPI spec.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  chopin openapi export > openapi.json\n  chopin openapi export --format yaml --output openapi.yaml"
+    )]
     Openapi(OpenapiCommand),
     /// Run the project (`cargo run`), passing any arguments after `--` to it.
     #[command(
@@ -76,7 +86,7 @@ enum Command {
     },
     /// Check the toolchain, the project's configuration, and database and Redis reachability.
     #[command(
-        after_help = "Example:\n  chopin doctor\n\nReads the process environment and the project's .env like the app does in development.\nExits with status 1 when a check fails."
+        after_help = "Example:\n  chopin doctor\n\nReads the process environment, plus the project's .env unless CHOPIN_ENV says otherwise\n(like the app: .env is read in development only).\nExits with status 1 when a check fails."
     )]
     Doctor,
     /// Print a shell completion script.
@@ -115,13 +125,13 @@ struct NewArgs {
     chopin_path: Option<PathBuf>,
 }
 
-const FIELD_HELP: &str = "Fields as name:type; types: string, text, i32, i64, f64, bool, datetime, date, references. Append ! for NOT NULL and ^ for UNIQUE (title:string!, slug:string!^); `post:references` adds a required post_id referencing posts.id (`author:references:user` names the model).";
+const FIELD_HELP: &str = "Fields as name:type; types: string, text, i32, i64, f64, bool, datetime, date, references. Append ! for NOT NULL and ^ for UNIQUE (title:string!, slug:string^!; write `^!`, as bash and zsh expand `!^`); `post:references` adds a required post_id referencing posts.id (`author:references:user` names the model).";
 
 #[derive(Debug, Subcommand)]
 enum GenerateCommand {
     /// A sea-orm entity and the migration that creates its table.
     #[command(
-        after_help = "Examples:\n  chopin generate model Tag name:string!^\n  chopin generate model Comment body:text! post:references\n\nCreates src/entity/<model>.rs and src/migration/m<time>_create_<table>.rs and lists them in\nsrc/entity/mod.rs and src/migration/mod.rs. Never overwrites a file."
+        after_help = "Examples:\n  chopin generate model Tag name:string^!\n  chopin generate model Comment body:text! post:references\n\nCreates src/entity/<model>.rs and src/migration/m<time>_create_<table>.rs and lists them in\nsrc/entity/mod.rs and src/migration/mod.rs. Never overwrites a file."
     )]
     Model {
         /// Model name, singular (`Post`, `BlogPost`).
@@ -327,12 +337,13 @@ fn parse_spec(spec: &str) -> CliResult<serde_json::Value> {
     })
 }
 
-/// The spec in the requested format, ending with a newline.
+/// The spec in the requested format, ending with a newline. JSON is the project's output
+/// unchanged (checked to parse), so its key order is kept; YAML is converted from the parsed
+/// value, whose object keys are sorted.
 fn convert_spec(spec: &str, format: SpecFormat) -> CliResult<String> {
     let value = parse_spec(spec)?;
     let mut text = match format {
-        SpecFormat::Json => serde_json::to_string_pretty(&value)
-            .map_err(|e| CliError::new(format!("could not write JSON: {e}")))?,
+        SpecFormat::Json => spec.trim_end().to_string(),
         SpecFormat::Yaml => serde_norway::to_string(&value)
             .map_err(|e| CliError::new(format!("could not write YAML: {e}")))?,
     };
@@ -493,10 +504,9 @@ mod tests {
     fn every_command_has_examples_in_its_help() {
         fn walk(cmd: &clap::Command, path: &str) {
             let path = format!("{path} {}", cmd.get_name());
-            if cmd.get_subcommands().next().is_none()
-                && cmd.get_name() != "version"
-                && cmd.get_name() != "help"
-            {
+            // Every command, parents included (`chopin generate --help`), except the ones
+            // clap adds itself.
+            if cmd.get_name() != "version" && cmd.get_name() != "help" {
                 let after = cmd
                     .get_after_help()
                     .map(|s| s.to_string())
@@ -562,7 +572,14 @@ mod tests {
             back,
             serde_json::from_str::<serde_json::Value>(SPEC).unwrap()
         );
+        // JSON is passed through as printed: key order (`paths` after `info`, `post` before
+        // `get`) is kept, and a newline ends it.
         let json = convert_spec(SPEC, SpecFormat::Json).unwrap();
-        assert!(json.ends_with("}\n"));
+        assert_eq!(json, format!("{SPEC}\n"));
+        assert_eq!(
+            convert_spec(&format!("{SPEC}\n"), SpecFormat::Json).unwrap(),
+            json
+        );
+        assert!(convert_spec("{", SpecFormat::Json).is_err());
     }
 }

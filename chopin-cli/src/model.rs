@@ -69,7 +69,7 @@ const RESERVED_FIELDS: &[&str] = &["id", "created_at", "updated_at"];
 
 /// Parse one field argument.
 ///
-/// * `title:string` nullable string, `title:string!` NOT NULL, `slug:string!^` NOT NULL and
+/// * `title:string` nullable string, `title:string!` NOT NULL, `slug:string^!` NOT NULL and
 ///   UNIQUE; the words `:required` (or `:not_null`) and `:unique` mean the same.
 /// * `post:references` a NOT NULL `post_id` column referencing `posts.id` (the `post` model);
 ///   `author:references:user` names the model (`author_id` → `users.id`).
@@ -128,6 +128,7 @@ pub fn parse_field(arg: &str) -> CliResult<FieldSpec> {
     } else {
         (name, None)
     };
+    let name = names::column_ident(&name)?;
     if RESERVED_FIELDS.contains(&name.as_str()) {
         return Err(
             CliError::new(format!("field `{name}` is added by the generator itself"))
@@ -195,11 +196,19 @@ pub struct FieldView {
 /// A referenced model as the templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReferenceView {
+    /// The reference's own name, the column without `_id` (`post`, `author`): names the
+    /// relation and the test helpers, so that two references to one model stay apart.
+    pub field: String,
+    /// The relation variant (`Post`, `Author`).
+    pub relation: String,
+    /// Whether this is the only reference to its model: only then does the entity implement
+    /// `Related` for it (a second implementation for the same model would conflict).
+    pub related: bool,
     /// The referenced entity module (`post`).
     pub module: String,
     /// Its table (`posts`).
     pub table: String,
-    /// The relation variant (`Post`).
+    /// The referenced model's struct prefix (`Post`).
     pub pascal: String,
     /// `post` in sentences.
     pub snake_spaced: String,
@@ -252,13 +261,25 @@ impl ModelView {
             views.push(field_view(&names, f));
             if let Some(target) = &f.target {
                 let target_names = names::model_names(target)?;
+                let field = f.name.trim_end_matches("_id").to_string();
+                // Distinct values per reference, so that two rows of one model can coexist
+                // under its unique constraints.
+                let n = references.len() + 1;
                 let sample_fields = referenced(target)?
                     .into_iter()
                     .filter_map(|(name, ty)| {
-                        sample_expr(&ty).map(|expr| SampleField { name, expr })
+                        sample_expr(&ty, &field, n).map(|expr| SampleField { name, expr })
                     })
                     .collect();
+                let related = fields
+                    .iter()
+                    .filter(|other| other.target.as_deref() == Some(target.as_str()))
+                    .count()
+                    == 1;
                 references.push(ReferenceView {
+                    relation: names::pascal(&field),
+                    field,
+                    related,
                     module: target_names.module.clone(),
                     table: target_names.table.clone(),
                     pascal: target_names.pascal.clone(),
@@ -357,8 +378,8 @@ fn field_view(model: &ModelNames, f: &FieldSpec) -> FieldView {
         ),
         FieldType::Date => ("\"2025-01-31\"".into(), "\"2025-02-01\"".into()),
         FieldType::References => {
-            let target = f.target.clone().unwrap_or_default();
-            (format!("_parents.{target}"), format!("_parents.{target}"))
+            let field = f.name.trim_end_matches("_id");
+            (format!("_parents.{field}"), format!("_parents.{field}"))
         }
     };
     let mut doc = match f.ty {
@@ -398,15 +419,15 @@ fn field_view(model: &ModelNames, f: &FieldSpec) -> FieldView {
     }
 }
 
-/// A Rust expression for a value of an entity field of type `ty`, for a test that inserts a
-/// referenced row; `None` for types left to their default (optional fields, timestamps set by
-/// the entity, the primary key).
-fn sample_expr(ty: &str) -> Option<String> {
+/// A Rust expression for a value of an entity field of type `ty`, for a test that inserts the
+/// row referenced by `reference`, the `n`th reference of the model; `None` for types left to
+/// their default (optional fields, timestamps set by the entity, the primary key).
+fn sample_expr(ty: &str, reference: &str, n: usize) -> Option<String> {
     Some(
         match ty {
-            "String" => "\"referenced\".to_string()",
-            "i32" | "i64" => "1",
-            "f64" => "1.0",
+            "String" => return Some(format!("\"referenced {reference}\".to_string()")),
+            "i32" | "i64" => return Some(n.to_string()),
+            "f64" => return Some(format!("{n}.5")),
             "bool" => "true",
             "DateTimeUtc" | "DateTime<Utc>" | "chrono::DateTime<chrono::Utc>" => {
                 "chrono::Utc::now()"
@@ -471,6 +492,10 @@ mod tests {
         assert_eq!(f.name, "post_id");
         assert_eq!(f.target.as_deref(), Some("post"));
         assert!(f.required);
+        assert_eq!(
+            parse_field("table:references:post").unwrap().name,
+            "table_id"
+        );
         let f = parse_field("author:references:User").unwrap();
         assert_eq!(f.name, "author_id");
         assert_eq!(f.target.as_deref(), Some("user"));
@@ -486,6 +511,9 @@ mod tests {
             "id:i64",
             "created_at:datetime",
             "type:string",
+            "line_2:string",
+            "table:string",
+            "line_2:references:post",
         ] {
             let err = parse_field(bad).unwrap_err();
             assert!(err.hint.is_some(), "{bad}: {err}");
@@ -520,6 +548,47 @@ mod tests {
     }
 
     #[test]
+    fn two_references_to_one_model_are_named_after_their_columns() {
+        let names = names::model_names("Review").unwrap();
+        let fields = parse_fields(&[
+            "author:references:user".into(),
+            "reviewer:references:user".into(),
+            "post:references".into(),
+        ])
+        .unwrap();
+        let view = ModelView::new(names, &fields, |_| {
+            Ok(vec![("email".to_string(), "String".to_string())])
+        })
+        .unwrap();
+        let refs: Vec<_> = view
+            .references
+            .iter()
+            .map(|r| {
+                (
+                    r.field.as_str(),
+                    r.relation.as_str(),
+                    r.module.as_str(),
+                    r.related,
+                )
+            })
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("author", "Author", "user", false),
+                ("reviewer", "Reviewer", "user", false),
+                ("post", "Post", "post", true)
+            ]
+        );
+        assert_eq!(view.fields[0].sample, "_parents.author");
+        // The two users get different values, in case the column is unique.
+        assert_ne!(
+            view.references[0].sample_fields[0].expr,
+            view.references[1].sample_fields[0].expr
+        );
+    }
+
+    #[test]
     fn entity_fields_are_read_from_source() {
         let src = "pub struct Model {\n    #[sea_orm(primary_key)]\n    pub id: i64,\n    pub title: String,\n    pub note: Option<String>,\n    pub created_at: DateTimeUtc,\n}\n";
         assert_eq!(
@@ -529,7 +598,8 @@ mod tests {
                 ("note".to_string(), "Option<String>".to_string())
             ]
         );
-        assert_eq!(sample_expr("Option<String>"), None);
-        assert_eq!(sample_expr("bool").as_deref(), Some("true"));
+        assert_eq!(sample_expr("Option<String>", "post", 1), None);
+        assert_eq!(sample_expr("bool", "post", 1).as_deref(), Some("true"));
+        assert_eq!(sample_expr("i64", "post", 2).as_deref(), Some("2"));
     }
 }

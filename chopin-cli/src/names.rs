@@ -14,7 +14,8 @@ const KEYWORDS: &[&str] = &[
     "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
-/// Crate names that would clash with the standard library or Chopin's own crates.
+/// Crate names that would clash with the standard library, Chopin's own crates, or the
+/// generated project's dependencies (a package named like a dependency cannot depend on it).
 const RESERVED_CRATES: &[&str] = &[
     "std",
     "core",
@@ -25,7 +26,22 @@ const RESERVED_CRATES: &[&str] = &[
     "chopin_core",
     "chopin_macros",
     "chopin_cli",
+    "axum",
+    "chrono",
+    "sea_orm",
+    "sea_orm_migration",
+    "serde",
+    "serde_json",
+    "thiserror",
+    "tokio",
+    "tracing",
+    "utoipa",
+    "validator",
+    "tempfile",
 ];
+
+/// Names Cargo refuses for a binary target (they are directories of the target folder).
+const RESERVED_BINARIES: &[&str] = &["deps", "build", "examples", "incremental"];
 
 /// The names derived from a project name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,26 +54,32 @@ pub struct ProjectNames {
     pub title: String,
 }
 
-/// Check a project name: ASCII letters, digits, `-` and `_`, starting with a letter; not a
-/// Rust keyword or a reserved crate name.
+/// Check a project name: lowercase ASCII letters, digits, `-` and `_`, starting with a
+/// letter (the crate name must be snake_case, or the project's own lints fail); not a Rust
+/// keyword, a name Cargo refuses for a binary, or the name of a crate the project uses.
 pub fn project_names(name: &str) -> CliResult<ProjectNames> {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
+        let suggestion = name.to_snake_case().replace('_', "-");
         return Err(
-            CliError::new(format!("`{name}` is not a valid project name")).hint(
-                "use ASCII letters, digits, `-` and `_`, starting with a letter (for example `my-api`)",
-            ),
+            CliError::new(format!("`{name}` is not a valid project name")).hint(format!(
+                "use lowercase ASCII letters, digits, `-` and `_`, starting with a letter (for example `{}`)",
+                if suggestion.is_empty() { "my-api" } else { &suggestion }
+            )),
         );
     }
     let crate_name = name.replace('-', "_");
     if KEYWORDS.contains(&crate_name.as_str())
-        || RESERVED_CRATES.contains(&crate_name.to_ascii_lowercase().as_str())
+        || RESERVED_CRATES.contains(&crate_name.as_str())
+        || RESERVED_BINARIES.contains(&name)
     {
         return Err(
-            CliError::new(format!("`{name}` is a reserved name in Rust"))
+            CliError::new(format!(
+                "`{name}` is reserved: a Rust keyword, a directory Cargo uses, or a crate the project depends on"
+            ))
                 .hint("pick another name, for example `{name}-api`".replace("{name}", name)),
         );
     }
@@ -101,6 +123,12 @@ pub fn model_names(name: &str) -> CliResult<ModelNames> {
             .hint("pick another name for the model"));
     }
     let table = pluralize(&module);
+    if KEYWORDS.contains(&table.as_str()) {
+        return Err(CliError::new(format!(
+            "`{name}` would get the table and module name `{table}`, a Rust keyword"
+        ))
+        .hint("pick a longer, more descriptive model name"));
+    }
     if table == module {
         return Err(CliError::new(format!(
             "`{name}` looks plural: its table name would be `{table}` too"
@@ -172,6 +200,29 @@ pub fn snake_ident(name: &str, what: &str) -> CliResult<String> {
     Ok(name.to_string())
 }
 
+/// Check a column name beyond [`snake_ident`]: the migration names each column by an
+/// UpperCamelCase identifier that sea-query turns back into snake_case, so the name must
+/// survive that round trip (`line_2` becomes `Line2`, read back as `line2`), and `table` is
+/// the identifier of the table itself.
+pub fn column_ident(name: &str) -> CliResult<String> {
+    let name = snake_ident(name, "field")?;
+    if name == "table" {
+        return Err(CliError::new("a field cannot be named `table`: the migration uses that identifier for the table itself")
+            .hint("pick a more specific name, for example `table_name` or `table_number`"));
+    }
+    let round_trip = pascal(&name).to_snake_case();
+    if round_trip != name {
+        return Err(CliError::new(format!(
+            "field `{name}` would be created as column `{round_trip}`: the migration's identifier `{}` reads back that way",
+            pascal(&name)
+        ))
+        .hint(format!(
+            "name it `{round_trip}` instead (no `_` before a digit, no doubled or trailing `_`)"
+        )));
+    }
+    Ok(name)
+}
+
 /// `lowerCamelCase` of a snake_case name: the JSON key of a field.
 pub fn json_name(snake: &str) -> String {
     snake.to_lower_camel_case()
@@ -191,6 +242,7 @@ mod tests {
         let n = project_names("my-api").unwrap();
         assert_eq!(n.crate_name, "my_api");
         assert_eq!(n.title, "My Api");
+        assert_eq!(project_names("api2-v3_x").unwrap().crate_name, "api2_v3_x");
         for bad in [
             "",
             "1api",
@@ -201,10 +253,23 @@ mod tests {
             "std",
             "type",
             "chopin-core",
+            "MyApi",
+            "my-Api",
+            "deps",
+            "build",
+            "examples",
+            "incremental",
+            "axum",
+            "tokio",
+            "serde",
+            "sea-orm",
+            "sea_orm_migration",
         ] {
             let err = project_names(bad).unwrap_err();
             assert!(err.hint.is_some(), "{bad}: {err}");
         }
+        let hint = project_names("MyApi").unwrap_err().hint.unwrap();
+        assert!(hint.contains("`my-api`"), "{hint}");
     }
 
     #[test]
@@ -226,6 +291,9 @@ mod tests {
         assert!(model_names("Posts").is_err());
         assert!(model_names("Blog-Post").is_err());
         assert!(model_names("Type").is_err());
+        // The table (and resource module) would be a keyword.
+        let err = model_names("A").unwrap_err();
+        assert!(err.message.contains("`as`"), "{err}");
     }
 
     #[test]
@@ -254,5 +322,17 @@ mod tests {
         assert!(snake_ident("type", "field").is_err());
         assert!(snake_ident("", "field").is_err());
         assert_eq!(json_name("created_at"), "createdAt");
+    }
+
+    #[test]
+    fn column_names_survive_the_migration_identifier() {
+        assert_eq!(column_ident("line2").unwrap(), "line2");
+        assert_eq!(column_ident("address_line").unwrap(), "address_line");
+        for (bad, fix) in [("line_2", "line2"), ("a__b", "ab"), ("note_", "note")] {
+            let err = column_ident(bad).unwrap_err();
+            assert!(err.hint.unwrap().contains(&format!("`{fix}`")), "{bad}");
+        }
+        assert!(column_ident("table").unwrap_err().hint.is_some());
+        assert!(column_ident("type").is_err());
     }
 }

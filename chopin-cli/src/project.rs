@@ -132,29 +132,30 @@ impl Project {
         }
     }
 
-    /// Run one of the project binary's tasks (`cargo run --quiet -- <task…>`), passing its
-    /// output through.
+    /// Run one of the project binary's tasks (`cargo run -- <task…>`), passing its output
+    /// through. Cargo's progress (the first build takes minutes) goes to standard error.
     pub fn task(&self, task: &[&str]) -> CliResult {
         eprintln!(
-            "running `cargo run --quiet -- {}` in {} (the first build can take a few minutes)",
+            "running `cargo run -- {}` in {} (the first build can take a few minutes)",
             task.join(" "),
             self.root.display()
         );
-        let mut args = vec!["run", "--quiet", "--"];
+        let mut args = vec!["run", "--"];
         args.extend_from_slice(task);
         self.cargo(&args)
     }
 
-    /// Run a task and capture its standard output (its standard error passes through).
+    /// Run a task and capture its standard output (its standard error, with Cargo's build
+    /// progress, passes through).
     pub fn task_output(&self, task: &[&str]) -> CliResult<String> {
         eprintln!(
-            "running `cargo run --quiet -- {}` in {} (the first build can take a few minutes)",
+            "running `cargo run -- {}` in {} (the first build can take a few minutes)",
             task.join(" "),
             self.root.display()
         );
         let cargo = cargo_program();
         let output = Command::new(&cargo)
-            .args(["run", "--quiet", "--"])
+            .args(["run", "--"])
             .args(task)
             .current_dir(&self.root)
             .stderr(std::process::Stdio::inherit())

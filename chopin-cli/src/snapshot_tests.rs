@@ -194,3 +194,40 @@ fn generators_write_files_and_edit_idempotently() {
     assert!(err.message.contains("marker"), "{err}");
     assert!(!dir.path().join("src/entity/label.rs").exists());
 }
+
+#[test]
+fn two_references_to_one_model_and_chains() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create(dir.path(), DbKind::Sqlite, CacheKind::Memory);
+    let project = Project::find(dir.path()).unwrap();
+    let user = parse_fields(&["email:string!^".into()]).unwrap();
+    generate::model(&project, "Member", &user, time("2025-01-02 08:00:00")).unwrap();
+    let before = files(dir.path());
+
+    // Two references to `member`: relations and test helpers are named after the columns.
+    let review = parse_fields(&[
+        "author:references:member".into(),
+        "reviewer:references:member".into(),
+        "score:i32!".into(),
+    ])
+    .unwrap();
+    generate::resource(&project, "Review", &review, time("2025-01-02 08:00:01")).unwrap();
+    for (path, text) in files(dir.path()) {
+        if path == "src/entity/review.rs" || path == "tests/reviews.rs" {
+            insta::assert_snapshot!(snapshot_name("two_refs", &path), text);
+        }
+    }
+    assert_ne!(files(dir.path()), before);
+
+    // A resource referencing `review` (which references `member`): its tests could not
+    // insert the chain, so it is refused and nothing is written.
+    let snapshot = files(dir.path());
+    let reply = parse_fields(&["review:references".into(), "body:text!".into()]).unwrap();
+    let err =
+        generate::resource(&project, "Reply", &reply, time("2025-01-02 08:00:02")).unwrap_err();
+    assert!(err.message.contains("references another model"), "{err}");
+    assert!(err.hint.unwrap().contains("chopin generate model"));
+    assert_eq!(files(dir.path()), snapshot);
+    // A model (no tests) may still form the chain.
+    generate::model(&project, "Reply", &reply, time("2025-01-02 08:00:02")).unwrap();
+}
