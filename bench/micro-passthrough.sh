@@ -6,7 +6,7 @@
 #   RUNS=5 bash bench/micro-passthrough.sh
 #
 # Each run is exactly:
-#   cargo bench -p chopin-core --bench passthrough -- --warm-up-time 1 --measurement-time 3
+#   cargo bench -p chopin-web-core --bench passthrough -- --warm-up-time 1 --measurement-time 3
 set -euo pipefail
 
 invocation="${RUNS+RUNS=\"$RUNS\" }bash bench/micro-passthrough.sh"
@@ -14,7 +14,7 @@ RUNS="${RUNS:-3}"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a positive integer" >&2; exit 1; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bench_cmd=(cargo bench -p chopin-core --bench passthrough -- --warm-up-time 1 --measurement-time 3)
+bench_cmd=(cargo bench -p chopin-web-core --bench passthrough -- --warm-up-time 1 --measurement-time 3)
 target_dir="$(cargo metadata --format-version 1 --no-deps |
     python3 -B -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 

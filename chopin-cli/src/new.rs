@@ -78,7 +78,7 @@ impl ProjectContext {
                         "{} is not a Chopin checkout (no chopin-core/Cargo.toml)",
                         path.display()
                     ))
-                    .hint("pass the folder that holds chopin-core/, chopin-cli/ and templates/"));
+                    .hint("pass the folder that holds chopin-core/ and chopin-cli/"));
                 }
                 let core = core
                     .canonicalize()

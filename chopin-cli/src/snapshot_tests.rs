@@ -1,6 +1,6 @@
 //! Snapshot tests (insta) of everything `chopin new` and the generators write. A change to a
 //! template shows up here as a reviewable diff (`cargo insta review`, or
-//! `INSTA_UPDATE=always cargo test -p chopin-cli` to accept).
+//! `INSTA_UPDATE=always cargo test -p chopin-web-cli` to accept).
 
 use std::path::Path;
 

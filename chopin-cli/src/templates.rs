@@ -1,4 +1,4 @@
-//! The templates under the workspace's `templates/` folder, embedded at build time and
+//! The templates under this crate's `templates/` folder, embedded at build time and
 //! rendered with minijinja.
 //!
 //! * `templates/project/`: every file of a new project; a file's path is its path in the
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::output::{CliError, CliResult};
 
-static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The extension every template file carries.
 const SUFFIX: &str = ".jinja";

@@ -15,7 +15,7 @@
 //!   ring key: the floor of any HS256 check.
 //!
 //! ```text
-//! cargo bench -p chopin-core --bench auth -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p chopin-web-core --bench auth -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::hint::black_box;

@@ -13,7 +13,7 @@
 //! Run with
 //!
 //! ```text
-//! cargo bench -p chopin-core --features redis --bench cache -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p chopin-web-core --features redis --bench cache -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::hint::black_box;

@@ -20,7 +20,7 @@
 //! Throughput is input bytes per second. Run with
 //!
 //! ```text
-//! cargo bench -p chopin-core --bench passthrough -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p chopin-web-core --bench passthrough -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::hint::black_box;

@@ -4,7 +4,7 @@
 //! same value" and "rejects the same inputs").
 //!
 //! 256 cases per property by default; the long run is
-//! `PROPTEST_CASES=200000 cargo test -p chopin-core --test rewrite_props --release`.
+//! `PROPTEST_CASES=200000 cargo test -p chopin-web-core --test rewrite_props --release`.
 
 use chopin_core::passthrough::rewrite::snake_to_camel;
 use chopin_core::passthrough::{RewriteError, Rewriter};

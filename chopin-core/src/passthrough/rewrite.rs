@@ -79,7 +79,7 @@
 //! `chopin-core/tests/rewrite_props.rs` (256 cases per property by default). The long run is
 //!
 //! ```text
-//! PROPTEST_CASES=200000 cargo test -p chopin-core --test rewrite_props --release
+//! PROPTEST_CASES=200000 cargo test -p chopin-web-core --test rewrite_props --release
 //! ```
 //!
 //! and a cargo-fuzz target lives in `fuzz/` (`cargo +nightly fuzz run rewrite`).
