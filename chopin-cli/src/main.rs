@@ -2,14 +2,17 @@
 //! models, resources and migrations, and run a project's database, OpenAPI and diagnostic
 //! tasks. See `docs/cli.md`.
 
+mod checkout;
 mod doctor;
 mod edit;
 mod generate;
+mod git;
 mod model;
 mod names;
 mod new;
 mod output;
 mod project;
+mod source;
 mod templates;
 
 #[cfg(test)]
@@ -97,7 +100,7 @@ enum Command {
         /// The shell.
         shell: Shell,
     },
-    /// Print version information about this tool and the Chopin it targets.
+    /// Print this tool's version, and the Chopin checkout and commit it was built from.
     Version,
 }
 
@@ -120,9 +123,29 @@ struct NewArgs {
     /// Folder to create (default: ./<name>).
     #[arg(long, value_name = "DIR")]
     path: Option<PathBuf>,
-    /// Depend on the Chopin checkout in DIR (path dependency) instead of the published crate.
-    #[arg(long, value_name = "DIR")]
+    /// Depend on the Chopin checkout in DIR (by path). Default: the checkout this chopin was
+    /// built from.
+    #[arg(long, value_name = "DIR", conflicts_with = "chopin_git")]
     chopin_path: Option<PathBuf>,
+    /// Depend on Chopin from this git repository instead of a local checkout.
+    #[arg(long, value_name = "URL")]
+    chopin_git: Option<String>,
+    /// With --chopin-git: the commit to use.
+    #[arg(
+        long,
+        value_name = "SHA",
+        requires = "chopin_git",
+        conflicts_with_all = ["tag", "chopin_path"]
+    )]
+    rev: Option<String>,
+    /// With --chopin-git: the tag to use.
+    #[arg(
+        long,
+        value_name = "TAG",
+        requires = "chopin_git",
+        conflicts_with = "chopin_path"
+    )]
+    tag: Option<String>,
 }
 
 const FIELD_HELP: &str = "Fields as name:type; types: string, text, i32, i64, f64, bool, datetime, date, references. Append ! for NOT NULL and ^ for UNIQUE (title:string!, slug:string^!; write `^!`, as bash and zsh expand `!^`); `post:references` adds a required post_id referencing posts.id (`author:references:user` names the model).";
@@ -236,6 +259,15 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         None | Some(Command::Version) => println!("{}", version_line()),
         Some(Command::New(args)) => {
+            let source = source::resolve(
+                &source::SourceArgs {
+                    chopin_path: args.chopin_path,
+                    chopin_git: args.chopin_git,
+                    rev: args.rev,
+                    tag: args.tag,
+                },
+                source::built_from(),
+            )?;
             let options = new::NewOptions {
                 name: args.name,
                 db: args.db,
@@ -245,7 +277,7 @@ fn run(cli: Cli) -> CliResult {
                     Some(base) if p.is_relative() => base.join(p),
                     _ => p,
                 }),
-                chopin_path: args.chopin_path,
+                source,
             };
             let options = match (&options.path, &cli.project) {
                 (None, Some(base)) => new::NewOptions {
@@ -384,12 +416,23 @@ fn routes_table(spec: &str) -> CliResult<String> {
     Ok(out)
 }
 
+/// `chopin <version>`, plus the checkout and commit it was built from, when known.
 fn version_line() -> String {
-    format!("chopin {}", env!("CARGO_PKG_VERSION"))
+    let mut line = format!("chopin {}", env!("CARGO_PKG_VERSION"));
+    match (source::built_from(), source::built_at()) {
+        (Some(root), Some(commit)) => {
+            line.push_str(&format!(" (commit {commit}, checkout {})", root.display()))
+        }
+        (Some(root), None) => line.push_str(&format!(" (checkout {})", root.display())),
+        (None, _) => line.push_str(" (not built from a checkout)"),
+    }
+    line
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -402,9 +445,23 @@ mod tests {
         let cli = Cli::try_parse_from(["chopin", "version"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Version)));
         assert!(Cli::try_parse_from(["chopin", "frobnicate"]).is_err());
+        // Built in this workspace: the version names the checkout.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         assert_eq!(
-            version_line(),
-            format!("chopin {}", env!("CARGO_PKG_VERSION"))
+            source::built_from(),
+            Some(root.canonicalize().unwrap().as_path())
+        );
+        let line = version_line();
+        assert!(
+            line.starts_with(&format!("chopin {} (", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(&format!(
+                "checkout {})",
+                root.canonicalize().unwrap().display()
+            )),
+            "{line}"
         );
     }
 
@@ -448,6 +505,48 @@ mod tests {
         assert!(Cli::try_parse_from(["chopin", "new", "shop", "--db", "mysql"]).is_err());
         assert!(Cli::try_parse_from(["chopin", "new", "shop", "--cache", "memcached"]).is_err());
         assert!(Cli::try_parse_from(["chopin", "new"]).is_err());
+    }
+
+    #[test]
+    fn source_options_parse_and_conflict() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["chopin", "new", "shop"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let Some(Command::New(a)) = parse(&["--chopin-git", "https://x/c.git", "--tag", "v1"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.chopin_git.as_deref(), Some("https://x/c.git"));
+        assert_eq!((a.rev, a.tag.as_deref()), (None, Some("v1")));
+        let Some(Command::New(a)) = parse(&["--chopin-git", "u", "--rev", "abc"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.rev.as_deref(), Some("abc"));
+        for refused in [
+            &["--chopin-git", "u", "--rev", "a", "--tag", "b"][..],
+            &["--chopin-git", "u", "--chopin-path", "/c"][..],
+            &["--rev", "abc"][..],
+            &["--tag", "v1"][..],
+            &["--chopin-path", "/c", "--tag", "v1"][..],
+            &["--chopin-path", "/c", "--rev", "abc"][..],
+        ] {
+            let err = parse(refused).unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    clap::error::ErrorKind::ArgumentConflict
+                        | clap::error::ErrorKind::MissingRequiredArgument
+                ),
+                "{refused:?}: {err}"
+            );
+        }
     }
 
     #[test]

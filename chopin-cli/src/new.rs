@@ -11,6 +11,7 @@ use crate::model;
 use crate::names;
 use crate::output::{CliError, CliResult, Steps};
 use crate::project::{CacheKind, DbKind, Project};
+use crate::source::{self, ChopinSource};
 use crate::templates;
 
 /// The fields of the example resource every new project starts with.
@@ -30,8 +31,9 @@ pub struct NewOptions {
     pub auth: bool,
     /// Where to create it (default `./<name>`).
     pub path: Option<PathBuf>,
-    /// A Chopin checkout to depend on instead of the published crate.
-    pub chopin_path: Option<PathBuf>,
+    /// Where the project's `chopin-core` comes from (already checked by
+    /// [`source::resolve`](crate::source::resolve)).
+    pub source: ChopinSource,
 }
 
 /// What the project templates see.
@@ -50,45 +52,11 @@ pub struct ProjectContext {
     cache_label: &'static str,
 }
 
-/// Escape a string for a TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 impl ProjectContext {
     /// The template context for `options`.
     pub fn new(options: &NewOptions) -> CliResult<ProjectContext> {
         let names = names::project_names(&options.name)?;
-        let chopin_source = match &options.chopin_path {
-            None => format!("version = {}", toml_string("0.1")),
-            Some(path) => {
-                let core = path.join("chopin-core");
-                if !core.join("Cargo.toml").is_file() {
-                    return Err(CliError::new(format!(
-                        "{} is not a Chopin checkout (no chopin-core/Cargo.toml)",
-                        path.display()
-                    ))
-                    .hint("pass the folder that holds chopin-core/ and chopin-cli/"));
-                }
-                let core = core
-                    .canonicalize()
-                    .map_err(|e| CliError::io("resolve", &core, e))?;
-                format!(
-                    "path = {}",
-                    toml_string(&core.to_string_lossy().replace('\\', "/"))
-                )
-            }
-        };
+        let chopin_source = options.source.dependency_keys();
         let mut core_features = vec!["sqlite"];
         let mut sqlx_features = vec!["sqlx-sqlite"];
         if options.db == DbKind::Postgres {
@@ -135,7 +103,20 @@ fn is_empty_dir(dir: &Path) -> CliResult<bool> {
     }
 }
 
-/// Create the project; returns its folder.
+/// Write `contents` to `dir/path`, creating folders, and say so.
+fn write_file(dir: &Path, path: &str, contents: &[u8]) -> CliResult {
+    let full = dir.join(path);
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
+    }
+    std::fs::write(&full, contents).map_err(|e| CliError::io("write", &full, e))?;
+    println!("  create  {path}");
+    Ok(())
+}
+
+/// Create the project; returns its folder. Everything that can fail before writing (the name,
+/// the folder, the templates, the source's lock file) is checked before the first file is
+/// written.
 pub fn run(options: &NewOptions, now: NaiveDateTime) -> CliResult<PathBuf> {
     let context = ProjectContext::new(options)?;
     let dir = options
@@ -149,19 +130,27 @@ pub fn run(options: &NewOptions, now: NaiveDateTime) -> CliResult<PathBuf> {
         ))
         .hint("pick another name, pass `--path <empty dir>`, or remove the folder first"));
     }
+    let files = templates::render_project(&context)?;
+    let lock = match options.source.lock_file() {
+        Some(lock) => Some(std::fs::read(&lock).map_err(|e| CliError::io("read", &lock, e))?),
+        None => None,
+    };
+    eprintln!("{}", options.source.describe());
+    if let Some(note) = options.source.mismatch(source::built_at()) {
+        eprintln!("{note}");
+    }
     let mut steps = Steps::new(3);
     steps.next(&format!(
         "Rendering the project template into {}",
         dir.display()
     ));
-    let files = templates::render_project(&context)?;
     for (path, text) in &files {
-        let full = dir.join(path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| CliError::io("create", parent, e))?;
-        }
-        std::fs::write(&full, text).map_err(|e| CliError::io("write", &full, e))?;
-        println!("  create  {path}");
+        write_file(&dir, path, text.as_bytes())?;
+    }
+    if let Some(lock) = lock {
+        // The checkout's lock: the project builds with the versions Chopin is tested with
+        // (cargo drops the entries the project does not use on its first build).
+        write_file(&dir, "Cargo.lock", &lock)?;
     }
     steps.next("Generating the example resource (Note)");
     let project = Project::find(&dir)?;
@@ -208,7 +197,10 @@ mod tests {
             cache: CacheKind::Memory,
             auth: false,
             path: Some(dir.to_path_buf()),
-            chopin_path: None,
+            source: ChopinSource::Git {
+                url: "https://example.com/chopin.git".into(),
+                pin: None,
+            },
         }
     }
 
@@ -222,16 +214,25 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_path_that_is_not_a_checkout() {
+    fn a_checkout_source_seeds_the_lock_file_and_a_git_source_does_not() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let dir = tempfile::TempDir::new().unwrap();
-        let mut o = options(&dir.path().join("p"));
-        o.chopin_path = Some(dir.path().to_path_buf());
-        let err = ProjectContext::new(&o).unwrap_err();
-        assert!(err.message.contains("not a Chopin checkout"), "{err}");
-    }
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_string(r#"C:\a "b""#), r#""C:\\a \"b\"""#);
+        let mut o = options(&dir.path().join("from-checkout"));
+        o.source = ChopinSource::Checkout {
+            root: root.to_path_buf(),
+            commit: None,
+        };
+        let created = run(&o, NaiveDateTime::default()).unwrap();
+        assert_eq!(
+            std::fs::read(created.join("Cargo.lock")).unwrap(),
+            std::fs::read(root.join("Cargo.lock")).unwrap()
+        );
+        let created = run(
+            &options(&dir.path().join("from-git")),
+            NaiveDateTime::default(),
+        )
+        .unwrap();
+        assert!(created.join("Cargo.toml").is_file());
+        assert!(!created.join("Cargo.lock").exists());
     }
 }

@@ -2,7 +2,7 @@
 //! template shows up here as a reviewable diff (`cargo insta review`, or
 //! `INSTA_UPDATE=always cargo test -p chopin-web-cli` to accept).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
 
@@ -10,6 +10,17 @@ use crate::generate;
 use crate::model::parse_fields;
 use crate::new::{self, NewOptions};
 use crate::project::{CacheKind, DbKind, Project};
+use crate::source::{ChopinSource, GitPin};
+use crate::templates;
+
+/// The checkout the snapshots depend on: a fixed path, so that no snapshot holds the path of
+/// the machine's checkout (nor its commit).
+fn snapshot_source() -> ChopinSource {
+    ChopinSource::Checkout {
+        root: PathBuf::from("/path/to/chopin"),
+        commit: None,
+    }
+}
 
 fn time(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
@@ -53,7 +64,7 @@ fn create_with(dir: &Path, db: DbKind, cache: CacheKind, auth: bool) {
         cache,
         auth,
         path: Some(dir.to_path_buf()),
-        chopin_path: None,
+        source: snapshot_source(),
     };
     new::run(&options, time("2025-01-01 12:00:00")).unwrap();
 }
@@ -230,4 +241,96 @@ fn two_references_to_one_model_and_chains() {
     assert_eq!(files(dir.path()), snapshot);
     // A model (no tests) may still form the chain.
     generate::model(&project, "Reply", &reply, time("2025-01-02 08:00:02")).unwrap();
+}
+
+/// Every kind of source and every project option: each `Cargo.toml` is valid TOML whose only
+/// Chopin dependency is `chopin-core` renamed from `chopin-web-core` (never a registry version,
+/// which would be the other project's crate of that name), from the chosen path or git source.
+#[test]
+fn every_generated_manifest_depends_on_chopin_web_core_only() {
+    let sources = [
+        snapshot_source(),
+        ChopinSource::Git {
+            url: "https://example.com/chopin.git".into(),
+            pin: None,
+        },
+        ChopinSource::Git {
+            url: "https://example.com/chopin.git".into(),
+            pin: Some(GitPin::Rev("0123abc".into())),
+        },
+        ChopinSource::Git {
+            url: "https://example.com/chopin.git".into(),
+            pin: Some(GitPin::Tag("v0.1.0".into())),
+        },
+    ];
+    let mut checked = 0;
+    for source in &sources {
+        for db in [DbKind::Sqlite, DbKind::Postgres] {
+            for cache in [CacheKind::Memory, CacheKind::Redis, CacheKind::Tiered] {
+                for auth in [false, true] {
+                    let options = NewOptions {
+                        name: "demo-api".into(),
+                        db,
+                        cache,
+                        auth,
+                        path: None,
+                        source: source.clone(),
+                    };
+                    let context = new::ProjectContext::new(&options).unwrap();
+                    let files = templates::render_project(&context).unwrap();
+                    let (_, manifest) = files.iter().find(|(p, _)| p == "Cargo.toml").unwrap();
+                    check_manifest(manifest, source);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 48);
+}
+
+fn check_manifest(manifest: &str, source: &ChopinSource) {
+    let value: toml::Table = toml::from_str(manifest).unwrap_or_else(|e| panic!("{e}\n{manifest}"));
+    let mut chopin_deps = 0;
+    for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+        let Some(deps) = value.get(section).and_then(|d| d.as_table()) else {
+            continue;
+        };
+        for (name, spec) in deps {
+            let package = spec.get("package").and_then(|p| p.as_str()).unwrap_or(name);
+            if !name.starts_with("chopin") && !package.starts_with("chopin") {
+                continue;
+            }
+            assert_eq!(name, "chopin-core", "[{section}] {name}\n{manifest}");
+            assert_eq!(package, "chopin-web-core", "[{section}] {name}\n{manifest}");
+            assert!(spec.get("version").is_none(), "no registry version: {spec}");
+            match source {
+                ChopinSource::Checkout { .. } => {
+                    assert_eq!(
+                        spec["path"].as_str(),
+                        Some("/path/to/chopin/chopin-core"),
+                        "{spec}"
+                    );
+                }
+                ChopinSource::Git { url, pin } => {
+                    assert_eq!(spec["git"].as_str(), Some(url.as_str()), "{spec}");
+                    let (rev, tag) = match pin {
+                        Some(GitPin::Rev(r)) => (Some(r.as_str()), None),
+                        Some(GitPin::Tag(t)) => (None, Some(t.as_str())),
+                        None => (None, None),
+                    };
+                    assert_eq!(spec.get("rev").and_then(|v| v.as_str()), rev);
+                    assert_eq!(spec.get("tag").and_then(|v| v.as_str()), tag);
+                }
+            }
+            chopin_deps += 1;
+        }
+    }
+    assert_eq!(
+        chopin_deps, 2,
+        "chopin-core in [dependencies] and [dev-dependencies]"
+    );
+    assert!(
+        value.get("target").is_none(),
+        "no target-specific dependencies to check"
+    );
 }
