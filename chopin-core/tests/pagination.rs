@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::Router;
 use axum::routing::get;
-use chopin_core::extractors::PaginationConfig;
+use chopin_core::extractors::{LimitOverflow, PaginationConfig};
 use chopin_core::openapi::{OpenApiRouter, routes};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestClient;
@@ -226,6 +226,50 @@ async fn configured_limits_hold_without_any_default_layer() {
     );
 }
 
+/// The default overflow mode rejects a page size above the maximum; `clamp` serves the
+/// maximum instead, and says so in `meta.limit`.
+#[tokio::test]
+async fn overflow_reject_is_the_default_and_clamp_serves_the_maximum() {
+    let strict = client();
+    let res = strict.get("/items?limit=500").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
+    assert_eq!(res.error_code().as_deref(), Some("INVALID_QUERY"));
+
+    let c = client_with(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_PAGINATION_OVERFLOW", "clamp"),
+    ]);
+    let res = c.get("/no-total?limit=500&offset=3").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.value()["meta"], json!({"limit": 100, "offset": 3}));
+    let res = c.get("/items?page=1&per_page=500").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.value()["data"].as_array().map(Vec::len), Some(45));
+    assert_eq!(res.value()["meta"]["limit"], 100);
+    assert_eq!(page_of(&c, "limit=0").await, (1, 0), "0 clamps up to 1");
+    assert_eq!(page_of(&c, "limit=37").await, (37, 0), "in range is kept");
+    // Clamping is about sizes: malformed input is still a 400.
+    for query in ["limit=abc", "limit=-1", "page=0", "limit=5&page=2", "limit=1&limit=2"] {
+        let res = c.get(&format!("/echo?{query}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "?{query}");
+        assert_eq!(res.error_code().as_deref(), Some("INVALID_QUERY"), "?{query}");
+    }
+
+    // A configured maximum is what clamping clamps to, also in a plain axum router with the
+    // config as an extension.
+    let config = PaginationConfig {
+        max_limit: 30,
+        overflow: LimitOverflow::Clamp,
+        ..PaginationConfig::default()
+    };
+    let c = TestClient::new(
+        Router::new()
+            .route("/echo", get(echo))
+            .layer(axum::Extension(config)),
+    );
+    assert_eq!(page_of(&c, "limit=500").await, (30, 0));
+}
+
 #[test]
 fn inconsistent_configured_limits_are_rejected() {
     let err = Config::from_lookup(|k| match k {
@@ -314,6 +358,7 @@ fn clamped() {
     let config = PaginationConfig {
         default_limit: 10,
         max_limit: 30,
+        ..PaginationConfig::default()
     };
     let mut p = Pagination::from_query("limit=30", config).unwrap();
     assert_eq!(p.max_limit(), 30);

@@ -4,12 +4,12 @@
 //! or without the rest of Chopin. Every rejection is a [`ChopinError`](crate::ChopinError) and
 //! renders in the standard error envelope.
 
-mod json;
+pub(crate) mod json;
 mod pagination;
 mod path_query;
 mod valid;
 
 pub use json::Json;
-pub use pagination::{Pagination, PaginationConfig};
+pub use pagination::{LimitOverflow, Pagination, PaginationConfig};
 pub use path_query::{Path, Query};
 pub use valid::ValidJson;

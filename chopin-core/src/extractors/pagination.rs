@@ -10,14 +10,33 @@ use crate::error::ChopinError;
 /// Page-size limits applied by the [`Pagination`] extractor.
 ///
 /// [`App`](crate::App) installs the values from [`Config`](crate::Config)
-/// (`CHOPIN_PAGINATION_DEFAULT_LIMIT`, `CHOPIN_PAGINATION_MAX_LIMIT`) as a request extension;
-/// outside an `App` the defaults (20 and 100) apply.
+/// (`CHOPIN_PAGINATION_DEFAULT_LIMIT`, `CHOPIN_PAGINATION_MAX_LIMIT`,
+/// `CHOPIN_PAGINATION_OVERFLOW`) as a request extension; outside an `App` the defaults (20,
+/// 100, reject) apply.
+///
+/// The limits are about the page *size*, whatever the paging style: they make no assumption
+/// that pages are found by offset.
+///
+/// ```
+/// use chopin_core::extractors::{LimitOverflow, Pagination, PaginationConfig};
+///
+/// let config = PaginationConfig {
+///     overflow: LimitOverflow::Clamp,
+///     ..PaginationConfig::default()
+/// };
+/// let page = Pagination::from_query("limit=500", config)?;
+/// assert_eq!(page.limit, 100);
+/// # Ok::<(), chopin_core::ChopinError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PaginationConfig {
     /// Page size when the request names none.
     pub default_limit: u64,
     /// Largest page size a client may ask for.
     pub max_limit: u64,
+    /// What a page size outside `1..=max_limit` gets: a 400 (the default) or the nearest
+    /// allowed size.
+    pub overflow: LimitOverflow,
 }
 
 impl Default for PaginationConfig {
@@ -25,6 +44,70 @@ impl Default for PaginationConfig {
         Self {
             default_limit: 20,
             max_limit: 100,
+            overflow: LimitOverflow::Reject,
+        }
+    }
+}
+
+/// What the [`Pagination`] extractor does with a requested page size outside
+/// `1..=max_limit` (`CHOPIN_PAGINATION_OVERFLOW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LimitOverflow {
+    /// `reject` (the default): answer 400 `INVALID_QUERY` naming the allowed range, so a
+    /// client never gets fewer items than it asked for without knowing.
+    #[default]
+    Reject,
+    /// `clamp`: serve the nearest allowed size (`limit=500` → the maximum, `limit=0` → 1);
+    /// the effective size is what `meta.limit` reports. Malformed values (`abc`, `-1`, a
+    /// repeated parameter, both styles at once) are still rejected.
+    Clamp,
+}
+
+impl LimitOverflow {
+    /// The name used in `CHOPIN_PAGINATION_OVERFLOW`: `reject` or `clamp`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LimitOverflow::Reject => "reject",
+            LimitOverflow::Clamp => "clamp",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LimitOverflow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "reject" => Ok(LimitOverflow::Reject),
+            "clamp" => Ok(LimitOverflow::Clamp),
+            _ => Err("must be reject or clamp".into()),
+        }
+    }
+}
+
+impl PaginationConfig {
+    /// The page size for a request that asked for `requested` (`None`: it named none) under
+    /// these limits: the default, the request's size when in range, and otherwise the
+    /// nearest allowed size or a 400 naming `parameter`, as [`overflow`](Self::overflow)
+    /// says. Shared by every paging style.
+    pub fn page_size(&self, parameter: &str, requested: Option<u64>) -> Result<u64, ChopinError> {
+        let size = requested.unwrap_or(self.default_limit);
+        let max = self.max_limit.max(1);
+        if (1..=max).contains(&size) {
+            return Ok(size);
+        }
+        match self.overflow {
+            LimitOverflow::Clamp => Ok(size.clamp(1, max)),
+            LimitOverflow::Reject => Err(invalid(format!(
+                "`{parameter}` must be between 1 and {}",
+                self.max_limit
+            ))),
         }
     }
 }
@@ -37,7 +120,9 @@ const MAX_OFFSET: u64 = i64::MAX as u64;
 /// Invalid input is rejected with 400 `INVALID_QUERY` and a message naming the parameter —
 /// never silently replaced by a default: non-numbers, negative numbers, `limit=0`, a limit above
 /// the maximum, `page=0`, both styles in one request, repeated parameters, and offsets beyond
-/// what SQL accepts. Other query parameters (filters, sorting) are ignored.
+/// what SQL accepts. Other query parameters (filters, sorting) are ignored. With
+/// [`LimitOverflow::Clamp`] in the [`PaginationConfig`], a page size out of range is brought
+/// into range instead of rejected.
 ///
 /// ```
 /// use chopin_core::prelude::*;
@@ -117,18 +202,8 @@ impl Pagination {
                 "use either `limit`/`offset` or `page`/`per_page`, not both".to_string(),
             ));
         }
-        let check_size = |name: &str, size: Option<u64>| -> Result<u64, ChopinError> {
-            let size = size.unwrap_or(config.default_limit);
-            if size == 0 || size > config.max_limit {
-                return Err(invalid(format!(
-                    "`{name}` must be between 1 and {}",
-                    config.max_limit
-                )));
-            }
-            Ok(size)
-        };
         let (limit, offset) = if page.is_some() || per_page.is_some() {
-            let size = check_size("per_page", per_page)?;
+            let size = config.page_size("per_page", per_page)?;
             let page = page.unwrap_or(1);
             if page == 0 {
                 return Err(invalid("`page` starts at 1".to_string()));
@@ -139,7 +214,7 @@ impl Pagination {
                 .ok_or_else(|| invalid("`page` is too large".to_string()))?;
             (size, offset)
         } else {
-            let size = check_size("limit", limit)?;
+            let size = config.page_size("limit", limit)?;
             let offset = offset.unwrap_or(0);
             if offset > MAX_OFFSET {
                 return Err(invalid(format!("`offset` must be at most {MAX_OFFSET}")));
@@ -296,11 +371,30 @@ mod tests {
         let config = PaginationConfig {
             default_limit: 50,
             max_limit: 500,
+            ..PaginationConfig::default()
         };
         let p = Pagination::from_query("", config).unwrap();
         assert_eq!(p.limit, 50);
         assert!(Pagination::from_query("limit=500", config).is_ok());
         assert!(Pagination::from_query("limit=501", config).is_err());
+    }
+
+    #[test]
+    fn clamp_mode_clamps_sizes_only() {
+        let config = PaginationConfig {
+            overflow: LimitOverflow::Clamp,
+            ..PaginationConfig::default()
+        };
+        let page = |q: &str| Pagination::from_query(q, config).map(|p| (p.limit, p.offset));
+        assert_eq!(page("limit=500").unwrap(), (100, 0));
+        assert_eq!(page("limit=0&offset=3").unwrap(), (1, 3));
+        assert_eq!(page("page=2&per_page=1000").unwrap(), (100, 100));
+        assert_eq!(page("limit=42").unwrap(), (42, 0));
+        for bad in ["limit=abc", "limit=-1", "page=0", "limit=1&limit=2", "limit=5&page=2"] {
+            assert!(page(bad).is_err(), "{bad}");
+        }
+        assert_eq!("Clamp".parse::<LimitOverflow>(), Ok(LimitOverflow::Clamp));
+        assert!("truncate".parse::<LimitOverflow>().is_err());
     }
 
     #[test]
