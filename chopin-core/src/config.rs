@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::extractors::PaginationConfig;
+use crate::extractors::{LimitOverflow, PaginationConfig};
 
 /// Default request body limit: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -84,6 +84,49 @@ pub struct DatabaseConfig {
     pub idle_timeout: Option<Duration>,
     /// `DATABASE_MAX_LIFETIME`: connections are recycled after this.
     pub max_lifetime: Option<Duration>,
+}
+
+/// `DATABASE_URL`'s default: a SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://chopin.db";
+
+impl DatabaseConfig {
+    /// Settings for `url` with every pool setting unset (sized from the CPU count, or taken
+    /// from the URL's query string): for building a [`Db`](crate::db::Db) in code.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chopin_core::config::DatabaseConfig;
+    ///
+    /// let config = DatabaseConfig {
+    ///     max_connections: Some(20),
+    ///     acquire_timeout: Some(Duration::from_secs(2)),
+    ///     ..DatabaseConfig::new("postgres://app@db.internal/app")
+    /// };
+    /// assert_eq!(config.min_connections, None);
+    ///
+    /// // The same settings in the URL, as `DATABASE_URL` may carry them:
+    /// let config = DatabaseConfig::new(
+    ///     "postgres://app@db.internal/app?max_connections=20&min_connections=5",
+    /// );
+    /// # let _ = config;
+    /// ```
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseConfig {
+            url: url.into(),
+            max_connections: None,
+            min_connections: None,
+            acquire_timeout: None,
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+/// What an empty environment gives: `sqlite://chopin.db`, pool settings unset.
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig::new(DEFAULT_DATABASE_URL)
+    }
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -161,10 +204,14 @@ pub struct HttpConfig {
     pub cors: CorsConfig,
 }
 
+/// The log filter when neither `CHOPIN_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `CHOPIN_LOG`: a `tracing` filter such as `info` or `info,my_app=debug` (`info`).
+    /// `CHOPIN_LOG`, else `RUST_LOG`, else `info`: a `tracing` filter such as `info` or
+    /// `info,my_app=debug`.
     pub filter: String,
     /// `CHOPIN_LOG_FORMAT`: `text` or `json` (`json` in production, `text` elsewhere).
     pub format: LogFormat,
@@ -598,7 +645,8 @@ pub struct Config {
     pub log: LogConfig,
     /// OpenAPI settings.
     pub openapi: OpenApiConfig,
-    /// `CHOPIN_PAGINATION_DEFAULT_LIMIT` (20) and `CHOPIN_PAGINATION_MAX_LIMIT` (100).
+    /// `CHOPIN_PAGINATION_DEFAULT_LIMIT` (20), `CHOPIN_PAGINATION_MAX_LIMIT` (100) and
+    /// `CHOPIN_PAGINATION_OVERFLOW` (`reject`).
     pub pagination: PaginationConfig,
     /// Cache settings; used only when the application builds a
     /// [`Cache`](crate::cache::Cache).
@@ -827,7 +875,7 @@ impl Config {
         let database = DatabaseConfig {
             url: r
                 .raw("DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://chopin.db".into()),
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             max_connections: r.get("DATABASE_MAX_CONNECTIONS", parse_positive::<u32>),
             min_connections: r.get("DATABASE_MIN_CONNECTIONS", |s| {
                 s.parse::<u32>()
@@ -884,8 +932,17 @@ impl Config {
             },
         };
 
+        // `CHOPIN_LOG` wins; `RUST_LOG`, the variable every Rust tool reads, is honoured when
+        // it is unset. The filter is checked under the name of the variable it came from.
+        let (filter_variable, filter) = match r.raw("CHOPIN_LOG") {
+            Some(filter) => ("CHOPIN_LOG", filter),
+            None => match r.raw("RUST_LOG") {
+                Some(filter) => ("RUST_LOG", filter),
+                None => ("CHOPIN_LOG", DEFAULT_LOG_FILTER.to_string()),
+            },
+        };
         let log = LogConfig {
-            filter: r.raw("CHOPIN_LOG").unwrap_or_else(|| "info".into()),
+            filter: filter.trim().to_string(),
             format: r
                 .get("CHOPIN_LOG_FORMAT", |s| {
                     match s.to_ascii_lowercase().as_str() {
@@ -903,7 +960,7 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.filter) {
             let filter = log.filter.clone();
             r.problem(
-                "CHOPIN_LOG",
+                filter_variable,
                 &filter,
                 format!("is not a valid filter ({e})"),
             );
@@ -935,6 +992,9 @@ impl Config {
         let default_limit = r
             .get("CHOPIN_PAGINATION_DEFAULT_LIMIT", parse_positive::<u64>)
             .unwrap_or(defaults.default_limit.min(max_limit));
+        let overflow = r
+            .get("CHOPIN_PAGINATION_OVERFLOW", |s| s.parse::<LimitOverflow>())
+            .unwrap_or(defaults.overflow);
         if default_limit > max_limit {
             r.problem(
                 "CHOPIN_PAGINATION_DEFAULT_LIMIT",
@@ -1113,6 +1173,7 @@ impl Config {
             pagination: PaginationConfig {
                 default_limit,
                 max_limit,
+                overflow,
             },
             cache,
             auth,
@@ -1287,6 +1348,42 @@ mod tests {
             ]
         );
         assert!(!err.to_string().contains("short-secret"), "{err}");
+    }
+
+    #[test]
+    fn log_filter_falls_back_to_rust_log() {
+        assert_eq!(from(&[]).unwrap().log.filter, "info");
+        let c = from(&[("RUST_LOG", "warn,my_app=debug")]).unwrap();
+        assert_eq!(c.log.filter, "warn,my_app=debug");
+        let c = from(&[("RUST_LOG", "warn"), ("CHOPIN_LOG", "debug")]).unwrap();
+        assert_eq!(c.log.filter, "debug", "CHOPIN_LOG wins over RUST_LOG");
+        let c = from(&[("RUST_LOG", "  ")]).unwrap();
+        assert_eq!(c.log.filter, "info", "a blank RUST_LOG is unset");
+        let err = from(&[("RUST_LOG", "info,[[[")]).unwrap_err();
+        assert_eq!(err.problems[0].variable, "RUST_LOG");
+    }
+
+    #[test]
+    fn pagination_overflow() {
+        assert_eq!(
+            from(&[]).unwrap().pagination.overflow,
+            LimitOverflow::Reject
+        );
+        let c = from(&[("CHOPIN_PAGINATION_OVERFLOW", "clamp")]).unwrap();
+        assert_eq!(c.pagination.overflow, LimitOverflow::Clamp);
+        let err = from(&[("CHOPIN_PAGINATION_OVERFLOW", "truncate")]).unwrap_err();
+        assert_eq!(err.problems[0].variable, "CHOPIN_PAGINATION_OVERFLOW");
+    }
+
+    #[test]
+    fn database_config_in_code() {
+        assert_eq!(DatabaseConfig::default(), from(&[]).unwrap().database);
+        let c = DatabaseConfig {
+            max_connections: Some(20),
+            ..DatabaseConfig::new("postgres://u@h/db")
+        };
+        assert_eq!(c.url, "postgres://u@h/db");
+        assert_eq!((c.max_connections, c.min_connections), (Some(20), None));
     }
 
     #[test]

@@ -17,8 +17,16 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use std::future::Future;
+use std::pin::Pin;
+
+use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::sqlx;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, IntoDatabaseExecutor, IsolationLevel, QueryResult, Statement,
+    StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+};
 
 use crate::config::{DatabaseConfig, parse_duration, redact_url};
 
@@ -79,17 +87,25 @@ impl PoolSettings {
     }
 }
 
-/// Pool statistics, as reported by [`Db::status`].
+/// Pool statistics, as reported by [`Db::get_pool_status`].
+///
+/// `size == idle + active` and `size <= max` hold for every snapshot; the numbers are read
+/// without locking, so a snapshot may be a moment old by the time it is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
-    /// Open connections (idle + in use).
+    /// Open connections (idle + active).
     pub size: u32,
     /// Open connections waiting for work.
     pub idle: u32,
     /// Connections currently running queries or held by transactions.
-    pub in_use: u32,
-    /// The pool's maximum.
+    pub active: u32,
+    /// The pool's maximum (`max_connections`).
     pub max: u32,
+    /// The same number as [`active`](Self::active), under its former name.
+    #[deprecated(note = "renamed to `active`, the name the performance guide uses")]
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub in_use: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +127,45 @@ enum Pool {
 /// let config = Config::from_env()?;
 /// let db = Db::connect(&config.database).await?;
 /// db.execute_unprepared("SELECT 1").await?;
-/// println!("{:?}", db.status());
+/// let pool = db.get_pool_status();
+/// println!("active: {}, idle: {}, max: {}", pool.active, pool.idle, pool.max);
+/// # Ok(()) }
+/// ```
+///
+/// `&Db` goes wherever sea-orm expects a connection: `Db` implements
+/// [`ConnectionTrait`], [`TransactionTrait`] and [`StreamTrait`] by handing each call to the
+/// inner [`DatabaseConnection`], so entity queries take `&db` directly:
+///
+/// ```
+/// # use sea_orm::entity::prelude::*;
+/// # mod item {
+/// #     use sea_orm::entity::prelude::*;
+/// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// #     #[sea_orm(table_name = "items")]
+/// #     pub struct Model {
+/// #         #[sea_orm(primary_key)]
+/// #         pub id: i32,
+/// #         pub name: String,
+/// #     }
+/// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #     pub enum Relation {}
+/// #     impl ActiveModelBehavior for ActiveModel {}
+/// # }
+/// # use item::Entity as Item;
+/// use chopin_core::db::Db;
+/// use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = Db::connect(&chopin_core::config::DatabaseConfig::new("sqlite::memory:")).await?;
+/// db.execute_unprepared("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+///     .await?;
+/// let items = Item::find().all(&db).await?;
+/// assert!(items.is_empty());
+/// assert!(Item::find_by_id(1).one(&db).await?.is_none());
+/// Item::delete_many().exec(&db).await?;
+/// let txn = db.begin().await?;
+/// txn.commit().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -293,20 +347,49 @@ impl Db {
         &self.settings
     }
 
-    /// Current pool statistics.
-    pub fn status(&self) -> PoolStatus {
+    /// Current pool statistics: open, idle and active connections and the maximum.
+    ///
+    /// ```no_run
+    /// # async fn run(db: chopin_core::db::Db) {
+    /// let pool_status = db.get_pool_status();
+    /// println!(
+    ///     "Active: {}, Idle: {}, Max: {}",
+    ///     pool_status.active, pool_status.idle, pool_status.max
+    /// );
+    /// # }
+    /// ```
+    pub fn get_pool_status(&self) -> PoolStatus {
         let (size, idle) = match &self.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => (p.size(), p.num_idle() as u32),
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => (p.size(), p.num_idle() as u32),
         };
+        // `size` and `num_idle` are read separately: never report more idle than open.
+        let idle = idle.min(size);
+        let active = size - idle;
+        #[allow(deprecated)]
         PoolStatus {
             size,
             idle,
-            in_use: size.saturating_sub(idle),
+            active,
             max: self.settings.max_connections,
+            in_use: active,
         }
+    }
+
+    /// Current pool statistics, under the former name of [`Db::get_pool_status`].
+    #[deprecated(note = "renamed to `get_pool_status()`, the name the performance guide uses")]
+    pub fn status(&self) -> PoolStatus {
+        self.get_pool_status()
+    }
+
+    /// The database backend (SQLite or PostgreSQL) of this pool.
+    ///
+    /// An inherent method, so `db.get_database_backend()` is never ambiguous between
+    /// [`ConnectionTrait`] and [`StreamTrait`], which both declare it.
+    pub fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
     }
 
     /// The underlying sqlx SQLite pool, if this is a SQLite database.
@@ -342,6 +425,120 @@ impl Db {
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => p.close().await,
         }
+    }
+}
+
+// `Db` is a sea-orm connection: every call goes to the inner `DatabaseConnection`, so `&db`
+// works wherever sea-orm takes `&impl ConnectionTrait` (`.all(&db)`, `.exec(&db)`, …).
+
+#[async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.conn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.conn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.conn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.conn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.conn.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.conn.is_mock_connection()
+    }
+}
+
+#[async_trait]
+impl TransactionTrait for Db {
+    type Transaction = DatabaseTransaction;
+
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.conn.begin().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        self.conn
+            .begin_with_config(isolation_level, access_mode)
+            .await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        self.conn.begin_with_options(options).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.conn.transaction(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.conn
+            .transaction_with_config(callback, isolation_level, access_mode)
+            .await
+    }
+}
+
+impl StreamTrait for Db {
+    type Stream<'a> = <DatabaseConnection as StreamTrait>::Stream<'a>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        self.conn.stream_raw(stmt)
+    }
+}
+
+/// `&db` runs migrations: `Migrator::up(&db, None)` (sea-orm-migration takes any
+/// `IntoSchemaManagerConnection`, which is this trait).
+impl<'c> IntoDatabaseExecutor<'c> for &'c Db {
+    fn into_database_executor(self) -> DatabaseExecutor<'c> {
+        DatabaseExecutor::Connection(&self.conn)
     }
 }
 

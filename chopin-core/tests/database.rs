@@ -39,11 +39,12 @@ async fn connect(vars: &[(&str, &str)]) -> Db {
         .unwrap_or_else(|e| panic!("connect {vars:?}: {e}"))
 }
 
-/// Poll `db.status()` until `pred` holds (returning connections to the pool is asynchronous).
+/// Poll `db.get_pool_status()` until `pred` holds (connections return to the pool
+/// asynchronously).
 async fn wait_for_status(db: &Db, pred: impl Fn(&PoolStatus) -> bool) -> PoolStatus {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let status = db.status();
+        let status = db.get_pool_status();
         if pred(&status) {
             return status;
         }
@@ -56,7 +57,7 @@ async fn wait_for_status(db: &Db, pred: impl Fn(&PoolStatus) -> bool) -> PoolSta
 }
 
 fn check_status_invariants(s: &PoolStatus) {
-    assert_eq!(s.size, s.idle + s.in_use, "{s:?}");
+    assert_eq!(s.size, s.idle + s.active, "{s:?}");
     assert!(s.size <= s.max, "{s:?}");
 }
 
@@ -135,7 +136,7 @@ async fn pool_settings_from_the_url_are_applied_and_removed() {
             max_lifetime: Some(Duration::from_secs(600)),
         }
     );
-    assert_eq!(db.status().max, 3);
+    assert_eq!(db.get_pool_status().max, 3);
 
     let (driver_url, _) = split_pool_settings(&config(&[("DATABASE_URL", &url)]).database).unwrap();
     assert_eq!(driver_url, sqlite_url(&dir, ""));
@@ -230,27 +231,27 @@ async fn pool_status_tracks_held_connections() {
     )])
     .await;
     let pool = db.sqlite_pool().unwrap();
-    let idle = wait_for_status(&db, |s| s.in_use == 0).await;
+    let idle = wait_for_status(&db, |s| s.active == 0).await;
     check_status_invariants(&idle);
     assert_eq!(idle.max, 3);
 
     let a = pool.acquire().await.unwrap();
-    let one = db.status();
+    let one = db.get_pool_status();
     check_status_invariants(&one);
-    assert_eq!(one.in_use, 1, "{one:?}");
+    assert_eq!(one.active, 1, "{one:?}");
     assert!(one.size >= 1);
 
     let b = pool.acquire().await.unwrap();
-    let two = db.status();
+    let two = db.get_pool_status();
     check_status_invariants(&two);
-    assert_eq!(two.in_use, 2, "{two:?}");
+    assert_eq!(two.active, 2, "{two:?}");
     assert!(two.size >= 2);
 
     // A sea-orm transaction holds a connection too.
     let txn = sea_orm::TransactionTrait::begin(db.conn()).await.unwrap();
-    let three = db.status();
+    let three = db.get_pool_status();
     assert_eq!(
-        (three.in_use, three.size, three.idle),
+        (three.active, three.size, three.idle),
         (3, 3, 0),
         "{three:?}"
     );
@@ -258,7 +259,7 @@ async fn pool_status_tracks_held_connections() {
 
     drop(a);
     drop(b);
-    let back = wait_for_status(&db, |s| s.in_use == 0).await;
+    let back = wait_for_status(&db, |s| s.active == 0).await;
     check_status_invariants(&back);
     assert!(back.idle >= 2, "returned connections are idle: {back:?}");
 }
@@ -412,16 +413,16 @@ async fn postgres_pool_status_tracks_held_connections() {
     };
     assert!(db.sqlite_pool().is_none());
     let pool = db.postgres_pool().expect("a PostgreSQL pool").clone();
-    let idle = wait_for_status(&db, |s| s.in_use == 0).await;
+    let idle = wait_for_status(&db, |s| s.active == 0).await;
     check_status_invariants(&idle);
     assert_eq!(idle.max, 3);
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
-    let held = db.status();
+    let held = db.get_pool_status();
     check_status_invariants(&held);
-    assert_eq!(held.in_use, 2, "{held:?}");
+    assert_eq!(held.active, 2, "{held:?}");
     drop((a, b));
-    let back = wait_for_status(&db, |s| s.in_use == 0).await;
+    let back = wait_for_status(&db, |s| s.active == 0).await;
     assert!(back.idle >= 2, "{back:?}");
     db.close().await;
 }
