@@ -42,6 +42,7 @@
 //!   passwords, refresh tokens with rotation, revocation, roles, mountable auth routes;
 //! * [`rate_limit`]: per-client GCRA rate limiting, in process or shared through Redis;
 //! * [`signing`]: HMAC-signed opaque tokens (cursors and the like);
+//! * [`sse`]: server-sent events with JSON data from the same engine;
 //! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI.
 //!
 //! Chopin sets no global allocator: that choice belongs to the application.
@@ -82,6 +83,7 @@ pub mod rate_limit;
 mod redis_conn;
 pub mod response;
 pub mod signing;
+pub mod sse;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
