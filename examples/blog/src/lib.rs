@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `GET` | `/api/posts` | newest first; `?limit&offset` or `?page&per_page`; `?published=true\|false` |
 //! | `POST` | `/api/posts` | signed in; 201; 409 on a duplicate slug; 422 on invalid fields |
+//! | `GET` | `/api/posts/stream` | server-sent events: each post created from now on; `?published=` |
 //! | `GET` | `/api/posts/{id}` | 404 when missing |
 //! | `PUT` | `/api/posts/{id}` | full replacement; the post's author only (403 otherwise) |
 //! | `DELETE` | `/api/posts/{id}` | 204; deletes the post's comments too; the author or an admin |
@@ -62,6 +63,9 @@ pub struct AppState {
     pub cache: Cache,
     /// Access tokens: issued by the auth module, checked by `AuthUser`.
     pub auth: Auth,
+    /// Posts just created, for the open `GET /api/posts/stream` responses (see
+    /// [`api::stream`]).
+    pub new_posts: tokio::sync::broadcast::Sender<api::posts::PostView>,
 }
 
 /// Why the application could not start.
@@ -97,6 +101,7 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
         db: db.clone(),
         cache: cache.clone(),
         auth: auth.clone(),
+        new_posts: tokio::sync::broadcast::channel(api::stream::FEED_CAPACITY).0,
     };
     Ok(App::with_state(config, state)
         .database(&db)

@@ -748,6 +748,7 @@ async fn check_openapi(client: &TestClient) {
     let paths = spec["paths"].as_object().expect("paths");
     let expected = [
         ("/api/posts", &["get", "post"][..]),
+        ("/api/posts/stream", &["get"][..]),
         ("/api/posts/{id}", &["get", "put", "delete"][..]),
         ("/api/posts/{id}/comments", &["get", "post"][..]),
         ("/api/passthrough/posts", &["get"][..]),

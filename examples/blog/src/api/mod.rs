@@ -13,11 +13,13 @@ use crate::AppState;
 pub mod comments;
 pub mod passthrough;
 pub mod posts;
+pub mod stream;
 
 /// All API routes, nested under `/api`.
 pub fn router() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .routes(routes!(posts::list_posts, posts::create_post))
+        .routes(routes!(stream::stream_posts))
         .routes(routes!(
             posts::get_post,
             posts::update_post,

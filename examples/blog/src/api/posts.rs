@@ -217,7 +217,9 @@ pub async fn create_post(
     }
     .insert(&*state.db)
     .await?;
-    Ok(ApiResponse::created(created.into()))
+    let view = PostView::from(created);
+    super::stream::publish(&state, &view);
+    Ok(ApiResponse::created(view))
 }
 
 /// Show one post.
