@@ -107,6 +107,7 @@ where
         let (router, spec) = router.split_for_parts();
         self.router = self.router.merge(router);
         self.spec.merge(spec);
+        openapi::add_error_responses(&mut self.spec);
         self
     }
 

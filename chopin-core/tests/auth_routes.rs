@@ -116,7 +116,7 @@ async fn session_lifecycle(db: &Db) {
     let me = i.client.with_bearer(&access).get("/auth/me").await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text());
     assert_eq!(me.value()["data"]["email"], json!("ada@example.com"));
-    assert_eq!(me.value()["data"]["email_verified"], json!(false));
+    assert_eq!(me.value()["data"]["emailVerified"], json!(false));
     assert!(!me.text().contains("argon2"), "no hash in responses");
 
     let login = i
@@ -513,7 +513,8 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
             &json!({"token": "forged", "password": "new password"}),
         )
         .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+    assert_eq!(bad.value()["error"]["code"], "NOT_FOUND");
     let ok = i
         .client
         .post_json(
@@ -530,7 +531,7 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
             &json!({"token": token, "password": "newer password"}),
         )
         .await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
 
     let old = i
         .client
@@ -562,9 +563,99 @@ async fn password_reset_goes_through_the_mailer_and_signs_out_everywhere() {
         .await;
     assert_eq!(
         stale.status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
         "other reset tokens are spent"
     );
+}
+
+/// The logout body is optional, as its spec says: none, an empty one or `null` revoke the
+/// access token alone; a body that is present must be JSON.
+#[tokio::test]
+async fn logout_takes_an_optional_json_body() {
+    let (_dir, db) = common::sqlite("").await;
+    let i = instance(&db).await;
+    let logout = |access: &str, content_type: Option<&str>, body: &'static str| {
+        let mut request = http::Request::post("/auth/logout");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(axum::body::Body::from(body)).unwrap();
+        let client = i.client.with_bearer(access);
+        async move { client.request(request).await }
+    };
+    for (n, (content_type, body)) in [
+        (None, ""),
+        (Some("application/json"), ""),
+        (Some("application/json"), "null"),
+        (Some("application/json"), "{}"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (access, _) = signup(&i, &format!("hal{n}@example.com"), "a password").await;
+        let out = logout(&access, content_type, body).await;
+        assert_eq!(
+            out.status,
+            StatusCode::NO_CONTENT,
+            "{body:?}: {}",
+            out.text()
+        );
+        let me = i.client.with_bearer(&access).get("/auth/me").await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{body:?}");
+    }
+    let (access, _) = signup(&i, "hal@example.com", "a password").await;
+    let wrong = logout(&access, Some("text/plain"), "refresh_token=x").await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        wrong.text()
+    );
+    let broken = logout(&access, Some("application/json"), "{").await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{}", broken.text());
+    // Refused bodies revoke nothing.
+    let me = i.client.with_bearer(&access).get("/auth/me").await;
+    assert_eq!(me.status, StatusCode::OK);
+}
+
+/// Resources use camelCase keys; the token pair keeps OAuth's names (RFC 6749).
+#[tokio::test]
+async fn account_keys_are_camel_case_and_tokens_keep_oauth_names() {
+    let (_dir, db) = common::sqlite("").await;
+    let i = instance(&db).await;
+    let (access, _) = signup(&i, "ivy@example.com", "a password").await;
+    let me = i.client.with_bearer(&access).get("/auth/me").await.value();
+    let mut keys: Vec<&str> = me["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["createdAt", "email", "emailVerified", "id", "roles"]);
+    let login = i
+        .client
+        .post_json("/auth/login", &creds("ivy@example.com", "a password"))
+        .await
+        .value();
+    let mut keys: Vec<&str> = login["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["access_token", "expires_in", "refresh_token", "token_type"]
+    );
+    // A password reset for something that is not an address is refused like sign-up's.
+    let r = i
+        .client
+        .post_json("/auth/password-reset", &json!({"email": "not an address"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert_eq!(r.value()["error"]["fields"][0]["field"], "email");
 }
 
 /// A mailer that takes its time.
@@ -631,14 +722,14 @@ async fn email_verification_uses_the_mailed_token() {
         .client
         .post_json("/auth/verify-email", &json!({"token": "wrong"}))
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = i
         .client
         .post_json("/auth/verify-email", &json!({"token": token}))
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     let me = i.client.with_bearer(&access).get("/auth/me").await;
-    assert_eq!(me.value()["data"]["email_verified"], json!(true));
+    assert_eq!(me.value()["data"]["emailVerified"], json!(true));
 }
 
 #[tokio::test]

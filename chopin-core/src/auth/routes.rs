@@ -18,10 +18,13 @@ use crate::extractors::Json;
 use crate::openapi::OpenApiRouter;
 use crate::response::ApiResponse;
 
-/// Shortest accepted password.
-const MIN_PASSWORD_LEN: usize = 8;
-/// Longest accepted password (argon2 would take anything; a bound keeps requests cheap).
-const MAX_PASSWORD_LEN: usize = 1024;
+/// Shortest accepted password, in characters (the `minLength` of the documented schemas).
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest accepted password, in characters (argon2 would take anything; a bound keeps
+/// requests cheap; the `maxLength` of the documented schemas).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest accepted e-mail address, in characters (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
 /// Lifetime of verification and password-reset tokens.
 const ONE_TIME_TTL_MINUTES: i64 = 60;
 
@@ -76,11 +79,17 @@ pub struct TokenPair {
 }
 
 /// Body of sign-up and login.
+///
+/// The schema's bounds are the ones [`validate_credentials`] applies (a unit test compares
+/// them): sign-up answers 422 outside them, login 401.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
-    /// E-mail address (case-insensitive).
+    /// E-mail address (case-insensitive; surrounding spaces are ignored): a non-empty local
+    /// part, `@`, and a domain containing a dot; no spaces; at most 254 characters.
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
@@ -91,7 +100,8 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
-/// Body of `/logout` (optional).
+/// Body of `/logout`; the whole body is optional (an empty body revokes only the access
+/// token).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 struct LogoutRequest {
     /// Also revoke this refresh token's family.
@@ -102,7 +112,8 @@ struct LogoutRequest {
 /// Body of `/password-reset`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct EmailRequest {
-    /// The account's e-mail address.
+    /// The account's e-mail address (the same rule as sign-up's).
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
@@ -119,6 +130,7 @@ struct ResetRequest {
     /// The token from the mail.
     token: String,
     /// The new password, 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
@@ -138,12 +150,13 @@ struct Accepted {
 /// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
 /// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
 /// | `GET` | `/me` | bearer token required → the account |
-/// | `POST` | `/verify-email` | `{token}` from the verification mail → 204 |
-/// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token |
-/// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere |
+/// | `POST` | `/verify-email` | `{token}` from the verification mail → 204; 404 for an unknown, used or expired token |
+/// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token; 422 for a non-address |
+/// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere; 404 for an unknown, used or expired token |
 ///
 /// ```no_run
 /// use chopin_core::auth::{Auth, AuthModule, AuthStore};
+/// use chopin_core::openapi::OpenApiRouter;
 /// use chopin_core::prelude::*;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -153,7 +166,7 @@ struct Accepted {
 /// let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
 /// App::new(config)
 ///     .auth(&auth)
-///     .router(axum::Router::new().nest("/auth", module.router()))
+///     .api(OpenApiRouter::new().nest("/api/auth", module.api_router()))
 ///     .serve()
 ///     .await?;
 /// # Ok(()) }
@@ -228,28 +241,54 @@ impl AuthModule {
         &self.store
     }
 
-    /// The routes (relative: mount them with `Router::nest`). They carry the [`Auth`]
-    /// extension themselves, so they work whether or not the app installed it.
+    /// The routes (relative: mount them with `Router::nest`), undocumented: prefer
+    /// [`AuthModule::api_router`] with [`App::api`](crate::App::api), which puts them in the
+    /// OpenAPI spec. They carry the [`Auth`] extension themselves, so they work whether or not
+    /// the app installed it.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         self.api_router().split_for_parts().0
     }
 
-    /// The same routes with their OpenAPI operations (tag `auth`), for
-    /// [`App::api`](crate::App::api): `app.api(OpenApiRouter::new().nest("/auth",
-    /// module.api_router()))`.
+    /// The same routes with their OpenAPI operations (tag `auth`) and the `bearer` security
+    /// scheme, for [`App::api`](crate::App::api) — the way to mount them:
+    /// `app.api(OpenApiRouter::new().nest("/api/auth", module.api_router()))`.
     pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
-        use utoipa_axum::routes;
-        OpenApiRouter::new()
-            .routes(routes!(signup))
-            .routes(routes!(login))
-            .routes(routes!(refresh))
-            .routes(routes!(logout))
-            .routes(routes!(me))
-            .routes(routes!(verify_email))
-            .routes(routes!(request_reset))
-            .routes(routes!(confirm_reset))
+        let mut router = documented_routes()
             .layer(self.auth.extension())
-            .with_state(self.clone())
+            .with_state(self.clone());
+        add_bearer_scheme(router.get_openapi_mut());
+        router
+    }
+
+    /// The OpenAPI documentation of the routes alone (relative paths, the `bearer` security
+    /// scheme), built without a module, a database or a token key: what [`api_router`]
+    /// documents.
+    ///
+    /// [`api_router`]: AuthModule::api_router
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        let (_, mut spec) = documented_routes().split_for_parts();
+        add_bearer_scheme(&mut spec);
+        spec
+    }
+
+    /// An [`OpenApiRouter`] that carries [`AuthModule::openapi`] and **serves nothing**: for
+    /// building the application's spec where no database is available, e.g.
+    /// `spec_for(title, version, api().nest("/api/auth", AuthModule::api_docs()))` in an
+    /// `openapi` export task. Serve the routes with [`AuthModule::api_router`].
+    ///
+    /// ```
+    /// use chopin_core::auth::AuthModule;
+    /// use chopin_core::openapi::{OpenApiRouter, spec_for};
+    ///
+    /// let spec = spec_for(
+    ///     "Accounts",
+    ///     "1.0.0",
+    ///     OpenApiRouter::<()>::new().nest("/api/auth", AuthModule::api_docs()),
+    /// );
+    /// assert!(spec.paths.paths.contains_key("/api/auth/login"));
+    /// ```
+    pub fn api_docs<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+        OpenApiRouter::with_openapi(AuthModule::openapi())
     }
 
     /// A signed access token for an account, with its `jti` and `exp`.
@@ -326,21 +365,52 @@ impl AuthModule {
     }
 }
 
-fn validate_credentials(email: &str, password: &str) -> Result<(), ChopinError> {
-    let mut fields = Vec::new();
-    let email = email.trim();
-    let valid_email = email.len() <= 254
+/// The handlers with their OpenAPI operations, before state and layers.
+fn documented_routes() -> OpenApiRouter<AuthModule> {
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(verify_email))
+        .routes(routes!(request_reset))
+        .routes(routes!(confirm_reset))
+}
+
+/// Declare the `bearer` scheme that `/logout` and `/me` require.
+fn add_bearer_scheme(spec: &mut utoipa::openapi::OpenApi) {
+    spec.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            crate::openapi::BEARER_SCHEME,
+            crate::openapi::bearer_security_scheme(),
+        );
+}
+
+/// Whether `email` (already trimmed) is accepted as an e-mail address.
+fn valid_email(email: &str) -> bool {
+    email.chars().count() <= MAX_EMAIL_LEN
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.contains(char::is_whitespace);
-    if !valid_email {
+        && !email.contains(char::is_whitespace)
+}
+
+fn validate_email(email: &str, fields: &mut Vec<FieldError>) {
+    if !valid_email(email.trim()) {
         fields.push(FieldError::new(
             "email",
             "email",
             "must be an e-mail address",
         ));
     }
+}
+
+fn validate_credentials(email: &str, password: &str) -> Result<(), ChopinError> {
+    let mut fields = Vec::new();
+    validate_email(email, &mut fields);
     validate_password(password, &mut fields);
     if fields.is_empty() {
         Ok(())
@@ -446,7 +516,8 @@ async fn refresh(
 }
 
 /// Revoke the access token (and, if given, the refresh token's family).
-#[utoipa::path(post, path = "/logout", tag = "auth", request_body(content = LogoutRequest, description = "Optional."),
+#[utoipa::path(post, path = "/logout", tag = "auth",
+    request_body(content = Option<LogoutRequest>, description = "Optional: without a body (or with an empty one) only the access token is revoked."),
     responses(
         (status = 204, description = "Signed out."),
         (status = 401, description = "No valid access token.", body = ErrorEnvelope),
@@ -455,12 +526,20 @@ async fn refresh(
 async fn logout(
     State(module): State<AuthModule>,
     user: AuthUser,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<ApiResponse<()>, ChopinError> {
     let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
+    } else if !crate::extractors::json::has_json_content_type(&headers) {
+        return Err(ChopinError::UnsupportedMediaType(
+            "expected a request body with `Content-Type: application/json`".into(),
+        ));
     } else {
-        crate::json::from_slice(&body).map_err(ChopinError::from)?
+        // `null` says "no body" too, as the optional body's schema allows.
+        crate::json::from_slice::<Option<LogoutRequest>>(&body)
+            .map_err(ChopinError::from)?
+            .unwrap_or_default()
     };
     module.auth.revoke(&user.0).await?;
     if let Some(token) = request.refresh_token {
@@ -495,7 +574,7 @@ async fn me(
 #[utoipa::path(post, path = "/verify-email", tag = "auth", request_body = TokenRequest,
     responses(
         (status = 204, description = "Verified."),
-        (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
+        (status = 404, description = "No pending verification has this token: unknown, used or expired (`NOT_FOUND`).", body = ErrorEnvelope),
     ))]
 async fn verify_email(
     State(module): State<AuthModule>,
@@ -510,7 +589,7 @@ async fn verify_email(
             module.store.mark_verified(user_id).await?;
             Ok(ApiResponse::no_content())
         }
-        None => Err(ChopinError::BadRequest(
+        None => Err(ChopinError::NotFound(
             "the verification token is invalid or expired".into(),
         )),
     }
@@ -518,11 +597,19 @@ async fn verify_email(
 
 /// Mail a password-reset token, if the account exists (the answer is the same either way).
 #[utoipa::path(post, path = "/password-reset", tag = "auth", request_body = EmailRequest,
-    responses((status = 202, description = "Accepted.", body = ApiResponse<Accepted>)))]
+    responses(
+        (status = 202, description = "Accepted.", body = ApiResponse<Accepted>),
+        (status = 422, description = "Not an e-mail address (`VALIDATION_FAILED`).", body = ErrorEnvelope),
+    ))]
 async fn request_reset(
     State(module): State<AuthModule>,
     Json(body): Json<EmailRequest>,
 ) -> Result<ApiResponse<Accepted>, ChopinError> {
+    let mut fields = Vec::new();
+    validate_email(&body.email, &mut fields);
+    if !fields.is_empty() {
+        return Err(ChopinError::Validation(fields));
+    }
     // The lookup, the insert and the mail happen after the answer, so its timing says
     // nothing about whether the account exists.
     let email = body.email;
@@ -541,7 +628,7 @@ async fn request_reset(
 #[utoipa::path(post, path = "/password-reset/confirm", tag = "auth", request_body = ResetRequest,
     responses(
         (status = 204, description = "Password changed; refresh tokens, their access tokens and other reset tokens revoked."),
-        (status = 400, description = "Invalid, used or expired token.", body = ErrorEnvelope),
+        (status = 404, description = "No pending reset has this token: unknown, used or expired (`NOT_FOUND`).", body = ErrorEnvelope),
         (status = 422, description = "Invalid password (`VALIDATION_FAILED`).", body = ErrorEnvelope),
     ))]
 async fn confirm_reset(
@@ -558,7 +645,7 @@ async fn confirm_reset(
         .consume_one_time(&body.token, PURPOSE_RESET)
         .await?
     else {
-        return Err(ChopinError::BadRequest(
+        return Err(ChopinError::NotFound(
             "the reset token is invalid or expired".into(),
         ));
     };
@@ -578,6 +665,113 @@ async fn confirm_reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaFormat};
+
+    /// The property `name` of the component schema `T`.
+    fn property<T: utoipa::ToSchema>(name: &str) -> utoipa::openapi::schema::Object {
+        let RefOr::T(Schema::Object(object)) = T::schema() else {
+            panic!("{} is not an object schema", T::name());
+        };
+        match object.properties.get(name) {
+            Some(RefOr::T(Schema::Object(p))) => p.clone(),
+            _ => panic!("{}.{name} is not an inline object property", T::name()),
+        }
+    }
+
+    fn password_rejected(password: &str) -> bool {
+        let mut fields = Vec::new();
+        validate_password(password, &mut fields);
+        !fields.is_empty()
+    }
+
+    fn email_rejected(email: &str) -> bool {
+        let mut fields = Vec::new();
+        validate_email(email, &mut fields);
+        !fields.is_empty()
+    }
+
+    /// The documented bounds are the enforced ones: each schema's `minLength` / `maxLength`
+    /// is accepted at the edge and refused one character past it.
+    #[test]
+    fn schemas_state_the_rules_the_routes_apply() {
+        for password in [
+            property::<Credentials>("password"),
+            property::<ResetRequest>("password"),
+        ] {
+            let (min, max) = (password.min_length.unwrap(), password.max_length.unwrap());
+            assert_eq!((min, max), (MIN_PASSWORD_LEN, MAX_PASSWORD_LEN));
+            // Characters, not bytes, on both sides.
+            assert!(!password_rejected(&"é".repeat(min)));
+            assert!(!password_rejected(&"é".repeat(max)));
+            assert!(password_rejected(&"é".repeat(min - 1)));
+            assert!(password_rejected(&"é".repeat(max + 1)));
+        }
+        for email in [
+            property::<Credentials>("email"),
+            property::<EmailRequest>("email"),
+        ] {
+            assert_eq!(email.max_length, Some(MAX_EMAIL_LEN));
+            assert!(matches!(
+                email.format,
+                Some(SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Email
+                ))
+            ));
+            let at_max = format!("{}@example.com", "a".repeat(MAX_EMAIL_LEN - 12));
+            assert_eq!(at_max.chars().count(), MAX_EMAIL_LEN);
+            assert!(!email_rejected(&at_max));
+            assert!(email_rejected(&format!("a{at_max}")));
+            // JSON Schema's `email` format needs an `@`: every string without one is refused.
+            assert!(email_rejected("ada.example.com"));
+            assert!(email_rejected(""));
+        }
+        // The other bodies carry no bound the routes don't apply.
+        assert_eq!(property::<ResetRequest>("token").min_length, None);
+        assert_eq!(property::<TokenRequest>("token").min_length, None);
+    }
+
+    #[test]
+    fn the_spec_needs_no_database_and_mounts_where_the_routes_do() {
+        let spec = AuthModule::openapi();
+        let mut paths: Vec<&str> = spec.paths.paths.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "/login",
+                "/logout",
+                "/me",
+                "/password-reset",
+                "/password-reset/confirm",
+                "/refresh",
+                "/signup",
+                "/verify-email"
+            ]
+        );
+        let components = spec.components.as_ref().unwrap();
+        assert!(components.security_schemes.contains_key("bearer"));
+        // The logout body is optional, as the handler treats it.
+        let logout = spec.paths.paths["/logout"].post.as_ref().unwrap();
+        let Some(RefOr::T(body)) = &logout.request_body else {
+            panic!("logout documents its body inline")
+        };
+        assert!(!matches!(
+            body.required,
+            Some(utoipa::openapi::Required::True)
+        ));
+        // The docs router nests like the served one.
+        let nested = OpenApiRouter::<()>::new()
+            .nest("/api/auth", AuthModule::api_docs())
+            .into_openapi();
+        assert!(nested.paths.paths.contains_key("/api/auth/signup"));
+        assert!(
+            nested
+                .paths
+                .paths
+                .contains_key("/api/auth/password-reset/confirm")
+        );
+    }
 
     #[test]
     fn debug_output_hides_passwords_and_tokens() {

@@ -16,8 +16,10 @@ use super::jwt::{hex, random_bytes};
 use super::migration::AuthMigrator;
 use crate::error::ChopinError;
 
-/// An account, as the auth routes return it (no password hash).
+/// An account, as the auth routes return it (no password hash). Its JSON keys are camelCase
+/// (`emailVerified`, `createdAt`), like every resource Chopin documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct User {
     /// The account's id (the `sub` of its tokens).
     pub id: i64,

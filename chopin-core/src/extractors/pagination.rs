@@ -260,44 +260,48 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     }
 }
 
+/// Documents the `limit`/`offset` style only: OpenAPI can't say that two groups of parameters
+/// exclude each other, and a spec listing all four would promise that combining them works.
+/// `page`/`per_page` are accepted all the same (the descriptions say so). The bounds are the
+/// ones the extractor applies with the default limits (a test checks both at the edges):
+/// `limit` 1..=100, `offset` 0..=`i64::MAX` (written as JSON integers, exactly).
 impl IntoParams for Pagination {
     fn into_params(parameter_in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let param = |name: &str, description: &str, minimum: u64| {
+        let defaults = PaginationConfig::default();
+        let param = |name: &str, description: String, schema: ObjectBuilder| {
             ParameterBuilder::new()
                 .name(name)
                 .parameter_in(parameter_in_provider().unwrap_or(ParameterIn::Query))
                 .required(Required::False)
                 .description(Some(description))
                 .schema(Some(
-                    ObjectBuilder::new()
+                    schema
                         .schema_type(SchemaType::Type(Type::Integer))
                         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                             utoipa::openapi::KnownFormat::Int64,
-                        )))
-                        .minimum(Some(minimum as f64)),
+                        ))),
                 ))
                 .build()
         };
         vec![
             param(
                 "limit",
-                "Page size (default 20, at most 100 unless configured otherwise). Not with `page`/`per_page`.",
-                1,
+                format!(
+                    "Page size (default {}, at most {}). Pages can also be asked for as \
+                     `page` (1-based) and `per_page` (same bounds as `limit`) instead of \
+                     `limit`/`offset`, never mixed with them (400 `INVALID_QUERY`).",
+                    defaults.default_limit, defaults.max_limit
+                ),
+                ObjectBuilder::new()
+                    .minimum(Some(1u64))
+                    .maximum(Some(defaults.max_limit)),
             ),
             param(
                 "offset",
-                "Number of items to skip (default 0). Not with `page`/`per_page`.",
-                0,
-            ),
-            param(
-                "page",
-                "1-based page number (default 1). Not with `limit`/`offset`.",
-                1,
-            ),
-            param(
-                "per_page",
-                "Page size for `page` (same bounds as `limit`). Not with `limit`/`offset`.",
-                1,
+                "Number of items to skip (default 0). Not with `page`/`per_page`.".to_string(),
+                ObjectBuilder::new()
+                    .minimum(Some(0u64))
+                    .maximum(Some(MAX_OFFSET)),
             ),
         ]
     }
@@ -390,7 +394,13 @@ mod tests {
         assert_eq!(page("limit=0&offset=3").unwrap(), (1, 3));
         assert_eq!(page("page=2&per_page=1000").unwrap(), (100, 100));
         assert_eq!(page("limit=42").unwrap(), (42, 0));
-        for bad in ["limit=abc", "limit=-1", "page=0", "limit=1&limit=2", "limit=5&page=2"] {
+        for bad in [
+            "limit=abc",
+            "limit=-1",
+            "page=0",
+            "limit=1&limit=2",
+            "limit=5&page=2",
+        ] {
             assert!(page(bad).is_err(), "{bad}");
         }
         assert_eq!("Clamp".parse::<LimitOverflow>(), Ok(LimitOverflow::Clamp));

@@ -63,6 +63,7 @@ fn sql_for(db: &Db) -> &'static Statements {
 #[utoipa::path(
     get,
     path = "/passthrough/posts",
+    operation_id = "list_posts_passthrough",
     tag = "posts",
     params(Pagination, PostFilter),
     responses(
@@ -98,6 +99,7 @@ pub async fn list_posts(
 #[utoipa::path(
     get,
     path = "/passthrough/posts/{id}",
+    operation_id = "get_post_passthrough",
     tag = "posts",
     params(Id),
     responses(

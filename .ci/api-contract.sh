@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# API contract check: the blog's OpenAPI spec is valid, and the running server keeps it.
+#
+#   bash .ci/api-contract.sh
+#
+# 1. Installs the two Python tools, pinned, into a venv under the cargo target dir (once).
+# 2. Builds and starts the blog on a free loopback port with a temporary SQLite file, and waits
+#    for /health/ready.
+# 3. Validates the served /openapi.json with openapi-spec-validator.
+# 4. Signs up and logs in through the blog's own auth routes (the account schemathesis uses).
+# 5. Runs schemathesis with every check (`--checks all`), a bounded number of cases per
+#    operation, bearer tokens fetched from /api/auth/login (and fetched again after a 401, since
+#    the fuzzed /api/auth/logout revokes the token in use). Any failure fails the script.
+# 6. Exports a generated auth project's spec the way `chopin openapi export` does and validates
+#    it too, when CHOPIN_CONTRACT_GENERATED=1 (it builds a second project: slow).
+#
+# The server is always stopped, whatever happens. Nothing is excluded: no check, no operation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+SCHEMATHESIS_VERSION=4.32.5
+SPEC_VALIDATOR_VERSION=0.9.0
+MAX_EXAMPLES=${CHOPIN_CONTRACT_MAX_EXAMPLES:-50}
+VENV=$TARGET/api-contract-venv
+
+log() { printf '\n== api contract: %s ==\n' "$*"; }
+
+log "tools (schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $SPEC_VALIDATOR_VERSION)"
+if ! { "$VENV/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_VERSION" &&
+  "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("openapi-spec-validator") != sys.argv[1])' \
+    "$SPEC_VALIDATOR_VERSION" 2>/dev/null; }; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+fi
+"$VENV/bin/st" --version
+PY=$VENV/bin/python
+
+log "build the blog"
+cargo build -p blog
+BLOG=$TARGET/debug/blog
+
+WORK=$(mktemp -d)
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+cleanup() {
+  stop_server
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BASE=http://127.0.0.1:$PORT
+
+log "start the blog on $BASE"
+# Development settings (a random per-process JWT key, the log mailer), SQLite in a temp file.
+env CHOPIN_ENV=development CHOPIN_HOST=127.0.0.1 CHOPIN_PORT="$PORT" \
+  DATABASE_URL="sqlite://$WORK/blog.db?mode=rwc" CHOPIN_LOG=warn \
+  "$BLOG" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+ready=
+for _ in $(seq 1 120); do
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+  if "$PY" - "$BASE/health/ready" <<'EOF' 2>/dev/null; then
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+    ready=1
+    break
+  fi
+  sleep 0.5
+done
+if [ -z "$ready" ]; then
+  echo "the blog did not become ready; its log:" >&2
+  cat "$WORK/server.log" >&2
+  exit 1
+fi
+
+log "openapi-spec-validator $BASE/openapi.json"
+"$PY" - "$BASE/openapi.json" "$WORK/openapi.json" <<'EOF'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    open(sys.argv[2], "wb").write(r.read())
+EOF
+"$VENV/bin/openapi-spec-validator" "$WORK/openapi.json"
+
+log "sign up and log in through /api/auth"
+EMAIL=contract@example.com
+PASSWORD=contract-password-1
+"$PY" - "$BASE" "$EMAIL" "$PASSWORD" <<'EOF'
+import json, sys, urllib.request
+base, email, password = sys.argv[1:]
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.load(r)
+status, signup = post("/api/auth/signup", {"email": email, "password": password})
+assert status == 201 and signup["data"]["token_type"] == "Bearer", signup
+status, login = post("/api/auth/login", {"email": email, "password": password})
+assert status == 200 and login["data"]["access_token"], login
+req = urllib.request.Request(base + "/api/auth/me",
+                             headers={"Authorization": "Bearer " + login["data"]["access_token"]})
+with urllib.request.urlopen(req, timeout=10) as r:
+    me = json.load(r)["data"]
+assert me["email"] == email and me["emailVerified"] is False, me
+print("signed up and logged in as", me["email"])
+EOF
+
+# Tokens come from the login route itself, and are fetched again on a 401: the fuzzer calls
+# /api/auth/logout with the token it holds, which revokes it.
+cat >"$WORK/schemathesis.toml" <<EOF
+[auth.dynamic.openapi.bearer]
+path = "/api/auth/login"
+method = "post"
+payload = { email = "$EMAIL", password = "$PASSWORD" }
+extract_selector = "/data/access_token"
+retry_on = [401]
+EOF
+
+log "schemathesis: --checks all, at most $MAX_EXAMPLES cases per operation"
+status=0
+# From $WORK: schemathesis keeps a cache directory (.schemathesis/) in the current directory.
+(cd "$WORK" && "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$WORK/openapi.json" \
+  --url "$BASE" \
+  --checks all \
+  --max-examples "$MAX_EXAMPLES" \
+  --seed 20261207 \
+  --request-timeout 30 \
+  --no-color \
+  --report junit --report-dir "$WORK/report") || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "schemathesis failed ($status); the server's log (last 60 lines):" >&2
+  tail -n 60 "$WORK/server.log" >&2
+  exit "$status"
+fi
+stop_server
+
+if [ "${CHOPIN_CONTRACT_GENERATED:-0}" = 1 ]; then
+  log "a generated auth project's exported spec"
+  cargo build -p chopin-web-cli
+  PROJECT=$WORK/contract-app
+  "$TARGET/debug/chopin" new "$PROJECT" --auth --chopin-path "$ROOT" >/dev/null
+  (cd "$PROJECT" && CARGO_TARGET_DIR="$TARGET/contract-app" "$TARGET/debug/chopin" openapi export) \
+    >"$WORK/generated.json"
+  "$VENV/bin/openapi-spec-validator" "$WORK/generated.json"
+  "$PY" - "$WORK/generated.json" <<'EOF'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+missing = {"/api/auth/signup", "/api/auth/login", "/api/auth/me"} - set(spec["paths"])
+assert not missing, f"the exported spec lacks {missing}"
+print("the generated project's spec is valid and documents /api/auth/*")
+EOF
+fi
+
+log "passed"
