@@ -72,6 +72,21 @@ async fn float(Json(f): Json<Float>) -> String {
 async fn signup(ValidJson(s): ValidJson<Signup>) -> ApiResponse<String> {
     ApiResponse::created(s.name)
 }
+
+/// A body with multi-word fields, spelled camelCase on the wire.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct NewEvent {
+    #[validate(length(min = 1))]
+    display_name: String,
+    #[validate(range(max = 10))]
+    max_seats: Option<u32>,
+}
+
+async fn event(ValidJson(e): ValidJson<NewEvent>) -> ApiResponse<String> {
+    ApiResponse::created(e.display_name)
+}
 async fn list() -> Json<Vec<u32>> {
     Json(vec![1, 2, 3])
 }
@@ -92,6 +107,7 @@ fn client() -> TestClient {
         .route("/numbers", post(numbers))
         .route("/float", post(float))
         .route("/signup", post(signup))
+        .route("/events", post(event))
         .route("/list", get(list));
     TestClient::new(App::new(config).router(router).into_router())
 }
@@ -612,6 +628,21 @@ async fn valid_json_accepts_valid_input_and_keeps_extractor_rules() {
     let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(body["error"]["fields"][0]["field"], "email");
     assert_eq!(body["error"]["fields"][0]["code"], "required");
+}
+
+#[tokio::test]
+async fn valid_json_names_fields_by_the_keys_the_client_sent() {
+    let res = client()
+        .post_json("/events", &json!({"displayName": "", "maxSeats": 11}))
+        .await;
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
+    let fields: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["displayName", "maxSeats"], "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------

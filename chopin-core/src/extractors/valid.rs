@@ -2,13 +2,19 @@ use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
-use crate::error::ChopinError;
+use crate::error::{ChopinError, FieldError};
 use crate::json;
 
 use super::json::read_json_body;
 
 /// A JSON body that is decoded like [`Json`](super::Json) and then validated with
 /// [`validator`]; failed rules answer 422 `VALIDATION_FAILED` with one entry per field.
+///
+/// Each entry's `field` is the JSON key the client sent, not the Rust field name: with
+/// `#[serde(rename_all = "camelCase")]` a rule on `published_at` is reported as
+/// `publishedAt` (every `rename_all` style works: the names come from the type's
+/// `Deserialize` impl). The top-level key is translated; inside nested objects the path keeps
+/// the Rust names, and so does a field renamed to an unrelated name with `#[serde(rename)]`.
 ///
 /// ```
 /// use chopin_core::extractors::ValidJson;
@@ -39,7 +45,196 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_json_body(req, state).await?;
         let value: T = json::from_slice(&bytes)?;
-        value.validate()?;
+        if let Err(errors) = value.validate() {
+            let mut error = ChopinError::from(errors);
+            if let ChopinError::Validation(fields) = &mut error {
+                rename_to_json_keys(fields, serde_field_names::<T>());
+                fields.sort_by(|a, b| a.field.cmp(&b.field));
+            }
+            return Err(error);
+        }
         Ok(ValidJson(value))
+    }
+}
+
+/// Replace the Rust field name that starts each path (`published_at`, `author.name`,
+/// `tags[2]`) with the JSON key among `keys` that serde maps it to.
+fn rename_to_json_keys(fields: &mut [FieldError], keys: &[&str]) {
+    if keys.is_empty() {
+        return;
+    }
+    for field in fields {
+        let end = field.field.find(['.', '[']).unwrap_or(field.field.len());
+        let (name, rest) = field.field.split_at(end);
+        if keys.contains(&name) {
+            continue;
+        }
+        if let Some(key) = serde_spellings(name)
+            .into_iter()
+            .find(|k| keys.contains(&k.as_str()))
+        {
+            field.field = format!("{key}{rest}");
+        }
+    }
+}
+
+/// `name` (a Rust field name, snake_case) spelled in each of serde's `rename_all` styles:
+/// camelCase, PascalCase, kebab-case, SCREAMING_SNAKE_CASE, SCREAMING-KEBAB-CASE, lowercase.
+fn serde_spellings(name: &str) -> [String; 6] {
+    let capitalised = |w: &str| {
+        let mut chars = w.chars();
+        chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect::<String>())
+            .unwrap_or_default()
+    };
+    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+    let pascal: String = words.iter().map(|w| capitalised(w)).collect();
+    let camel = match words.split_first() {
+        Some((first, rest)) => {
+            let rest: String = rest.iter().map(|w| capitalised(w)).collect();
+            format!("{first}{rest}")
+        }
+        None => String::new(),
+    };
+    [
+        camel,
+        pascal,
+        name.replace('_', "-"),
+        name.to_uppercase(),
+        name.to_uppercase().replace('_', "-"),
+        name.replace('_', ""),
+    ]
+}
+
+/// The names `T`'s `Deserialize` impl accepts for its fields (after `rename` and
+/// `rename_all`), or none when it does not deserialize as a struct.
+fn serde_field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut names: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldNames(&mut names));
+    names
+}
+
+/// A deserializer that only records the field list a struct asks for, then stops.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+/// The error that stops [`FieldNames`].
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field names recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl serde::de::Error for Stop {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Stop
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = Stop;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Stop> {
+        *self.0 = fields;
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Camel {
+        published_at: String,
+        title: String,
+        #[serde(rename = "x-tag")]
+        tag: String,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Plain {
+        published_at: String,
+    }
+
+    fn renamed(keys: &[&str], paths: &[&str]) -> Vec<String> {
+        let mut fields: Vec<FieldError> = paths
+            .iter()
+            .map(|p| FieldError::new(*p, "length", "m"))
+            .collect();
+        rename_to_json_keys(&mut fields, keys);
+        fields.into_iter().map(|f| f.field).collect()
+    }
+
+    #[test]
+    fn field_names_come_from_the_deserialize_impl() {
+        assert_eq!(
+            serde_field_names::<Camel>(),
+            ["publishedAt", "title", "x-tag"]
+        );
+        assert_eq!(serde_field_names::<Plain>(), ["published_at"]);
+        assert!(serde_field_names::<String>().is_empty());
+    }
+
+    #[test]
+    fn paths_start_with_the_json_key() {
+        let camel = serde_field_names::<Camel>();
+        assert_eq!(
+            renamed(
+                camel,
+                &[
+                    "published_at",
+                    "title",
+                    "published_at[1]",
+                    "published_at.a_b"
+                ]
+            ),
+            ["publishedAt", "title", "publishedAt[1]", "publishedAt.a_b"]
+        );
+        // Unchanged where serde keeps the Rust name, and where nothing matches.
+        assert_eq!(
+            renamed(serde_field_names::<Plain>(), &["published_at"]),
+            ["published_at"]
+        );
+        assert_eq!(
+            renamed(camel, &["tag", "other_name"]),
+            ["tag", "other_name"]
+        );
+        assert_eq!(
+            renamed(&["PublishedAt"], &["published_at"]),
+            ["PublishedAt"]
+        );
+        assert_eq!(
+            renamed(&["published-at"], &["published_at"]),
+            ["published-at"]
+        );
+        assert_eq!(
+            renamed(&["PUBLISHED_AT"], &["published_at"]),
+            ["PUBLISHED_AT"]
+        );
     }
 }
