@@ -102,7 +102,7 @@ pub struct PoolStatus {
     /// The pool's maximum (`max_connections`).
     pub max: u32,
     /// The same number as [`active`](Self::active), under its former name.
-    #[deprecated(note = "renamed to `active`, the name the performance guide uses")]
+    #[deprecated(note = "renamed to `active`")]
     #[serde(skip)]
     #[schema(ignore)]
     pub in_use: u32,
@@ -379,7 +379,7 @@ impl Db {
     }
 
     /// Current pool statistics, under the former name of [`Db::get_pool_status`].
-    #[deprecated(note = "renamed to `get_pool_status()`, the name the performance guide uses")]
+    #[deprecated(note = "renamed to `get_pool_status()`")]
     pub fn status(&self) -> PoolStatus {
         self.get_pool_status()
     }

@@ -63,6 +63,10 @@ struct AuthDocDoctests;
 #[doc = include_str!("../../docs/security.md")]
 struct SecurityDocDoctests;
 
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../../docs/streaming.md")]
+struct StreamingDocDoctests;
+
 pub mod app;
 #[cfg(feature = "auth")]
 pub mod auth;
