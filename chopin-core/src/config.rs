@@ -194,7 +194,9 @@ impl CorsConfig {
 pub struct HttpConfig {
     /// `CHOPIN_BODY_LIMIT`: largest accepted request body in bytes (`2MiB` by default).
     pub body_limit: usize,
-    /// `CHOPIN_REQUEST_TIMEOUT`: requests running longer get 504 (`30s`; `off` disables).
+    /// `CHOPIN_REQUEST_TIMEOUT`: a handler that has not answered by then gets 504 (`30s`;
+    /// `off` disables). It bounds the time until the response starts; a streamed body (server-
+    /// sent events, pass-through streams) may run longer.
     pub request_timeout: Option<Duration>,
     /// `CHOPIN_SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout: Duration,

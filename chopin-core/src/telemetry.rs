@@ -8,6 +8,9 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Install a global `tracing` subscriber for `config` (filter and text / JSON format).
 ///
+/// The filter is [`LogConfig::filter`]: `CHOPIN_LOG`, else `RUST_LOG`, else `info`, as
+/// [`Config`](crate::Config) resolved it.
+///
 /// Returns `false`, changing nothing, when the application already installed a subscriber.
 pub fn init(config: &LogConfig) -> bool {
     // The filter was validated when the configuration was loaded.

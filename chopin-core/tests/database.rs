@@ -521,3 +521,76 @@ async fn postgres_ready_check() {
             .contains("database")
     );
 }
+
+/// `Db` is a sea-orm connection in every respect: transactions (explicit and with a closure,
+/// committed and rolled back), row streams, and schema management all take `&db`.
+#[tokio::test]
+async fn db_is_a_sea_orm_connection() {
+    use futures_util::StreamExt;
+    use sea_orm::{DbBackend, Statement, StreamTrait, TransactionError, TransactionTrait};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = connect(&[("DATABASE_URL", &sqlite_url(&dir, ""))]).await;
+    assert_eq!(db.get_database_backend(), DbBackend::Sqlite);
+    db.execute_unprepared("CREATE TABLE t (n INTEGER NOT NULL)")
+        .await
+        .unwrap();
+    let count = |db: Db| async move {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COUNT(*) AS c FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "c").unwrap()
+    };
+
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(count(db.clone()).await, 0, "rolled back");
+
+    db.transaction::<_, (), sea_orm::DbErr>(|txn| {
+        Box::pin(async move {
+            txn.execute_unprepared("INSERT INTO t VALUES (1), (2)")
+                .await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(db.clone()).await, 2, "committed");
+
+    let failed = db
+        .transaction::<_, (), String>(|txn| {
+            Box::pin(async move {
+                txn.execute_unprepared("INSERT INTO t VALUES (3)")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Err("changed my mind".to_string())
+            })
+        })
+        .await;
+    assert!(matches!(failed, Err(TransactionError::Transaction(_))));
+    assert_eq!(count(db.clone()).await, 2, "a failing closure rolls back");
+
+    let rows: Vec<i64> = db
+        .stream_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT n FROM t ORDER BY n",
+        ))
+        .await
+        .unwrap()
+        .map(|row| row.unwrap().try_get::<i64>("", "n").unwrap())
+        .collect()
+        .await;
+    assert_eq!(rows, [1, 2]);
+
+    let schema = sea_orm_migration::SchemaManager::new(&db);
+    assert!(schema.has_table("t").await.unwrap());
+    assert!(!schema.has_table("missing").await.unwrap());
+}

@@ -1015,7 +1015,10 @@ async fn stream_100k_rows_in_bounded_chunks_in_process() {
     );
     assert_series(&frames.body(), 100_000);
     // The streaming connection went back to the pool.
-    let back = wait_until(Duration::from_secs(3), || async { db.get_pool_status().active == 0 }).await;
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
     assert!(back.is_some(), "{:?}", db.get_pool_status());
 }
 
@@ -1079,7 +1082,10 @@ async fn stream_empty_result_and_errors_before_the_first_row() {
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(res.text().contains("no_such_table"), "{}", res.text());
     // None of these left a connection checked out.
-    let back = wait_until(Duration::from_secs(3), || async { db.get_pool_status().active == 0 }).await;
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
     assert!(back.is_some(), "{:?}", db.get_pool_status());
 }
 
@@ -1159,7 +1165,10 @@ async fn stream_failure_mid_stream_aborts_the_body() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let frames = frames_in_process(routes().router(&db), "/complete").await;
     assert_series(&frames.body(), 100_000);
-    let back = wait_until(Duration::from_secs(3), || async { db.get_pool_status().active == 0 }).await;
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
     assert!(back.is_some(), "{:?}", db.get_pool_status());
 }
 
@@ -1269,7 +1278,10 @@ async fn hang_up_mid_stream(pool_query: &str, marker: &'static str) -> Option<Du
     // Its connection is closed rather than returned to the pool.
     let closed = wait_for_zero(&mut monitor, BACKENDS, &pg, marker, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "the streaming connection was not closed");
-    let back = wait_until(Duration::from_secs(3), || async { db.get_pool_status().active == 0 }).await;
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
     assert!(back.is_some(), "{:?}", db.get_pool_status());
     monitor.close().await.unwrap();
     drop(server);
@@ -1341,7 +1353,10 @@ async fn hang_up_before_the_first_row(pool_query: &str, marker: &'static str) ->
     );
     let elapsed = hung_up.elapsed();
     eprintln!("{pool_query:?}: the query stopped {elapsed:?} after the client hung up");
-    let back = wait_until(Duration::from_secs(3), || async { db.get_pool_status().active == 0 }).await;
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
     assert!(back.is_some(), "{:?}", db.get_pool_status());
     monitor.close().await.unwrap();
     drop(server);

@@ -14,7 +14,7 @@ use axum::routing::get;
 use chopin_core::cache::http::{ETagLayer, ResponseCacheLayer};
 use chopin_core::cache::{Cache, CacheConfig};
 use chopin_core::prelude::*;
-use chopin_core::sse::{self, KeepAlive, KeepAliveStream, JsonEvents, Sse};
+use chopin_core::sse::{self, JsonEvents, KeepAlive, KeepAliveStream, Sse};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
