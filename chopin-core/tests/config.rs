@@ -8,10 +8,11 @@ use std::time::Duration;
 use chopin_core::config::{
     CacheBackend, ConfigError, JwtAlgorithm, LogFormat, SharedStateBackend, redact_url,
 };
+use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 46] = [
+const DOCUMENTED: [&str; 48] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -28,12 +29,14 @@ const DOCUMENTED: [&str; 46] = [
     "CHOPIN_SHUTDOWN_TIMEOUT",
     "CHOPIN_COMPRESSION",
     "CHOPIN_LOG",
+    "RUST_LOG",
     "CHOPIN_LOG_FORMAT",
     "CHOPIN_OPENAPI",
     "CHOPIN_OPENAPI_PATH",
     "CHOPIN_DOCS_PATH",
     "CHOPIN_PAGINATION_DEFAULT_LIMIT",
     "CHOPIN_PAGINATION_MAX_LIMIT",
+    "CHOPIN_PAGINATION_OVERFLOW",
     "CHOPIN_CACHE",
     "REDIS_URL",
     "CHOPIN_CACHE_MEMORY",
@@ -206,6 +209,9 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_LOG", "info,my_app=debug", |c| {
             c.log.filter == "info,my_app=debug"
         }),
+        ("RUST_LOG", "warn,my_app=trace", |c| {
+            c.log.filter == "warn,my_app=trace"
+        }),
         ("CHOPIN_LOG_FORMAT", "json", |c| {
             c.log.format == LogFormat::Json
         }),
@@ -221,6 +227,9 @@ fn every_variable_has_an_effect() {
         }),
         ("CHOPIN_PAGINATION_MAX_LIMIT", "500", |c| {
             c.pagination.max_limit == 500
+        }),
+        ("CHOPIN_PAGINATION_OVERFLOW", "clamp", |c| {
+            c.pagination.overflow == LimitOverflow::Clamp
         }),
         ("CHOPIN_CACHE", "redis", |c| {
             c.cache.backend == CacheBackend::Redis
@@ -360,6 +369,7 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_SHUTDOWN_TIMEOUT", "later"),
         ("CHOPIN_COMPRESSION", "sometimes"),
         ("CHOPIN_LOG", "info,[[["),
+        ("RUST_LOG", "info,[[["),
         ("CHOPIN_LOG_FORMAT", "xml"),
         ("CHOPIN_OPENAPI", "perhaps"),
         ("CHOPIN_OPENAPI_PATH", "openapi.json"),
@@ -370,6 +380,7 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_PAGINATION_DEFAULT_LIMIT", "101"),
         ("CHOPIN_PAGINATION_MAX_LIMIT", "0"),
         ("CHOPIN_PAGINATION_MAX_LIMIT", "ten"),
+        ("CHOPIN_PAGINATION_OVERFLOW", "truncate"),
         ("CHOPIN_CACHE", "memcached"),
         ("REDIS_URL", "not a url"),
         ("REDIS_URL", "http://cache:6379"),
