@@ -330,7 +330,12 @@ mod connection_pooling {
         assert!(pool_status.active >= 1, "{pool_status:?}");
         assert_eq!(pool_status.size, pool_status.active + pool_status.idle);
         let json = serde_json::to_value(pool_status).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["active", "idle", "max", "size"], "{json}");
 
         // The former name still answers, with a deprecation warning.
