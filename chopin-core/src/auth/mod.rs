@@ -62,7 +62,7 @@ pub use mailer::{LogMailer, Mail, MailKind, Mailer};
 pub use revocation::Revocations;
 pub use roles::{Permission, RequirePermission, RequireRole, Role};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use routes::{AuthModule, TokenPair};
+pub use routes::{AuthModule, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{AuthStore, User};
 
