@@ -6,11 +6,12 @@
 #   bash bench/profile-core.sh
 #
 # For each server (axum, actix, chopin-minimal, chopin-full) and endpoint (/json, /plaintext)
-# the release build runs under `valgrind --tool=callgrind` with instrumentation off; wrk warms
-# it up for 1 s, then instrumentation is switched on for MEASURE seconds (default 4) of wrk with
-# 4 keep-alive connections. Instructions / requests = user-space instructions of the server
-# process per request (kernel work is not counted). Note that callgrind counts each byte of a
-# `rep movsb` copy as one instruction, so large memcpys weigh more here than on the CPU.
+# the `profiling` build (the release code, with symbols) runs under `valgrind --tool=callgrind`
+# with instrumentation off; wrk warms it up for 1 s, then instrumentation is switched on for
+# MEASURE seconds (default 4) of wrk with 4 keep-alive connections. Instructions / requests =
+# user-space instructions of the server process per request (kernel work is not counted). Note
+# that callgrind counts each byte of a `rep movsb` copy as one instruction, so large memcpys
+# weigh more here than on the CPU.
 # Writes bench/results/core-callgrind.md.
 set -euo pipefail
 
@@ -33,7 +34,7 @@ done
 RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="bench/results/raw/core-callgrind-$RUN_ID"
 mkdir -p "$RAW"
-build_cmd=(cargo build --release -p chopin-bench-example -p axum-baseline -p actix-baseline)
+build_cmd=(cargo build --profile profiling -p chopin-bench-example -p axum-baseline -p actix-baseline)
 log "building: ${build_cmd[*]}"
 "${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
 declare -A exe_of=()

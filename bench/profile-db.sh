@@ -4,11 +4,11 @@
 #
 #   bash bench/profile-db.sh
 #
-# For each case the server (release build) runs under `valgrind --tool=callgrind` with
-# instrumentation off; five requests warm it up, then instrumentation is switched on for
-# REQUESTS_100 (100) requests of 100 rows or REQUESTS_1000 (20) of 1,000 rows, sent one at a
-# time with curl. Only user-space instructions of the server process are counted (not the
-# kernel, not PostgreSQL). Writes the callgrind section of bench/results/passthrough.md.
+# For each case the server (the `profiling` build: the release code, with symbols) runs under
+# `valgrind --tool=callgrind` with instrumentation off; five requests warm it up, then
+# instrumentation is switched on for REQUESTS_100 (100) requests of 100 rows or REQUESTS_1000
+# (20) of 1,000 rows, sent one at a time with curl. Only user-space instructions of the server
+# process are counted (not the kernel, not PostgreSQL). Writes the callgrind section of bench/results/passthrough.md.
 set -euo pipefail
 
 invocation=""
@@ -49,7 +49,7 @@ fi
 RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="bench/results/raw/callgrind-$RUN_ID"
 mkdir -p "$RAW"
-build_cmd=(cargo build --release -p chopin-bench-example -p raw-pg-baseline)
+build_cmd=(cargo build --profile profiling -p chopin-bench-example -p raw-pg-baseline)
 log "building: ${build_cmd[*]}"
 "${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
 declare -A exe_of=()
