@@ -7,11 +7,12 @@
 //! Runs when `CI=true` or `CHOPIN_E2E=1`; otherwise it prints why it skips (a cold run builds
 //! the generated projects' dependencies, several minutes).
 //!
-//! Nested cargo is kept fast and safe: the workspace's `Cargo.lock` is copied into each
-//! project (same crate versions, resolved `--offline`), and every generated project builds
+//! Nested cargo is kept fast and safe: `chopin new` seeds each project's `Cargo.lock` from the
+//! workspace's (same crate versions, resolved `--offline`), and every generated project builds
 //! into ONE shared target directory, `<this target dir>/chopin-e2e` (or
 //! `CHOPIN_E2E_TARGET_DIR`): never the outer cargo's own target directory, whose lock the
-//! running `cargo test` holds.
+//! running `cargo test` holds. `.ci/readme-flow.sh`, which CI runs next, builds the README's
+//! project in the same directory, so the default project's dependencies are compiled once.
 //!
 //! The matrix: see `docs/cli.md#what-ci-runs`.
 
@@ -137,8 +138,23 @@ fn new_project(root: &Path, target: &Path, name: &str, extra: &[&str]) -> PathBu
         checkout.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    ok(chopin(root, target, &args));
-    std::fs::copy(checkout.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let out = chopin(root, target, &args).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let root_path = checkout.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!("using Chopin from {} (", root_path.display())),
+        "{stderr}"
+    );
+    // `chopin new` seeds the project's lock from the checkout's.
+    assert_eq!(
+        std::fs::read(dir.join("Cargo.lock")).unwrap(),
+        std::fs::read(checkout.join("Cargo.lock")).unwrap()
+    );
     // A second `chopin new` into the now non-empty folder is refused.
     let err = fails(chopin(root, target, &args));
     assert!(err.contains("not empty"), "{err}");
