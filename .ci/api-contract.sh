@@ -15,7 +15,10 @@
 #    `chopin openapi export` (no database) and validates it too (CHOPIN_CONTRACT_GENERATED=0
 #    skips this step).
 #
-# The server is always stopped, whatever happens. Nothing is excluded: no check, no operation.
+# The server is always stopped, whatever happens. Every check runs. One operation is left out of
+# the schemathesis run, GET /api/posts/stream: it answers an endless `text/event-stream` (new
+# posts as they are created), and a request/response fuzzer waits for a body that never ends.
+# It is still in the validated spec, and examples/blog/tests/stream.rs tests it over a socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -136,6 +139,7 @@ status=0
 (cd "$WORK" && "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$WORK/openapi.json" \
   --url "$BASE" \
   --checks all \
+  --exclude-operation-id stream_posts \
   --max-examples "$MAX_EXAMPLES" \
   --seed 20261207 \
   --request-timeout 30 \

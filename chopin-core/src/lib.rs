@@ -63,6 +63,10 @@ struct AuthDocDoctests;
 #[doc = include_str!("../../docs/security.md")]
 struct SecurityDocDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/conventions.md")]
+struct ConventionsDocDoctests;
+
 #[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../../docs/streaming.md")]
 struct StreamingDocDoctests;

@@ -812,15 +812,68 @@ async fn check_openapi(client: &TestClient) {
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
+    let responses = spec["components"]["responses"]
+        .as_object()
+        .expect("components.responses");
     let mut refs = Vec::new();
     collect_refs(&spec, &mut refs);
     assert!(refs.len() > 10, "suspiciously few $refs: {refs:?}");
     for reference in refs {
-        let name = reference
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
-        assert!(schemas.contains_key(name), "dangling $ref {reference}");
+        let found = if let Some(name) = reference.strip_prefix("#/components/schemas/") {
+            schemas.contains_key(name)
+        } else if let Some(name) = reference.strip_prefix("#/components/responses/") {
+            responses.contains_key(name)
+        } else {
+            panic!("unexpected $ref {reference}")
+        };
+        assert!(found, "dangling $ref {reference}");
     }
+
+    // Operation ids are unique (clients name their methods after them).
+    let mut ids = BTreeSet::new();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                ids.insert(id),
+                "operationId {id:?} of {method} {path} is used twice"
+            );
+        }
+    }
+    // Every operation lists the errors the framework can answer it with, from the shared
+    // responses: 401 where a token is required, 413/415/422 where there is a body.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let listed = operation["responses"].as_object().unwrap();
+            let mut expected = vec!["429", "500", "503", "504"];
+            if operation.get("security").is_some() {
+                expected.push("401");
+            }
+            if operation.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            if operation.get("parameters").is_some() {
+                expected.push("400");
+            }
+            for status in expected {
+                assert!(
+                    listed.contains_key(status),
+                    "{method} {path} does not list {status}"
+                );
+            }
+        }
+    }
+    let unauthorized = &responses["Unauthorized"];
+    assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+    assert_eq!(
+        unauthorized["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorEnvelope"
+    );
+    // The optional logout body is optional in the spec too.
+    assert_ne!(
+        paths["/api/auth/logout"]["post"]["requestBody"]["required"],
+        json!(true)
+    );
 }
 
 fn collect_refs(value: &Value, out: &mut Vec<String>) {
