@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Create a new Chopin project.
     #[command(
-        after_help = "Examples:\n  chopin new my-api                                  SQLite, in-process cache\n  chopin new shop --db postgres --cache tiered       PostgreSQL, moka in front of Redis\n  chopin new demo --path /tmp/demo --chopin-path ~/src/chopin   use a local Chopin checkout\n\nThe folder must not exist or be empty. The project builds, tests and runs at once:\n  cd my-api && cargo test && cargo run"
+        after_help = "Examples:\n  chopin new my-api                                  SQLite, in-process cache\n  chopin new shop --db postgres --cache tiered       PostgreSQL, moka in front of Redis\n  chopin new demo --path /tmp/demo --chopin-path ~/src/chopin   another Chopin checkout\n  chopin new demo --chopin-git https://github.com/<owner>/chopin --tag <tag>\n\nBy default the project depends on the Chopin checkout this chopin was built from (see\n`chopin version`), by path, and starts from its Cargo.lock. The folder must not exist or be\nempty. The project builds, tests and runs at once:\n  cd my-api && cargo test && cargo run"
     )]
     New(NewArgs),
     /// Generate a model, a resource or a migration in the current project.
@@ -258,37 +258,7 @@ fn now() -> chrono::NaiveDateTime {
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         None | Some(Command::Version) => println!("{}", version_line()),
-        Some(Command::New(args)) => {
-            let source = source::resolve(
-                &source::SourceArgs {
-                    chopin_path: args.chopin_path,
-                    chopin_git: args.chopin_git,
-                    rev: args.rev,
-                    tag: args.tag,
-                },
-                source::built_from(),
-            )?;
-            let options = new::NewOptions {
-                name: args.name,
-                db: args.db,
-                cache: args.cache,
-                auth: args.auth && !args.no_auth,
-                path: args.path.map(|p| match &cli.project {
-                    Some(base) if p.is_relative() => base.join(p),
-                    _ => p,
-                }),
-                source,
-            };
-            let options = match (&options.path, &cli.project) {
-                (None, Some(base)) => new::NewOptions {
-                    path: Some(base.join(&options.name)),
-                    ..options
-                },
-                _ => options,
-            };
-            let dir = new::run(&options, now())?;
-            println!("{}", new::next_steps(&dir, &options));
-        }
+        Some(Command::New(args)) => new_project(args, &cli.project, source::built_from())?,
         Some(Command::Generate(command)) => {
             let project = project(&cli.project)?;
             let report = match command {
@@ -359,6 +329,41 @@ fn run(cli: Cli) -> CliResult {
             clap_complete::generate(shell, &mut Cli::command(), "chopin", &mut std::io::stdout());
         }
     }
+    Ok(())
+}
+
+/// `chopin new`: pick the Chopin source (`remembered` is the checkout this binary was built
+/// from), then create the project. A missing source fails before anything is written.
+fn new_project(
+    args: NewArgs,
+    cli_project: &Option<PathBuf>,
+    remembered: Option<&std::path::Path>,
+) -> CliResult {
+    let source = source::resolve(
+        &source::SourceArgs {
+            chopin_path: args.chopin_path,
+            chopin_git: args.chopin_git,
+            rev: args.rev,
+            tag: args.tag,
+        },
+        remembered,
+    )?;
+    let path = match (args.path, cli_project) {
+        (Some(p), Some(base)) if p.is_relative() => Some(base.join(p)),
+        (Some(p), _) => Some(p),
+        (None, Some(base)) => Some(base.join(&args.name)),
+        (None, None) => None,
+    };
+    let options = new::NewOptions {
+        name: args.name,
+        db: args.db,
+        cache: args.cache,
+        auth: args.auth && !args.no_auth,
+        path,
+        source,
+    };
+    let dir = new::run(&options, now())?;
+    println!("{}", new::next_steps(&dir, &options));
     Ok(())
 }
 
@@ -505,6 +510,58 @@ mod tests {
         assert!(Cli::try_parse_from(["chopin", "new", "shop", "--db", "mysql"]).is_err());
         assert!(Cli::try_parse_from(["chopin", "new", "shop", "--cache", "memcached"]).is_err());
         assert!(Cli::try_parse_from(["chopin", "new"]).is_err());
+    }
+
+    fn new_args(argv: &[&str]) -> (NewArgs, Option<PathBuf>) {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(Command::New(args)) = cli.command else {
+            panic!()
+        };
+        (args, cli.project)
+    }
+
+    #[test]
+    fn a_gone_checkout_fails_before_anything_is_written() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let target = dir.path().join("my-api");
+        let gone = dir.path().join("chopin-was-here");
+        let (args, project) = new_args(&[
+            "chopin",
+            "new",
+            "my-api",
+            "--path",
+            target.to_str().unwrap(),
+        ]);
+        let err = new_project(args, &project, Some(&gone)).unwrap_err();
+        assert!(err.message.contains("is gone"), "{err}");
+        assert!(err.message.contains("nothing was written"), "{err}");
+        assert!(!target.exists());
+
+        // The same with `-C`: the folder it would have used stays absent too.
+        let (args, project) =
+            new_args(&["chopin", "-C", dir.path().to_str().unwrap(), "new", "other"]);
+        assert!(new_project(args, &project, None).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // An explicit checkout still works without a remembered one, and `-C` places the
+        // project.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let (args, project) = new_args(&[
+            "chopin",
+            "-C",
+            dir.path().to_str().unwrap(),
+            "new",
+            "made",
+            "--chopin-path",
+            root.to_str().unwrap(),
+        ]);
+        new_project(args, &project, None).unwrap();
+        let manifest = std::fs::read_to_string(dir.path().join("made/Cargo.toml")).unwrap();
+        let expected = format!(
+            "chopin-core = {{ package = \"chopin-web-core\", path = \"{}\",",
+            root.canonicalize().unwrap().join("chopin-core").display()
+        );
+        assert!(manifest.contains(&expected), "{manifest}");
     }
 
     #[test]
