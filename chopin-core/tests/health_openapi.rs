@@ -395,16 +395,174 @@ async fn every_ref_resolves_into_components() {
     let mut refs = Vec::new();
     collect_refs(&spec, &mut refs);
     assert!(!refs.is_empty(), "the spec uses references");
+    let responses = spec["components"]["responses"]
+        .as_object()
+        .expect("components.responses");
     for r in refs {
-        let name = r
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
-        assert!(
-            schemas.contains_key(name),
-            "$ref {r} does not resolve; have {:?}",
-            schemas.keys()
-        );
+        let resolves = if let Some(name) = r.strip_prefix("#/components/schemas/") {
+            schemas.contains_key(name)
+        } else if let Some(name) = r.strip_prefix("#/components/responses/") {
+            responses.contains_key(name)
+        } else {
+            panic!("unexpected $ref {r}")
+        };
+        assert!(resolves, "$ref {r} does not resolve");
     }
+}
+
+/// The body of `POST /widgets`.
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct NewWidget {
+    name: String,
+}
+
+/// Create a widget (needs a token).
+#[utoipa::path(
+    post,
+    path = "/widgets",
+    request_body = NewWidget,
+    responses(
+        (status = 201, description = "Created", body = ApiResponse<Widget>),
+        (status = 400, description = "The handler's own words.", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_widget() -> ApiResponse<()> {
+    ApiResponse::no_content()
+}
+
+/// Say hello: no input at all.
+#[utoipa::path(get, path = "/hello", responses((status = 200, description = "Hi")))]
+async fn hello() -> &'static str {
+    "hi"
+}
+
+fn statuses(spec: &Value, path: &str, method: &str) -> Vec<String> {
+    spec["paths"][path][method]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} has no responses"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn every_operation_lists_the_framework_errors_it_can_get() {
+    let app = App::new(config(&[("CHOPIN_ENV", "test")])).api(
+        OpenApiRouter::new()
+            .routes(routes!(get_widget))
+            .routes(routes!(list_widgets, create_widget))
+            .routes(routes!(hello)),
+    );
+    let spec = serde_json::to_value(app.openapi()).unwrap();
+
+    // Only what can happen: 400 needs input, 401 a security requirement, 413/415/422 a body.
+    assert_eq!(
+        statuses(&spec, "/hello", "get"),
+        ["200", "429", "500", "503", "504"]
+    );
+    assert_eq!(
+        statuses(&spec, "/widgets/{id}", "get"),
+        ["200", "400", "404", "429", "500", "503", "504"]
+    );
+    assert_eq!(
+        statuses(&spec, "/widgets", "get"),
+        ["200", "400", "429", "500", "503", "504"]
+    );
+    assert_eq!(
+        statuses(&spec, "/widgets", "post"),
+        [
+            "201", "400", "401", "413", "415", "422", "429", "500", "503", "504"
+        ]
+    );
+    assert_eq!(
+        statuses(&spec, "/health/live", "get"),
+        ["200", "429", "500", "503", "504"]
+    );
+
+    // Added ones are references to shared responses; a handler's own entry is kept.
+    let post = &spec["paths"]["/widgets"]["post"]["responses"];
+    assert_eq!(post["400"]["description"], "The handler's own words.");
+    assert_eq!(post["401"]["$ref"], "#/components/responses/Unauthorized");
+    assert_eq!(
+        post["422"]["$ref"],
+        "#/components/responses/ValidationFailed"
+    );
+    let shared = &spec["components"]["responses"];
+    for (name, header) in [
+        ("BadRequest", None),
+        ("Unauthorized", Some("WWW-Authenticate")),
+        ("PayloadTooLarge", None),
+        ("UnsupportedMediaType", None),
+        ("ValidationFailed", None),
+        ("RateLimited", Some("Retry-After")),
+        ("InternalError", None),
+        ("ServiceUnavailable", Some("Retry-After")),
+        ("Timeout", None),
+    ] {
+        let response = &shared[name];
+        assert_eq!(
+            response["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorEnvelope",
+            "{name}"
+        );
+        if let Some(header) = header {
+            assert!(response["headers"][header].is_object(), "{name}: {header}");
+        }
+    }
+
+    // Running it again changes nothing; the served spec is the same.
+    let mut again = app.openapi().clone();
+    chopin_core::openapi::add_error_responses(&mut again);
+    assert_eq!(serde_json::to_value(&again).unwrap(), spec);
+    let served = TestClient::new(app.into_router())
+        .get("/openapi.json")
+        .await;
+    assert_eq!(served.value(), spec);
+}
+
+/// The 401 the shared response promises comes with `WWW-Authenticate`, and the 415 / 422 /
+/// 413 with the envelope, as documented.
+#[tokio::test]
+async fn the_shared_responses_describe_what_the_server_sends() {
+    async fn echo(ValidJson(w): ValidJson<Checked>) -> ApiResponse<String> {
+        ApiResponse::success(w.name)
+    }
+    #[derive(serde::Deserialize, validator::Validate)]
+    struct Checked {
+        #[validate(length(min = 1))]
+        name: String,
+    }
+    let router = axum::Router::new().route("/echo", axum::routing::post(echo));
+    let c = TestClient::new(
+        App::new(config(&[
+            ("CHOPIN_ENV", "test"),
+            ("CHOPIN_BODY_LIMIT", "64"),
+        ]))
+        .router(router)
+        .into_router(),
+    );
+    let wrong_type = c
+        .request(
+            http::Request::post("/echo")
+                .header("content-type", "text/plain")
+                .body(axum::body::Body::from("x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        wrong_type.error_code().as_deref(),
+        Some("UNSUPPORTED_MEDIA_TYPE")
+    );
+    let invalid = c.post_json("/echo", &json!({"name": ""})).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let large = c
+        .post_json("/echo", &json!({"name": "x".repeat(100)}))
+        .await;
+    assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(large.error_code().as_deref(), Some("PAYLOAD_TOO_LARGE"));
 }
 
 #[tokio::test]
