@@ -95,7 +95,10 @@ pub fn head_sha(root: &Path) -> Option<String> {
 /// Whether the tracked files of the checkout at `root` differ from `HEAD`, asking the `git`
 /// program; `None` when it is not installed or fails.
 pub fn is_dirty(root: &Path) -> Option<bool> {
+    // `--no-optional-locks`: a read-only look, which never takes `index.lock` and so never
+    // gets in the way of a `git commit` running at the same time.
     let out = std::process::Command::new("git")
+        .arg("--no-optional-locks")
         .arg("-C")
         .arg(root)
         .args(["status", "--porcelain", "--untracked-files=no"])
