@@ -141,7 +141,7 @@ status=0
   --checks all \
   --exclude-operation-id stream_posts \
   --max-examples "$MAX_EXAMPLES" \
-  --seed 20261207 \
+  --seed "${CHOPIN_CONTRACT_SEED:-20261207}" \
   --request-timeout 30 \
   --no-color \
   --report junit --report-dir "$WORK/report") || status=$?
