@@ -124,6 +124,26 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
         offset: e.valid_up_to(),
     })?;
     check_depth(input)?;
+    match decode(text) {
+        Err(DecodeError::Data {
+            code: "invalid_type",
+            ref message,
+            ..
+        }) if message.starts_with("invalid type: floating point") => {
+            // JSON has one number type, and JSON Schema's `integer` is any number without a
+            // fractional part: to a client (and to the OpenAPI spec) `5.0` and `5e2` are
+            // integers. Only on this failure, write integral numbers as integers and decode
+            // again; anything else keeps the first error.
+            match integral_numbers_as_integers(text) {
+                Some(rewritten) => decode(&rewritten),
+                None => decode(text),
+            }
+        }
+        other => other,
+    }
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
     let mut de = sonic_rs::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -131,6 +151,121 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
     })?;
     de.end().map_err(|e| classify(e, String::new()))?;
     Ok(value)
+}
+
+/// Largest exponent written out by [`integral_numbers_as_integers`]: no integer type holds
+/// more digits, and a bound keeps `1e999999999` from allocating.
+const MAX_WRITTEN_EXPONENT: usize = 40;
+
+/// `text` with every number outside strings that has a fraction or an exponent but an
+/// integral value (`5.0`, `-2.50e1`, `1E+3`) written as an integer (`5`, `-25`, `1000`), or
+/// `None` when there is none. Works on the text (no float rounding): `9007199254740993.0`
+/// becomes `9007199254740993`.
+fn integral_numbers_as_integers(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut changed, mut i) = (0, false, 0);
+    let (mut in_string, mut escaped) = (false, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b != b'-' && !b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+        {
+            i += 1;
+        }
+        if let Some(integer) = integral(&text[start..i]) {
+            out.push_str(&text[copied..start]);
+            out.push_str(&integer);
+            copied = i;
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// The integer a JSON number token with a fraction or an exponent stands for, if it is one.
+fn integral(token: &str) -> Option<String> {
+    let (negative, unsigned) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = match mantissa.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (mantissa, None),
+    };
+    if fraction.is_none() && exponent.is_none() {
+        return None; // already an integer
+    }
+    let valid_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !valid_digits(whole) || fraction.is_some_and(|f| !valid_digits(f)) {
+        return None;
+    }
+    let fraction = fraction.unwrap_or("");
+    let shift: i64 = match exponent {
+        Some(e) => {
+            let e = e.strip_prefix('+').unwrap_or(e);
+            if !valid_digits(e.trim_start_matches('-')) {
+                return None;
+            }
+            e.parse().ok()?
+        }
+        None => 0,
+    };
+    // The digits, and where the decimal point falls among them.
+    let digits = format!("{whole}{fraction}");
+    let point = i64::try_from(whole.len()).ok()?.checked_add(shift)?;
+    let integer = if point <= 0 {
+        if digits.bytes().any(|b| b != b'0') {
+            return None;
+        }
+        String::from("0")
+    } else {
+        let point = usize::try_from(point).ok()?;
+        if point > digits.len() {
+            if point - digits.len() > MAX_WRITTEN_EXPONENT {
+                return None;
+            }
+            format!("{digits}{}", "0".repeat(point - digits.len()))
+        } else if digits[point..].bytes().all(|b| b == b'0') {
+            digits[..point].to_string()
+        } else {
+            return None;
+        }
+    };
+    let integer = integer.trim_start_matches('0');
+    Some(match (integer.is_empty(), negative) {
+        (true, _) => "0".to_string(),
+        (false, true) => format!("-{integer}"),
+        (false, false) => integer.to_string(),
+    })
 }
 
 /// Reject documents nesting arrays and objects deeper than [`MAX_DEPTH`], before any recursion.
@@ -245,5 +380,72 @@ impl From<DecodeError> for crate::ChopinError {
                 message,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_tokens() {
+        for (token, integer) in [
+            ("5.0", Some("5")),
+            ("-57083.000", Some("-57083")),
+            ("0.0", Some("0")),
+            ("-0.0", Some("0")),
+            ("1e3", Some("1000")),
+            ("1E+3", Some("1000")),
+            ("-2.50e1", Some("-25")),
+            ("2500e-2", Some("25")),
+            ("9007199254740993.0", Some("9007199254740993")),
+            ("0.5", None),
+            ("1e-1", None),
+            ("5", None),
+            ("1e999999999", None),
+            ("1.", None),
+            ("--1.0", None),
+        ] {
+            assert_eq!(integral(token).as_deref(), integer, "{token}");
+        }
+    }
+
+    #[test]
+    fn only_numbers_outside_strings_are_rewritten() {
+        assert_eq!(
+            integral_numbers_as_integers(r#"{"a":5.0,"b":"5.0","c\"":[1e2,0.5,-3]}"#).as_deref(),
+            Some(r#"{"a":5,"b":"5.0","c\"":[100,0.5,-3]}"#)
+        );
+        assert_eq!(integral_numbers_as_integers(r#"{"a":5,"b":0.5}"#), None);
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Seats {
+        seats: i32,
+        ratio: f64,
+        label: String,
+    }
+
+    #[test]
+    fn an_integral_number_decodes_into_an_integer() {
+        let s: Seats = from_slice(br#"{"seats": 203389.0, "ratio": 1.0, "label": "7.0"}"#).unwrap();
+        assert_eq!(
+            s,
+            Seats {
+                seats: 203389,
+                ratio: 1.0,
+                label: "7.0".into()
+            }
+        );
+        let s: Seats = from_slice(br#"{"seats": 2e3, "ratio": 0.5, "label": ""}"#).unwrap();
+        assert_eq!(s.seats, 2000);
+        // A real fraction is still refused, with the first error's path.
+        let err = from_slice::<Seats>(br#"{"seats": 1.5, "ratio": 1, "label": ""}"#).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Data { ref path, code: "invalid_type", .. } if path == "seats"),
+            "{err:?}"
+        );
+        // Out of range stays out of range.
+        assert!(from_slice::<Seats>(br#"{"seats": 3e9, "ratio": 1, "label": ""}"#).is_err());
     }
 }
