@@ -108,6 +108,7 @@ where
         self.router = self.router.merge(router);
         self.spec.merge(spec);
         openapi::add_error_responses(&mut self.spec);
+        openapi::document_pagination(&mut self.spec, self.config.pagination);
         self
     }
 

@@ -27,7 +27,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::header;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -42,6 +42,7 @@ pub use utoipa_axum::routes;
 
 use crate::config::OpenApiConfig;
 use crate::error::{ErrorCode, ErrorEnvelope, FieldError};
+use crate::extractors::{Pagination, PaginationConfig};
 use crate::json;
 use crate::response::PageMeta;
 
@@ -289,6 +290,43 @@ pub fn add_error_responses(spec: &mut OpenApi) {
             .chain(item.additional_operations.values_mut());
         for op in operations {
             add_to_operation(op, path_params, global_security.as_deref());
+        }
+    }
+}
+
+/// Replace the pagination parameters documented with the default limits
+/// (`params(Pagination)`) by the ones `config` enforces, so that a served spec states the
+/// configured page size and overflow mode. Does nothing for the default configuration.
+pub(crate) fn document_pagination(spec: &mut OpenApi, config: PaginationConfig) {
+    if config == PaginationConfig::default() {
+        return;
+    }
+    let defaults = Pagination::parameters(PaginationConfig::default(), ParameterIn::Query);
+    let configured = Pagination::parameters(config, ParameterIn::Query);
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ];
+        let operations = operations
+            .into_iter()
+            .filter_map(Option::as_mut)
+            .chain(item.additional_operations.values_mut());
+        for op in operations {
+            for parameter in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && let Some(i) = defaults.iter().position(|d| d == parameter)
+                {
+                    *parameter = configured[i].clone();
+                }
+            }
         }
     }
 }

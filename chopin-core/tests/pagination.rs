@@ -418,6 +418,51 @@ async fn openapi_lists_one_style_with_the_enforced_bounds() {
     assert!(parse(format!("offset={max}")).is_ok());
     assert!(parse(format!("offset={}", max + 1)).is_err());
 
+    // An App documents the limits it is configured with: a smaller maximum, or clamping.
+    for (vars, min, max) in [
+        (&[("CHOPIN_PAGINATION_MAX_LIMIT", "30")][..], 1, 30),
+        (
+            &[
+                ("CHOPIN_PAGINATION_MAX_LIMIT", "30"),
+                ("CHOPIN_PAGINATION_OVERFLOW", "clamp"),
+            ][..],
+            0,
+            u64::MAX,
+        ),
+    ] {
+        let config = Config::from_lookup(|k| match k {
+            "CHOPIN_ENV" => Some("test".into()),
+            _ => vars
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string()),
+        })
+        .unwrap();
+        let pagination = config.pagination;
+        let app = App::new(config).api(OpenApiRouter::new().routes(routes!(list_items)));
+        let spec = serde_json::to_value(app.openapi()).unwrap();
+        let limit = &spec["paths"]["/items"]["get"]["parameters"][0];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["schema"]["minimum"], json!(min), "{vars:?}");
+        assert_eq!(limit["schema"]["maximum"], json!(max), "{vars:?}");
+        let parse = |q: String| Pagination::from_query(&q, pagination);
+        assert!(parse(format!("limit={min}")).is_ok(), "{vars:?}");
+        assert!(parse(format!("limit={max}")).is_ok(), "{vars:?}");
+        if max < u64::MAX {
+            assert!(parse(format!("limit={}", max + 1)).is_err(), "{vars:?}");
+        } else {
+            assert!(parse(format!("limit={max}0")).is_err(), "{vars:?}");
+        }
+        // The served spec says the same.
+        let served = TestClient::new(app.into_router())
+            .get("/openapi.json")
+            .await;
+        assert_eq!(
+            served.value()["paths"]["/items"]["get"]["parameters"][0],
+            *limit
+        );
+    }
+
     // The same spec is what `/openapi.json` serves.
     let c = TestClient::new(app.into_router());
     let served = c.get("/openapi.json").await.value();

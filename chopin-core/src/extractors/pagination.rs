@@ -260,18 +260,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     }
 }
 
-/// Documents the `limit`/`offset` style only: OpenAPI can't say that two groups of parameters
-/// exclude each other, and a spec listing all four would promise that combining them works.
-/// `page`/`per_page` are accepted all the same (the descriptions say so). The bounds are the
-/// ones the extractor applies with the default limits (a test checks both at the edges):
-/// `limit` 1..=100, `offset` 0..=`i64::MAX` (written as JSON integers, exactly).
-impl IntoParams for Pagination {
-    fn into_params(parameter_in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let defaults = PaginationConfig::default();
+impl Pagination {
+    /// The OpenAPI parameters the extractor reads under `config`: `limit` and `offset` only.
+    /// OpenAPI can't say that two groups of parameters exclude each other, and a spec listing
+    /// all four would promise that combining them works; `page`/`per_page` are accepted all
+    /// the same (`limit`'s description says so). The bounds are the ones the extractor
+    /// applies (a test checks both at the edges): `limit` 1..=`max_limit` (with
+    /// [`LimitOverflow::Clamp`], 0..=`u64::MAX`: it is clamped), `offset` 0..=`i64::MAX`
+    /// (written as JSON integers, exactly).
+    pub(crate) fn parameters(config: PaginationConfig, location: ParameterIn) -> Vec<Parameter> {
         let param = |name: &str, description: String, schema: ObjectBuilder| {
             ParameterBuilder::new()
                 .name(name)
-                .parameter_in(parameter_in_provider().unwrap_or(ParameterIn::Query))
+                .parameter_in(location.clone())
                 .required(Required::False)
                 .description(Some(description))
                 .schema(Some(
@@ -283,18 +284,34 @@ impl IntoParams for Pagination {
                 ))
                 .build()
         };
+        let (size, limit_schema) = match config.overflow {
+            LimitOverflow::Reject => (
+                format!("at most {}", config.max_limit),
+                ObjectBuilder::new()
+                    .minimum(Some(1u64))
+                    .maximum(Some(config.max_limit)),
+            ),
+            LimitOverflow::Clamp => (
+                format!(
+                    "sizes outside 1 to {} are served as the nearest of the two",
+                    config.max_limit
+                ),
+                // Any size the query can spell: larger numbers are malformed (400).
+                ObjectBuilder::new()
+                    .minimum(Some(0u64))
+                    .maximum(Some(u64::MAX)),
+            ),
+        };
         vec![
             param(
                 "limit",
                 format!(
-                    "Page size (default {}, at most {}). Pages can also be asked for as \
-                     `page` (1-based) and `per_page` (same bounds as `limit`) instead of \
+                    "Page size (default {}, {size}). Pages can also be asked for as `page` \
+                     (1-based) and `per_page` (same bounds as `limit`) instead of \
                      `limit`/`offset`, never mixed with them (400 `INVALID_QUERY`).",
-                    defaults.default_limit, defaults.max_limit
+                    config.default_limit
                 ),
-                ObjectBuilder::new()
-                    .minimum(Some(1u64))
-                    .maximum(Some(defaults.max_limit)),
+                limit_schema,
             ),
             param(
                 "offset",
@@ -304,6 +321,18 @@ impl IntoParams for Pagination {
                     .maximum(Some(MAX_OFFSET)),
             ),
         ]
+    }
+}
+
+/// [`Pagination::parameters`] with the default limits (20, at most 100): what a spec built
+/// without a configuration states. [`App`](crate::App) documents its configured limits
+/// instead.
+impl IntoParams for Pagination {
+    fn into_params(parameter_in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        Pagination::parameters(
+            PaginationConfig::default(),
+            parameter_in_provider().unwrap_or(ParameterIn::Query),
+        )
     }
 }
 
