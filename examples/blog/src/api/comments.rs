@@ -20,6 +20,7 @@ use crate::extract::Id;
 /// A comment as clients write it: the body of `POST /api/posts/{id}/comments`.
 #[derive(Debug, Clone, Deserialize, Serialize, Validate, ToSchema)]
 #[schema(example = json!({"author": "Ada", "body": "Nice post!"}))]
+#[serde(rename_all = "camelCase")]
 pub struct NewComment {
     /// 1 to 100 characters.
     #[validate(length(min = 1, max = 100))]

@@ -21,6 +21,7 @@ use crate::{ADMIN, AppState};
 /// (a full replacement: omitted optional fields take their defaults).
 #[derive(Debug, Clone, Deserialize, Serialize, Validate, ToSchema)]
 #[schema(example = json!({"title": "Hello, Chopin", "slug": "hello-chopin", "body": "First post.", "published": true}))]
+#[serde(rename_all = "camelCase")]
 pub struct NewPost {
     /// 1 to 200 characters.
     #[validate(length(min = 1, max = 200))]
