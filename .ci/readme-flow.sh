@@ -36,7 +36,7 @@ cd "$work"
 
 # The README's commands, from here on.
 run chopin new my-api 2>&1 | tee new.log
-grep -qF "using Chopin from $checkout (commit " new.log ||
+grep -qF "using Chopin from $checkout (" new.log ||
     { echo "chopin new did not report this checkout as its source" >&2; exit 1; }
 grep -qF "chopin-core = { package = \"chopin-web-core\", path = \"$checkout/chopin-core\"," my-api/Cargo.toml ||
     { echo "my-api/Cargo.toml does not depend on this checkout's chopin-web-core" >&2; exit 1; }
