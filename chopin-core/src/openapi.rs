@@ -219,6 +219,18 @@ fn shared_response(error: &SharedError) -> Response {
     response.build()
 }
 
+/// The header `name` as the shared responses document it.
+fn shared_header(name: &str) -> Option<utoipa::openapi::header::Header> {
+    SHARED_ERRORS.iter().find_map(|error| {
+        let response = shared_response(error);
+        let header = response.headers.get(name)?;
+        match header {
+            RefOr::T(header) => Some(header.clone()),
+            RefOr::Ref(_) => None,
+        }
+    })
+}
+
 /// Register the shared error responses in `components/responses` (existing entries of the
 /// same name are kept).
 fn add_shared_responses(spec: &mut OpenApi) {
@@ -247,7 +259,8 @@ fn add_shared_responses(spec: &mut OpenApi) {
 /// | 503 | `ServiceUnavailable` (with `Retry-After`) | every operation |
 /// | 504 | `Timeout` | every operation |
 ///
-/// A status the operation already documents is left as the handler wrote it. Running it
+/// A status the operation already documents is left as the handler wrote it, except that a
+/// handler's own 401 gets the `WWW-Authenticate` header every Chopin 401 carries. Running it
 /// twice changes nothing. [`spec_for`] and [`App`](crate::App) (for what it serves and what
 /// [`App::openapi`](crate::App::openapi) returns) call it; call it yourself on a spec you
 /// assemble another way.
@@ -346,6 +359,14 @@ fn add_to_operation(
         reqs.iter()
             .any(|req| *req != SecurityRequirement::default())
     });
+    // Every 401 Chopin sends carries `WWW-Authenticate`: say so on a handler's own 401 too.
+    if let Some(RefOr::T(own)) = op.responses.responses.get_mut("401")
+        && !own.headers.contains_key("WWW-Authenticate")
+        && let Some(header) = shared_header("WWW-Authenticate")
+    {
+        own.headers
+            .insert("WWW-Authenticate".to_string(), RefOr::T(header));
+    }
     for error in SHARED_ERRORS {
         let applies = match error.applies {
             Applies::Always => true,

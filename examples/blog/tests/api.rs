@@ -865,6 +865,10 @@ async fn check_openapi(client: &TestClient) {
     }
     let unauthorized = &responses["Unauthorized"];
     assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+    // A handler's own 401 (the auth module's, with its own words) documents the header too.
+    let own = &paths["/api/auth/me"]["get"]["responses"]["401"];
+    assert_eq!(own["description"], "No valid access token.");
+    assert!(own["headers"]["WWW-Authenticate"].is_object(), "{own}");
     assert_eq!(
         unauthorized["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/ErrorEnvelope"

@@ -104,10 +104,8 @@ pub async fn list_comments(
     request_body = NewComment,
     responses(
         (status = 201, description = "The created comment.", body = ApiResponse<CommentView>),
-        (status = 400, description = "Malformed JSON, or the id is not a positive integer.", body = ErrorEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
-        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
     )
 )]
 pub async fn create_comment(

@@ -3,6 +3,11 @@
 //! Every route is declared with `#[utoipa::path]` and registered with
 //! [`routes!`](chopin_core::openapi::routes), so the router and the OpenAPI spec come from the
 //! same declarations.
+//!
+//! Each `responses(…)` lists what its handler decides (201, 403, 404, 409, an invalid id or
+//! filter); the errors the framework answers by itself (malformed JSON, a missing token, a
+//! wrong content type, invalid fields, rate limits, timeouts, …) are added to every operation
+//! they can happen to by [`chopin_core::openapi::add_error_responses`].
 
 use chopin_core::openapi::{OpenApiRouter, routes};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};

@@ -191,11 +191,7 @@ pub async fn list_posts(
     request_body = NewPost,
     responses(
         (status = 201, description = "The created post.", body = ApiResponse<PostView>),
-        (status = 400, description = "Malformed JSON.", body = ErrorEnvelope),
-        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
         (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
-        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
     ),
     security(("bearer" = []))
 )]
@@ -263,13 +259,10 @@ pub async fn get_post(
     request_body = NewPost,
     responses(
         (status = 200, description = "The updated post.", body = ApiResponse<PostView>),
-        (status = 400, description = "Malformed JSON, or the id is not a positive integer.", body = ErrorEnvelope),
-        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
         (status = 403, description = "Not the post's author (`FORBIDDEN`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
         (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorEnvelope),
-        (status = 422, description = "Invalid fields (`VALIDATION_FAILED`), listed in `error.fields`.", body = ErrorEnvelope),
     ),
     security(("bearer" = []))
 )]
@@ -315,7 +308,6 @@ pub async fn update_post(
     responses(
         (status = 204, description = "Deleted, with its comments."),
         (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
-        (status = 401, description = "No valid access token (`UNAUTHORIZED`).", body = ErrorEnvelope),
         (status = 403, description = "Neither the author nor an admin (`FORBIDDEN`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
     ),
