@@ -81,8 +81,11 @@ profile() {
         exe="${exe_of[chopin-bench-example]}"
         local stack=full
         [[ "$server" == chopin-minimal ]] && stack=minimal
+        # The bench example mounts an authenticated route, so production needs a key; this
+        # one is the harness's public benchmark key (bench/run.sh), not a secret.
         env_args=("BIND=$bind" "DATABASE_URL=$DB_URL&max_connections=2&min_connections=2"
-            "CHOPIN_BENCH_STACK=$stack" CHOPIN_ENV=production CHOPIN_LOG=warn)
+            "CHOPIN_BENCH_STACK=$stack" CHOPIN_ENV=production CHOPIN_LOG=warn
+            CHOPIN_JWT_SECRET=chopin-benchmark-key-not-secret-0123456789)
     fi
     port_open "${bind%:*}" "${bind##*:}" && die "something is already listening on $bind"
     env "${env_args[@]}" valgrind --tool=callgrind --instr-atstart=no \
