@@ -14,7 +14,7 @@ use crate::output::{CliError, CliResult};
 use crate::project::{Project, cargo_program};
 
 /// The oldest Rust that Chopin builds with (the workspace's `rust-version`).
-const MIN_RUST: (u32, u32) = (1, 88);
+const MIN_RUST: (u32, u32) = (1, 94);
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
