@@ -5,7 +5,9 @@
 //!   path of the workspace root when this crate sits in a checkout (`cargo install --path
 //!   chopin-cli`, `cargo run -p chopin-web-cli`), and empty when it does not (a packaged crate);
 //!   `chopin new` depends on that checkout by default. `CHOPIN_BUILD_COMMIT` is the checkout's
-//!   commit (`-dirty` with uncommitted changes), empty when unknown.
+//!   commit (its first 12 hex digits), empty when unknown. It carries no `-dirty` mark: cargo
+//!   reruns this script only when a file it names changes (`HEAD`, the branch's ref), not on
+//!   every edit of a tracked file, so a recorded "dirty" (or "clean") would go stale.
 
 #[allow(dead_code)]
 #[path = "src/checkout.rs"]
@@ -28,7 +30,9 @@ fn main() {
     let (path, commit) = match root.as_deref().and_then(|r| Some((r, r.to_str()?))) {
         Some((root, path)) => {
             watch(root);
-            let commit = git::commit(root).map(|c| c.short()).unwrap_or_default();
+            let commit = git::head_sha(root)
+                .map(|sha| git::Commit { sha, dirty: None }.short())
+                .unwrap_or_default();
             (path.to_string(), commit)
         }
         None => (String::new(), String::new()),

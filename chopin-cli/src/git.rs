@@ -54,14 +54,21 @@ fn is_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// How many symbolic refs (`ref: …` files) are followed before giving up: git itself stops at
+/// 5, and a cycle (`a` → `b` → `a`) must end rather than overflow the stack.
+const MAX_SYMREF_DEPTH: usize = 5;
+
 /// The object name `reference` (such as `refs/heads/main`) points at: its loose file, or its
-/// line in `packed-refs`.
-fn resolve_ref(git_dir: &Path, reference: &str) -> Option<String> {
+/// line in `packed-refs`. `None` past [`MAX_SYMREF_DEPTH`] symbolic refs.
+fn resolve_ref(git_dir: &Path, reference: &str, depth: usize) -> Option<String> {
+    if depth > MAX_SYMREF_DEPTH {
+        return None;
+    }
     for dir in [git_dir.to_path_buf(), common_dir(git_dir)] {
         if let Ok(text) = std::fs::read_to_string(dir.join(reference)) {
             let text = text.trim();
             if let Some(next) = text.strip_prefix("ref:") {
-                return resolve_ref(git_dir, next.trim());
+                return resolve_ref(git_dir, next.trim(), depth + 1);
             }
             if is_sha(text) {
                 return Some(text.to_string());
@@ -87,7 +94,7 @@ pub fn head_sha(root: &Path) -> Option<String> {
     let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
     let head = head.trim();
     match head.strip_prefix("ref:") {
-        Some(reference) => resolve_ref(&git_dir, reference.trim()),
+        Some(reference) => resolve_ref(&git_dir, reference.trim(), 1),
         None => is_sha(head).then(|| head.to_string()),
     }
 }
@@ -178,6 +185,30 @@ mod tests {
         std::fs::write(git.join("HEAD"), format!("{OTHER}\n")).unwrap();
         assert_eq!(head_sha(dir.path()).as_deref(), Some(OTHER));
         assert_eq!(head_files(dir.path()), [git.join("HEAD")]);
+    }
+
+    #[test]
+    fn symbolic_refs_are_followed_a_bounded_number_of_times() {
+        let dir = repo();
+        let git = dir.path().join(".git");
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/a\n").unwrap();
+        // A chain HEAD → a → b → c → d → e: five symbolic refs, as far as git goes.
+        for (from, to) in [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")] {
+            std::fs::write(
+                git.join("refs/heads").join(from),
+                format!("ref: refs/heads/{to}\n"),
+            )
+            .unwrap();
+        }
+        std::fs::write(git.join("refs/heads/e"), format!("{SHA}\n")).unwrap();
+        assert_eq!(head_sha(dir.path()).as_deref(), Some(SHA));
+        // One more link is too many.
+        std::fs::write(git.join("refs/heads/e"), "ref: refs/heads/f\n").unwrap();
+        std::fs::write(git.join("refs/heads/f"), format!("{SHA}\n")).unwrap();
+        assert_eq!(head_sha(dir.path()), None);
+        // A cycle ends instead of overflowing the stack.
+        std::fs::write(git.join("refs/heads/e"), "ref: refs/heads/a\n").unwrap();
+        assert_eq!(head_sha(dir.path()), None);
     }
 
     #[test]

@@ -227,8 +227,7 @@ impl ChopinSource {
             return None;
         };
         let built = built?;
-        let built_sha = built.trim_end_matches("-dirty");
-        if commit.sha.starts_with(built_sha) {
+        if commit.sha.starts_with(built) {
             return None;
         }
         Some(format!(
