@@ -339,9 +339,14 @@ fn new_project(
     cli_project: &Option<PathBuf>,
     remembered: Option<&std::path::Path>,
 ) -> CliResult {
+    // Relative folders are taken from `-C <dir>` when it is given, as every other path is.
+    let in_project_dir = |p: PathBuf| match cli_project {
+        Some(base) if p.is_relative() => base.join(p),
+        _ => p,
+    };
     let source = source::resolve(
         &source::SourceArgs {
-            chopin_path: args.chopin_path,
+            chopin_path: args.chopin_path.map(in_project_dir),
             chopin_git: args.chopin_git,
             rev: args.rev,
             tag: args.tag,
@@ -349,8 +354,7 @@ fn new_project(
         remembered,
     )?;
     let path = match (args.path, cli_project) {
-        (Some(p), Some(base)) if p.is_relative() => Some(base.join(p)),
-        (Some(p), _) => Some(p),
+        (Some(p), _) => Some(in_project_dir(p)),
         (None, Some(base)) => Some(base.join(&args.name)),
         (None, None) => None,
     };
@@ -562,6 +566,57 @@ mod tests {
             root.canonicalize().unwrap().join("chopin-core").display()
         );
         assert!(manifest.contains(&expected), "{manifest}");
+    }
+
+    /// `-C <dir>` applies to `--chopin-path` as it does to `--path`: a relative checkout is
+    /// looked for under `<dir>`, not under the process's current folder.
+    #[test]
+    fn a_relative_chopin_path_is_taken_from_the_project_dir() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .canonicalize()
+            .unwrap();
+        // `<dir>/vendor/chopin` is a symbolic link to this checkout: found only through `-C`.
+        std::fs::create_dir(dir.path().join("vendor")).unwrap();
+        std::os::unix::fs::symlink(&root, dir.path().join("vendor/chopin")).unwrap();
+        assert!(
+            !Path::new("vendor/chopin").exists(),
+            "run from the crate folder"
+        );
+        let (args, project) = new_args(&[
+            "chopin",
+            "-C",
+            dir.path().to_str().unwrap(),
+            "new",
+            "made",
+            "--path",
+            "apps/made",
+            "--chopin-path",
+            "vendor/chopin",
+        ]);
+        new_project(args, &project, None).unwrap();
+        let manifest = std::fs::read_to_string(dir.path().join("apps/made/Cargo.toml")).unwrap();
+        let expected = format!(
+            "chopin-core = {{ package = \"chopin-web-core\", path = \"{}\",",
+            root.join("chopin-core").display()
+        );
+        assert!(manifest.contains(&expected), "{manifest}");
+        // Without `-C`, the same relative checkout is looked for in the current folder, where
+        // there is none: refused before anything is written.
+        let target = dir.path().join("other");
+        let (args, project) = new_args(&[
+            "chopin",
+            "new",
+            "other",
+            "--path",
+            target.to_str().unwrap(),
+            "--chopin-path",
+            "vendor/chopin",
+        ]);
+        assert!(new_project(args, &project, None).is_err());
+        assert!(!target.exists());
     }
 
     #[test]
