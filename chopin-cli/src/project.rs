@@ -219,7 +219,7 @@ cache = "tiered" # comment
 auth = true
 
 [dependencies]
-chopin-core = { version = "0.1" }
+chopin-core = { package = "chopin-web-core", path = "/src/chopin/chopin-core", default-features = false, features = ["postgres", "openapi-ui", "redis", "auth"] }
 "#;
 
     #[test]
