@@ -104,7 +104,7 @@ pub async fn list_comments(
     request_body = NewComment,
     responses(
         (status = 201, description = "The created comment.", body = ApiResponse<CommentView>),
-        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
+        (status = 400, description = "Malformed JSON (`MALFORMED_JSON`), or the id is not a positive integer (`BAD_REQUEST`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
     )
 )]

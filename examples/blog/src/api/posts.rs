@@ -259,7 +259,7 @@ pub async fn get_post(
     request_body = NewPost,
     responses(
         (status = 200, description = "The updated post.", body = ApiResponse<PostView>),
-        (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
+        (status = 400, description = "Malformed JSON (`MALFORMED_JSON`), or the id is not a positive integer (`BAD_REQUEST`).", body = ErrorEnvelope),
         (status = 403, description = "Not the post's author (`FORBIDDEN`).", body = ErrorEnvelope),
         (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
         (status = 409, description = "Another post has this slug (`CONFLICT`).", body = ErrorEnvelope),
