@@ -124,90 +124,136 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
         offset: e.valid_up_to(),
     })?;
     check_depth(input)?;
-    match decode(text) {
-        Err(DecodeError::Data {
-            code: "invalid_type",
-            ref message,
-            ..
-        }) if message.starts_with("invalid type: floating point") => {
-            // JSON has one number type, and JSON Schema's `integer` is any number without a
-            // fractional part: to a client (and to the OpenAPI spec) `5.0` and `5e2` are
-            // integers. Only on this failure, write integral numbers as integers and decode
-            // again; anything else keeps the first error.
-            match integral_numbers_as_integers(text) {
-                Some(rewritten) => decode(&rewritten),
-                None => decode(text),
-            }
-        }
-        other => other,
+    match decode(text, text, &[]) {
+        Ok(value) => Ok(value),
+        Err(first) => retry_integral_numbers(text, first),
     }
 }
 
-fn decode<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+/// Most numbers [`retry_integral_numbers`] writes as integers in one document; past it, the
+/// first error stands. Each one costs a decode of the document up to it.
+const MAX_INTEGRAL_REWRITES: usize = 8;
+
+/// Most digits [`integral`] writes: `u64::MAX` has 20, `i64::MIN` 19 and a sign. A bound also
+/// keeps `1e999999999` from allocating.
+const MAX_INTEGER_DIGITS: usize = 20;
+
+/// A failed decode: the error to report, and where sonic-rs detected it.
+struct Failure {
+    error: DecodeError,
+    /// Byte offset of the error in the decoded text (for a type error on a number, its last
+    /// byte).
+    offset: usize,
+    /// The error is `invalid type: floating point …`: a number with a fraction or an exponent
+    /// reached a field that refuses floats.
+    float_refused: bool,
+}
+
+/// A number token that [`retry_integral_numbers`] replaced, in the text it was replaced in.
+#[derive(Clone, Copy)]
+struct Edit {
+    start: usize,
+    old_len: usize,
+    new_len: usize,
+}
+
+/// Decode `text` — `original` with `edits` applied — reporting syntax errors at their place in
+/// `original`.
+fn decode<T: DeserializeOwned>(text: &str, original: &str, edits: &[Edit]) -> Result<T, Failure> {
     let mut de = sonic_rs::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        classify(err.into_inner(), path)
+        failure(err.into_inner(), path, original, edits)
     })?;
-    de.end().map_err(|e| classify(e, String::new()))?;
+    de.end()
+        .map_err(|e| failure(e, String::new(), original, edits))?;
     Ok(value)
 }
 
-/// Largest exponent written out by [`integral_numbers_as_integers`]: no integer type holds
-/// more digits, and a bound keeps `1e999999999` from allocating.
-const MAX_WRITTEN_EXPONENT: usize = 40;
-
-/// `text` with every number outside strings that has a fraction or an exponent but an
-/// integral value (`5.0`, `-2.50e1`, `1E+3`) written as an integer (`5`, `-25`, `1000`), or
-/// `None` when there is none. Works on the text (no float rounding): `9007199254740993.0`
-/// becomes `9007199254740993`.
-fn integral_numbers_as_integers(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut copied, mut changed, mut i) = (0, false, 0);
-    let (mut in_string, mut escaped) = (false, false);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        if b == b'"' {
-            in_string = true;
-            i += 1;
-            continue;
-        }
-        if b != b'-' && !b.is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        i += 1;
-        while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-        {
-            i += 1;
-        }
-        if let Some(integer) = integral(&text[start..i]) {
-            out.push_str(&text[copied..start]);
-            out.push_str(&integer);
-            copied = i;
-            changed = true;
-        }
+fn failure(err: sonic_rs::Error, path: String, original: &str, edits: &[Edit]) -> Failure {
+    let offset = err.offset();
+    let error = classify(err, path, original, edits);
+    let float_refused = matches!(
+        &error,
+        DecodeError::Data { code: "invalid_type", message, .. }
+            if message.starts_with("invalid type: floating point")
+    );
+    Failure {
+        error,
+        offset,
+        float_refused,
     }
-    if !changed {
-        return None;
-    }
-    out.push_str(&text[copied..]);
-    Some(out)
 }
 
-/// The integer a JSON number token with a fraction or an exponent stands for, if it is one.
+/// After a decode failed with `first`: when it failed because a field that takes no floats got
+/// a number with a fraction or an exponent but an integral value (`5.0`, `1e3`), write that one
+/// token as an integer and decode again, up to [`MAX_INTEGRAL_REWRITES`] tokens.
+///
+/// JSON has one number type, and JSON Schema's `integer` is any number without a fractional
+/// part: to a client (and to the OpenAPI spec) `5.0` and `5e2` are integers. Only the token the
+/// decoder refused is rewritten, so other fields (a `serde_json::Value`, an `f64`'s `-0.0`)
+/// keep exactly what was sent. The rewrite works on the text, with no float rounding.
+///
+/// Returns the first error when the refused token is not an integral number, or when the
+/// document holds more than [`MAX_INTEGRAL_REWRITES`] of them; when the integer is refused too
+/// (a string field, or out of range), the error about the number as it was sent; otherwise
+/// the error of the last decode (a real problem further on).
+fn retry_integral_numbers<T: DeserializeOwned>(
+    original: &str,
+    first: Failure,
+) -> Result<T, DecodeError> {
+    if !first.float_refused {
+        return Err(first.error);
+    }
+    let mut text = original.to_owned();
+    let mut edits: Vec<Edit> = Vec::new();
+    // The error of the latest decode, and the offset of the token it refused.
+    let (mut error, mut at) = (first.error.clone(), first.offset);
+    while edits.len() < MAX_INTEGRAL_REWRITES {
+        let Some(edit) = rewrite_integral_at(&mut text, at) else {
+            return Err(error);
+        };
+        edits.push(edit);
+        match decode(&text, original, &edits) {
+            Ok(value) => return Ok(value),
+            // The integer is refused too: report the number as it was sent.
+            Err(next) if (edit.start..edit.start + edit.new_len).contains(&next.offset) => {
+                return Err(error);
+            }
+            Err(next) if next.float_refused => (error, at) = (next.error, next.offset),
+            Err(next) => return Err(next.error),
+        }
+    }
+    Err(first.error)
+}
+
+/// Replace the number token around byte `at` of `text` by its integer form, if it is an
+/// integral number written with a fraction or an exponent.
+fn rewrite_integral_at(text: &mut String, at: usize) -> Option<Edit> {
+    let bytes = text.as_bytes();
+    let in_number = |b: &u8| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-');
+    if !bytes.get(at).is_some_and(in_number) {
+        return None;
+    }
+    let start = bytes[..at]
+        .iter()
+        .rposition(|b| !in_number(b))
+        .map_or(0, |p| p + 1);
+    let end = bytes[at..]
+        .iter()
+        .position(|b| !in_number(b))
+        .map_or(bytes.len(), |p| at + p);
+    let integer = integral(&text[start..end])?;
+    text.replace_range(start..end, &integer);
+    Some(Edit {
+        start,
+        old_len: end - start,
+        new_len: integer.len(),
+    })
+}
+
+/// The integer a JSON number token with a fraction or an exponent stands for, if it is one
+/// and has at most [`MAX_INTEGER_DIGITS`] digits.
 fn integral(token: &str) -> Option<String> {
     let (negative, unsigned) = match token.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -232,40 +278,52 @@ fn integral(token: &str) -> Option<String> {
     let shift: i64 = match exponent {
         Some(e) => {
             let e = e.strip_prefix('+').unwrap_or(e);
-            if !valid_digits(e.trim_start_matches('-')) {
+            if !valid_digits(e.strip_prefix('-').unwrap_or(e)) {
                 return None;
             }
             e.parse().ok()?
         }
         None => 0,
     };
-    // The digits, and where the decimal point falls among them.
+    // The digits without leading zeros, and where the decimal point falls among them.
     let digits = format!("{whole}{fraction}");
-    let point = i64::try_from(whole.len()).ok()?.checked_add(shift)?;
-    let integer = if point <= 0 {
-        if digits.bytes().any(|b| b != b'0') {
-            return None;
-        }
-        String::from("0")
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some("0".into()); // 0.0, -0.0, 0e5
+    }
+    let leading_zeros = i64::try_from(digits.len() - significant.len()).ok()?;
+    let point = i64::try_from(whole.len())
+        .ok()?
+        .checked_add(shift)?
+        .checked_sub(leading_zeros)?;
+    let point = usize::try_from(point).ok().filter(|&p| p > 0)?; // else 0 < |value| < 1
+    if point > MAX_INTEGER_DIGITS {
+        return None;
+    }
+    let sign = if negative { "-" } else { "" };
+    if point >= significant.len() {
+        Some(format!(
+            "{sign}{significant}{}",
+            "0".repeat(point - significant.len())
+        ))
+    } else if significant[point..].bytes().all(|b| b == b'0') {
+        Some(format!("{sign}{}", &significant[..point]))
     } else {
-        let point = usize::try_from(point).ok()?;
-        if point > digits.len() {
-            if point - digits.len() > MAX_WRITTEN_EXPONENT {
-                return None;
-            }
-            format!("{digits}{}", "0".repeat(point - digits.len()))
-        } else if digits[point..].bytes().all(|b| b == b'0') {
-            digits[..point].to_string()
-        } else {
-            return None;
+        None
+    }
+}
+
+/// `offset` in the text `edits` produced, as an offset in the text before them (an offset
+/// inside a replaced token maps to the token's start).
+fn offset_before_edits(mut offset: usize, edits: &[Edit]) -> usize {
+    for edit in edits.iter().rev() {
+        if offset >= edit.start + edit.new_len {
+            offset = offset - edit.new_len + edit.old_len;
+        } else if offset > edit.start {
+            offset = edit.start;
         }
-    };
-    let integer = integer.trim_start_matches('0');
-    Some(match (integer.is_empty(), negative) {
-        (true, _) => "0".to_string(),
-        (false, true) => format!("-{integer}"),
-        (false, false) => integer.to_string(),
-    })
+    }
+    offset
 }
 
 /// Reject documents nesting arrays and objects deeper than [`MAX_DEPTH`], before any recursion.
@@ -290,15 +348,11 @@ fn check_depth(input: &[u8]) -> Result<(), DecodeError> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    let before = &input[..i];
-                    let line_start = before
-                        .iter()
-                        .rposition(|&c| c == b'\n')
-                        .map_or(0, |p| p + 1);
+                    let (line, column) = line_and_column(input, i);
                     return Err(DecodeError::Syntax {
                         message: format!("nesting deeper than {MAX_DEPTH} levels"),
-                        line: 1 + before.iter().filter(|&&c| c == b'\n').count(),
-                        column: i - line_start + 1,
+                        line,
+                        column,
                     });
                 }
             }
@@ -309,14 +363,34 @@ fn check_depth(input: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The 1-based line and byte column of byte `offset` of `input`.
+fn line_and_column(input: &[u8], offset: usize) -> (usize, usize) {
+    let before = &input[..offset.min(input.len())];
+    let line_start = before
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |p| p + 1);
+    (
+        1 + before.iter().filter(|&&c| c == b'\n').count(),
+        before.len() - line_start + 1,
+    )
+}
+
 /// Decode a complete JSON document from a string.
 pub fn from_str<T: DeserializeOwned>(input: &str) -> Result<T, DecodeError> {
     from_slice(input.as_bytes())
 }
 
-fn classify(err: sonic_rs::Error, path: String) -> DecodeError {
-    let line = err.line();
-    let column = err.column();
+fn classify(err: sonic_rs::Error, path: String, original: &str, edits: &[Edit]) -> DecodeError {
+    let (line, column) = if edits.is_empty() {
+        (err.line(), err.column())
+    } else {
+        // sonic-rs counts in the rewritten text; count in the one the client sent.
+        line_and_column(
+            original.as_bytes(),
+            offset_before_edits(err.offset(), edits),
+        )
+    };
     let full = err.to_string();
     // sonic-rs appends " at line L column C" and an excerpt of the input; keep the description.
     let message = match full.find(" at line ") {
@@ -394,29 +468,65 @@ mod tests {
             ("-57083.000", Some("-57083")),
             ("0.0", Some("0")),
             ("-0.0", Some("0")),
+            ("0e5", Some("0")),
             ("1e3", Some("1000")),
             ("1E+3", Some("1000")),
             ("-2.50e1", Some("-25")),
             ("2500e-2", Some("25")),
+            ("0.05e2", Some("5")),
             ("9007199254740993.0", Some("9007199254740993")),
+            ("1e19", Some("10000000000000000000")),
+            ("18446744073709551615.0", Some("18446744073709551615")),
+            ("-9223372036854775808.0", Some("-9223372036854775808")),
+            ("1e20", None),
+            ("123456789012345678901.0", None),
             ("0.5", None),
             ("1e-1", None),
+            ("0.05e1", None),
             ("5", None),
             ("1e999999999", None),
+            ("1e-999999999999999999999", None),
             ("1.", None),
             ("--1.0", None),
+            ("1e--1", None),
         ] {
             assert_eq!(integral(token).as_deref(), integer, "{token}");
         }
     }
 
     #[test]
-    fn only_numbers_outside_strings_are_rewritten() {
-        assert_eq!(
-            integral_numbers_as_integers(r#"{"a":5.0,"b":"5.0","c\"":[1e2,0.5,-3]}"#).as_deref(),
-            Some(r#"{"a":5,"b":"5.0","c\"":[100,0.5,-3]}"#)
-        );
-        assert_eq!(integral_numbers_as_integers(r#"{"a":5,"b":0.5}"#), None);
+    fn only_the_token_at_the_offset_is_rewritten() {
+        let mut text = String::from(r#"{"a":5.0,"b":1e2}"#);
+        // Offset 7 is the last byte of `5.0`.
+        let edit = rewrite_integral_at(&mut text, 7).map(|e| (e.start, e.old_len, e.new_len));
+        assert_eq!(edit, Some((5, 3, 1)));
+        assert_eq!(text, r#"{"a":5,"b":1e2}"#);
+        // Not a number, or not integral: nothing changes.
+        assert!(rewrite_integral_at(&mut text, 0).is_none());
+        let mut fraction = String::from(r#"{"a":0.5}"#);
+        assert!(rewrite_integral_at(&mut fraction, 7).is_none());
+        assert_eq!(fraction, r#"{"a":0.5}"#);
+    }
+
+    #[test]
+    fn offsets_map_back_through_edits() {
+        // `1e3` (3 bytes) became `1000` at 5, then `2.0` (3 bytes) became `2` at 15.
+        let edits = [
+            Edit {
+                start: 5,
+                old_len: 3,
+                new_len: 4,
+            },
+            Edit {
+                start: 15,
+                old_len: 3,
+                new_len: 1,
+            },
+        ];
+        assert_eq!(offset_before_edits(2, &edits), 2);
+        assert_eq!(offset_before_edits(7, &edits), 5);
+        assert_eq!(offset_before_edits(10, &edits), 9);
+        assert_eq!(offset_before_edits(16, &edits), 17);
     }
 
     #[derive(Debug, serde::Deserialize, PartialEq)]

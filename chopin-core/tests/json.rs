@@ -809,3 +809,137 @@ fn decode_error_converts_to_the_right_chopin_error() {
     let err: ChopinError = json::from_slice::<Post>(b"\xff").unwrap_err().into();
     assert_eq!(err.code(), ErrorCode::MalformedJson);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Integral numbers written with a fraction or an exponent (`5.0`, `1e3`) in integer fields.
+
+/// An integer field next to fields whose numbers must arrive exactly as sent.
+#[derive(Debug, Deserialize)]
+struct Booking {
+    before: Value,
+    seats: i32,
+    after: Value,
+    ratio: f64,
+}
+
+#[test]
+fn an_integral_number_fills_an_integer_field_and_nothing_else_changes() {
+    let b: Booking = json::from_slice(
+        br#"{"before": 10.0, "seats": 5.0, "after": {"x": 2e1, "z": -0.0}, "ratio": -0.0}"#,
+    )
+    .unwrap();
+    assert_eq!(b.seats, 5);
+    // The other fields' numbers are untouched: still floats, not integers.
+    assert!(b.before.is_f64(), "{}", b.before);
+    assert_eq!(b.before.as_f64(), Some(10.0));
+    assert!(b.after["x"].is_f64(), "{}", b.after);
+    assert!(b.after["z"].is_f64(), "{}", b.after);
+    // `-0.0` reads as it does with no integer field involved (sonic-rs reads its sign as +).
+    let alone: f64 = json::from_slice(b"-0.0").unwrap();
+    assert_eq!(b.ratio.to_bits(), alone.to_bits());
+}
+
+fn data_error<T: std::fmt::Debug>(result: Result<T, DecodeError>) -> (String, String) {
+    match result {
+        Err(DecodeError::Data { path, message, .. }) => (path, message),
+        other => panic!("expected a data error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_string_field_sent_an_integral_float_keeps_the_original_error() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Label {
+        label: String,
+    }
+    let (path, message) = data_error(json::from_slice::<Label>(br#"{"label": 5.0}"#));
+    assert_eq!(path, "label");
+    assert!(
+        message.starts_with("invalid type: floating point `5"),
+        "{message}"
+    );
+    assert!(message.ends_with("expected a string"), "{message}");
+    // The same for an integer out of the field's range.
+    let (path, message) = data_error(json::from_slice::<Booking>(
+        br#"{"before": 1, "seats": 3e9, "after": 1, "ratio": 1}"#,
+    ));
+    assert_eq!(path, "seats");
+    assert!(
+        message.starts_with("invalid type: floating point"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_later_problem_is_reported_after_an_accepted_integral_number() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Two {
+        a: u32,
+        b: u32,
+        name: String,
+    }
+    // A real fraction further on.
+    let (path, message) = data_error(json::from_slice::<Two>(
+        br#"{"a": 5.0, "b": 1.5, "name": "x"}"#,
+    ));
+    assert_eq!(path, "b", "{message}");
+    // Another kind of error further on.
+    let (path, message) = data_error(json::from_slice::<Two>(
+        br#"{"a": 5.0, "b": 1e1, "name": 7}"#,
+    ));
+    assert_eq!(path, "name");
+    assert!(message.contains("integer `7`"), "{message}");
+    // A syntax error further on is placed in the text as sent, not as rewritten.
+    let broken = "{\"a\": 1e1,\n \"b\": 2.0, \"name\": x}";
+    let as_value = json::from_slice::<Value>(broken.as_bytes());
+    let as_two = json::from_slice::<Two>(broken.as_bytes());
+    assert!(
+        matches!(as_value, Err(DecodeError::Syntax { line: 2, .. })),
+        "{as_value:?}"
+    );
+    assert_eq!(as_two.unwrap_err(), as_value.unwrap_err());
+}
+
+#[test]
+fn at_most_eight_integral_numbers_are_rewritten() {
+    let eight: Vec<u32> = json::from_slice(b"[1.0,2.0,3e0,4.0,5.0,6.0,7.0,8.0]").unwrap();
+    assert_eq!(eight, [1, 2, 3, 4, 5, 6, 7, 8]);
+    // One more: the first error stands, naming the first of them.
+    let (path, message) = data_error(json::from_slice::<Vec<u32>>(
+        b"[1.0,2.0,3e0,4.0,5.0,6.0,7.0,8.0,9.0]",
+    ));
+    assert_eq!(path, "[0]");
+    assert!(
+        message.starts_with("invalid type: floating point `1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn integral_numbers_longer_than_twenty_digits_are_refused() {
+    assert_eq!(
+        json::from_slice::<Vec<u64>>(b"[1e19, 18446744073709551615.0]").unwrap(),
+        [10_000_000_000_000_000_000, u64::MAX]
+    );
+    for input in ["[1e20]", "[1e300]", "[123456789012345678901.0]"] {
+        let (path, message) = data_error(json::from_slice::<Vec<u64>>(input.as_bytes()));
+        assert_eq!(path, "[0]", "{input}");
+        assert!(
+            message.starts_with("invalid type: floating point"),
+            "{input}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn integral_numbers_through_http() {
+    let res = post_raw("/numbers", r#"{"n": 1.2e3}"#).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.text(), "1200");
+    let res = post_raw("/numbers", r#"{"n": 1e25}"#).await;
+    let body = error(&res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
+    assert_eq!(body["error"]["fields"][0]["field"], "n", "{body}");
+    assert_eq!(body["error"]["fields"][0]["code"], "invalid_type", "{body}");
+}
