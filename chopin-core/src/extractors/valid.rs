@@ -10,11 +10,14 @@ use super::json::read_json_body;
 /// A JSON body that is decoded like [`Json`](super::Json) and then validated with
 /// [`validator`]; failed rules answer 422 `VALIDATION_FAILED` with one entry per field.
 ///
-/// Each entry's `field` is the JSON key the client sent, not the Rust field name: with
-/// `#[serde(rename_all = "camelCase")]` a rule on `published_at` is reported as
-/// `publishedAt` (every `rename_all` style works: the names come from the type's
-/// `Deserialize` impl). The top-level key is translated; inside nested objects the path keeps
-/// the Rust names, and so does a field renamed to an unrelated name with `#[serde(rename)]`.
+/// Each entry's `field` names the top-level field by its JSON key rather than its Rust name
+/// when `#[serde(rename_all = ...)]` changed it: with `rename_all = "camelCase"` a rule on
+/// `published_at` is reported as `publishedAt`. The key is the one of the field names the
+/// type's `Deserialize` impl accepts that equals the Rust name up to ASCII case, `_` and `-`,
+/// which covers every `rename_all` style. The Rust name is kept inside nested objects
+/// (`author.display_name`), for a field renamed to an unrelated name with
+/// `#[serde(rename = ...)]`, for struct-level rules (`__all__`), and for every field of a
+/// struct with a `#[serde(flatten)]` field (its `Deserialize` impl lists no field names).
 ///
 /// ```
 /// use chopin_core::extractors::ValidJson;
@@ -58,7 +61,10 @@ where
 }
 
 /// Replace the Rust field name that starts each path (`published_at`, `author.name`,
-/// `tags[2]`) with the JSON key among `keys` that serde maps it to.
+/// `tags[2]`) with the one key among `keys` (the field names `T`'s `Deserialize` impl
+/// accepts) that is the same name up to ASCII case, `_` and `-`. A name that is already a key,
+/// that starts with `_` (such as validator's `__all__` for struct-level rules), or that
+/// matches no key or several stays as it is.
 fn rename_to_json_keys(fields: &mut [FieldError], keys: &[&str]) {
     if keys.is_empty() {
         return;
@@ -66,45 +72,25 @@ fn rename_to_json_keys(fields: &mut [FieldError], keys: &[&str]) {
     for field in fields {
         let end = field.field.find(['.', '[']).unwrap_or(field.field.len());
         let (name, rest) = field.field.split_at(end);
-        if keys.contains(&name) {
+        if name.is_empty() || name.starts_with('_') || keys.contains(&name) {
             continue;
         }
-        if let Some(key) = serde_spellings(name)
-            .into_iter()
-            .find(|k| keys.contains(&k.as_str()))
-        {
+        let wanted = normalised(name);
+        let mut matching = keys.iter().filter(|key| normalised(key) == wanted);
+        if let (Some(key), None) = (matching.next(), matching.next()) {
             field.field = format!("{key}{rest}");
         }
     }
 }
 
-/// `name` (a Rust field name, snake_case) spelled in each of serde's `rename_all` styles:
-/// camelCase, PascalCase, kebab-case, SCREAMING_SNAKE_CASE, SCREAMING-KEBAB-CASE, lowercase.
-fn serde_spellings(name: &str) -> [String; 6] {
-    let capitalised = |w: &str| {
-        let mut chars = w.chars();
-        chars
-            .next()
-            .map(|c| c.to_uppercase().chain(chars).collect::<String>())
-            .unwrap_or_default()
-    };
-    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
-    let pascal: String = words.iter().map(|w| capitalised(w)).collect();
-    let camel = match words.split_first() {
-        Some((first, rest)) => {
-            let rest: String = rest.iter().map(|w| capitalised(w)).collect();
-            format!("{first}{rest}")
-        }
-        None => String::new(),
-    };
-    [
-        camel,
-        pascal,
-        name.replace('_', "-"),
-        name.to_uppercase(),
-        name.to_uppercase().replace('_', "-"),
-        name.replace('_', ""),
-    ]
+/// `name` in ASCII lowercase without `_` and `-`: what serde's `rename_all` styles leave of a
+/// snake_case Rust field name (`publishedAt`, `PUBLISHED-AT` and `published_at` all give
+/// `publishedat`).
+fn normalised(name: &str) -> String {
+    name.bytes()
+        .filter(|b| !matches!(b, b'_' | b'-'))
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
 }
 
 /// The names `T`'s `Deserialize` impl accepts for its fields (after `rename` and
@@ -236,5 +222,37 @@ mod tests {
             renamed(&["PUBLISHED_AT"], &["published_at"]),
             ["PUBLISHED_AT"]
         );
+        assert_eq!(
+            renamed(&["PUBLISHED-AT"], &["published_at"]),
+            ["PUBLISHED-AT"]
+        );
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Odd {
+        all: String,
+        ab_c: String,
+        a_bc: String,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Flattened {
+        #[serde(flatten)]
+        inner: Camel,
+    }
+
+    #[test]
+    fn only_one_unambiguous_key_is_used() {
+        let odd = serde_field_names::<Odd>();
+        assert_eq!(odd, ["all", "abC", "aBc"]);
+        // Struct-level rules (`__all__`) are never mapped to a field.
+        assert_eq!(renamed(odd, &["__all__", "_all"]), ["__all__", "_all"]);
+        // `ab_c` and `a_bc` are both `abc` without separators: which key is meant is unknown.
+        assert_eq!(renamed(odd, &["ab_c", "a_bc"]), ["ab_c", "a_bc"]);
+        // A struct with a flattened field lists no names: paths stay Rust names.
+        assert!(serde_field_names::<Flattened>().is_empty());
     }
 }
