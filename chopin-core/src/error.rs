@@ -486,6 +486,10 @@ impl ChopinError {
     }
 }
 
+/// The envelope sent (in an HTTP error response or an SSE `error` event) when an error's own
+/// envelope cannot be serialised: a bare `INTERNAL_ERROR` without request id.
+pub(crate) const FALLBACK_ENVELOPE: &str = r#"{"success":false,"error":{"code":"INTERNAL_ERROR","message":"internal server error","request_id":null}}"#;
+
 impl IntoResponse for ChopinError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -495,11 +499,8 @@ impl IntoResponse for ChopinError {
                 None => tracing::warn!(code = %self.code(), "request failed"),
             }
         }
-        let body = json::to_bytes(&self.to_envelope()).unwrap_or_else(|_| {
-            Bytes::from_static(
-                br#"{"success":false,"error":{"code":"INTERNAL_ERROR","message":"internal server error","request_id":null}}"#,
-            )
-        });
+        let body = json::to_bytes(&self.to_envelope())
+            .unwrap_or_else(|_| Bytes::from_static(FALLBACK_ENVELOPE.as_bytes()));
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);

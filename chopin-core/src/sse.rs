@@ -50,7 +50,7 @@ pub use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 pub use futures_util::Stream;
 
 use crate::context::{self, REQUEST_CONTEXT, RequestContext};
-use crate::error::ChopinError;
+use crate::error::{ChopinError, FALLBACK_ENVELOPE};
 use crate::json::{self, EncodeError};
 
 /// An event whose `data` is `value` as compact JSON, written by Chopin's JSON engine.
@@ -83,8 +83,19 @@ pub fn json_event<T: Serialize + ?Sized>(value: &T) -> Result<Event, EncodeError
 /// Once an event stream has started, its status is sent and cannot change: use this to tell
 /// the client that one item, or the rest of the stream, failed. Called while the request is
 /// being handled, the envelope carries its request id; called later (from inside the stream),
-/// `request_id` is `null`. Browsers' `EventSource` delivers it to
-/// `addEventListener("error", …)` listeners as a message with `data`.
+/// `request_id` is `null`.
+///
+/// Browsers' `EventSource` delivers it to `addEventListener("error", …)` listeners as a
+/// `MessageEvent` with `data`, and `onerror` / those same listeners also receive
+/// `EventSource`'s own connection errors (a plain `Event` with no `data`, also sent before
+/// each reconnection). A client must tell them apart, e.g. by checking `event.data`:
+///
+/// ```js
+/// source.addEventListener("error", (event) => {
+///   if (event.data) showError(JSON.parse(event.data).error); // sent by the server
+///   else showReconnecting();                                  // the connection failed
+/// });
+/// ```
 ///
 /// ```
 /// use chopin_core::ChopinError;
@@ -102,10 +113,7 @@ fn render_error(error: &ChopinError, ctx: Option<RequestContext>) -> Event {
         Some(ctx) => REQUEST_CONTEXT.sync_scope(ctx, || error.to_envelope()),
         None => error.to_envelope(),
     };
-    let data = json::to_string(&envelope).unwrap_or_else(|_| {
-        r#"{"success":false,"error":{"code":"INTERNAL_ERROR","message":"internal server error","request_id":null}}"#
-            .to_string()
-    });
+    let data = json::to_string(&envelope).unwrap_or_else(|_| FALLBACK_ENVELOPE.to_string());
     Event::default().event("error").data(data)
 }
 
