@@ -281,6 +281,24 @@ async fn overflow_reject_is_the_default_and_clamp_serves_the_maximum() {
 }
 
 #[test]
+fn a_zero_maximum_allows_one_and_says_so() {
+    // Built directly (the environment refuses 0): the range checked and the range named agree.
+    let config = PaginationConfig {
+        default_limit: 1,
+        max_limit: 0,
+        overflow: LimitOverflow::Reject,
+    };
+    assert_eq!(config.page_size("limit", Some(1)).unwrap(), 1);
+    let err = config.page_size("limit", Some(2)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidQuery);
+    assert_eq!(
+        err.to_string(),
+        "`limit` must be between 1 and 1",
+        "{err:?}"
+    );
+}
+
+#[test]
 fn inconsistent_configured_limits_are_rejected() {
     let err = Config::from_lookup(|k| match k {
         "CHOPIN_PAGINATION_DEFAULT_LIMIT" => Some("60".into()),

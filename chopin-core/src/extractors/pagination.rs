@@ -105,8 +105,7 @@ impl PaginationConfig {
         match self.overflow {
             LimitOverflow::Clamp => Ok(size.clamp(1, max)),
             LimitOverflow::Reject => Err(invalid(format!(
-                "`{parameter}` must be between 1 and {}",
-                self.max_limit
+                "`{parameter}` must be between 1 and {max}"
             ))),
         }
     }
