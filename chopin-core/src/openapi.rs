@@ -26,8 +26,8 @@ use axum::Router;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::header;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -201,34 +201,52 @@ fn shared_response(error: &SharedError) -> Response {
                 .build(),
         );
     for (name, description) in error.headers {
-        let schema = if *name == "Retry-After" {
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::Integer))
-                .minimum(Some(1.0))
-        } else {
-            ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
-        };
-        response = response.header(
-            *name,
-            HeaderBuilder::new()
-                .schema(Some(schema))
-                .description(Some(*description))
-                .build(),
-        );
+        response = response.header(*name, documented_header(name, description));
     }
     response.build()
 }
 
+/// A response header as the shared responses document it: `Retry-After` is an integer of
+/// seconds, anything else a string.
+fn documented_header(name: &str, description: &str) -> Header {
+    let schema = if name == "Retry-After" {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(1.0))
+    } else {
+        ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
+    };
+    HeaderBuilder::new()
+        .schema(Some(schema))
+        .description(Some(description))
+        .build()
+}
+
 /// The header `name` as the shared responses document it.
-fn shared_header(name: &str) -> Option<utoipa::openapi::header::Header> {
-    SHARED_ERRORS.iter().find_map(|error| {
-        let response = shared_response(error);
-        let header = response.headers.get(name)?;
-        match header {
-            RefOr::T(header) => Some(header.clone()),
-            RefOr::Ref(_) => None,
-        }
-    })
+fn shared_header(name: &str) -> Option<Header> {
+    SHARED_ERRORS
+        .iter()
+        .flat_map(|error| error.headers)
+        .find(|(header_name, _)| *header_name == name)
+        .map(|(name, description)| documented_header(name, description))
+}
+
+/// Every operation of `item`: the standard methods', then any others.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+        &mut item.query,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+    .chain(item.additional_operations.values_mut())
 }
 
 /// Register the shared error responses in `components/responses` (existing entries of the
@@ -286,22 +304,7 @@ pub fn add_error_responses(spec: &mut OpenApi) {
     let global_security = spec.security.clone();
     for item in spec.paths.paths.values_mut() {
         let path_params = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-            &mut item.query,
-        ];
-        let operations = operations
-            .into_iter()
-            .filter_map(Option::as_mut)
-            .chain(item.additional_operations.values_mut());
-        for op in operations {
+        for op in operations_mut(item) {
             add_to_operation(op, path_params, global_security.as_deref());
         }
     }
@@ -316,29 +319,12 @@ pub(crate) fn document_pagination(spec: &mut OpenApi, config: PaginationConfig) 
     }
     let defaults = Pagination::parameters(PaginationConfig::default(), ParameterIn::Query);
     let configured = Pagination::parameters(config, ParameterIn::Query);
-    for item in spec.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-            &mut item.query,
-        ];
-        let operations = operations
-            .into_iter()
-            .filter_map(Option::as_mut)
-            .chain(item.additional_operations.values_mut());
-        for op in operations {
-            for parameter in op.parameters.iter_mut().flatten() {
-                if let RefOr::T(parameter) = parameter
-                    && let Some(i) = defaults.iter().position(|d| d == parameter)
-                {
-                    *parameter = configured[i].clone();
-                }
+    for op in spec.paths.paths.values_mut().flat_map(operations_mut) {
+        for parameter in op.parameters.iter_mut().flatten() {
+            if let RefOr::T(parameter) = parameter
+                && let Some(i) = defaults.iter().position(|d| d == parameter)
+            {
+                *parameter = configured[i].clone();
             }
         }
     }
@@ -388,7 +374,10 @@ fn add_to_operation(
 ///
 /// It needs no state, database or server: applications use it to export their spec (for
 /// example a `openapi` subcommand that prints it, which is what `chopin openapi export`
-/// runs) without connecting to anything.
+/// runs) without connecting to anything. It reads no configuration either, so
+/// `params(Pagination)` states the default page sizes; an [`App`](crate::App) configured
+/// with other `CHOPIN_PAGINATION_*` values serves them instead, and that is the only
+/// difference.
 ///
 /// ```
 /// use chopin_core::openapi::{OpenApiRouter, routes, spec_for};

@@ -478,6 +478,17 @@ async fn openapi_lists_one_style_with_the_enforced_bounds() {
             served.value()["paths"]["/items"]["get"]["parameters"][0],
             *limit
         );
+        // `spec_for` reads no configuration: an exported spec states the defaults (the one
+        // documented difference from the served spec).
+        let exported = chopin_core::openapi::spec_for(
+            "t",
+            "1",
+            OpenApiRouter::<()>::new().routes(routes!(list_items)),
+        );
+        let exported = serde_json::to_value(exported).unwrap();
+        let limit = &exported["paths"]["/items"]["get"]["parameters"][0];
+        assert_eq!(limit["schema"]["minimum"], json!(1));
+        assert_eq!(limit["schema"]["maximum"], json!(100));
     }
 
     // The same spec is what `/openapi.json` serves.
