@@ -3,19 +3,35 @@
 #
 #   bash .ci/api-contract.sh
 #
-# 1. Installs the two Python tools, pinned, into a venv under the cargo target dir (once).
+# 1. Installs the two Python tools, pinned, into a venv in the user's cache folder
+#    (`${XDG_CACHE_HOME:-~/.cache}/chopin-ci/api-contract-<schemathesis>-<validator>`, reused
+#    by every checkout and every clean clone on the machine; rebuilt when its versions differ).
 # 2. For the blog, then for a generated project: starts it on a free loopback port with a
-#    temporary SQLite file and waits for /health/ready; validates the served /openapi.json with
-#    openapi-spec-validator (and checks unique operationIds and /api/auth/* in it); signs up
-#    and logs in through its /api/auth routes (the account schemathesis uses); runs
-#    schemathesis with every check (`--checks all`), a bounded number of cases per operation,
-#    bearer tokens fetched from /api/auth/login (and again after a 401, since the fuzzed
+#    temporary SQLite file, an empty working folder (no `.env`) and an environment of its own
+#    (`env -i`: only PATH, HOME and the settings in `contract` below, so none of the caller's
+#    CHOPIN_*, DATABASE_URL or REDIS_URL leaks in), and waits for /health/ready; validates the
+#    served /openapi.json with openapi-spec-validator (and checks unique operationIds and
+#    /api/auth/* in it); signs up and logs in through its /api/auth routes (the account
+#    schemathesis uses); runs schemathesis with every check (`--checks all`), a bounded
+#    number of cases per operation, bearer tokens fetched from /api/auth/login (and again after a 401, since the fuzzed
 #    /api/auth/logout revokes the token in use). Any failure fails the script.
-# 3. The generated project is `chopin new --auth` plus a generated resource with a multi-word
-#    and an integer field; its spec is also exported with `chopin openapi export` (no
-#    database) and validated. CHOPIN_CONTRACT_GENERATED=0 skips it.
+# 3. The generated project is `chopin new --cache redis --auth` plus a generated resource
+#    with a multi-word and an integer field; its spec is also exported with `chopin openapi
+#    export` (no database) and validated. CHOPIN_CONTRACT_GENERATED=0 skips it. `--cache
+#    redis --auth` is the combination chopin-cli/tests/e2e.rs builds in full (build, clippy,
+#    test) in the same target directory, so after the workspace tests only the project's own
+#    crate is compiled here; the server still runs on the in-process cache (CHOPIN_CACHE is
+#    not set, see 2.), so no Redis is needed.
 #
-# Knobs: CHOPIN_CONTRACT_MAX_EXAMPLES (cases per operation, 50), CHOPIN_CONTRACT_SEED.
+# Binaries: `cargo test --workspace --all-features --no-run`, the build `.ci/run`'s test step
+# has just made (a no-op then): it builds target/debug/blog and target/debug/chopin, the bin
+# targets of packages with integration tests, with the workspace's unified features. (A
+# separate `cargo build -p blog` would resolve features differently and recompile
+# chopin-web-core and everything above it.)
+#
+# Knobs: CHOPIN_CONTRACT_MAX_EXAMPLES (cases per operation, 50), CHOPIN_CONTRACT_SEED,
+# CHOPIN_CONTRACT_TIMEOUT (seconds one schemathesis run may take, 900: a hang fails the
+# script with a message instead of eating the CI budget).
 #
 # Servers are always stopped, whatever happens. Every check runs. One operation is left out of
 # the schemathesis run, the blog's GET /api/posts/stream: it answers an endless
@@ -30,11 +46,18 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SCHEMATHESIS_VERSION=4.32.5
 SPEC_VALIDATOR_VERSION=0.9.0
 MAX_EXAMPLES=${CHOPIN_CONTRACT_MAX_EXAMPLES:-50}
-VENV=$TARGET/api-contract-venv
+ST_TIMEOUT=${CHOPIN_CONTRACT_TIMEOUT:-900}
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/chopin-ci
+VENV=$CACHE_DIR/api-contract-$SCHEMATHESIS_VERSION-$SPEC_VALIDATOR_VERSION
 
-log() { printf '\n== api contract: %s ==\n' "$*"; }
+started=$SECONDS
+log() { printf '\n== api contract: %s (%d s) ==\n' "$*" $((SECONDS - started)); }
 
-log "tools (schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $SPEC_VALIDATOR_VERSION)"
+log "tools (schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $SPEC_VALIDATOR_VERSION) in $VENV"
+mkdir -p "$CACHE_DIR"
+# One installer at a time: two runs on one machine share the venv.
+exec 9>"$VENV.lock"
+flock 9
 if ! { "$VENV/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_VERSION" &&
   "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("openapi-spec-validator") != sys.argv[1])' \
     "$SPEC_VALIDATOR_VERSION" 2>/dev/null; }; then
@@ -43,6 +66,8 @@ if ! { "$VENV/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESI
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
 fi
+flock -u 9
+exec 9>&-
 "$VENV/bin/st" --version
 PY=$VENV/bin/python
 
@@ -77,10 +102,14 @@ contract() {
   base=http://127.0.0.1:$port
 
   log "$name: start on $base"
-  # Development settings (a random per-process JWT key, the log mailer), SQLite in a temp file.
-  env -u CHOPIN_CACHE -u REDIS_URL CHOPIN_ENV=development CHOPIN_HOST=127.0.0.1 \
-    CHOPIN_PORT="$port" DATABASE_URL="sqlite://$dir/app.db?mode=rwc" CHOPIN_LOG=warn \
-    "$binary" >"$dir/server.log" 2>&1 &
+  # Development settings (a random per-process JWT key, the log mailer), SQLite in a temp
+  # file; nothing else from the caller's environment (every other setting at its default:
+  # the in-process cache, the default rate limit, body limit and timeouts), and no `.env`
+  # (development reads one from the working folder: here, an empty one).
+  mkdir -p "$dir/cwd"
+  (cd "$dir/cwd" && exec env -i PATH="$PATH" HOME="$HOME" CHOPIN_ENV=development \
+    CHOPIN_HOST=127.0.0.1 CHOPIN_PORT="$port" DATABASE_URL="sqlite://$dir/app.db?mode=rwc" \
+    CHOPIN_LOG=warn "$binary") >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   local ready=
   for _ in $(seq 1 120); do
@@ -147,10 +176,11 @@ extract_selector = "/data/access_token"
 retry_on = [401]
 EOF
 
-  log "$name: schemathesis --checks all, at most $MAX_EXAMPLES cases per operation"
+  log "$name: schemathesis --checks all, at most $MAX_EXAMPLES cases per operation, $ST_TIMEOUT s at most"
   local status=0
   # From $dir: schemathesis keeps a cache directory (.schemathesis/) in the current directory.
-  (cd "$dir" && "$VENV/bin/st" --config-file "$dir/schemathesis.toml" run "$dir/openapi.json" \
+  (cd "$dir" && timeout -k 30 "$ST_TIMEOUT" \
+    "$VENV/bin/st" --config-file "$dir/schemathesis.toml" run "$dir/openapi.json" \
     --url "$base" \
     --checks all \
     --max-examples "$MAX_EXAMPLES" \
@@ -159,6 +189,9 @@ EOF
     --no-color \
     --report junit --report-dir "$dir/report" \
     "$@") || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "schemathesis did not finish on $name within $ST_TIMEOUT s (CHOPIN_CONTRACT_TIMEOUT): stopped" >&2
+  fi
   if [ "$status" -ne 0 ]; then
     echo "schemathesis failed on $name ($status); the server's log (last 60 lines):" >&2
     tail -n 60 "$dir/server.log" >&2
@@ -167,25 +200,30 @@ EOF
   stop_server
 }
 
-log "build the blog"
-cargo build -p blog
+log "binaries: cargo test --workspace --all-features --no-run (target/debug/blog, target/debug/chopin)"
+cargo test --workspace --all-features --no-run
+for bin in blog chopin; do
+  [ -x "$TARGET/debug/$bin" ] || { echo "cargo test --no-run did not build $TARGET/debug/$bin" >&2; exit 1; }
+done
 # GET /api/posts/stream answers an endless text/event-stream: see the header.
 contract blog "$TARGET/debug/blog" --exclude-operation-id stream_posts
 
 if [ "${CHOPIN_CONTRACT_GENERATED:-1}" = 1 ]; then
-  log "a generated auth project: chopin new --auth, a resource with multi-word and integer fields"
-  cargo build -p chopin-web-cli
+  log "a generated auth project: chopin new --cache redis --auth, a resource with multi-word and integer fields"
+  generated_started=$SECONDS
   PROJECT=$WORK/contract-app
   CHOPIN=$TARGET/debug/chopin
-  "$CHOPIN" new contract-app --auth --path "$PROJECT" --chopin-path "$ROOT" >/dev/null
+  "$CHOPIN" new contract-app --cache redis --auth --path "$PROJECT" --chopin-path "$ROOT" >/dev/null
   (cd "$PROJECT" && "$CHOPIN" generate resource Event display_name:string! seats:int >/dev/null)
   # The target dir that chopin-cli's e2e tests build generated projects in (same checkout,
-  # same features): after the workspace tests, their dependencies are compiled already.
+  # same lock file, same features as their sqlite+redis+auth project, same settings as
+  # their nested cargo): after the workspace tests, the dependencies are compiled already.
   GENERATED_TARGET=${CHOPIN_E2E_TARGET_DIR:-$TARGET/chopin-e2e}
-  log "generated project: chopin openapi export (no database), validated"
-  (cd "$PROJECT" && env -u DATABASE_URL -u CHOPIN_ENV CARGO_INCREMENTAL=0 \
-    CARGO_TARGET_DIR="$GENERATED_TARGET" \
+  log "generated project: chopin openapi export (builds it; no database), validated"
+  (cd "$PROJECT" && env -u DATABASE_URL -u CHOPIN_ENV -u CHOPIN_CACHE -u CARGO_MAKEFLAGS \
+    CARGO_INCREMENTAL=0 CARGO_NET_OFFLINE=true CARGO_TARGET_DIR="$GENERATED_TARGET" \
     "$CHOPIN" openapi export --output "$WORK/generated.json")
+  log "generated project built and exported in $((SECONDS - generated_started)) s"
   "$VENV/bin/openapi-spec-validator" "$WORK/generated.json"
   "$PY" - "$WORK/generated.json" <<'EOF'
 import json, sys
@@ -197,6 +235,7 @@ EOF
   # `openapi export` built the project's binary; the served spec must equal the exported one
   # (the project's own tests check that) and keep its promises like the blog's.
   contract generated "$GENERATED_TARGET/debug/contract-app"
+  log "generated project: passed in $((SECONDS - generated_started)) s"
 fi
 
 log "passed"
