@@ -131,7 +131,7 @@ pub fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Most numbers [`retry_integral_numbers`] writes as integers in one document; past it, the
-/// first error stands. Each one costs a decode of the document up to it.
+/// first error stands. Each costs one more decode of the document.
 const MAX_INTEGRAL_REWRITES: usize = 8;
 
 /// Most digits [`integral`] writes: `u64::MAX` has 20, `i64::MIN` 19 and a sign. A bound also
