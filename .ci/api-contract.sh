@@ -13,8 +13,9 @@
 #    served /openapi.json with openapi-spec-validator (and checks unique operationIds and
 #    /api/auth/* in it); signs up and logs in through its /api/auth routes (the account
 #    schemathesis uses); runs schemathesis with every check (`--checks all`), a bounded
-#    number of cases per operation, bearer tokens fetched from /api/auth/login (and again after a 401, since the fuzzed
-#    /api/auth/logout revokes the token in use). Any failure fails the script.
+#    number of cases per operation, bearer tokens fetched from /api/auth/login (and again
+#    after a 401, since the fuzzed /api/auth/logout revokes the token in use). Any failure
+#    fails the script.
 # 3. The generated project is `chopin new --cache redis --auth` plus a generated resource
 #    with a multi-word and an integer field; its spec is also exported with `chopin openapi
 #    export` (no database) and validated. CHOPIN_CONTRACT_GENERATED=0 skips it. `--cache
