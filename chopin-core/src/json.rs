@@ -191,8 +191,8 @@ fn failure(err: sonic_rs::Error, path: String, original: &str, edits: &[Edit]) -
 ///
 /// JSON has one number type, and JSON Schema's `integer` is any number without a fractional
 /// part: to a client (and to the OpenAPI spec) `5.0` and `5e2` are integers. Only the token the
-/// decoder refused is rewritten, so other fields (a `serde_json::Value`, an `f64`'s `-0.0`)
-/// keep exactly what was sent. The rewrite works on the text, with no float rounding.
+/// decoder refused is rewritten, so other fields (a `serde_json::Value`'s `10.0`, a float
+/// field) get what was sent. The rewrite works on the text, with no float rounding.
 ///
 /// Returns the first error when the refused token is not an integral number, or when the
 /// document holds more than [`MAX_INTEGRAL_REWRITES`] of them; when the integer is refused too
