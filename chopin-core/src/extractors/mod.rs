@@ -9,7 +9,8 @@ mod pagination;
 mod path_query;
 mod valid;
 
+pub use crate::config::pagination::{LimitOverflow, PaginationConfig};
 pub use json::Json;
-pub use pagination::{LimitOverflow, Pagination, PaginationConfig};
+pub use pagination::Pagination;
 pub use path_query::{Path, Query};
 pub use valid::ValidJson;

@@ -1,0 +1,145 @@
+//! Database connection and pool settings (`DATABASE_*`).
+
+use std::fmt;
+use std::time::Duration;
+
+use super::reader::{Reader, parse_duration, parse_positive};
+use super::secret::redact_url;
+
+/// Database connection and pool settings.
+///
+/// Pool settings may also be given in `DATABASE_URL`'s query string
+/// (`?max_connections=20&acquire_timeout=3s`); the URL's values take precedence and are
+/// removed before the driver sees the URL. Unset values are sized from the CPU count
+/// (see [`crate::db`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: `sqlite://file.db` (created if missing) or `postgres://…`.
+    pub url: String,
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub max_connections: Option<u32>,
+    /// `DATABASE_MIN_CONNECTIONS`.
+    pub min_connections: Option<u32>,
+    /// `DATABASE_ACQUIRE_TIMEOUT`: how long a request waits for a free connection before it
+    /// is answered with 503.
+    pub acquire_timeout: Option<Duration>,
+    /// `DATABASE_IDLE_TIMEOUT`: idle connections above `min_connections` are closed after this.
+    pub idle_timeout: Option<Duration>,
+    /// `DATABASE_MAX_LIFETIME`: connections are recycled after this.
+    pub max_lifetime: Option<Duration>,
+}
+
+/// `DATABASE_URL`'s default: a SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://chopin.db";
+
+impl DatabaseConfig {
+    /// Settings for `url` with every pool setting unset (sized from the CPU count, or taken
+    /// from the URL's query string): for building a [`Db`](crate::db::Db) in code.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chopin_core::config::DatabaseConfig;
+    ///
+    /// let config = DatabaseConfig {
+    ///     max_connections: Some(20),
+    ///     acquire_timeout: Some(Duration::from_secs(2)),
+    ///     ..DatabaseConfig::new("postgres://app@db.internal/app")
+    /// };
+    /// assert_eq!(config.min_connections, None);
+    ///
+    /// // The same settings in the URL, as `DATABASE_URL` may carry them:
+    /// let config = DatabaseConfig::new(
+    ///     "postgres://app@db.internal/app?max_connections=20&min_connections=5",
+    /// );
+    /// # let _ = config;
+    /// ```
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseConfig {
+            url: url.into(),
+            max_connections: None,
+            min_connections: None,
+            acquire_timeout: None,
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+/// What an empty environment gives: `sqlite://chopin.db`, pool settings unset.
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig::new(DEFAULT_DATABASE_URL)
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    /// Read `DATABASE_*`.
+    pub(super) fn from_reader(r: &mut Reader<'_>) -> DatabaseConfig {
+        let database = DatabaseConfig {
+            url: r
+                .raw("DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            max_connections: r.get("DATABASE_MAX_CONNECTIONS", parse_positive::<u32>),
+            min_connections: r.get("DATABASE_MIN_CONNECTIONS", |s| {
+                s.parse::<u32>()
+                    .map_err(|_| "must be a whole number".to_string())
+            }),
+            acquire_timeout: r.get("DATABASE_ACQUIRE_TIMEOUT", parse_duration),
+            idle_timeout: r.get("DATABASE_IDLE_TIMEOUT", parse_duration),
+            max_lifetime: r.get("DATABASE_MAX_LIFETIME", parse_duration),
+        };
+        if let (Some(min), Some(max)) = (database.min_connections, database.max_connections)
+            && min > max
+        {
+            r.problem(
+                "DATABASE_MIN_CONNECTIONS",
+                &min.to_string(),
+                format!("must not exceed DATABASE_MAX_CONNECTIONS ({max})"),
+            );
+        }
+        database
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::from;
+
+    #[test]
+    fn debug_redacts_database_password() {
+        let c = from(&[(
+            "DATABASE_URL",
+            "postgres://app:s3cret@db:5432/app?sslmode=require",
+        )])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("postgres://app:***@db:5432/app"));
+        assert!(!redact_url("postgres://db/app?password=hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn database_config_in_code() {
+        assert_eq!(DatabaseConfig::default(), from(&[]).unwrap().database);
+        let c = DatabaseConfig {
+            max_connections: Some(20),
+            ..DatabaseConfig::new("postgres://u@h/db")
+        };
+        assert_eq!(c.url, "postgres://u@h/db");
+        assert_eq!((c.max_connections, c.min_connections), (Some(20), None));
+    }
+}
