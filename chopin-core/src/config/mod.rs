@@ -5,13 +5,14 @@
 //! that is present but invalid is a start-up error naming the variable and what is wrong with
 //! it — never silently replaced by a default. Every variable is listed in
 //! `docs/configuration.md`.
-//!
-//! One file per section, each with the settings type and the reader of its variables:
-//! `http.rs` (body limit, timeouts, compression, CORS), `database.rs`, `log.rs`, `openapi.rs`,
-//! `pagination.rs`, `cache.rs`, `auth.rs`, `rate_limit.rs`, `security.rs`; `secret.rs` keeps
-//! secrets out of logs, `reader.rs` reads variables and collects every problem into one
-//! [`ConfigError`]. This module is the aggregate: [`Config`], [`Environment`], and the two
-//! entry points, which call the sections' readers in variable order.
+
+// One file per section, each holding its settings type and the reader of its variables
+// (`from_reader`): `http.rs` (body limit, timeouts, compression, CORS), `database.rs`, `log.rs`,
+// `openapi.rs`, `pagination.rs`, `cache.rs`, `auth.rs`, `rate_limit.rs`, `security.rs`;
+// `secret.rs` keeps secrets out of logs; `reader.rs` reads variables and collects every problem
+// into one `ConfigError`. This file is the aggregate: `Config`, `Environment`, and the two entry
+// points, which call the sections' readers in turn. Config is the ground floor: it imports
+// nothing from the crate but `error`.
 
 mod auth;
 mod cache;
