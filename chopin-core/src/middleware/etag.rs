@@ -50,10 +50,12 @@ pub const DEFAULT_ETAG_MAX_SIZE: u64 = 8 * 1024 * 1024;
 ///   other non-body headers and dropping `Content-Length`, `Content-Type` and
 ///   `Content-Encoding`.
 ///
-/// Install it inside compression (see the [module docs](crate::cache::http)). For `HEAD` it works when
+/// Install it inside compression (see the [module docs]). For `HEAD` it works when
 /// installed with `Router::layer` / `MethodRouter::layer`, where axum strips the body only
 /// after the layer ran; outside the router a `HEAD` response has no body to hash and is left
 /// alone.
+///
+/// [module docs]: crate::cache::http
 #[derive(Debug, Clone)]
 pub struct ETagLayer {
     cache_control: Option<HeaderValue>,

@@ -83,7 +83,7 @@ type UserKeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sy
 /// `Content-Location`, `ETag`, `Last-Modified`, `Cache-Control`, `Expires`, `Vary` (plus any
 /// named with [`store_header`](Self::store_header)), with the TTL set by
 /// [`ttl`](Self::ttl), the layer's [`tag`](Self::tag)s and one tag per leading path segment
-/// (for [`ResponseCache::invalidate_path_prefix`](crate::cache::http::ResponseCache::invalidate_path_prefix)). A response is stored only when
+/// (for [`ResponseCache::invalidate_path_prefix`]). A response is stored only when
 ///
 /// * the request is a `GET` (a `HEAD` is served from a stored `GET`, but never stored);
 /// * its status is `200` (or one added with [`cache_status`](Self::cache_status));
@@ -108,6 +108,9 @@ type UserKeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sy
 ///
 /// The `If-None-Match` of a request served from the cache is answered with a `304` when the
 /// stored response has a matching `ETag`.
+///
+/// [`ResponseCache`]: crate::cache::http::ResponseCache
+/// [`ResponseCache::invalidate_path_prefix`]: crate::cache::http::ResponseCache::invalidate_path_prefix
 #[derive(Clone)]
 pub struct ResponseCacheLayer {
     cache: Cache,
@@ -179,9 +182,11 @@ impl ResponseCacheLayer {
         self
     }
 
-    /// Tag every stored response with `tag`, so that [`ResponseCache::invalidate_tag`](crate::cache::http::ResponseCache::invalidate_tag) (or
+    /// Tag every stored response with `tag`, so that [`ResponseCache::invalidate_tag`] (or
     /// [`Cache::delete_tag`]) drops them all. Tags are shared with the rest of the `Cache`: a
     /// tag used for data entries too invalidates both at once.
+    ///
+    /// [`ResponseCache::invalidate_tag`]: crate::cache::http::ResponseCache::invalidate_tag
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self

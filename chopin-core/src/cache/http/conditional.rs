@@ -23,8 +23,10 @@ enum Condition {
 ///
 /// Never rejects: a missing or malformed header is an absent condition (which matches
 /// nothing). Use [`IfNoneMatch::respond`] for the whole dance, or [`IfNoneMatch::matches`] and
-/// [`not_modified`] to build it yourself. Compare with [`ETagLayer`](crate::cache::http::ETagLayer), which needs no handler
+/// [`not_modified`] to build it yourself. Compare with [`ETagLayer`], which needs no handler
 /// code but renders the body to hash it.
+///
+/// [`ETagLayer`]: crate::cache::http::ETagLayer
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IfNoneMatch(Condition);
 

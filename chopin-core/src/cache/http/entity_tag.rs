@@ -59,9 +59,11 @@ impl EntityTag {
         }
     }
 
-    /// The strong tag [`ETagLayer`](crate::cache::http::ETagLayer) gives a body: the xxh3-128 hash of its bytes as 32
+    /// The strong tag [`ETagLayer`] gives a body: the xxh3-128 hash of its bytes as 32
     /// lower-case hex digits. Equal bodies always get equal tags, across processes and
     /// versions of Chopin built on the same hash.
+    ///
+    /// [`ETagLayer`]: crate::cache::http::ETagLayer
     pub fn from_body(body: &[u8]) -> Self {
         let quoted = body_etag(body);
         // 32 hex digits between the quotes: always ASCII.

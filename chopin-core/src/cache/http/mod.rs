@@ -73,6 +73,8 @@
 //! (`entity_tag.rs`), the `If-None-Match` extractor (`conditional.rs`), the caching headers
 //! (`headers.rs`), the keys and tags (`keys.rs`), the stored format (`stored.rs`) and
 //! [`ResponseCache`] (`invalidate.rs`).
+//!
+//! [`Cache`]: crate::cache::Cache
 
 mod conditional;
 mod entity_tag;

@@ -30,8 +30,8 @@ pub use key::{Buckets, RateLimitKey, RateLimitRequest, client_ip};
 use store::GCRA_SCRIPT;
 use store::Store;
 
-/// The rate-limiting layer (see the [module docs](crate::rate_limit)). A cheap clone; clones share their
-/// counters.
+/// The rate-limiting layer (see the [module docs](crate::rate_limit)). A cheap clone; clones
+/// share their counters.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     store: Arc<Store>,
