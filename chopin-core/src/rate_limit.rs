@@ -4,8 +4,8 @@
 //! * The key is the client IP (`ip:<addr>`; IPv6 by its /64, IPv4-mapped IPv6 as IPv4) or,
 //!   when the layer knows the [`Auth`] (`RateLimitLayer::per_user`) and the request carries a
 //!   valid access token, the user (`user:<sub>`). Any [`RateLimitKey`] can name the buckets
-//!   instead ([`RateLimitLayer::key_by`]), several per request if need be: the request is
-//!   refused by the first one over its limit.
+//!   instead ([`RateLimitLayer::key_by`]), several per request if need be, charged in order:
+//!   the first one over its limit refuses the request.
 //! * A request without a peer address (`ConnectInfo<SocketAddr>` missing: the router was
 //!   served with plain `axum::serve(listener, router)`) and without a user is not limited,
 //!   and a warning is logged once: one bucket shared by every client would let one client

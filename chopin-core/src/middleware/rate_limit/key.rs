@@ -12,7 +12,9 @@ use crate::config::IpNet;
 ///
 /// With the `auth` feature, `Auth` implements it (installed by `RateLimitLayer::per_user`): a
 /// request with a valid access token is charged to `user:<sub>`. A request charged to no
-/// bucket is charged to its client address, as without a key.
+/// bucket is charged to its client address, as without a key. Buckets are charged in order:
+/// the first one over its limit refuses the request (429); those before it stay charged, those
+/// after it are not.
 ///
 /// ```
 /// use chopin_core::rate_limit::{Buckets, RateLimitKey, RateLimitRequest};

@@ -290,3 +290,98 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::{HeaderValue, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// An `x-key` header charges `key:<value>` and the client address; without it, the
+    /// address alone (the fallback).
+    struct KeyAndIp;
+
+    impl RateLimitKey for KeyAndIp {
+        fn buckets(&self, request: &RateLimitRequest<'_>, buckets: &mut Buckets) {
+            if let Some(key) = request.headers().get("x-key").and_then(|v| v.to_str().ok()) {
+                buckets.charge(format!("key:{key}"));
+                if let Some(ip) = request.ip_key() {
+                    buckets.charge(ip);
+                }
+            }
+        }
+    }
+
+    fn layer() -> RateLimitLayer {
+        RateLimitLayer::memory(Rate {
+            burst: 1,
+            period: Duration::from_secs(60),
+        })
+        .key_by(KeyAndIp)
+    }
+
+    #[test]
+    fn a_key_names_several_buckets_in_order_or_leaves_the_address() {
+        let layer = layer();
+        assert!(layer.is_per_user());
+        let peer = Some(SocketAddr::from(([192, 0, 2, 1], 4000)));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-key", HeaderValue::from_static("a"));
+        let buckets = layer.buckets_for(&headers, peer);
+        assert_eq!(
+            buckets.iter().collect::<Vec<_>>(),
+            ["key:a", "ip:192.0.2.1"]
+        );
+        assert_eq!(layer.key_for(&headers, peer).as_deref(), Some("key:a"));
+        assert_eq!(
+            layer.key_for(&HeaderMap::new(), peer).as_deref(),
+            Some("ip:192.0.2.1")
+        );
+        assert_eq!(layer.key_for(&HeaderMap::new(), None), None);
+    }
+
+    #[tokio::test]
+    async fn the_first_bucket_over_its_limit_refuses_the_request() {
+        let service = layer().layer(tower::service_fn(|_: Request| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }));
+        let status = |ip: [u8; 4], key: Option<&'static str>| {
+            let service = service.clone();
+            async move {
+                let mut req = Request::new(Body::empty());
+                req.extensions_mut()
+                    .insert(ConnectInfo(SocketAddr::from((ip, 4000))));
+                if let Some(key) = key {
+                    req.headers_mut()
+                        .insert("x-key", HeaderValue::from_static(key));
+                }
+                service.oneshot(req).await.unwrap().status()
+            }
+        };
+        // Charges key:a and ip:10.0.0.1.
+        assert_eq!(status([10, 0, 0, 1], Some("a")).await, StatusCode::OK);
+        // key:a is spent, whatever the address.
+        assert_eq!(
+            status([10, 0, 0, 2], Some("a")).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // So is 10.0.0.1's own bucket, with or without a key.
+        assert_eq!(
+            status([10, 0, 0, 1], None).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status([10, 0, 0, 1], Some("b")).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // key:b was charged before 10.0.0.1 refused: the first bucket is not refunded.
+        assert_eq!(
+            status([10, 0, 0, 3], Some("b")).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // A fresh address without a key is keyed by its address alone.
+        assert_eq!(status([10, 0, 0, 2], None).await, StatusCode::OK);
+    }
+}
