@@ -64,17 +64,14 @@
 //!   and the lower-case name.
 //!
 //! An entry that does not decode is treated as a miss (and overwritten on the next store).
-
-//!
-//! # Where the code lives
-//!
-//! The two layers are middleware (`src/middleware/etag.rs`, `src/middleware/response_cache.rs`);
-//! what they share with handlers and with invalidation lives here: entity tags
-//! (`entity_tag.rs`), the `If-None-Match` extractor (`conditional.rs`), the caching headers
-//! (`headers.rs`), the keys and tags (`keys.rs`), the stored format (`stored.rs`) and
-//! [`ResponseCache`] (`invalidate.rs`).
 //!
 //! [`Cache`]: crate::cache::Cache
+
+// Where the code lives: the two layers are middleware (`src/middleware/etag.rs`,
+// `src/middleware/response_cache.rs`); what they share with handlers and with invalidation lives
+// here: entity tags (`entity_tag.rs`), the `If-None-Match` extractor (`conditional.rs`), the
+// caching headers (`headers.rs`), the keys and tags (`keys.rs`), the stored format (`stored.rs`)
+// and `ResponseCache` (`invalidate.rs`).
 
 mod conditional;
 mod entity_tag;
