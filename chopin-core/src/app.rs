@@ -242,7 +242,7 @@ where
                 }
             });
         }
-        let extensions = crate::layers::RequestExtensions {
+        let extensions = crate::middleware::RequestExtensions {
             pagination: Some(self.config.pagination),
             #[cfg(feature = "auth")]
             auth: self.auth,

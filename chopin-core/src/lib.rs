@@ -84,6 +84,7 @@ pub mod extractors;
 pub mod health;
 pub mod json;
 pub mod layers;
+mod middleware;
 pub mod openapi;
 pub mod passthrough;
 pub mod rate_limit;

@@ -44,6 +44,7 @@ mod extractor;
 mod jwt;
 mod mailer;
 pub mod password;
+mod rate_limit;
 mod revocation;
 mod roles;
 

@@ -1,0 +1,84 @@
+//! 413 in the envelope for a request whose `Content-Length` exceeds the body limit.
+
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use http::header;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::ChopinError;
+
+/// Body size marker placed in request extensions by [`BodyLimitLayer`], read by Chopin's body
+/// extractors to report the limit in 413 errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+/// Rejects requests whose `Content-Length` exceeds the limit with a 413 envelope before the
+/// handler runs. Bodies without a length (chunked) are limited while they are read, by
+/// axum's `DefaultBodyLimit`, which [`Layers`](crate::layers::Layers) installs with the same value.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitLayer {
+    limit: Option<usize>,
+}
+
+impl BodyLimitLayer {
+    /// A limit of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self { limit: Some(limit) }
+    }
+
+    /// A limit of `limit` bytes, or no check at all for `None`.
+    pub fn optional(limit: Option<usize>) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyLimitService {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// Service of [`BodyLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct BodyLimitService<S> {
+    inner: S,
+    limit: Option<usize>,
+}
+
+impl<S, B> Service<http::Request<B>> for BodyLimitService<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let Some(limit) = self.limit else {
+            return futures_util::future::Either::Right(self.inner.call(req));
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            let response = ChopinError::PayloadTooLarge { limit }.into_response();
+            return futures_util::future::Either::Left(std::future::ready(Ok(response)));
+        }
+        req.extensions_mut().insert(BodyLimit(limit));
+        futures_util::future::Either::Right(self.inner.call(req))
+    }
+}

@@ -1,0 +1,175 @@
+//! The request id: keep a sane incoming `x-request-id` or make one, and run the rest of the
+//! request inside Chopin's request context (which error rendering reads).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::HeaderValue;
+use http::header::HeaderName;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId};
+
+/// The request-id header, `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming request id that is propagated as is.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Accept an incoming request id if it is short and made of visible, unambiguous characters.
+fn sanitize_request_id(value: &HeaderValue) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| value.clone())
+}
+
+fn generate_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Layer that gives every request an id and runs it inside Chopin's request context.
+///
+/// An incoming `x-request-id` made of at most 128 characters from `[A-Za-z0-9._:-]` is kept;
+/// anything else is replaced by a new UUID v4. The id is set on the request (header and
+/// [`RequestId`] extension), echoed on the response, and included in every error body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestIdLayer {
+    expose_internal_errors: bool,
+    enabled: bool,
+}
+
+impl RequestIdLayer {
+    /// A request-id layer; `expose_internal_errors` lets error bodies carry internal details
+    /// (use only in development).
+    pub fn new(expose_internal_errors: bool) -> Self {
+        Self {
+            expose_internal_errors,
+            enabled: true,
+        }
+    }
+
+    /// Switched on or off (off: no id, no request context; requests pass straight through).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled, ..self }
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService {
+            inner,
+            expose_internal_errors: self.expose_internal_errors,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// Service of [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+    expose_internal_errors: bool,
+    enabled: bool,
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for RequestIdService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !self.enabled {
+            return RequestIdFuture {
+                inner: self.inner.call(req),
+                context: None,
+                id: None,
+            };
+        }
+        let id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(sanitize_request_id)
+            .unwrap_or_else(generate_request_id);
+        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+        req.extensions_mut().insert(RequestId(id.clone()));
+        let context = RequestContext {
+            id: RequestId(id.clone()),
+            expose_internal_errors: self.expose_internal_errors,
+        };
+        let inner = REQUEST_CONTEXT.sync_scope(context.clone(), || self.inner.call(req));
+        RequestIdFuture {
+            inner,
+            context: Some(context),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`RequestIdService`].
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        context: Option<RequestContext>,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, ResBody, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        let poll = match this.context {
+            Some(context) => REQUEST_CONTEXT.sync_scope(context.clone(), || inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        let mut response = std::task::ready!(poll)?;
+        if let Some(id) = this.id.take() {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sanitised() {
+        let ok = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(sanitize_request_id(&ok), Some(ok.clone()));
+        for bad in ["", "has space", "semi;colon", "quote\"", "<script>"] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            assert_eq!(sanitize_request_id(&v), None, "{bad:?}");
+        }
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
+        assert_eq!(sanitize_request_id(&long), None);
+        let generated = generate_request_id();
+        assert_eq!(generated.len(), 36);
+        assert!(sanitize_request_id(&generated).is_some());
+    }
+}

@@ -1,0 +1,202 @@
+//! [`Layers`]: which middleware [`App`](crate::App) installs, with what settings, composed
+//! statically into one tower stack.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower::ServiceBuilder;
+use tower::util::option_layer;
+
+use super::cors::cors_layer;
+use super::extensions::{ExtensionsLayer, RequestExtensions};
+use super::fallback::{method_not_allowed, not_found};
+use super::{
+    BodyLimitLayer, CatchPanicLayer, CompressionLayer, RateLimitLayer, RequestIdLayer,
+    RequestTraceLayer, SecurityHeadersLayer, TimeoutLayer,
+};
+use crate::config::{Config, CorsConfig};
+use crate::extractors::PaginationConfig;
+
+/// Which default layers [`App`](crate::App) installs, and their settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layers {
+    /// Request-id propagation / generation (and the request context errors read).
+    pub request_id: bool,
+    /// A tracing span per request and a log event per response.
+    pub trace: bool,
+    /// Turn handler panics into 500 envelopes.
+    pub catch_panic: bool,
+    /// Response compression.
+    pub compression: bool,
+    /// CORS policy; closed when it lists no origin.
+    pub cors: CorsConfig,
+    /// Request timeout (504), or `None` for none.
+    pub timeout: Option<Duration>,
+    /// Request body limit in bytes (413), or `None` to keep axum's default of 2 MiB for its
+    /// extractors.
+    pub body_limit: Option<usize>,
+    /// Show internal error details (error chains, panic messages) in error bodies.
+    pub expose_internal_errors: bool,
+    /// Security response headers, or `None` for none.
+    pub security_headers: Option<SecurityHeadersLayer>,
+    /// Rate limiting (after the request id and trace layers, before everything else).
+    pub rate_limit: Option<RateLimitLayer>,
+}
+
+impl Layers {
+    /// The full default stack, configured from `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            request_id: true,
+            trace: true,
+            catch_panic: true,
+            compression: config.http.compression,
+            cors: config.http.cors.clone(),
+            timeout: config.http.request_timeout,
+            body_limit: Some(config.http.body_limit),
+            expose_internal_errors: config.environment.is_development(),
+            security_headers: config
+                .security
+                .headers
+                .then(|| SecurityHeadersLayer::new(config.security.hsts)),
+            rate_limit: match RateLimitLayer::from_config(config) {
+                Ok(layer) => layer,
+                Err(error) => {
+                    // `Config` already refuses the settings that lead here.
+                    tracing::error!(%error, "rate limiting disabled");
+                    None
+                }
+            },
+        }
+    }
+
+    /// No middleware at all: only the envelope fallbacks for 404 and 405. For benchmarks and
+    /// for applications that bring their own stack.
+    pub fn minimal() -> Self {
+        Self {
+            request_id: false,
+            trace: false,
+            catch_panic: false,
+            compression: false,
+            cors: CorsConfig::default(),
+            timeout: None,
+            body_limit: None,
+            expose_internal_errors: false,
+            security_headers: None,
+            rate_limit: None,
+        }
+    }
+
+    /// Wrap `router` in the configured layers and add the 404 / 405 fallbacks.
+    pub fn apply(&self, router: Router) -> Router {
+        self.apply_with(router, RequestExtensions::default())
+    }
+
+    /// [`Layers::apply`], also inserting what `App` hands to extractors (page-size limits,
+    /// the auth handle) inside the same stack.
+    pub(crate) fn apply_with(&self, router: Router, extensions: RequestExtensions) -> Router {
+        let router = router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed);
+        // The `Pagination` extractor falls back to the defaults by itself.
+        let pagination = extensions
+            .pagination
+            .filter(|p| *p != PaginationConfig::default());
+        let nothing_enabled = !(self.request_id
+            || self.trace
+            || self.catch_panic
+            || self.compression
+            || self.cors.is_open()
+            || self.timeout.is_some()
+            || self.body_limit.is_some()
+            || self.security_headers.is_some()
+            || self.rate_limit.is_some());
+        if nothing_enabled && pagination.is_none() && !extensions.has_auth() {
+            // Nothing to wrap: a layer of identities would still cost a box per request.
+            return router;
+        }
+        // One `Router::layer` call with one composed stack: every `Router::layer` call boxes
+        // the route again and clones that box per request, so the layers are composed here,
+        // statically, and disabled ones become `Identity`. Every layer answers with axum's
+        // `Response`, so both sides of each `Either` agree.
+        //
+        // The rate limit sits inside CORS, so a 429 carries the CORS headers a browser needs
+        // to read it, and preflight requests do not spend the budget.
+        //
+        // Every layer is given as an `Option`, and switched off in one of two ways. Chopin's
+        // own layers switch off at run time (`or_off`) instead of becoming an `Either` with
+        // `Identity`: each `Either` holds the rest of the stack twice in its type, so a dozen
+        // of them made type (and symbol) sizes grow as 2^12. Only layers from other crates
+        // (compression, CORS, axum's body limit) and the rate limit (whose future is boxed
+        // anyway) are `Either`s (`option_layer`).
+        let stack = ServiceBuilder::new()
+            .layer(or_off(
+                self.request_id
+                    .then(|| RequestIdLayer::new(self.expose_internal_errors)),
+            ))
+            .layer(or_off(self.trace.then(RequestTraceLayer::new)))
+            .layer(or_off(self.security_headers))
+            .layer(or_off(self.catch_panic.then(CatchPanicLayer::new)))
+            .layer(option_layer(self.compression.then(CompressionLayer::new)))
+            .layer(option_layer(cors_layer(&self.cors)))
+            .layer(option_layer(self.rate_limit.clone()))
+            .layer(or_off(self.timeout.map(TimeoutLayer::new)))
+            .layer(or_off(self.body_limit.map(BodyLimitLayer::new)))
+            .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
+            .layer(ExtensionsLayer {
+                pagination,
+                #[cfg(feature = "auth")]
+                auth: extensions.auth,
+            });
+        router.layer(stack)
+    }
+}
+
+/// One of Chopin's own layers in its switched-off state: requests and responses pass through
+/// it unchanged, at the cost of a branch, and its type stays the same whether it is on or off.
+trait SwitchOff {
+    /// The layer, off.
+    fn off() -> Self;
+}
+
+/// `layer`, or the same layer switched off for `None`.
+fn or_off<L: SwitchOff>(layer: Option<L>) -> L {
+    layer.unwrap_or_else(L::off)
+}
+
+impl SwitchOff for RequestIdLayer {
+    fn off() -> Self {
+        RequestIdLayer::new(false).enabled(false)
+    }
+}
+
+impl SwitchOff for RequestTraceLayer {
+    fn off() -> Self {
+        RequestTraceLayer::new().enabled(false)
+    }
+}
+
+impl SwitchOff for SecurityHeadersLayer {
+    fn off() -> Self {
+        SecurityHeadersLayer::new(false).enabled(false)
+    }
+}
+
+impl SwitchOff for CatchPanicLayer {
+    fn off() -> Self {
+        CatchPanicLayer::new().enabled(false)
+    }
+}
+
+impl SwitchOff for TimeoutLayer {
+    fn off() -> Self {
+        TimeoutLayer::optional(None)
+    }
+}
+
+impl SwitchOff for BodyLimitLayer {
+    fn off() -> Self {
+        BodyLimitLayer::optional(None)
+    }
+}

@@ -1,0 +1,100 @@
+//! 504 in the envelope when the inner service takes longer than the request timeout.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::ChopinError;
+
+/// Answers 504 `TIMEOUT` in the envelope when the inner service takes longer than the timeout.
+/// The inner future is dropped, which cancels the handler's work.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer {
+    timeout: Option<Duration>,
+}
+
+impl TimeoutLayer {
+    /// A timeout of `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+        }
+    }
+
+    /// A timeout of `timeout`, or none at all for `None`.
+    pub fn optional(timeout: Option<Duration>) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = TimeoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeoutService {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Service of [`TimeoutLayer`].
+#[derive(Debug, Clone)]
+pub struct TimeoutService<S> {
+    inner: S,
+    timeout: Option<Duration>,
+}
+
+impl<S, B> Service<http::Request<B>> for TimeoutService<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        TimeoutFuture {
+            inner: self.inner.call(req),
+            sleep: self.timeout.map(tokio::time::sleep),
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`TimeoutService`].
+    pub struct TimeoutFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F, E> Future for TimeoutFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Ok(ChopinError::Timeout.into_response())),
+            Some(Poll::Pending) | None => Poll::Pending,
+        }
+    }
+}

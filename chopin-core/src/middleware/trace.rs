@@ -1,0 +1,139 @@
+//! The `request` span around each request and one log event per response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::RequestId;
+
+/// Opens a `request` span (method, path, matched route, request id) around each request and
+/// logs one event per response: status and latency, at `INFO`, or `ERROR` for a 5xx.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTraceLayer {
+    enabled: bool,
+}
+
+impl RequestTraceLayer {
+    /// The trace layer.
+    pub fn new() -> Self {
+        Self { enabled: true }
+    }
+
+    /// Switched on or off (off: requests pass straight through).
+    pub fn enabled(self, enabled: bool) -> Self {
+        Self { enabled }
+    }
+}
+
+impl Default for RequestTraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for RequestTraceLayer {
+    type Service = RequestTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTraceService {
+            inner,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// Service of [`RequestTraceLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestTraceService<S> {
+    inner: S,
+    enabled: bool,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestTraceService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestTraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        if !self.enabled {
+            return RequestTraceFuture {
+                inner: self.inner.call(req),
+                start: None,
+                span: tracing::Span::none(),
+            };
+        }
+        let span = make_request_span(&req);
+        let inner = span.in_scope(|| self.inner.call(req));
+        RequestTraceFuture {
+            inner,
+            start: Some(Instant::now()),
+            span,
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`RequestTraceService`].
+    pub struct RequestTraceFuture<F> {
+        #[pin]
+        inner: F,
+        start: Option<Instant>,
+        span: tracing::Span,
+    }
+}
+
+impl<F, ResBody, E> Future for RequestTraceFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(start)) = (&result, this.start) {
+            let status = response.status().as_u16();
+            let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if status >= 500 {
+                tracing::error!(status, latency_us, "response");
+            } else {
+                tracing::info!(status, latency_us, "response");
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(RequestId::as_str)
+        .unwrap_or("");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        route,
+        request_id,
+    )
+}
