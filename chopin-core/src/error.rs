@@ -525,9 +525,39 @@ impl IntoResponse for ChopinError {
     }
 }
 
+impl From<json::DecodeError> for ChopinError {
+    fn from(err: json::DecodeError) -> Self {
+        match err {
+            json::DecodeError::InvalidUtf8 { offset } => ChopinError::MalformedJson {
+                message: format!("invalid UTF-8 at byte offset {offset}"),
+                line: 1,
+                column: 1,
+            },
+            json::DecodeError::Syntax {
+                message,
+                line,
+                column,
+            } => ChopinError::MalformedJson {
+                message,
+                line,
+                column,
+            },
+            json::DecodeError::Data {
+                path,
+                code,
+                message,
+            } => ChopinError::invalid_field(
+                if path.is_empty() { "$".into() } else { path },
+                code,
+                message,
+            ),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ChopinError {
     fn from(err: sea_orm::DbErr) -> Self {
-        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        #[cfg(chopin_db)]
         use sea_orm::RuntimeErr;
         use sea_orm::{ConnAcquireErr, DbErr, SqlErr};
         match err.sql_err() {
@@ -562,7 +592,7 @@ impl From<sea_orm::DbErr> for ChopinError {
                 retry_after: DEFAULT_RETRY_AFTER,
                 source: Some(Box::new(e)),
             },
-            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            #[cfg(chopin_db)]
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
                 from_sqlx_ref(&e).unwrap_or_else(|| ChopinError::internal(ArcError(e)))
             }
@@ -571,7 +601,8 @@ impl From<sea_orm::DbErr> for ChopinError {
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 impl From<sea_orm::sqlx::Error> for ChopinError {
     fn from(err: sea_orm::sqlx::Error) -> Self {
         from_sqlx_ref(&err).unwrap_or_else(|| ChopinError::internal(err))
@@ -579,7 +610,7 @@ impl From<sea_orm::sqlx::Error> for ChopinError {
 }
 
 /// Classify the sqlx errors that have a client-visible meaning.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
     use sea_orm::sqlx::Error as E;
     use sea_orm::sqlx::error::ErrorKind;
@@ -607,18 +638,18 @@ fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
 }
 
 /// Lets an `Arc`-shared sqlx error be kept as a boxed source.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 #[derive(Debug)]
 struct ArcError(std::sync::Arc<sea_orm::sqlx::Error>);
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 impl fmt::Display for ArcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 impl std::error::Error for ArcError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()
