@@ -60,7 +60,7 @@ pub struct JsonQuery {
 impl JsonQuery {
     /// A query from SQL text. Use placeholders (`$1` in PostgreSQL, `?` in SQLite) and
     /// [`bind`](Self::bind) for every value. Dynamic SQL must be wrapped in
-    /// [`AssertSqlSafe`](sqlx::AssertSqlSafe), a promise that it holds no untrusted input.
+    /// [`AssertSqlSafe`](super::AssertSqlSafe), a promise that it holds no untrusted input.
     pub fn new(sql: impl SqlSafeStr) -> Self {
         Self {
             statement: Statement {
