@@ -2,6 +2,8 @@
 //! models, resources and migrations, and run a project's database, OpenAPI and diagnostic
 //! tasks. See `docs/cli.md`.
 
+#![forbid(unsafe_code)]
+
 mod checkout;
 mod doctor;
 mod edit;

@@ -12,8 +12,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::cache::Cache;
 use crate::config::Config;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 use crate::db::Db;
+use crate::error::BoxError;
 use crate::health::{self, HealthChecks};
 use crate::layers::Layers;
 use crate::openapi;
@@ -141,12 +142,13 @@ where
     }
 
     /// Register the database in `/health/ready` (check name `database`).
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(chopin_db)]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     pub fn database(mut self, db: &Db) -> Self {
         let db = db.clone();
         self.health.add("database", move || {
             let db = db.clone();
-            async move { db.ping().await.map_err(|e| e.to_string()) }
+            async move { db.ping().await.map_err(BoxError::from) }
         });
         self
     }
@@ -158,7 +160,7 @@ where
         let cache = cache.clone();
         self.health.add("cache", move || {
             let cache = cache.clone();
-            async move { cache.ping().await.map_err(|e| e.to_string()) }
+            async move { cache.ping().await.map_err(BoxError::from) }
         });
         self
     }
@@ -170,6 +172,7 @@ where
     /// operations can say `security(("bearer" = []))`, and, when revocations live in Redis,
     /// registers them in `/health/ready` (check name `auth`).
     #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     pub fn auth(mut self, auth: &crate::auth::Auth) -> Self {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         self.auth = Some(auth.clone());
@@ -177,7 +180,7 @@ where
             let revocations = auth.revocations().clone();
             self.health.add("auth", move || {
                 let revocations = revocations.clone();
-                async move { revocations.ping().await.map_err(|e| e.to_string()) }
+                async move { revocations.ping().await.map_err(BoxError::from) }
             });
         }
         self.spec
@@ -203,11 +206,12 @@ where
     }
 
     /// Register a readiness check under `name`; `/health/ready` answers 503 naming it while
-    /// it fails.
+    /// it fails. The check returns any error (`Err(e.into())`, or `?` inside it) or a
+    /// message (`Err("index unreachable".into())`).
     pub fn health_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         self.health.add(name, check);
         self

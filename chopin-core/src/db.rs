@@ -394,6 +394,7 @@ impl Db {
 
     /// The underlying sqlx SQLite pool, if this is a SQLite database.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         match &self.pool {
             Pool::Sqlite(p) => Some(p),
@@ -404,6 +405,7 @@ impl Db {
 
     /// The underlying sqlx PostgreSQL pool, if this is a PostgreSQL database.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         match &self.pool {
             Pool::Postgres(p) => Some(p),

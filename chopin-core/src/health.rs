@@ -17,13 +17,13 @@ use axum::Extension;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ChopinError;
+use crate::error::{BoxError, ChopinError};
 use crate::response::ApiResponse;
 
 /// How long one readiness check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
+type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> + Send + Sync;
 
 /// The set of named readiness checks.
 #[derive(Clone, Default)]
@@ -40,25 +40,26 @@ impl std::fmt::Debug for HealthChecks {
 }
 
 impl HealthChecks {
-    /// Register a check. The future resolves to `Err(reason)` when the dependency is not
-    /// usable; the reason is logged, and appears in the error's `detail` only in development.
+    /// Register a check. The future resolves to `Err(error)` when the dependency is not
+    /// usable (any error, or a message: `Err("no route to the index".into())`); the error is
+    /// logged, and appears in the error's `detail` only in development.
     pub fn add<F, Fut>(&mut self, name: impl Into<String>, check: F)
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         self.checks
             .push((name.into(), Arc::new(move || Box::pin(check()))));
     }
 
     /// Run every check concurrently; returns each check's name and outcome.
-    pub async fn run(&self) -> BTreeMap<String, Result<(), String>> {
+    pub async fn run(&self) -> BTreeMap<String, Result<(), BoxError>> {
         let runs = self.checks.iter().map(|(name, check)| {
             let fut = check();
             async move {
                 let outcome = match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
                     Ok(r) => r,
-                    Err(_) => Err(format!("timed out after {CHECK_TIMEOUT:?}")),
+                    Err(_) => Err(format!("timed out after {CHECK_TIMEOUT:?}").into()),
                 };
                 (name.clone(), outcome)
             }
@@ -108,7 +109,7 @@ pub async fn ready(
     Extension(checks): Extension<Arc<HealthChecks>>,
 ) -> Result<ApiResponse<HealthStatus>, ChopinError> {
     let results = checks.run().await;
-    let failed: Vec<(&String, &String)> = results
+    let failed: Vec<(&String, &BoxError)> = results
         .iter()
         .filter_map(|(name, r)| r.as_ref().err().map(|e| (name, e)))
         .collect();

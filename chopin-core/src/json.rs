@@ -427,36 +427,6 @@ fn classify(err: sonic_rs::Error, path: String, original: &str, edits: &[Edit]) 
     }
 }
 
-impl From<DecodeError> for crate::ChopinError {
-    fn from(err: DecodeError) -> Self {
-        match err {
-            DecodeError::InvalidUtf8 { offset } => crate::ChopinError::MalformedJson {
-                message: format!("invalid UTF-8 at byte offset {offset}"),
-                line: 1,
-                column: 1,
-            },
-            DecodeError::Syntax {
-                message,
-                line,
-                column,
-            } => crate::ChopinError::MalformedJson {
-                message,
-                line,
-                column,
-            },
-            DecodeError::Data {
-                path,
-                code,
-                message,
-            } => crate::ChopinError::invalid_field(
-                if path.is_empty() { "$".into() } else { path },
-                code,
-                message,
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,10 @@
 //!
 //! Chopin sets no global allocator: that choice belongs to the application.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, see Cargo.toml) labels every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Compile the README's examples as doc tests so they never drift from the API.
 #[cfg(doctest)]
@@ -73,11 +76,13 @@ struct StreamingDocDoctests;
 
 pub mod app;
 #[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
 pub mod cache;
 pub mod config;
 mod context;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod db;
 pub mod error;
 pub mod extractors;
@@ -95,6 +100,7 @@ pub mod signing;
 pub mod sse;
 pub mod telemetry;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use app::{App, ServeError};
@@ -116,10 +122,12 @@ pub mod reexports {
 pub mod prelude {
     pub use crate::app::App;
     #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     pub use crate::auth::{Auth, AuthUser, Claims, RequirePermission, RequireRole};
     pub use crate::cache::Cache;
     pub use crate::config::{Config, Environment};
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(chopin_db)]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     pub use crate::db::Db;
     pub use crate::error::{ChopinError, ErrorCode, FieldError};
     pub use crate::extractors::{Json, Pagination, ValidJson};

@@ -149,7 +149,20 @@ impl ApiResponse<()> {
     }
 }
 
-const PREFIX: &[u8] = br#"{"success":true,"data":"#;
+/// The text `{"success":true,"data":`, written here once; the constants below are built from it.
+macro_rules! success_prefix {
+    () => {
+        r#"{"success":true,"data":"#
+    };
+}
+
+/// The start of every success envelope, `{"success":true,"data":`. The responders that write
+/// the envelope straight into their buffer begin with it: [`ApiResponse`] here, and the
+/// pass-through [`JsonRows`](crate::passthrough::JsonRows) and `JsonStream`.
+pub(crate) const SUCCESS_PREFIX: &[u8] = success_prefix!().as_bytes();
+
+/// [`SUCCESS_PREFIX`] and the `[` that opens a list: `{"success":true,"data":[`.
+pub(crate) const SUCCESS_LIST_PREFIX: &[u8] = concat!(success_prefix!(), "[").as_bytes();
 
 impl<T: Serialize> IntoResponse for ApiResponse<T> {
     fn into_response(self) -> Response {
@@ -164,7 +177,7 @@ impl<T: Serialize> IntoResponse for ApiResponse<T> {
             return self.status.into_response();
         }
         let mut buf = Vec::with_capacity(json::DEFAULT_BUFFER_CAPACITY);
-        buf.extend_from_slice(PREFIX);
+        buf.extend_from_slice(SUCCESS_PREFIX);
         if let Err(err) = json::write_to(&mut buf, &self.data) {
             return ChopinError::internal(err).into_response();
         }

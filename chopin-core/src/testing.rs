@@ -185,6 +185,7 @@ fn skip_or_fail<T>(service: &str, reason: String) -> Option<T> {
 /// Give each test its own namespace ([`unique_namespace`]) and empty it at the end with
 /// `cache.delete_prefix("")`.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub async fn redis_url_or_skip() -> Option<String> {
     let url = std::env::var("CHOPIN_TEST_REDIS_URL")
         .ok()
@@ -216,6 +217,7 @@ pub fn unique_namespace() -> String {
 /// A fresh, uniquely named PostgreSQL database, dropped (with its connections) when this
 /// value is dropped.
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[derive(Debug)]
 pub struct TestPostgres {
     admin_url: String,

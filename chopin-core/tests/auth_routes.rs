@@ -14,6 +14,7 @@ use axum::Router;
 use chopin_core::auth::TokenSettings;
 use chopin_core::auth::{Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer};
 use chopin_core::db::Db;
+use chopin_core::error::BoxError;
 use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
 use http::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
@@ -50,7 +51,7 @@ impl Outbox {
 }
 
 impl Mailer for Outbox {
-    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>> {
         self.0.lock().unwrap().push(mail);
         Box::pin(async { Ok(()) })
     }
@@ -663,7 +664,7 @@ async fn account_keys_are_camel_case_and_tokens_keep_oauth_names() {
 struct SlowOutbox(Outbox);
 
 impl Mailer for SlowOutbox {
-    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             self.0.send(mail).await

@@ -25,7 +25,7 @@ const PRIVATE: &str = "dial tcp 10.0.0.5:9200: password=hunter2 rejected";
 fn app_with_checks(environment: &str) -> App {
     App::new(config(&[("CHOPIN_ENV", environment)]))
         .health_check("cache", || async { Ok(()) })
-        .health_check("search", || async { Err(PRIVATE.to_string()) })
+        .health_check("search", || async { Err(PRIVATE.into()) })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,17 +8,19 @@
 //! why and pass, except under `CI=true`, where they fail.
 
 mod common;
+mod passthrough_support;
 
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, JsonStream, Param, Rewriter};
+use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, Param, Rewriter};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestPostgres;
 use common::*;
 use http::StatusCode;
+use passthrough_support::{Backend, assert_series, stream_100k};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::{self, Connection};
 use serde_json::{Value, json};
@@ -52,6 +54,28 @@ async fn seeded(query: &str) -> Option<(TestPostgres, Db)> {
 }
 
 const POSTS: &str = "SELECT json_build_object('id', id, 'title', title) FROM post ORDER BY id";
+
+/// The shared bodies of `passthrough_support` run against [`seeded`].
+struct Postgres;
+
+impl Backend for Postgres {
+    type Guard = TestPostgres;
+    const POSTS: &'static str = POSTS;
+    const SERIES_100K: &'static str =
+        "SELECT json_build_object('n', g) FROM generate_series(1, 100000) g";
+
+    async fn seeded(query: &str) -> Option<(TestPostgres, Db)> {
+        seeded(query).await
+    }
+
+    fn n_row(n: u64) -> String {
+        format!(r#"{{"n" : {n}}}"#)
+    }
+
+    async fn hold_connection(db: &Db) -> Box<dyn std::any::Any + Send> {
+        Box::new(db.postgres_pool().unwrap().acquire().await.unwrap())
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Shapes.
@@ -911,128 +935,20 @@ async fn optional_filter_parameters() {
 
 #[tokio::test]
 async fn pool_exhaustion_is_503_with_retry_after() {
-    let Some((_pg, db)) = seeded("max_connections=1&acquire_timeout=300ms").await else {
-        return;
-    };
-    let c = Routes::new()
-        .get("/list", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
-        .get(
-            "/one",
-            |db| async move { JsonQuery::new(POSTS).one(&db).await },
-        )
-        .get("/stream", |db| async move {
-            JsonQuery::new(POSTS).stream(&db).await
-        })
-        .client(&db);
-    assert_eq!(c.get("/list").await.status, StatusCode::OK);
-    assert_eq!(c.get("/stream").await.status, StatusCode::OK);
-    let held = db.postgres_pool().unwrap().acquire().await.unwrap();
-    for uri in ["/list", "/one", "/stream"] {
-        let started = Instant::now();
-        let res = c.get(uri).await;
-        assert_error(
-            &res,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
-            "the database is busy; retry shortly",
-        );
-        assert_eq!(res.header("retry-after"), Some("1"), "{uri}");
-        let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(300), "{uri}: {waited:?}");
-        assert!(waited < Duration::from_secs(3), "{uri}: {waited:?}");
-    }
-    drop(held);
-    let ok = wait_until(Duration::from_secs(3), || async {
-        c.get("/list").await.status == StatusCode::OK
-    })
-    .await;
-    assert!(ok.is_some(), "the pool recovers");
-    db.close().await;
+    passthrough_support::pool_exhaustion_is_503_with_retry_after::<Postgres>().await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Streaming.
 
-#[derive(serde::Deserialize)]
-struct NRows {
-    success: bool,
-    data: Vec<NRow>,
-}
-
-#[derive(serde::Deserialize)]
-struct NRow {
-    n: u64,
-}
-
-fn assert_series(body: &[u8], len: u64) {
-    let parsed: NRows = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("streamed body is not the document ({e}): {}", preview(body)));
-    assert!(parsed.success);
-    assert_eq!(parsed.data.len() as u64, len);
-    for (i, row) in parsed.data.iter().enumerate() {
-        assert_eq!(row.n, i as u64 + 1);
-    }
-}
-
-async fn stream_100k(db: Db) -> Result<JsonStream, ChopinError> {
-    JsonQuery::new("SELECT json_build_object('n', g) FROM generate_series(1, 100000) g")
-        .chunk_size(4096)
-        .stream(&db)
-        .await
-}
-
 #[tokio::test]
 async fn stream_100k_rows_in_bounded_chunks_in_process() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let router = Routes::new().get("/stream", stream_100k).router(&db);
-    let frames = frames_in_process(router, "/stream").await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert_eq!(
-        frames.headers.get("content-type").unwrap(),
-        "application/json"
-    );
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    assert_eq!(
-        &frames.chunks[0][..],
-        br#"{"success":true,"data":[{"n" : 1}"#
-    );
-    assert!(frames.chunks.len() > 100, "{} chunks", frames.chunks.len());
-    assert!(
-        frames.largest_chunk() <= 4096 + 32,
-        "largest chunk {} bytes",
-        frames.largest_chunk()
-    );
-    assert!(
-        frames
-            .chunks
-            .last()
-            .unwrap()
-            .ends_with(br#"{"n" : 100000}]}"#)
-    );
-    assert_series(&frames.body(), 100_000);
-    // The streaming connection went back to the pool.
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    passthrough_support::stream_100k_rows_in_bounded_chunks_in_process::<Postgres>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_100k_rows_over_tcp() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let server = Routes::new().get("/stream", stream_100k).serve(&db).await;
-    let frames = frames_over_tcp(&server.url("/stream")).await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    assert!(frames.chunks.len() > 1, "{} chunks", frames.chunks.len());
-    assert_series(&frames.body(), 100_000);
+    passthrough_support::stream_100k_rows_over_tcp::<Postgres>().await;
 }
 
 #[tokio::test]
@@ -1116,7 +1032,7 @@ async fn stream_failure_mid_stream_aborts_the_body() {
                 .stream(&db)
                 .await
             })
-            .get("/complete", stream_100k)
+            .get("/complete", stream_100k::<Postgres>)
     };
     let server = routes().serve(&db).await;
     for (uri, key) in [

@@ -4,16 +4,18 @@
 //! and over real TCP.
 
 mod common;
+mod passthrough_support;
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{JsonQuery, JsonRows, JsonStream, Param, Rewriter};
+use chopin_core::passthrough::{JsonQuery, JsonRows, Param, Rewriter};
 use chopin_core::prelude::*;
 use common::*;
 use http::StatusCode;
+use passthrough_support::{Backend, stream_100k};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
 use serde_json::{Value, json};
@@ -58,6 +60,27 @@ macro_rules! series_100k {
             $select
         )
     };
+}
+
+/// The shared bodies of `passthrough_support` run against [`seeded`].
+struct Sqlite;
+
+impl Backend for Sqlite {
+    type Guard = tempfile::TempDir;
+    const POSTS: &'static str = POSTS;
+    const SERIES_100K: &'static str = series_100k!("SELECT json_object('n', n) FROM s");
+
+    async fn seeded(query: &str) -> Option<(tempfile::TempDir, Db)> {
+        Some(seeded(query).await)
+    }
+
+    fn n_row(n: u64) -> String {
+        format!(r#"{{"n":{n}}}"#)
+    }
+
+    async fn hold_connection(db: &Db) -> Box<dyn std::any::Any + Send> {
+        Box::new(db.sqlite_pool().unwrap().acquire().await.unwrap())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,117 +714,20 @@ async fn every_param_variant_binds() {
 
 #[tokio::test]
 async fn pool_exhaustion_is_503_with_retry_after() {
-    let (_dir, db) = seeded("max_connections=1&acquire_timeout=300ms").await;
-    let c = Routes::new()
-        .get("/list", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
-        .get("/stream", |db| async move {
-            JsonQuery::new(POSTS).stream(&db).await
-        })
-        .client(&db);
-    assert_eq!(c.get("/list").await.status, StatusCode::OK);
-    let held = db.sqlite_pool().unwrap().acquire().await.unwrap();
-    for uri in ["/list", "/stream"] {
-        let started = std::time::Instant::now();
-        let res = c.get(uri).await;
-        assert_error(
-            &res,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
-            "the database is busy; retry shortly",
-        );
-        assert_eq!(res.header("retry-after"), Some("1"), "{uri}");
-        let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(300), "{uri}: {waited:?}");
-        assert!(waited < Duration::from_secs(3), "{uri}: {waited:?}");
-    }
-    drop(held);
-    let ok = wait_until(Duration::from_secs(3), || async {
-        c.get("/list").await.status == StatusCode::OK
-    })
-    .await;
-    assert!(ok.is_some(), "the pool recovers");
+    passthrough_support::pool_exhaustion_is_503_with_retry_after::<Sqlite>().await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Streaming.
 
-const STREAM_100K: &str = series_100k!("SELECT json_object('n', n) FROM s");
-
-async fn stream_100k(db: Db) -> Result<JsonStream, ChopinError> {
-    JsonQuery::new(STREAM_100K)
-        .chunk_size(4096)
-        .stream(&db)
-        .await
-}
-
-#[derive(serde::Deserialize)]
-struct NRows {
-    success: bool,
-    data: Vec<NRow>,
-}
-
-#[derive(serde::Deserialize)]
-struct NRow {
-    n: u64,
-}
-
-fn assert_series(body: &[u8], len: u64) {
-    let parsed: NRows = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("streamed body is not the document ({e}): {}", preview(body)));
-    assert!(parsed.success);
-    assert_eq!(parsed.data.len() as u64, len);
-    for (i, row) in parsed.data.iter().enumerate() {
-        assert_eq!(row.n, i as u64 + 1);
-    }
-}
-
 #[tokio::test]
 async fn stream_100k_rows_in_bounded_chunks_in_process() {
-    let (_dir, db) = seeded("").await;
-    let router = Routes::new().get("/stream", stream_100k).router(&db);
-    let frames = frames_in_process(router, "/stream").await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert_eq!(
-        frames.headers.get("content-type").unwrap(),
-        "application/json"
-    );
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    // ~1 MB in chunks of about 4 KiB: the first chunk goes out with the first row.
-    assert_eq!(&frames.chunks[0][..], br#"{"success":true,"data":[{"n":1}"#);
-    assert!(frames.chunks.len() > 100, "{} chunks", frames.chunks.len());
-    assert!(
-        frames.largest_chunk() <= 4096 + 32,
-        "largest chunk {} bytes",
-        frames.largest_chunk()
-    );
-    assert!(
-        frames
-            .chunks
-            .last()
-            .unwrap()
-            .ends_with(br#"{"n":100000}]}"#)
-    );
-    assert_series(&frames.body(), 100_000);
+    passthrough_support::stream_100k_rows_in_bounded_chunks_in_process::<Sqlite>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_100k_rows_over_tcp() {
-    let (_dir, db) = seeded("").await;
-    let server = Routes::new().get("/stream", stream_100k).serve(&db).await;
-    let frames = frames_over_tcp(&server.url("/stream")).await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    assert_eq!(
-        frames
-            .headers
-            .get("transfer-encoding")
-            .map(|v| v.as_bytes()),
-        Some(&b"chunked"[..])
-    );
-    assert!(frames.chunks.len() > 1, "{} chunks", frames.chunks.len());
-    assert_series(&frames.body(), 100_000);
+    passthrough_support::stream_100k_rows_over_tcp::<Sqlite>().await;
 }
 
 #[tokio::test]
@@ -869,7 +795,7 @@ async fn stream_failure_mid_stream_aborts_the_body() {
                 .stream(&db)
                 .await
             })
-            .get("/complete", stream_100k)
+            .get("/complete", stream_100k::<Sqlite>)
     };
     let server = routes().serve(&db).await;
     for uri in ["/sqlite-error", "/invalid-row"] {

@@ -4,6 +4,8 @@
 //! this crate directly: `chopin-core` re-exports its macros where they belong, e.g.
 //! [`JsonProjection`] as `chopin_core::passthrough::JsonProjection`.
 
+#![forbid(unsafe_code)]
+
 mod projection;
 mod sql;
 

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::error::BoxError;
+
 /// What a [`Mail`] is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailKind {
@@ -40,10 +42,11 @@ impl std::fmt::Debug for Mail {
 /// use std::future::Future;
 /// use std::pin::Pin;
 /// use chopin_core::auth::{Mail, Mailer};
+/// use chopin_core::error::BoxError;
 ///
 /// struct Smtp;
 /// impl Mailer for Smtp {
-///     fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+///     fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>> {
 ///         Box::pin(async move {
 ///             // hand `mail.to` and a link containing `mail.token` to the provider
 ///             let _ = mail;
@@ -53,9 +56,9 @@ impl std::fmt::Debug for Mail {
 /// }
 /// ```
 pub trait Mailer: Send + Sync + 'static {
-    /// Deliver `mail`; an error is logged, and the request still answers as if it was sent
-    /// (so responses do not reveal which addresses exist).
-    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    /// Deliver `mail`; an error (the provider's own, boxed) is logged, and the request still
+    /// answers as if it was sent (so responses do not reveal which addresses exist).
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>>;
 
     /// `true` for a mailer that must never run in production because it does not deliver
     /// and may expose the token (like [`LogMailer`]). The auth module refuses to start in
@@ -76,7 +79,7 @@ pub trait Mailer: Send + Sync + 'static {
 pub struct LogMailer;
 
 impl Mailer for LogMailer {
-    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>> {
         Box::pin(async move {
             tracing::info!(
                 target: "chopin::mailer",

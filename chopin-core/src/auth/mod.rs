@@ -48,13 +48,15 @@ mod rate_limit;
 mod revocation;
 mod roles;
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod entity;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod migration;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 mod routes;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 mod store;
 
 pub use extractor::{AuthUser, bearer_token};
@@ -62,9 +64,11 @@ pub use jwt::{AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings};
 pub use mailer::{LogMailer, Mail, MailKind, Mailer};
 pub use revocation::Revocations;
 pub use roles::{Permission, RequirePermission, RequireRole, Role};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use routes::{AuthModule, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use store::{AuthStore, User};
 
 use jwt::Jwt;

@@ -100,6 +100,7 @@ impl Revocations {
     /// Revocations in Redis, from the cache settings (`REDIS_URL`, `CHOPIN_CACHE_NAMESPACE`,
     /// `CHOPIN_CACHE_TIMEOUT`). Fails when Redis does not answer.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(config: &crate::config::CacheConfig) -> Result<Revocations, AuthError> {
         let shared = crate::redis_conn::SharedRedis::connect(config)
             .await

@@ -213,6 +213,7 @@ impl Cache {
     /// `config.timeout`) when Redis is unreachable; afterwards the connection reconnects by
     /// itself.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(config: &CacheConfig) -> Result<Cache, CacheError> {
         let counters = Arc::new(Counters::default());
         let tier = redis::RedisTier::connect(config, Arc::clone(&counters)).await?;
@@ -232,6 +233,7 @@ impl Cache {
     /// one instance, no instance serves the deleted value. Connects and subscribes now,
     /// failing fast like [`Cache::redis`].
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn tiered(config: &CacheConfig) -> Result<Cache, CacheError> {
         let counters = Arc::new(Counters::default());
         let tiered = tiered::Tiered::connect(config, Arc::clone(&counters)).await?;

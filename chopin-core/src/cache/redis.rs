@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
 use bytes::Bytes;
 
 use super::stats::{Counters, bump};
 use super::{CacheError, ttl_millis};
-use crate::config::{CacheConfig, is_valid_cache_namespace, redact_url};
+use crate::config::CacheConfig;
+use crate::redis_conn::{self, background_timeout};
 
 /// SCAN page size for [`RedisTier::delete_prefix`].
 const SCAN_COUNT: usize = 500;
@@ -68,13 +69,6 @@ impl From<Failed> for CacheError {
     }
 }
 
-/// The deadline for work off the request path — connecting, subscribing, pinging the
-/// subscription — and for start-up: the call timeout, but at least one second so that a
-/// slow network does not stop a healthy Redis from being reached at all.
-pub(crate) fn background_timeout(timeout: Duration) -> Duration {
-    timeout.max(Duration::from_secs(1))
-}
-
 /// `\`-escape the glob characters of a `SCAN MATCH` pattern.
 pub(crate) fn escape_glob(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 2);
@@ -112,21 +106,13 @@ impl RedisTier {
         config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Result<RedisTier, CacheError> {
-        if !is_valid_cache_namespace(&config.namespace) {
-            return Err(CacheError::InvalidConfig(format!(
-                "namespace {:?} must be letters, digits, '_', '.' or '-' only",
-                config.namespace
-            )));
-        }
+        redis_conn::check_namespace(&config.namespace).map_err(CacheError::InvalidConfig)?;
         if config.timeout.is_zero() {
             return Err(CacheError::InvalidConfig(
                 "timeout must be longer than 0".into(),
             ));
         }
-        let url = redact_url(&config.redis_url);
-        let client = Client::open(config.redis_url.as_str()).map_err(|e| {
-            CacheError::InvalidConfig(format!("REDIS_URL {url} is not usable: {e}"))
-        })?;
+        let (client, url) = redis_conn::open_client(config).map_err(CacheError::InvalidConfig)?;
         let deadline = background_timeout(config.timeout);
         let connect_error =
             |source: Box<dyn std::error::Error + Send + Sync>| CacheError::Connect {
@@ -155,16 +141,12 @@ impl RedisTier {
             }
         }
 
-        // Reconnects run in the background with jittered exponential backoff (100 ms doubling
-        // up to 1 s); callers never wait on them for longer than their own timeout.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(deadline))
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1))
-            .set_exponent_base(2.0)
-            .set_number_of_retries(6);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| connect_error(Box::new(e)))?;
+        // Reconnects run in the background (see `redis_conn::manager_config`).
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            redis_conn::manager_config(config.timeout),
+        )
+        .map_err(|e| connect_error(Box::new(e)))?;
         let mut ping_conn = conn.clone();
         match tokio::time::timeout(deadline, cmd("PING").query_async::<Value>(&mut ping_conn)).await
         {

@@ -50,11 +50,12 @@ use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
 
 use super::memory::{Entry, MemoryTier};
-use super::redis::{Failed, RedisTier, background_timeout};
+use super::redis::{Failed, RedisTier};
 use super::stats::{Counters, bump};
 use super::{CacheError, TIERED_LOCAL_TTL_MAX};
 use crate::config::CacheConfig;
 use crate::json;
+use crate::redis_conn::background_timeout;
 
 /// Key invalidations bump one of this many epoch stripes (by key hash), so an invalidation
 /// of one key rarely stops fills of others.

@@ -10,21 +10,29 @@
 //! rewriting at all.
 
 pub mod projection;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
 mod query;
 pub mod rewrite;
 mod rows;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+mod statement;
+#[cfg(chopin_db)]
 mod stream;
 
 pub use projection::JsonProjection;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use query::{JsonQuery, Param};
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use query::JsonQuery;
 pub use rewrite::{RewriteError, Rewriter};
 pub use rows::{JsonRows, RawJson, RowEncoder};
 /// Re-exported from sqlx: wrap dynamic SQL in `AssertSqlSafe` to promise it holds no
 /// untrusted input (values always go through [`JsonQuery::bind`]).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sea_orm::sqlx::{AssertSqlSafe, SqlSafeStr};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use statement::Param;
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use stream::{DEFAULT_CHUNK_SIZE, JsonStream};

@@ -3,99 +3,18 @@
 use std::ops::ControlFlow;
 
 use futures_util::TryStreamExt;
-use sea_orm::sqlx::{self, SqlSafeStr, SqlStr};
+use sea_orm::sqlx::SqlSafeStr;
 
 use super::rewrite::Rewriter;
 use super::rows::{JsonRows, RawJson, RowEncoder};
+#[cfg(feature = "postgres")]
+use super::statement::pg_raw;
+#[cfg(feature = "sqlite")]
+use super::statement::sqlite_raw;
+use super::statement::{Param, Statement};
 use super::stream::{DEFAULT_CHUNK_SIZE, JsonStream};
 use crate::db::Db;
 use crate::error::ChopinError;
-
-/// A bound query parameter. Parameters are always sent to the database separately from the
-/// SQL text, never interpolated into it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Param {
-    /// SQL `NULL`.
-    Null,
-    /// A boolean.
-    Bool(bool),
-    /// A 32-bit integer.
-    I32(i32),
-    /// A 64-bit integer.
-    I64(i64),
-    /// A double.
-    F64(f64),
-    /// Text.
-    Text(String),
-    /// Bytes.
-    Bytes(Vec<u8>),
-}
-
-macro_rules! param_from {
-    ($($t:ty => $v:ident $(as $cast:ty)?),* $(,)?) => {$(
-        impl From<$t> for Param {
-            fn from(value: $t) -> Self {
-                Param::$v(value $(as $cast)?)
-            }
-        }
-    )*};
-}
-
-param_from!(
-    bool => Bool,
-    i16 => I32 as i32,
-    i32 => I32,
-    u16 => I32 as i32,
-    i64 => I64,
-    u32 => I64 as i64,
-    f32 => F64 as f64,
-    f64 => F64,
-    String => Text,
-    Vec<u8> => Bytes,
-);
-
-impl From<&str> for Param {
-    fn from(value: &str) -> Self {
-        Param::Text(value.to_string())
-    }
-}
-
-impl<T: Into<Param>> From<Option<T>> for Param {
-    fn from(value: Option<T>) -> Self {
-        value.map_or(Param::Null, Into::into)
-    }
-}
-
-impl TryFrom<u64> for Param {
-    type Error = ChopinError;
-
-    fn try_from(value: u64) -> Result<Self, ChopinError> {
-        i64::try_from(value)
-            .map(Param::I64)
-            .map_err(|_| ChopinError::BadRequest(format!("{value} is out of range")))
-    }
-}
-
-/// Bind every [`Param`] onto a sqlx query, whatever the backend.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-macro_rules! bind_params {
-    ($query:expr, $params:expr) => {{
-        let mut q = $query;
-        for p in $params {
-            q = match p.clone() {
-                Param::Null => q.bind(None::<String>),
-                Param::Bool(v) => q.bind(v),
-                Param::I32(v) => q.bind(v),
-                Param::I64(v) => q.bind(v),
-                Param::F64(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Bytes(v) => q.bind(v),
-            };
-        }
-        q
-    }};
-}
 
 /// A query whose rows are single JSON values, answered without parsing them.
 ///
@@ -131,8 +50,7 @@ macro_rules! bind_params {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct JsonQuery {
-    sql: SqlStr,
-    params: Vec<Param>,
+    statement: Statement,
     encoder: RowEncoder,
     not_found: Option<String>,
     chunk_size: usize,
@@ -142,11 +60,13 @@ pub struct JsonQuery {
 impl JsonQuery {
     /// A query from SQL text. Use placeholders (`$1` in PostgreSQL, `?` in SQLite) and
     /// [`bind`](Self::bind) for every value. Dynamic SQL must be wrapped in
-    /// [`AssertSqlSafe`](sqlx::AssertSqlSafe), a promise that it holds no untrusted input.
+    /// [`AssertSqlSafe`](super::AssertSqlSafe), a promise that it holds no untrusted input.
     pub fn new(sql: impl SqlSafeStr) -> Self {
         Self {
-            sql: sql.into_sql_str(),
-            params: Vec::new(),
+            statement: Statement {
+                sql: sql.into_sql_str(),
+                params: Vec::new(),
+            },
             encoder: RowEncoder::new(),
             not_found: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -156,7 +76,7 @@ impl JsonQuery {
 
     /// Bind the next parameter.
     pub fn bind(mut self, value: impl Into<Param>) -> Self {
-        self.params.push(value.into());
+        self.statement.params.push(value.into());
         self
     }
 
@@ -237,26 +157,18 @@ impl JsonQuery {
     /// Stream the rows as a list envelope, in chunks of [`chunk_size`](Self::chunk_size)
     /// bytes. See [`JsonStream`].
     pub async fn stream(self, db: &Db) -> Result<JsonStream, ChopinError> {
-        JsonStream::start(self, db.clone()).await
-    }
-
-    pub(super) fn encoder(&self) -> &RowEncoder {
-        &self.encoder
-    }
-
-    pub(super) fn chunk_len(&self) -> usize {
-        self.chunk_size
+        JsonStream::start(self.statement, self.encoder, self.chunk_size, db.clone()).await
     }
 
     /// Run the query and hand each row's raw JSON to `f`, without copying it first.
-    pub(super) async fn for_each_row(
+    async fn for_each_row(
         self,
         db: &Db,
         mut f: impl FnMut(RawJson<'_>) -> Result<ControlFlow<()>, ChopinError>,
     ) -> Result<(), ChopinError> {
         #[cfg(feature = "postgres")]
         if let Some(pool) = db.postgres_pool() {
-            let mut rows = self.pg_query().fetch(pool);
+            let mut rows = self.statement.pg_query().fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 if f(pg_raw(&row)?)?.is_break() {
                     break;
@@ -266,7 +178,7 @@ impl JsonQuery {
         }
         #[cfg(feature = "sqlite")]
         if let Some(pool) = db.sqlite_pool() {
-            let mut rows = self.sqlite_query().fetch(pool);
+            let mut rows = self.statement.sqlite_query().fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 if f(sqlite_raw(&row)?)?.is_break() {
                     break;
@@ -276,69 +188,4 @@ impl JsonQuery {
         }
         Err(ChopinError::internal("no database backend compiled in"))
     }
-
-    #[cfg(feature = "postgres")]
-    pub(super) fn pg_query(
-        &self,
-    ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        bind_params!(
-            sqlx::query::<sqlx::Postgres>(self.sql.clone()),
-            &self.params
-        )
-    }
-
-    #[cfg(feature = "sqlite")]
-    pub(super) fn sqlite_query(
-        &self,
-    ) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-        bind_params!(sqlx::query::<sqlx::Sqlite>(self.sql.clone()), &self.params)
-    }
-}
-
-/// The raw JSON of a PostgreSQL row's first column.
-#[cfg(feature = "postgres")]
-pub(super) fn pg_raw(row: &sqlx::postgres::PgRow) -> Result<RawJson<'_>, ChopinError> {
-    use sqlx::postgres::PgValueFormat;
-    use sqlx::{Row, TypeInfo, ValueRef};
-    let value = row.try_get_raw(0)?;
-    if value.is_null() {
-        return Ok(RawJson::Null);
-    }
-    let kind = match value.type_info().name() {
-        "JSONB" => 'b',
-        "JSON" => 'j',
-        // sqlx calls `bpchar` (`char(n)`) "CHAR"; the one-byte `"char"` type is `"CHAR"`
-        // with the quotes, and is not text.
-        "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "UNKNOWN" => 't',
-        other => {
-            return Err(ChopinError::internal(format!(
-                "pass-through column has type {other}; expected json, jsonb or text"
-            )));
-        }
-    };
-    let format = value.format();
-    let bytes = value.as_bytes().map_err(ChopinError::internal)?;
-    Ok(match (kind, format) {
-        // Binary jsonb: a version byte, then the JSON text. Only version 1 exists.
-        ('b', PgValueFormat::Binary) => match bytes.split_first() {
-            Some((1, text)) => RawJson::Trusted(text),
-            Some((version, _)) => {
-                return Err(ChopinError::internal(format!(
-                    "unsupported jsonb binary format version {version}"
-                )));
-            }
-            None => return Err(ChopinError::internal("empty jsonb value")),
-        },
-        ('b' | 'j', _) => RawJson::Trusted(bytes),
-        _ => RawJson::Untrusted(bytes),
-    })
-}
-
-/// The raw JSON of a SQLite row's first column.
-#[cfg(feature = "sqlite")]
-pub(super) fn sqlite_raw(row: &sqlx::sqlite::SqliteRow) -> Result<RawJson<'_>, ChopinError> {
-    use sqlx::Row;
-    // Borrowed from the row: no per-row `String`.
-    let text: Option<&str> = row.try_get(0)?;
-    Ok(text.map_or(RawJson::Null, |t| RawJson::Untrusted(t.as_bytes())))
 }

@@ -7,7 +7,7 @@ use super::rewrite::Rewriter;
 use crate::error::ChopinError;
 use crate::extractors::Pagination;
 use crate::json;
-use crate::response::PageMeta;
+use crate::response::{PageMeta, SUCCESS_LIST_PREFIX, SUCCESS_PREFIX};
 
 /// One row's JSON, as the database produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +85,6 @@ enum Kind {
     GraphQl,
 }
 
-const LIST_PREFIX: &[u8] = br#"{"success":true,"data":["#;
-const ONE_PREFIX: &[u8] = br#"{"success":true,"data":"#;
-
 /// A JSON response whose rows were copied from the database without being parsed: the
 /// pass-through responder.
 ///
@@ -137,7 +134,7 @@ impl JsonRows {
 
     /// An empty list envelope with an encoder and an initial buffer capacity in bytes.
     pub fn list_with(encoder: RowEncoder, capacity: usize) -> Self {
-        Self::start(Kind::List, LIST_PREFIX, encoder, capacity)
+        Self::start(Kind::List, SUCCESS_LIST_PREFIX, encoder, capacity)
     }
 
     /// A GraphQL-style envelope `{"data":{"<field>":[…]}}`.
@@ -153,10 +150,10 @@ impl JsonRows {
     /// A single-object envelope holding `row`.
     pub fn one(row: RawJson<'_>, encoder: RowEncoder) -> Result<Self, ChopinError> {
         let capacity = match row {
-            RawJson::Trusted(b) | RawJson::Untrusted(b) => b.len() + ONE_PREFIX.len() + 1,
-            RawJson::Null => ONE_PREFIX.len() + 5,
+            RawJson::Trusted(b) | RawJson::Untrusted(b) => b.len() + SUCCESS_PREFIX.len() + 1,
+            RawJson::Null => SUCCESS_PREFIX.len() + 5,
         };
-        let mut rows = Self::start(Kind::One, ONE_PREFIX, encoder, capacity);
+        let mut rows = Self::start(Kind::One, SUCCESS_PREFIX, encoder, capacity);
         rows.encoder.write(&mut rows.buf, row)?;
         rows.rows = 1;
         Ok(rows)
@@ -164,7 +161,7 @@ impl JsonRows {
 
     /// A single-object envelope whose data is `null`.
     pub fn null() -> Self {
-        let mut rows = Self::start(Kind::One, ONE_PREFIX, RowEncoder::new(), 32);
+        let mut rows = Self::start(Kind::One, SUCCESS_PREFIX, RowEncoder::new(), 32);
         rows.buf.extend_from_slice(b"null");
         rows
     }

@@ -10,15 +10,14 @@ use http::{StatusCode, header};
 use sea_orm::sqlx;
 use tokio::sync::mpsc;
 
-use super::query::JsonQuery;
 use super::rows::{RawJson, RowEncoder};
+use super::statement::Statement;
 use crate::db::Db;
 use crate::error::ChopinError;
+use crate::response::SUCCESS_LIST_PREFIX;
 
 /// Default chunk size of [`JsonStream`]: 64 KiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
-
-const PREFIX: &[u8] = br#"{"success":true,"data":["#;
 
 enum Msg {
     /// A chunk of the body; more follow.
@@ -57,9 +56,14 @@ impl std::fmt::Debug for JsonStream {
 }
 
 impl JsonStream {
-    pub(super) async fn start(query: JsonQuery, db: Db) -> Result<JsonStream, ChopinError> {
+    pub(super) async fn start(
+        statement: Statement,
+        encoder: RowEncoder,
+        chunk: usize,
+        db: Db,
+    ) -> Result<JsonStream, ChopinError> {
         let (tx, mut rx) = mpsc::channel(1);
-        tokio::spawn(produce(query, db, tx));
+        tokio::spawn(produce(statement, encoder, chunk, db, tx));
         match rx.recv().await {
             Some(Msg::Failed(err)) => Err(err),
             Some(first) => Ok(JsonStream { first, rx }),
@@ -107,9 +111,13 @@ enum Outcome {
     ClientGone,
 }
 
-async fn produce(query: JsonQuery, db: Db, tx: mpsc::Sender<Msg>) {
-    let encoder = query.encoder().clone();
-    let chunk = query.chunk_len();
+async fn produce(
+    statement: Statement,
+    encoder: RowEncoder,
+    chunk: usize,
+    db: Db,
+    tx: mpsc::Sender<Msg>,
+) {
     #[cfg(feature = "postgres")]
     if let Some(pool) = db.postgres_pool() {
         let setup = async {
@@ -127,8 +135,8 @@ async fn produce(query: JsonQuery, db: Db, tx: mpsc::Sender<Msg>) {
             }
         };
         let outcome = {
-            let rows = query.pg_query().fetch(&mut *conn);
-            pump(rows, super::query::pg_raw, &encoder, chunk, &tx).await
+            let rows = statement.pg_query().fetch(&mut *conn);
+            pump(rows, super::statement::pg_raw, &encoder, chunk, &tx).await
         };
         if outcome != Outcome::Done {
             // Stop the query on the server, then close the connection instead of returning a
@@ -143,8 +151,8 @@ async fn produce(query: JsonQuery, db: Db, tx: mpsc::Sender<Msg>) {
     #[cfg(feature = "sqlite")]
     if let Some(pool) = db.sqlite_pool() {
         // Dropping the row stream stops SQLite from stepping the statement.
-        let rows = query.sqlite_query().fetch(pool);
-        pump(rows, super::query::sqlite_raw, &encoder, chunk, &tx).await;
+        let rows = statement.sqlite_query().fetch(pool);
+        pump(rows, super::statement::sqlite_raw, &encoder, chunk, &tx).await;
         return;
     }
     let _ = tx
@@ -186,7 +194,7 @@ where
 {
     let new_buf = || Vec::with_capacity(chunk + chunk / 4);
     let mut buf = new_buf();
-    buf.extend_from_slice(PREFIX);
+    buf.extend_from_slice(SUCCESS_LIST_PREFIX);
     let mut count: u64 = 0;
     let mut started = false;
     loop {
