@@ -5,9 +5,9 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::body_limit::BodyLimit;
 use crate::error::ChopinError;
 use crate::json;
-use crate::layers::BodyLimit;
 
 /// JSON request body extractor and JSON responder, backed by sonic-rs.
 ///

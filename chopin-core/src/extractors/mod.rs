@@ -4,6 +4,7 @@
 //! or without the rest of Chopin. Every rejection is a [`ChopinError`](crate::ChopinError) and
 //! renders in the standard error envelope.
 
+pub(crate) mod body_limit;
 pub(crate) mod json;
 mod pagination;
 mod path_query;

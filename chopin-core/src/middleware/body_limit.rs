@@ -9,10 +9,7 @@ use tower_service::Service;
 
 use crate::error::ChopinError;
 
-/// Body size marker placed in request extensions by [`BodyLimitLayer`], read by Chopin's body
-/// extractors to report the limit in 413 errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyLimit(pub usize);
+pub use crate::extractors::body_limit::BodyLimit;
 
 /// Rejects requests whose `Content-Length` exceeds the limit with a 413 envelope before the
 /// handler runs. Bodies without a length (chunked) are limited while they are read, by
