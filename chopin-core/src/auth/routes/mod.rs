@@ -1,0 +1,267 @@
+//! The mountable auth routes: sign-up, login, refresh, logout, me, e-mail verification and
+//! password reset.
+
+mod bodies;
+mod handlers;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::password;
+use super::{Auth, AuthStore, LogMailer, Mail, MailKind, Mailer};
+use crate::config::Environment;
+use crate::error::ChopinError;
+use crate::openapi::OpenApiRouter;
+pub use bodies::{MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
+use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
+
+/// The auth routes, ready to mount (usually under `/auth`):
+///
+/// | method | path | |
+/// |---|---|---|
+/// | `POST` | `/signup` | `{email, password}` → 201 tokens; 409 when taken; 422 on invalid fields; sends a verification mail |
+/// | `POST` | `/login` | `{email, password}` → tokens; 401 `invalid email or password` for every failure |
+/// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
+/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
+/// | `GET` | `/me` | bearer token required → the account |
+/// | `POST` | `/verify-email` | `{token}` from the verification mail → 204; 404 for an unknown, used or expired token |
+/// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token; 422 for a non-address |
+/// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere; 404 for an unknown, used or expired token |
+///
+/// ```no_run
+/// use chopin_core::auth::{Auth, AuthModule, AuthStore};
+/// use chopin_core::openapi::OpenApiRouter;
+/// use chopin_core::prelude::*;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_env()?;
+/// let db = Db::connect(&config.database).await?;
+/// let auth = Auth::from_config(&config).await?;
+/// let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
+/// App::new(config)
+///     .auth(&auth)
+///     .api(OpenApiRouter::new().nest("/api/auth", module.api_router()))
+///     .serve()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AuthModule {
+    auth: Auth,
+    store: AuthStore,
+    mailer: Arc<dyn Mailer>,
+}
+
+impl std::fmt::Debug for AuthModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthModule")
+            .field("auth", &self.auth)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthModule {
+    /// The module with the development [`LogMailer`]; replace it with
+    /// [`AuthModule::mailer`], or build it with [`AuthModule::with_mailer`]. Precomputes the
+    /// dummy password hash, so that the first login for an unknown account is not slower
+    /// than the others.
+    ///
+    /// When `auth` is configured for production ([`Auth::environment`]) this fails: the
+    /// development mailer would write reset and verification tokens to the log. Use
+    /// [`AuthModule::with_mailer`] with a real [`Mailer`] there.
+    pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
+        AuthModule::with_mailer(auth, store, LogMailer).await
+    }
+
+    /// The module sending verification and reset tokens through `mailer`. Fails in
+    /// production when `mailer` is [development-only](Mailer::development_only).
+    pub async fn with_mailer(
+        auth: Auth,
+        store: AuthStore,
+        mailer: impl Mailer,
+    ) -> Result<AuthModule, ChopinError> {
+        if auth.environment() == Environment::Production && mailer.development_only() {
+            return Err(ChopinError::internal(
+                "the auth module needs a real Mailer in production: the development LogMailer \
+                 would write password-reset and verification tokens to the log; build the \
+                 module with AuthModule::with_mailer(auth, store, your_mailer)",
+            ));
+        }
+        password::dummy_hash().await?;
+        let store = store.with_leeway(auth.settings().leeway);
+        Ok(AuthModule {
+            auth,
+            store,
+            mailer: Arc::new(mailer),
+        })
+    }
+
+    /// Send verification and reset tokens through `mailer`. In production a
+    /// [development-only](Mailer::development_only) mailer given here is not used: every
+    /// mail is dropped with an error in the log (without its token).
+    pub fn mailer(mut self, mailer: impl Mailer) -> Self {
+        self.mailer = Arc::new(mailer);
+        self
+    }
+
+    /// The token handle.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The database side.
+    pub fn store(&self) -> &AuthStore {
+        &self.store
+    }
+
+    /// The routes (relative: mount them with `Router::nest`), undocumented: prefer
+    /// [`AuthModule::api_router`] with [`App::api`](crate::App::api), which puts them in the
+    /// OpenAPI spec. They carry the [`Auth`] extension themselves, so they work whether or not
+    /// the app installed it.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        self.api_router().split_for_parts().0
+    }
+
+    /// The same routes with their OpenAPI operations (tag `auth`) and the `bearer` security
+    /// scheme, for [`App::api`](crate::App::api) — the way to mount them:
+    /// `app.api(OpenApiRouter::new().nest("/api/auth", module.api_router()))`.
+    pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
+        let mut router = documented_routes()
+            .layer(self.auth.extension())
+            .with_state(self.clone());
+        add_bearer_scheme(router.get_openapi_mut());
+        router
+    }
+
+    /// The OpenAPI documentation of the routes alone (relative paths, the `bearer` security
+    /// scheme), built without a module, a database or a token key: what [`api_router`]
+    /// documents.
+    ///
+    /// [`api_router`]: AuthModule::api_router
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        let (_, mut spec) = documented_routes().split_for_parts();
+        add_bearer_scheme(&mut spec);
+        spec
+    }
+
+    /// An [`OpenApiRouter`] that carries [`AuthModule::openapi`] and **serves nothing**: for
+    /// building the application's spec where no database is available, e.g.
+    /// `spec_for(title, version, api().nest("/api/auth", AuthModule::api_docs()))` in an
+    /// `openapi` export task. Serve the routes with [`AuthModule::api_router`].
+    ///
+    /// ```
+    /// use chopin_core::auth::AuthModule;
+    /// use chopin_core::openapi::{OpenApiRouter, spec_for};
+    ///
+    /// let spec = spec_for(
+    ///     "Accounts",
+    ///     "1.0.0",
+    ///     OpenApiRouter::<()>::new().nest("/api/auth", AuthModule::api_docs()),
+    /// );
+    /// assert!(spec.paths.paths.contains_key("/api/auth/login"));
+    /// ```
+    pub fn api_docs<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+        OpenApiRouter::with_openapi(AuthModule::openapi())
+    }
+
+    /// A signed access token for an account, with its `jti` and `exp`.
+    fn access_token(
+        &self,
+        user_id: i64,
+        roles: Vec<String>,
+    ) -> Result<(String, String, i64), ChopinError> {
+        let mut claims = self.auth.claims_for(user_id.to_string());
+        claims.roles = roles;
+        let (jti, exp) = (claims.jti.clone(), claims.exp);
+        Ok((self.auth.issue(claims)?, jti, exp))
+    }
+
+    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+        TokenPair {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: self.auth.access_ttl_secs(),
+            refresh_token,
+        }
+    }
+
+    /// Access and refresh tokens for an account, in a new refresh family.
+    async fn tokens_for(&self, user_id: i64, roles: Vec<String>) -> Result<TokenPair, ChopinError> {
+        let (access_token, jti, exp) = self.access_token(user_id, roles)?;
+        let refresh_token = self
+            .store
+            .issue_refresh(user_id, self.auth.refresh_ttl(), (&jti, exp))
+            .await?;
+        Ok(self.pair(access_token, refresh_token))
+    }
+
+    /// Revoke access tokens (`jti`, `exp`) of a revoked refresh family.
+    async fn revoke_access(&self, live: Vec<(String, i64)>) -> Result<(), ChopinError> {
+        let leeway = self.auth.settings().leeway.as_secs() as i64;
+        for (jti, exp) in live {
+            self.auth
+                .revocations()
+                .revoke(&jti, exp.saturating_add(leeway))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Issue and mail a reset token if the account exists.
+    async fn mail_reset_token(&self, email: &str) -> Result<(), ChopinError> {
+        if let Some(account) = self.store.find_by_email(email).await? {
+            let token = self
+                .store
+                .issue_one_time(
+                    account.id,
+                    PURPOSE_RESET,
+                    chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
+                )
+                .await?;
+            self.send(MailKind::PasswordReset, account.email, token)
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, kind: MailKind, to: String, token: String) {
+        if self.auth.environment() == Environment::Production && self.mailer.development_only() {
+            tracing::error!(
+                ?kind,
+                "mail not sent: a development-only mailer is installed in production"
+            );
+            return;
+        }
+        if let Err(error) = self.mailer.send(Mail { kind, to, token }).await {
+            tracing::error!(%error, ?kind, "the mailer failed");
+        }
+    }
+}
+
+/// The handlers with their OpenAPI operations, before state and layers.
+fn documented_routes() -> OpenApiRouter<AuthModule> {
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(routes!(handlers::signup))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::refresh))
+        .routes(routes!(handlers::logout))
+        .routes(routes!(handlers::me))
+        .routes(routes!(handlers::verify_email))
+        .routes(routes!(handlers::request_reset))
+        .routes(routes!(handlers::confirm_reset))
+}
+
+/// Declare the `bearer` scheme that `/logout` and `/me` require.
+fn add_bearer_scheme(spec: &mut utoipa::openapi::OpenApi) {
+    spec.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            crate::openapi::BEARER_SCHEME,
+            crate::openapi::bearer_security_scheme(),
+        );
+}
