@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use chopin_core::cache::Cache;
-use chopin_core::config::{CacheBackend, redact_url};
+use chopin_core::cache::CacheBackend;
+use chopin_core::config::redact_url;
 use chopin_core::db::Db;
 use chopin_core::{Config, Environment};
 

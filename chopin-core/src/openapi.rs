@@ -36,7 +36,6 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-pub use utoipa;
 pub use utoipa_axum::router::OpenApiRouter;
 pub use utoipa_axum::routes;
 

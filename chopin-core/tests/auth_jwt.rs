@@ -578,7 +578,7 @@ async fn revocation_checks_fail_closed_while_redis_is_down_and_recover() {
     let Some(mut server) = cache_support::RedisServer::start().await else {
         return;
     };
-    let cache = chopin_core::config::CacheConfig {
+    let cache = chopin_core::cache::CacheConfig {
         redis_url: server.url(),
         namespace: chopin_core::testing::unique_namespace(),
         timeout: Duration::from_millis(200),

@@ -5,9 +5,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use chopin_core::config::{
-    CacheBackend, ConfigError, JwtAlgorithm, LogFormat, SharedStateBackend, redact_url,
-};
+use chopin_core::cache::CacheBackend;
+use chopin_core::config::{ConfigError, JwtAlgorithm, LogFormat, SharedStateBackend, redact_url};
 use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 

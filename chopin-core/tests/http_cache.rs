@@ -17,10 +17,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use chopin_core::cache::Cache;
+use chopin_core::cache::CacheConfig;
 use chopin_core::cache::http::{
     ETagLayer, EntityTag, IfNoneMatch, ResponseCache, ResponseCacheLayer,
 };
-use chopin_core::config::CacheConfig;
 use chopin_core::prelude::*;
 use chopin_core::testing::{TestClient, TestResponse};
 use http::header::{self, HeaderName};
@@ -1115,7 +1115,7 @@ async fn cache_with_dead_redis() -> Option<Cache> {
         }
     };
     let config = CacheConfig {
-        backend: chopin_core::config::CacheBackend::Redis,
+        backend: chopin_core::cache::CacheBackend::Redis,
         redis_url: format!("redis://127.0.0.1:{port}"),
         ..CacheConfig::default()
     };

@@ -6,7 +6,7 @@
 //! 256 cases per property by default; the long run is
 //! `PROPTEST_CASES=200000 cargo test -p chopin-web-core --test rewrite_props --release`.
 
-use chopin_core::passthrough::rewrite::snake_to_camel;
+use chopin_core::passthrough::snake_to_camel;
 use chopin_core::passthrough::{RewriteError, Rewriter};
 use proptest::prelude::*;
 use serde_json::{Map, Value};

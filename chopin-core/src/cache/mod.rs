@@ -67,7 +67,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::config::{CacheBackend, CacheConfig};
+pub use crate::config::cache::{CacheBackend, CacheConfig};
 pub use stats::CacheStats;
 
 use crate::error::{BoxError, ChopinError, DEFAULT_RETRY_AFTER};

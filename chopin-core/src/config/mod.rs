@@ -15,7 +15,7 @@
 // nothing from the crate but `error`.
 
 mod auth;
-mod cache;
+pub(crate) mod cache;
 mod database;
 mod http;
 mod log;
@@ -30,9 +30,11 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 pub use self::auth::{AuthConfig, JwtAlgorithm, MIN_JWT_SECRET_LEN, SharedStateBackend};
+// `CacheConfig` and `CacheBackend` are public at `chopin_core::cache`, their one public path.
+pub(crate) use self::cache::{CacheBackend, CacheConfig};
 pub use self::cache::{
-    CacheBackend, CacheConfig, DEFAULT_CACHE_MEMORY, DEFAULT_CACHE_NAMESPACE,
-    DEFAULT_CACHE_TIMEOUT, DEFAULT_REDIS_URL, is_valid_cache_namespace,
+    DEFAULT_CACHE_MEMORY, DEFAULT_CACHE_NAMESPACE, DEFAULT_CACHE_TIMEOUT, DEFAULT_REDIS_URL,
+    is_valid_cache_namespace,
 };
 pub use self::database::{DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};

@@ -9,10 +9,10 @@
 //! struct's JSON (with the keys serde and the OpenAPI schema use), so most queries need no
 //! rewriting at all.
 
-pub mod projection;
+mod projection;
 #[cfg(chopin_db)]
 mod query;
-pub mod rewrite;
+mod rewrite;
 mod rows;
 #[cfg(chopin_db)]
 mod statement;
@@ -23,7 +23,7 @@ pub use projection::JsonProjection;
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use query::JsonQuery;
-pub use rewrite::{RewriteError, Rewriter};
+pub use rewrite::{RewriteError, Rewriter, snake_to_camel};
 pub use rows::{JsonRows, RawJson, RowEncoder};
 /// Re-exported from sqlx: wrap dynamic SQL in `AssertSqlSafe` to promise it holds no
 /// untrusted input (values always go through [`JsonQuery::bind`]).

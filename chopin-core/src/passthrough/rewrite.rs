@@ -731,7 +731,7 @@ fn describe_byte(byte: u8) -> String {
 /// letter is upper-cased); every other `_` is kept.
 ///
 /// ```
-/// use chopin_core::passthrough::rewrite::snake_to_camel;
+/// use chopin_core::passthrough::snake_to_camel;
 ///
 /// assert_eq!(snake_to_camel("user_id"), "userId");
 /// assert_eq!(snake_to_camel("address_line_1"), "addressLine1");
