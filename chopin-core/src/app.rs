@@ -249,7 +249,9 @@ where
         let extensions = crate::middleware::RequestExtensions {
             pagination: Some(self.config.pagination),
             #[cfg(feature = "auth")]
-            auth: self.auth,
+            handle: self.auth,
+            #[cfg(not(feature = "auth"))]
+            handle: None::<()>,
         };
         layers.apply_with(router, extensions)
     }

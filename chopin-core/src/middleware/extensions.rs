@@ -1,5 +1,8 @@
 //! What [`App`](crate::App) hands to extractors (page-size limits, the auth handle), put into
 //! each request's extensions.
+//!
+//! The handle's type is a parameter (`App` passes `Auth`), so the middleware floor never names
+//! the auth module above it; each stack is monomorphised, so inserting it costs the same.
 
 use std::task::{Context, Poll};
 
@@ -8,38 +11,33 @@ use tower_service::Service;
 
 use crate::extractors::PaginationConfig;
 
-/// What [`App`](crate::App) puts into every request for its extractors.
-#[derive(Default)]
-pub(crate) struct RequestExtensions {
+/// What [`App`](crate::App) puts into every request for its extractors. `H` is the handle
+/// `AuthUser` verifies tokens with (`()` when there is none).
+pub(crate) struct RequestExtensions<H = ()> {
     /// Page-size limits for `Pagination`.
     pub(crate) pagination: Option<PaginationConfig>,
     /// The handle `AuthUser` verifies tokens with.
-    #[cfg(feature = "auth")]
-    pub(crate) auth: Option<crate::auth::Auth>,
+    pub(crate) handle: Option<H>,
 }
 
-impl RequestExtensions {
-    #[cfg(feature = "auth")]
-    pub(super) fn has_auth(&self) -> bool {
-        self.auth.is_some()
-    }
-
-    #[cfg(not(feature = "auth"))]
-    pub(super) fn has_auth(&self) -> bool {
-        false
+impl Default for RequestExtensions<()> {
+    fn default() -> Self {
+        Self {
+            pagination: None,
+            handle: None,
+        }
     }
 }
 
 /// Inserts [`RequestExtensions`] into each request.
 #[derive(Clone)]
-pub(super) struct ExtensionsLayer {
+pub(super) struct ExtensionsLayer<H> {
     pub(super) pagination: Option<PaginationConfig>,
-    #[cfg(feature = "auth")]
-    pub(super) auth: Option<crate::auth::Auth>,
+    pub(super) handle: Option<H>,
 }
 
-impl<S> Layer<S> for ExtensionsLayer {
-    type Service = ExtensionsService<S>;
+impl<S, H: Clone> Layer<S> for ExtensionsLayer<H> {
+    type Service = ExtensionsService<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ExtensionsService {
@@ -50,14 +48,15 @@ impl<S> Layer<S> for ExtensionsLayer {
 }
 
 #[derive(Clone)]
-pub(super) struct ExtensionsService<S> {
+pub(super) struct ExtensionsService<S, H> {
     inner: S,
-    extensions: ExtensionsLayer,
+    extensions: ExtensionsLayer<H>,
 }
 
-impl<S, B> Service<http::Request<B>> for ExtensionsService<S>
+impl<S, H, B> Service<http::Request<B>> for ExtensionsService<S, H>
 where
     S: Service<http::Request<B>>,
+    H: Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -71,9 +70,8 @@ where
         if let Some(pagination) = self.extensions.pagination {
             req.extensions_mut().insert(pagination);
         }
-        #[cfg(feature = "auth")]
-        if let Some(auth) = &self.extensions.auth {
-            req.extensions_mut().insert(auth.clone());
+        if let Some(handle) = &self.extensions.handle {
+            req.extensions_mut().insert(handle.clone());
         }
         self.inner.call(req)
     }

@@ -95,7 +95,10 @@ impl Layers {
 
     /// [`Layers::apply`], also inserting what `App` hands to extractors (page-size limits,
     /// the auth handle) inside the same stack.
-    pub(crate) fn apply_with(&self, router: Router, extensions: RequestExtensions) -> Router {
+    pub(crate) fn apply_with<H>(&self, router: Router, extensions: RequestExtensions<H>) -> Router
+    where
+        H: Clone + Send + Sync + 'static,
+    {
         let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed);
@@ -112,7 +115,7 @@ impl Layers {
             || self.body_limit.is_some()
             || self.security_headers.is_some()
             || self.rate_limit.is_some());
-        if nothing_enabled && pagination.is_none() && !extensions.has_auth() {
+        if nothing_enabled && pagination.is_none() && extensions.handle.is_none() {
             // Nothing to wrap: a layer of identities would still cost a box per request.
             return router;
         }
@@ -146,8 +149,7 @@ impl Layers {
             .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
             .layer(ExtensionsLayer {
                 pagination,
-                #[cfg(feature = "auth")]
-                auth: extensions.auth,
+                handle: extensions.handle,
             });
         router.layer(stack)
     }
