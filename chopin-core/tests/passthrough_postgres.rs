@@ -20,7 +20,10 @@ use chopin_core::prelude::*;
 use chopin_core::testing::TestPostgres;
 use common::*;
 use http::StatusCode;
-use passthrough_support::{Backend, assert_series, stream_100k};
+use passthrough_support::{
+    Backend, MidStreamFailure, assert_detail_contains, assert_empty_stream, assert_pool_idle,
+    assert_series,
+};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::{self, Connection};
 use serde_json::{Value, json};
@@ -75,6 +78,50 @@ impl Backend for Postgres {
     async fn hold_connection(db: &Db) -> Box<dyn std::any::Any + Send> {
         Box::new(db.postgres_pool().unwrap().acquire().await.unwrap())
     }
+
+    const BY_TITLE: &'static str =
+        "SELECT jsonb_build_object('id', id) FROM post WHERE title = $1 ORDER BY id";
+    const SEEDED_POSTS: i64 = 3;
+
+    fn id_row(id: u64) -> String {
+        format!(r#"{{"id": {id}}}"#)
+    }
+
+    async fn insert_post_titled(db: &Db, id: i64, title: &str) {
+        sqlx::query("INSERT INTO post (id, title, author_name) VALUES ($1, $2, 'Eve')")
+            .bind(id)
+            .bind(title)
+            .execute(db.postgres_pool().unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn count_posts(db: &Db) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM post")
+            .fetch_one(db.postgres_pool().unwrap())
+            .await
+            .unwrap()
+    }
+
+    const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
+        // No ORDER BY: rows 1..4999 are produced (and sent) before row 5000 fails.
+        MidStreamFailure {
+            uri: "/division",
+            sql: "SELECT json_build_object('g', g, 'n', 1 / (g - 5000)) \
+                  FROM generate_series(1, 100000) g",
+            starts: br#"{"success":true,"data":[{"g" : 1, "n" : "#,
+            key: br#"{"g" : "#,
+        },
+        // Row 5000 is text that is not JSON: Chopin's validation fails.
+        MidStreamFailure {
+            uri: "/invalid-text",
+            sql: "SELECT CASE WHEN g = 5000 THEN '{\"g\": 5000' \
+                  ELSE json_build_object('g', g, 'n', 0)::text END \
+                  FROM generate_series(1, 100000) g",
+            starts: br#"{"success":true,"data":[{"g":1,"n":0}"#,
+            key: br#"{"g":"#,
+        },
+    ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,9 +462,7 @@ async fn text_columns_are_validated_unless_trusted() {
         .client_in(&db, Environment::Development)
         .get("/raw/4")
         .await;
-    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = res.value()["error"]["detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("not valid JSON"), "{detail}");
+    assert_detail_contains(&res, "not valid JSON");
 
     // `trust_text()` is the handler's promise that its SQL builds valid JSON: the text is
     // copied unchecked and unchanged, so breaking the promise breaks the body. It exists for
@@ -791,55 +836,7 @@ async fn rewriter_camel_case_typename_and_projection() {
 
 #[tokio::test]
 async fn parameters_are_bound_never_interpolated() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    const BY_TITLE: &str =
-        "SELECT jsonb_build_object('id', id) FROM post WHERE title = $1 ORDER BY id";
-    let attack = "x' OR '1'='1";
-    let c = Routes::new()
-        .get("/attack", move |db| async move {
-            JsonQuery::new(BY_TITLE)
-                .bind(Param::Text(attack.to_string()))
-                .list(&db)
-                .await
-        })
-        .get("/first", |db| async move {
-            JsonQuery::new(BY_TITLE).bind("First").list(&db).await
-        })
-        .get("/drop", |db| async move {
-            JsonQuery::new(BY_TITLE)
-                .bind("'; DROP TABLE post; --")
-                .list(&db)
-                .await
-        })
-        .client(&db);
-    assert_eq!(
-        ok_body(&c.get("/attack").await),
-        br#"{"success":true,"data":[]}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/drop").await),
-        br#"{"success":true,"data":[]}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/first").await),
-        br#"{"success":true,"data":[{"id": 1}]}"#
-    );
-    sqlx::query("INSERT INTO post (id, title, author_name) VALUES (7, $1, 'Eve')")
-        .bind(attack)
-        .execute(db.postgres_pool().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        ok_body(&c.get("/attack").await),
-        br#"{"success":true,"data":[{"id": 7}]}"#
-    );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
-        .fetch_one(db.postgres_pool().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(count, 4, "the table is intact");
+    passthrough_support::parameters_are_bound_never_interpolated::<Postgres>().await;
 }
 
 #[tokio::test]
@@ -979,10 +976,7 @@ async fn stream_empty_result_and_errors_before_the_first_row() {
                     .await
             })
     };
-    let frames = frames_in_process(routes().router(&db), "/empty").await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    assert_eq!(frames.body(), br#"{"success":true,"data":[]}"#);
+    assert_empty_stream(routes().router(&db), "/empty").await;
 
     let c = routes().client(&db);
     for uri in ["/bad-sql", "/error-at-first-row", "/invalid-first-row"] {
@@ -998,94 +992,12 @@ async fn stream_empty_result_and_errors_before_the_first_row() {
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(res.text().contains("no_such_table"), "{}", res.text());
     // None of these left a connection checked out.
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    assert_pool_idle(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_failure_mid_stream_aborts_the_body() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let routes = || {
-        Routes::new()
-            .get("/division", |db| async move {
-                // No ORDER BY: rows 1..4999 are produced (and sent) before row 5000 fails.
-                JsonQuery::new(
-                    "SELECT json_build_object('g', g, 'n', 1 / (g - 5000)) \
-                     FROM generate_series(1, 100000) g",
-                )
-                .chunk_size(4096)
-                .stream(&db)
-                .await
-            })
-            .get("/invalid-text", |db| async move {
-                JsonQuery::new(
-                    "SELECT CASE WHEN g = 5000 THEN '{\"g\": 5000' \
-                     ELSE json_build_object('g', g, 'n', 0)::text END \
-                     FROM generate_series(1, 100000) g",
-                )
-                .chunk_size(4096)
-                .stream(&db)
-                .await
-            })
-            .get("/complete", stream_100k::<Postgres>)
-    };
-    let server = routes().serve(&db).await;
-    for (uri, key) in [
-        ("/division", &br#"{"g" : "#[..]),
-        ("/invalid-text", br#"{"g":"#),
-    ] {
-        let frames = frames_over_tcp(&server.url(uri)).await;
-        let body = assert_aborted(&frames);
-        // The response had started with the rows before the failing one (how many reach the
-        // client depends on what the server had flushed when it aborted the connection).
-        assert!(
-            body.starts_with(br#"{"success":true,"data":[{"g"#),
-            "{}",
-            preview(&body)
-        );
-        let rows = assert_prefix_before(&body, key, 5000);
-        eprintln!(
-            "{uri}: {rows} rows before the abort, in {} chunks",
-            frames.chunks.len()
-        );
-
-        // In process nothing is lost in transit: every chunk sent before the failure arrives,
-        // so nearly all rows before the failing one are there (only the unfinished last chunk
-        // is dropped).
-        let frames = frames_in_process(routes().router(&db), uri).await;
-        let body = assert_aborted(&frames);
-        let rows = assert_prefix_before(&body, key, 5000);
-        assert!(rows >= 4000, "{uri}: only {rows} rows before the abort");
-
-        let raw = raw_http_get(server.addr, uri, Duration::from_secs(30)).await;
-        assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", preview(&raw));
-        assert!(!raw.ends_with(b"\r\n0\r\n\r\n"), "{uri}: {}", preview(&raw));
-    }
-    let raw = raw_http_get(server.addr, "/complete", Duration::from_secs(30)).await;
-    assert!(raw.ends_with(b"]}\r\n0\r\n\r\n"), "{}", preview(&raw));
-
-    // The failed streams' connections were closed, not handed back broken: the pool serves
-    // the next requests normally.
-    let res = Routes::new()
-        .get("/list", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
-        .client(&db)
-        .get("/list")
-        .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    let frames = frames_in_process(routes().router(&db), "/complete").await;
-    assert_series(&frames.body(), 100_000);
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    passthrough_support::stream_failure_mid_stream_aborts_the_body::<Postgres>().await;
 }
 
 /// Active queries of the test database whose text contains the marker `$2` (other than the
@@ -1194,11 +1106,7 @@ async fn hang_up_mid_stream(pool_query: &str, marker: &'static str) -> Option<Du
     // Its connection is closed rather than returned to the pool.
     let closed = wait_for_zero(&mut monitor, BACKENDS, &pg, marker, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "the streaming connection was not closed");
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    assert_pool_idle(&db).await;
     monitor.close().await.unwrap();
     drop(server);
     db.close().await;
@@ -1269,11 +1177,7 @@ async fn hang_up_before_the_first_row(pool_query: &str, marker: &'static str) ->
     );
     let elapsed = hung_up.elapsed();
     eprintln!("{pool_query:?}: the query stopped {elapsed:?} after the client hung up");
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    assert_pool_idle(&db).await;
     monitor.close().await.unwrap();
     drop(server);
     db.close().await;

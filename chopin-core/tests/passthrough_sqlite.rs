@@ -6,8 +6,6 @@
 mod common;
 mod passthrough_support;
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::routing::get;
 use chopin_core::db::Db;
@@ -15,7 +13,7 @@ use chopin_core::passthrough::{JsonQuery, JsonRows, Param, Rewriter};
 use chopin_core::prelude::*;
 use common::*;
 use http::StatusCode;
-use passthrough_support::{Backend, stream_100k};
+use passthrough_support::{Backend, MidStreamFailure, assert_detail_contains, assert_empty_stream};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
 use serde_json::{Value, json};
@@ -81,6 +79,51 @@ impl Backend for Sqlite {
     async fn hold_connection(db: &Db) -> Box<dyn std::any::Any + Send> {
         Box::new(db.sqlite_pool().unwrap().acquire().await.unwrap())
     }
+
+    const BY_TITLE: &'static str =
+        "SELECT json_object('id', id) FROM post WHERE title = ? ORDER BY id";
+    const SEEDED_POSTS: i64 = 5;
+
+    fn id_row(id: u64) -> String {
+        format!(r#"{{"id":{id}}}"#)
+    }
+
+    async fn insert_post_titled(db: &Db, id: i64, title: &str) {
+        sqlx::query("INSERT INTO post (id, title, author_name) VALUES (?, ?, 'Eve')")
+            .bind(id)
+            .bind(title)
+            .execute(db.sqlite_pool().unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn count_posts(db: &Db) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM post")
+            .fetch_one(db.sqlite_pool().unwrap())
+            .await
+            .unwrap()
+    }
+
+    const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
+        // SQLite's json() raises "malformed JSON" on row 5000.
+        MidStreamFailure {
+            uri: "/sqlite-error",
+            sql: series_100k!(
+                "SELECT json(CASE WHEN n = 5000 THEN 'not json' ELSE json_object('n', n) END) FROM s"
+            ),
+            starts: br#"{"success":true,"data":[{"n":1}"#,
+            key: br#"{"n":"#,
+        },
+        // Row 5000 is text that is not JSON: Chopin's validation fails.
+        MidStreamFailure {
+            uri: "/invalid-row",
+            sql: series_100k!(
+                "SELECT CASE WHEN n = 5000 THEN '{\"n\": 5000' ELSE json_object('n', n) END FROM s"
+            ),
+            starts: br#"{"success":true,"data":[{"n":1}"#,
+            key: br#"{"n":"#,
+        },
+    ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,9 +389,7 @@ async fn invalid_json_text_is_a_500_never_a_broken_body() {
         .client_in(&db, Environment::Development)
         .get("/data")
         .await;
-    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = res.value()["error"]["detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("not valid JSON"), "{detail}");
+    assert_detail_contains(&res, "not valid JSON");
 
     // `trust_text()` is the handler's promise that the SQL itself builds valid JSON (for
     // example with `json_object`): the text is copied unchecked and unchanged. Break the
@@ -597,44 +638,7 @@ async fn rewriter_camel_case_typename_and_projection() {
 
 #[tokio::test]
 async fn parameters_are_bound_never_interpolated() {
-    let (_dir, db) = seeded("").await;
-    const BY_TITLE: &str = "SELECT json_object('id', id) FROM post WHERE title = ? ORDER BY id";
-    let attack = "x' OR '1'='1";
-    let c = Routes::new()
-        .get("/attack", move |db| async move {
-            JsonQuery::new(BY_TITLE)
-                .bind(Param::Text(attack.to_string()))
-                .list(&db)
-                .await
-        })
-        .get("/first", |db| async move {
-            JsonQuery::new(BY_TITLE).bind("First").list(&db).await
-        })
-        .client(&db);
-    // Interpolated, the condition would be true for every row.
-    assert_eq!(
-        ok_body(&c.get("/attack").await),
-        br#"{"success":true,"data":[]}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/first").await),
-        br#"{"success":true,"data":[{"id":1}]}"#
-    );
-    // It is compared as a value: a post with exactly that title matches, alone.
-    sqlx::query("INSERT INTO post (id, title, author_name) VALUES (7, ?, 'Eve')")
-        .bind(attack)
-        .execute(db.sqlite_pool().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        ok_body(&c.get("/attack").await),
-        br#"{"success":true,"data":[{"id":7}]}"#
-    );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
-        .fetch_one(db.sqlite_pool().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(count, 6, "nothing else was touched");
+    passthrough_support::parameters_are_bound_never_interpolated::<Sqlite>().await;
 }
 
 #[tokio::test]
@@ -740,10 +744,7 @@ async fn stream_empty_result() {
                 .await
         })
         .router(&db);
-    let frames = frames_in_process(router, "/stream").await;
-    assert_eq!(frames.status, StatusCode::OK);
-    assert!(frames.error.is_none(), "{:?}", frames.error);
-    assert_eq!(frames.body(), br#"{"success":true,"data":[]}"#);
+    assert_empty_stream(router, "/stream").await;
 }
 
 #[tokio::test]
@@ -774,64 +775,5 @@ async fn stream_error_before_the_first_row_is_an_error_envelope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_failure_mid_stream_aborts_the_body() {
-    let (_dir, db) = seeded("").await;
-    let routes = || {
-        Routes::new()
-            .get("/sqlite-error", |db| async move {
-                // SQLite's json() raises "malformed JSON" on row 5000.
-                JsonQuery::new(series_100k!(
-                    "SELECT json(CASE WHEN n = 5000 THEN 'not json' ELSE json_object('n', n) END) FROM s"
-                ))
-                .chunk_size(4096)
-                .stream(&db)
-                .await
-            })
-            .get("/invalid-row", |db| async move {
-                // Row 5000 is text that is not JSON: Chopin's validation fails.
-                JsonQuery::new(series_100k!(
-                    "SELECT CASE WHEN n = 5000 THEN '{\"n\": 5000' ELSE json_object('n', n) END FROM s"
-                ))
-                .chunk_size(4096)
-                .stream(&db)
-                .await
-            })
-            .get("/complete", stream_100k::<Sqlite>)
-    };
-    let server = routes().serve(&db).await;
-    for uri in ["/sqlite-error", "/invalid-row"] {
-        // reqwest over TCP: a read error, a body that is not JSON.
-        let frames = frames_over_tcp(&server.url(uri)).await;
-        let body = assert_aborted(&frames);
-        // The response had started with the rows before the failing one (how many reach the
-        // client depends on what the server had flushed when it aborted the connection).
-        assert!(body.starts_with(br#"{"success":true,"data":[{"n":1}"#));
-        let rows = assert_prefix_before(&body, br#"{"n":"#, 5000);
-        eprintln!(
-            "{uri}: {rows} rows before the abort, in {} chunks",
-            frames.chunks.len()
-        );
-
-        // In process nothing is lost in transit: every chunk sent before the failure arrives,
-        // so nearly all rows before the failing one are there (only the unfinished last chunk
-        // is dropped).
-        let frames = frames_in_process(routes().router(&db), uri).await;
-        let body = assert_aborted(&frames);
-        let rows = assert_prefix_before(&body, br#"{"n":"#, 5000);
-        assert!(rows >= 4000, "{uri}: only {rows} rows before the abort");
-
-        // On the wire: a chunked body without its terminating zero-length chunk.
-        let raw = raw_http_get(server.addr, uri, Duration::from_secs(30)).await;
-        assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", preview(&raw));
-        assert!(!raw.ends_with(b"\r\n0\r\n\r\n"), "{uri}: {}", preview(&raw));
-    }
-    // The same request to a query that succeeds ends properly (so the check above can fail).
-    let raw = raw_http_get(server.addr, "/complete", Duration::from_secs(30)).await;
-    assert!(raw.ends_with(b"]}\r\n0\r\n\r\n"), "{}", preview(&raw));
-    // The pool is still usable after the aborted streams.
-    let c = Routes::new()
-        .get("/list", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
-        .client(&db);
-    assert_eq!(c.get("/list").await.status, StatusCode::OK);
+    passthrough_support::stream_failure_mid_stream_aborts_the_body::<Sqlite>().await;
 }

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chopin_core::db::Db;
-use chopin_core::passthrough::{JsonQuery, JsonStream};
+use chopin_core::passthrough::{JsonQuery, JsonStream, Param};
 use chopin_core::prelude::*;
+use chopin_core::testing::TestResponse;
 use http::StatusCode;
 
 use crate::common::*;
@@ -33,6 +34,179 @@ pub trait Backend: 'static {
 
     /// Take a connection from the pool and keep it until the box is dropped.
     fn hold_connection(db: &Db) -> impl Future<Output = Box<dyn Any + Send>>;
+
+    /// The `id` of the posts whose title is the one bound parameter, as JSON objects.
+    const BY_TITLE: &'static str;
+
+    /// How many posts the seeded table holds.
+    const SEEDED_POSTS: i64;
+
+    /// The row `{"id": id}` as the backend's JSON function writes it.
+    fn id_row(id: u64) -> String;
+
+    /// Insert the post `id` with `title` (a bound parameter).
+    fn insert_post_titled(db: &Db, id: i64, title: &str) -> impl Future<Output = ()>;
+
+    /// How many posts the table holds now.
+    fn count_posts(db: &Db) -> impl Future<Output = i64>;
+
+    /// Streams of 100,000 rows that fail at row 5000.
+    const MID_STREAM_FAILURES: &'static [MidStreamFailure];
+}
+
+/// A stream that fails at row 5000, after rows have been sent.
+pub struct MidStreamFailure {
+    /// The route that answers it.
+    pub uri: &'static str,
+    /// The query.
+    pub sql: &'static str,
+    /// How the body starts (the envelope and the first row).
+    pub starts: &'static [u8],
+    /// What begins every row, to count the rows before the failure.
+    pub key: &'static [u8],
+}
+
+/// The streaming and pooled connections all went back to the pool.
+pub async fn assert_pool_idle(db: &Db) {
+    let back = wait_until(Duration::from_secs(3), || async {
+        db.get_pool_status().active == 0
+    })
+    .await;
+    assert!(back.is_some(), "{:?}", db.get_pool_status());
+}
+
+/// A 500 whose development `detail` contains `needle`.
+pub fn assert_detail_contains(res: &TestResponse, needle: &str) {
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let detail = res.value()["error"]["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains(needle), "{detail}");
+}
+
+/// `GET uri` in process is a complete, empty list.
+pub async fn assert_empty_stream(router: axum::Router, uri: &str) {
+    let frames = frames_in_process(router, uri).await;
+    assert_eq!(frames.status, StatusCode::OK);
+    assert!(frames.error.is_none(), "{:?}", frames.error);
+    assert_eq!(frames.body(), br#"{"success":true,"data":[]}"#);
+}
+
+/// `GET /list` of [`Backend::POSTS`] answers 200: the pool still serves.
+pub async fn assert_pool_serves<B: Backend>(db: &Db) {
+    let res = Routes::new()
+        .get("/list", |db| async move {
+            JsonQuery::new(B::POSTS).list(&db).await
+        })
+        .client(db)
+        .get("/list")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}
+
+/// A bound text is compared as a value, never spliced into the SQL.
+pub async fn parameters_are_bound_never_interpolated<B: Backend>() {
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let attack = "x' OR '1'='1";
+    let c = Routes::new()
+        .get("/attack", move |db| async move {
+            JsonQuery::new(B::BY_TITLE)
+                .bind(Param::Text(attack.to_string()))
+                .list(&db)
+                .await
+        })
+        .get("/first", |db| async move {
+            JsonQuery::new(B::BY_TITLE).bind("First").list(&db).await
+        })
+        .get("/drop", |db| async move {
+            JsonQuery::new(B::BY_TITLE)
+                .bind("'; DROP TABLE post; --")
+                .list(&db)
+                .await
+        })
+        .client(&db);
+    // Interpolated, the condition would be true for every row.
+    assert_eq!(
+        ok_body(&c.get("/attack").await),
+        br#"{"success":true,"data":[]}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/drop").await),
+        br#"{"success":true,"data":[]}"#
+    );
+    assert_eq!(
+        ok_body(&c.get("/first").await),
+        envelope(&format!("[{}]", B::id_row(1)))
+    );
+    // It is compared as a value: a post with exactly that title matches, alone.
+    B::insert_post_titled(&db, 7, attack).await;
+    assert_eq!(
+        ok_body(&c.get("/attack").await),
+        envelope(&format!("[{}]", B::id_row(7)))
+    );
+    assert_eq!(
+        B::count_posts(&db).await,
+        B::SEEDED_POSTS + 1,
+        "nothing else was touched"
+    );
+}
+
+/// Streams that fail at row 5000 abort the body (over TCP, in process and on the wire) after
+/// the rows before; a stream that succeeds ends properly, and the pool serves afterwards.
+pub async fn stream_failure_mid_stream_aborts_the_body<B: Backend>() {
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let routes = || {
+        let mut routes = Routes::new().get("/complete", stream_100k::<B>);
+        for failure in B::MID_STREAM_FAILURES {
+            let sql = failure.sql;
+            routes = routes.get(failure.uri, move |db| async move {
+                JsonQuery::new(sql).chunk_size(4096).stream(&db).await
+            });
+        }
+        routes
+    };
+    let server = routes().serve(&db).await;
+    for &MidStreamFailure {
+        uri, starts, key, ..
+    } in B::MID_STREAM_FAILURES
+    {
+        // reqwest over TCP: a read error, a body that is not JSON.
+        let frames = frames_over_tcp(&server.url(uri)).await;
+        let body = assert_aborted(&frames);
+        // The response had started with the rows before the failing one (how many reach the
+        // client depends on what the server had flushed when it aborted the connection).
+        assert!(body.starts_with(starts), "{uri}: {}", preview(&body));
+        let rows = assert_prefix_before(&body, key, 5000);
+        eprintln!(
+            "{uri}: {rows} rows before the abort, in {} chunks",
+            frames.chunks.len()
+        );
+
+        // In process nothing is lost in transit: every chunk sent before the failure arrives,
+        // so nearly all rows before the failing one are there (only the unfinished last chunk
+        // is dropped).
+        let frames = frames_in_process(routes().router(&db), uri).await;
+        let body = assert_aborted(&frames);
+        let rows = assert_prefix_before(&body, key, 5000);
+        assert!(rows >= 4000, "{uri}: only {rows} rows before the abort");
+
+        // On the wire: a chunked body without its terminating zero-length chunk.
+        let raw = raw_http_get(server.addr, uri, Duration::from_secs(30)).await;
+        assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", preview(&raw));
+        assert!(!raw.ends_with(b"\r\n0\r\n\r\n"), "{uri}: {}", preview(&raw));
+    }
+    // The same request to a query that succeeds ends properly (so the check above can fail).
+    let raw = raw_http_get(server.addr, "/complete", Duration::from_secs(30)).await;
+    assert!(raw.ends_with(b"]}\r\n0\r\n\r\n"), "{}", preview(&raw));
+
+    // The failed streams' connections were closed, not handed back broken: the pool serves
+    // the next requests normally.
+    assert_pool_serves::<B>(&db).await;
+    let frames = frames_in_process(routes().router(&db), "/complete").await;
+    assert_series(&frames.body(), 100_000);
+    assert_pool_idle(&db).await;
 }
 
 /// The 100,000-row stream, in chunks of 4 KiB.
@@ -135,11 +309,7 @@ pub async fn stream_100k_rows_in_bounded_chunks_in_process<B: Backend>() {
     assert!(frames.chunks.last().unwrap().ends_with(last.as_bytes()));
     assert_series(&frames.body(), 100_000);
     // The streaming connection went back to the pool.
-    let back = wait_until(Duration::from_secs(3), || async {
-        db.get_pool_status().active == 0
-    })
-    .await;
-    assert!(back.is_some(), "{:?}", db.get_pool_status());
+    assert_pool_idle(&db).await;
 }
 
 /// 100,000 rows over real TCP: a chunked transfer of the whole document.
