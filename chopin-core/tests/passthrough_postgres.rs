@@ -15,15 +15,12 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, Param, Rewriter};
+use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, Param};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestPostgres;
 use common::*;
 use http::StatusCode;
-use passthrough_support::{
-    Backend, MidStreamFailure, assert_detail_contains, assert_empty_stream, assert_pool_idle,
-    assert_series,
-};
+use passthrough_support::*;
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::{self, Connection};
 use serde_json::{Value, json};
@@ -87,21 +84,9 @@ impl Backend for Postgres {
         format!(r#"{{"id": {id}}}"#)
     }
 
-    async fn insert_post_titled(db: &Db, id: i64, title: &str) {
-        sqlx::query("INSERT INTO post (id, title, author_name) VALUES ($1, $2, 'Eve')")
-            .bind(id)
-            .bind(title)
-            .execute(db.postgres_pool().unwrap())
-            .await
-            .unwrap();
-    }
-
-    async fn count_posts(db: &Db) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM post")
-            .fetch_one(db.postgres_pool().unwrap())
-            .await
-            .unwrap()
-    }
+    const INSERT_POST: &'static str =
+        "INSERT INTO post (id, title, author_name) VALUES ($1, $2, 'Eve')";
+    const INSERT_STRING: &'static str = "INSERT INTO s (id, s) VALUES ($1, $2)";
 
     const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
         // No ORDER BY: rows 1..4999 are produced (and sent) before row 5000 fails.
@@ -592,40 +577,12 @@ async fn empty_null_one_many_and_100k_rows() {
 // ---------------------------------------------------------------------------------------------
 // Strings.
 
-const TRICKY: &[&str] = &[
-    "plain",
-    "double \" quote",
-    "single ' quote",
-    "back\\slash",
-    "line\nbreak",
-    "tab\there",
-    "cr\r and ff\u{c} and bs\u{8}",
-    "ctrl \u{1} \u{1f} del \u{7f}",
-    "unicode é ß 中文",
-    "emoji 😀🎉 and 𝄞",
-    "looks escaped: \\u00e9 \\n \\\"",
-    "</script><!--",
-    "separators \u{2028}\u{2029}",
-    "",
-];
-
 #[tokio::test]
 async fn strings_round_trip_without_double_escaping() {
     let Some((_pg, db)) = seeded("").await else {
         return;
     };
-    db.execute_unprepared("CREATE TABLE s (id int PRIMARY KEY, s text NOT NULL)")
-        .await
-        .unwrap();
-    let pool = db.postgres_pool().unwrap();
-    for (i, s) in TRICKY.iter().enumerate() {
-        sqlx::query("INSERT INTO s (id, s) VALUES ($1, $2)")
-            .bind(i as i32)
-            .bind(*s)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
+    seed_strings::<Postgres>(&db).await;
     let c = Routes::new()
         .get("/json", |db| async move {
             JsonQuery::new("SELECT json_build_object('id', id, 's', s) FROM s ORDER BY id")
@@ -649,31 +606,7 @@ async fn strings_round_trip_without_double_escaping() {
         })
         .client(&db);
     for uri in ["/json", "/jsonb", "/text"] {
-        let res = c.get(uri).await;
-        let body = ok_body(&res).to_vec();
-        let value = res.value();
-        let rows = value["data"].as_array().unwrap();
-        assert_eq!(rows.len(), TRICKY.len(), "{uri}");
-        for (i, s) in TRICKY.iter().enumerate() {
-            assert_eq!(
-                rows[i],
-                json!({"id": i, "s": s}),
-                "{uri}: string {i}: {s:?}"
-            );
-        }
-        // Escaped once: `\n` in the body, not `\\n` and not a raw newline.
-        assert_eq!(
-            count(&body, br#""line\nbreak""#),
-            1,
-            "{uri}: {}",
-            res.text()
-        );
-        assert_eq!(count(&body, br#"line\\nbreak"#), 0, "{uri}");
-        assert_eq!(count(&body, br#""tab\there""#), 1, "{uri}");
-        assert!(
-            !body.contains(&b'\n') && !body.contains(&b'\t') && !body.contains(&1),
-            "{uri}"
-        );
+        assert_tricky_rows(&c.get(uri).await, uri);
     }
     let res = c.get("/stream").await;
     assert_eq!(res.value()["data"], json!(TRICKY));
@@ -755,15 +688,6 @@ const NESTED_JSONB: &str = "SELECT jsonb_build_object(
         'tag_list', jsonb_build_array(jsonb_build_object('tag_id', 1, 'tag_name', 'snake_value')))
     FROM post WHERE id <= 2 ORDER BY id";
 
-fn post_rewriter() -> Rewriter {
-    Rewriter::new().camel_case(true).typename("Post").project([
-        "postId",
-        "postTitle",
-        "authorInfo",
-        "tagList",
-    ])
-}
-
 #[tokio::test]
 async fn rewriter_camel_case_typename_and_projection() {
     let Some((_pg, db)) = seeded("").await else {
@@ -798,17 +722,12 @@ async fn rewriter_camel_case_typename_and_projection() {
         .client(&db);
     // json keeps the SQL's key order: camelCase at every depth, `__typename` replaced at the
     // top level only (the nested one is data), `secretField` projected away, values untouched.
-    let json_row = |id: u8, title: &str, author: &str| {
-        format!(
-            r#"{{"__typename":"Post","postId":{id},"postTitle":"{title}","authorInfo":{{"userId":7,"displayName":"{author}","__typename":"Author","homeAddress":{{"zipCode":"75001"}}}},"tagList":[{{"tagId":1,"tagName":"snake_value"}}]}}"#
-        )
-    };
     assert_eq!(
         ok_body(&c.get("/json").await),
         envelope(&format!(
             "[{},{}]",
-            json_row(1, "First", "Ann"),
-            json_row(2, "Second", "Bob")
+            rewritten_post(1, "First", "Ann"),
+            rewritten_post(2, "Second", "Bob")
         ))
     );
     // jsonb stores keys sorted by length, then bytes; the rewriter keeps that order and puts

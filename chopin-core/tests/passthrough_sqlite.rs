@@ -9,11 +9,11 @@ mod passthrough_support;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{JsonQuery, JsonRows, Param, Rewriter};
+use chopin_core::passthrough::{JsonQuery, JsonRows, Param};
 use chopin_core::prelude::*;
 use common::*;
 use http::StatusCode;
-use passthrough_support::{Backend, MidStreamFailure, assert_detail_contains, assert_empty_stream};
+use passthrough_support::*;
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
 use serde_json::{Value, json};
@@ -88,21 +88,9 @@ impl Backend for Sqlite {
         format!(r#"{{"id":{id}}}"#)
     }
 
-    async fn insert_post_titled(db: &Db, id: i64, title: &str) {
-        sqlx::query("INSERT INTO post (id, title, author_name) VALUES (?, ?, 'Eve')")
-            .bind(id)
-            .bind(title)
-            .execute(db.sqlite_pool().unwrap())
-            .await
-            .unwrap();
-    }
-
-    async fn count_posts(db: &Db) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM post")
-            .fetch_one(db.sqlite_pool().unwrap())
-            .await
-            .unwrap()
-    }
+    const INSERT_POST: &'static str =
+        "INSERT INTO post (id, title, author_name) VALUES (?, ?, 'Eve')";
+    const INSERT_STRING: &'static str = "INSERT INTO s (id, s) VALUES (?, ?)";
 
     const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
         // SQLite's json() raises "malformed JSON" on row 5000.
@@ -471,38 +459,10 @@ async fn empty_null_one_and_many_rows() {
 // ---------------------------------------------------------------------------------------------
 // Strings.
 
-const TRICKY: &[&str] = &[
-    "plain",
-    "double \" quote",
-    "single ' quote",
-    "back\\slash",
-    "line\nbreak",
-    "tab\there",
-    "cr\r and ff\u{c} and bs\u{8}",
-    "ctrl \u{1} \u{1f} del \u{7f}",
-    "unicode é ß 中文",
-    "emoji 😀🎉 and 𝄞",
-    "looks escaped: \\u00e9 \\n \\\"",
-    "</script><!--",
-    "separators \u{2028}\u{2029}",
-    "",
-];
-
 #[tokio::test]
 async fn strings_round_trip_without_double_escaping() {
     let (_dir, db) = seeded("").await;
-    db.execute_unprepared("CREATE TABLE s (id INTEGER PRIMARY KEY, s TEXT NOT NULL)")
-        .await
-        .unwrap();
-    let pool = db.sqlite_pool().unwrap();
-    for (i, s) in TRICKY.iter().enumerate() {
-        sqlx::query("INSERT INTO s (id, s) VALUES (?, ?)")
-            .bind(i as i64)
-            .bind(*s)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
+    seed_strings::<Sqlite>(&db).await;
     let c = Routes::new()
         .get("/s", |db| async move {
             JsonQuery::new("SELECT json_object('id', id, 's', s) FROM s ORDER BY id")
@@ -517,19 +477,7 @@ async fn strings_round_trip_without_double_escaping() {
                 .await
         })
         .client(&db);
-    let res = c.get("/s").await;
-    let body = ok_body(&res).to_vec();
-    let value = res.value();
-    let rows = value["data"].as_array().unwrap();
-    assert_eq!(rows.len(), TRICKY.len());
-    for (i, s) in TRICKY.iter().enumerate() {
-        assert_eq!(rows[i], json!({"id": i, "s": s}), "string {i}: {s:?}");
-    }
-    // Escaped exactly once: a newline is `\n` in the body, never `\\n`, and never raw.
-    assert_eq!(count(&body, br#""line\nbreak""#), 1, "{}", res.text());
-    assert_eq!(count(&body, br#"line\\nbreak"#), 0);
-    assert_eq!(count(&body, br#""tab\there""#), 1);
-    assert!(!body.contains(&b'\n') && !body.contains(&b'\t') && !body.contains(&1));
+    assert_tricky_rows(&c.get("/s").await, "/s");
 
     let res = c.get("/bound").await;
     assert_eq!(
@@ -579,21 +527,6 @@ const NESTED: &str = "SELECT json_object(
             'home_address', json_object('zip_code', '75001')),
         'tag_list', json_array(json_object('tag_id', 1, 'tag_name', 'snake_value')))
     FROM post WHERE id <= 2 ORDER BY id";
-
-fn post_rewriter() -> Rewriter {
-    Rewriter::new().camel_case(true).typename("Post").project([
-        "postId",
-        "postTitle",
-        "authorInfo",
-        "tagList",
-    ])
-}
-
-fn rewritten_post(id: u8, title: &str, author: &str) -> String {
-    format!(
-        r#"{{"__typename":"Post","postId":{id},"postTitle":"{title}","authorInfo":{{"userId":7,"displayName":"{author}","__typename":"Author","homeAddress":{{"zipCode":"75001"}}}},"tagList":[{{"tagId":1,"tagName":"snake_value"}}]}}"#
-    )
-}
 
 #[tokio::test]
 async fn rewriter_camel_case_typename_and_projection() {

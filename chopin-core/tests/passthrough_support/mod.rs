@@ -7,10 +7,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chopin_core::db::Db;
+use chopin_core::passthrough::Rewriter;
 use chopin_core::passthrough::{JsonQuery, JsonStream, Param};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestResponse;
 use http::StatusCode;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -44,11 +47,11 @@ pub trait Backend: 'static {
     /// The row `{"id": id}` as the backend's JSON function writes it.
     fn id_row(id: u64) -> String;
 
-    /// Insert the post `id` with `title` (a bound parameter).
-    fn insert_post_titled(db: &Db, id: i64, title: &str) -> impl Future<Output = ()>;
+    /// Insert a post: its `id` and `title` are the two bound parameters.
+    const INSERT_POST: &'static str;
 
-    /// How many posts the table holds now.
-    fn count_posts(db: &Db) -> impl Future<Output = i64>;
+    /// Insert a row into the table of [`seed_strings`]: its `id` and `s`, bound parameters.
+    const INSERT_STRING: &'static str;
 
     /// Streams of 100,000 rows that fail at row 5000.
     const MID_STREAM_FAILURES: &'static [MidStreamFailure];
@@ -64,6 +67,93 @@ pub struct MidStreamFailure {
     pub starts: &'static [u8],
     /// What begins every row, to count the rows before the failure.
     pub key: &'static [u8],
+}
+
+/// Run `sql` with the bound `values`.
+pub async fn execute(db: &Db, sql: &str, values: Vec<sea_orm::Value>) {
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+    db.execute_raw(statement).await.expect(sql);
+}
+
+/// How many posts the table holds now.
+pub async fn count_posts(db: &Db) -> i64 {
+    let statement =
+        Statement::from_string(db.get_database_backend(), "SELECT count(*) AS n FROM post");
+    let row = db.query_one_raw(statement).await.unwrap().expect("a count");
+    row.try_get("", "n").unwrap()
+}
+
+/// Strings that JSON must escape, or must not escape twice.
+pub const TRICKY: &[&str] = &[
+    "plain",
+    "double \" quote",
+    "single ' quote",
+    "back\\slash",
+    "line\nbreak",
+    "tab\there",
+    "cr\r and ff\u{c} and bs\u{8}",
+    "ctrl \u{1} \u{1f} del \u{7f}",
+    "unicode é ß 中文",
+    "emoji 😀🎉 and 𝄞",
+    "looks escaped: \\u00e9 \\n \\\"",
+    "</script><!--",
+    "separators \u{2028}\u{2029}",
+    "",
+];
+
+/// A table `s (id, s)` holding [`TRICKY`], the row `id` being the index.
+pub async fn seed_strings<B: Backend>(db: &Db) {
+    db.execute_unprepared("CREATE TABLE s (id int PRIMARY KEY, s text NOT NULL)")
+        .await
+        .unwrap();
+    for (i, s) in TRICKY.iter().enumerate() {
+        execute(db, B::INSERT_STRING, vec![(i as i32).into(), (*s).into()]).await;
+    }
+}
+
+/// `res` is the list of `{"id": i, "s": TRICKY[i]}`, each string escaped exactly once.
+pub fn assert_tricky_rows(res: &TestResponse, uri: &str) {
+    let body = ok_body(res).to_vec();
+    let value = res.value();
+    let rows = value["data"].as_array().unwrap();
+    assert_eq!(rows.len(), TRICKY.len(), "{uri}");
+    for (i, s) in TRICKY.iter().enumerate() {
+        assert_eq!(
+            rows[i],
+            json!({"id": i, "s": s}),
+            "{uri}: string {i}: {s:?}"
+        );
+    }
+    // Escaped once: `\n` in the body, not `\\n` and not a raw newline.
+    assert_eq!(
+        count(&body, br#""line\nbreak""#),
+        1,
+        "{uri}: {}",
+        res.text()
+    );
+    assert_eq!(count(&body, br#"line\\nbreak"#), 0, "{uri}");
+    assert_eq!(count(&body, br#""tab\there""#), 1, "{uri}");
+    assert!(
+        !body.contains(&b'\n') && !body.contains(&b'\t') && !body.contains(&1),
+        "{uri}"
+    );
+}
+
+/// camelCase, `__typename` "Post" and the four projected fields.
+pub fn post_rewriter() -> Rewriter {
+    Rewriter::new().camel_case(true).typename("Post").project([
+        "postId",
+        "postTitle",
+        "authorInfo",
+        "tagList",
+    ])
+}
+
+/// A nested post row of the rewriter tests after [`post_rewriter`], in the SQL's key order.
+pub fn rewritten_post(id: u8, title: &str, author: &str) -> String {
+    format!(
+        r#"{{"__typename":"Post","postId":{id},"postTitle":"{title}","authorInfo":{{"userId":7,"displayName":"{author}","__typename":"Author","homeAddress":{{"zipCode":"75001"}}}},"tagList":[{{"tagId":1,"tagName":"snake_value"}}]}}"#
+    )
 }
 
 /// The streaming and pooled connections all went back to the pool.
@@ -139,13 +229,13 @@ pub async fn parameters_are_bound_never_interpolated<B: Backend>() {
         envelope(&format!("[{}]", B::id_row(1)))
     );
     // It is compared as a value: a post with exactly that title matches, alone.
-    B::insert_post_titled(&db, 7, attack).await;
+    execute(&db, B::INSERT_POST, vec![7i64.into(), attack.into()]).await;
     assert_eq!(
         ok_body(&c.get("/attack").await),
         envelope(&format!("[{}]", B::id_row(7)))
     );
     assert_eq!(
-        B::count_posts(&db).await,
+        count_posts(&db).await,
         B::SEEDED_POSTS + 1,
         "nothing else was touched"
     );
