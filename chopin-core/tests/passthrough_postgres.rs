@@ -12,7 +12,7 @@ mod passthrough_support;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use chopin_core::db::Db;
 use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, Param};
@@ -87,6 +87,34 @@ impl Backend for Postgres {
     const INSERT_POST: &'static str =
         "INSERT INTO post (id, title, author_name) VALUES ($1, $2, 'Eve')";
     const INSERT_STRING: &'static str = "INSERT INTO s (id, s) VALUES ($1, $2)";
+
+    const SHAPES: Shapes = Shapes {
+        show_post: "SELECT jsonb_build_object('id', id, 'title', title) FROM post WHERE id = $1",
+        value: "SELECT doc FROM post WHERE id = $1",
+        maybe: "SELECT docb FROM post WHERE id = $1",
+        one_cases: &[
+            (
+                "/posts/3",
+                br#"{"success":true,"data":{"id": 3, "title": "Third"}}"#,
+            ),
+            (
+                "/first",
+                br#"{"success":true,"data":{"id" : 1, "title" : "First"}}"#,
+            ),
+            // The row exists, its value is NULL.
+            ("/value/2", br#"{"success":true,"data":null}"#),
+            ("/value/3", br#"{"success":true,"data":[]}"#),
+            ("/maybe/2", br#"{"success":true,"data":null}"#),
+            (
+                "/maybe/1",
+                br#"{"success":true,"data":{"a": [1, 2], "b": 1}}"#,
+            ),
+        ],
+        graphql: "SELECT jsonb_build_object('id', id) FROM post ORDER BY id",
+        graphql_body: br#"{"data":{"posts":[{"id": 1},{"id": 2},{"id": 3}]}}"#,
+        id_1: "SELECT jsonb_build_object('id', id) FROM post WHERE id = 1",
+        no_ids: "SELECT jsonb_build_object('id', id) FROM post WHERE false",
+    };
 
     const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
         // No ORDER BY: rows 1..4999 are produced (and sent) before row 5000 fails.
@@ -181,113 +209,14 @@ async fn paginated_list_and_empty_list() {
     );
 }
 
-async fn show_post(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT jsonb_build_object('id', id, 'title', title) FROM post WHERE id = $1")
-        .bind(id)
-        .not_found(format!("post {id} not found"))
-        .one(&db)
-        .await
-}
-
-async fn post_doc(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT doc FROM post WHERE id = $1")
-        .bind(id)
-        .one(&db)
-        .await
-}
-
-async fn maybe_doc(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT docb FROM post WHERE id = $1")
-        .bind(id)
-        .optional(&db)
-        .await
-}
-
 #[tokio::test]
 async fn one_optional_null_and_not_found() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let c = Routes::new()
-        .route("/posts/{id}", get(show_post))
-        .route("/doc/{id}", get(post_doc))
-        .route("/maybe/{id}", get(maybe_doc))
-        .client(&db);
-    assert_eq!(
-        ok_body(&c.get("/posts/3").await),
-        br#"{"success":true,"data":{"id": 3, "title": "Third"}}"#
-    );
-    assert_error(
-        &c.get("/posts/42").await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "post 42 not found",
-    );
-    assert_error(
-        &c.get("/doc/42").await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "resource not found",
-    );
-    // The row exists, its value is NULL.
-    assert_eq!(
-        ok_body(&c.get("/doc/2").await),
-        br#"{"success":true,"data":null}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/doc/3").await),
-        br#"{"success":true,"data":[]}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/maybe/42").await),
-        br#"{"success":true,"data":null}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/maybe/2").await),
-        br#"{"success":true,"data":null}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/maybe/1").await),
-        br#"{"success":true,"data":{"a": [1, 2], "b": 1}}"#
-    );
+    passthrough_support::one_optional_null_and_not_found::<Postgres>().await;
 }
 
 #[tokio::test]
 async fn graphql_envelope() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let c = Routes::new()
-        .get("/graphql", |db| async move {
-            JsonQuery::new("SELECT jsonb_build_object('id', id) FROM post ORDER BY id")
-                .graphql(&db, "posts")
-                .await
-        })
-        .get("/graphql/odd", |db| async move {
-            JsonQuery::new("SELECT jsonb_build_object('id', id) FROM post WHERE id = 1")
-                .graphql(&db, "all \"posts\"\t\\ é")
-                .await
-        })
-        .get("/graphql/none", |db| async move {
-            JsonQuery::new("SELECT jsonb_build_object('id', id) FROM post WHERE false")
-                .graphql(&db, "posts")
-                .await
-        })
-        .client(&db);
-    assert_eq!(
-        ok_body(&c.get("/graphql").await),
-        br#"{"data":{"posts":[{"id": 1},{"id": 2},{"id": 3}]}}"#
-    );
-    let res = c.get("/graphql/odd").await;
-    assert!(!ok_body(&res).contains(&b'\t'), "{}", res.text());
-    assert_eq!(
-        res.value(),
-        json!({"data": {"all \"posts\"\t\\ é": [{"id": 1}]}})
-    );
-    assert_eq!(
-        ok_body(&c.get("/graphql/none").await),
-        br#"{"data":{"posts":[]}}"#
-    );
+    passthrough_support::graphql_envelope::<Postgres>().await;
 }
 
 // ---------------------------------------------------------------------------------------------

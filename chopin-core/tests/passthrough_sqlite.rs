@@ -6,13 +6,12 @@
 mod common;
 mod passthrough_support;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use chopin_core::db::Db;
 use chopin_core::passthrough::{JsonQuery, JsonRows, Param};
 use chopin_core::prelude::*;
 use common::*;
-use http::StatusCode;
 use passthrough_support::*;
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
@@ -91,6 +90,35 @@ impl Backend for Sqlite {
     const INSERT_POST: &'static str =
         "INSERT INTO post (id, title, author_name) VALUES (?, ?, 'Eve')";
     const INSERT_STRING: &'static str = "INSERT INTO s (id, s) VALUES (?, ?)";
+
+    const SHAPES: Shapes = Shapes {
+        show_post: "SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?",
+        value: "SELECT data FROM post WHERE id = ?",
+        maybe: "SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?",
+        one_cases: &[
+            (
+                "/posts/2",
+                br#"{"success":true,"data":{"id":2,"title":"Second"}}"#,
+            ),
+            (
+                "/first",
+                br#"{"success":true,"data":{"id":1,"title":"First"}}"#,
+            ),
+            // A row whose value is SQL NULL: `"data":null`, not a 404.
+            ("/value/2", br#"{"success":true,"data":null}"#),
+            // A non-object row (validated and minified).
+            ("/value/3", br#"{"success":true,"data":{"a":[1,2]}}"#),
+            ("/value/5", br#"{"success":true,"data":"str"}"#),
+            (
+                "/maybe/1",
+                br#"{"success":true,"data":{"id":1,"title":"First"}}"#,
+            ),
+        ],
+        graphql: "SELECT json_object('id', id, 'title', title) FROM post WHERE id <= 2 ORDER BY id",
+        graphql_body: br#"{"data":{"posts":[{"id":1,"title":"First"},{"id":2,"title":"Second"}]}}"#,
+        id_1: "SELECT json_object('id', id) FROM post WHERE id = 1",
+        no_ids: "SELECT json_object('id', id) FROM post WHERE id < 0",
+    };
 
     const MID_STREAM_FAILURES: &'static [MidStreamFailure] = &[
         // SQLite's json() raises "malformed JSON" on row 5000.
@@ -195,117 +223,14 @@ async fn empty_list() {
     );
 }
 
-async fn show_post(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?")
-        .bind(id)
-        .not_found(format!("post {id} not found"))
-        .one(&db)
-        .await
-}
-
-async fn post_data(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT data FROM post WHERE id = ?")
-        .bind(id)
-        .one(&db)
-        .await
-}
-
-async fn maybe_post(State(db): State<Db>, Path(id): Path<i64>) -> Result<JsonRows, ChopinError> {
-    JsonQuery::new("SELECT json_object('id', id, 'title', title) FROM post WHERE id = ?")
-        .bind(id)
-        .optional(&db)
-        .await
-}
-
 #[tokio::test]
 async fn one_optional_null_and_not_found() {
-    let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .route("/posts/{id}", get(show_post))
-        .route("/posts/{id}/data", get(post_data))
-        .route("/maybe/{id}", get(maybe_post))
-        .get("/first", |db| async move {
-            // Several rows: `one` answers the first.
-            JsonQuery::new(POSTS).one(&db).await
-        })
-        .client(&db);
-
-    assert_eq!(
-        ok_body(&c.get("/posts/2").await),
-        br#"{"success":true,"data":{"id":2,"title":"Second"}}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/first").await),
-        br#"{"success":true,"data":{"id":1,"title":"First"}}"#
-    );
-    // No row: 404 with the query's message …
-    assert_error(
-        &c.get("/posts/99").await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "post 99 not found",
-    );
-    // … or the default one.
-    assert_error(
-        &c.get("/posts/99/data").await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "resource not found",
-    );
-    // A row whose value is SQL NULL: `"data":null`, not a 404.
-    assert_eq!(
-        ok_body(&c.get("/posts/2/data").await),
-        br#"{"success":true,"data":null}"#
-    );
-    // A non-object row (validated and minified).
-    assert_eq!(
-        ok_body(&c.get("/posts/3/data").await),
-        br#"{"success":true,"data":{"a":[1,2]}}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/posts/5/data").await),
-        br#"{"success":true,"data":"str"}"#
-    );
-    // `optional`: null when there is no row, the object otherwise.
-    assert_eq!(
-        ok_body(&c.get("/maybe/99").await),
-        br#"{"success":true,"data":null}"#
-    );
-    assert_eq!(
-        ok_body(&c.get("/maybe/1").await),
-        br#"{"success":true,"data":{"id":1,"title":"First"}}"#
-    );
+    passthrough_support::one_optional_null_and_not_found::<Sqlite>().await;
 }
 
 #[tokio::test]
 async fn graphql_envelope() {
-    let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .get("/graphql", |db| async move {
-            JsonQuery::new(
-                "SELECT json_object('id', id, 'title', title) FROM post WHERE id <= 2 ORDER BY id",
-            )
-            .graphql(&db, "posts")
-            .await
-        })
-        .get("/graphql/odd", |db| async move {
-            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id = 1")
-                .graphql(&db, "we\"ird\\field\nname")
-                .await
-        })
-        .client(&db);
-    assert_eq!(
-        ok_body(&c.get("/graphql").await),
-        br#"{"data":{"posts":[{"id":1,"title":"First"},{"id":2,"title":"Second"}]}}"#
-    );
-    // A field name that needs escaping is escaped (once) and parses back to itself.
-    let res = c.get("/graphql/odd").await;
-    let body = ok_body(&res);
-    assert!(!body.contains(&b'\n'), "raw newline in {}", res.text());
-    assert_eq!(
-        res.value(),
-        json!({"data": {"we\"ird\\field\nname": [{"id": 1}]}})
-    );
+    passthrough_support::graphql_envelope::<Sqlite>().await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ use std::any::Any;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use axum::extract::{Path, State};
+use axum::routing::get;
 use chopin_core::db::Db;
 use chopin_core::passthrough::Rewriter;
-use chopin_core::passthrough::{JsonQuery, JsonStream, Param};
+use chopin_core::passthrough::{JsonQuery, JsonRows, JsonStream, Param};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestResponse;
 use http::StatusCode;
@@ -55,6 +57,30 @@ pub trait Backend: 'static {
 
     /// Streams of 100,000 rows that fail at row 5000.
     const MID_STREAM_FAILURES: &'static [MidStreamFailure];
+
+    /// The queries of the `one` / `optional` / GraphQL tests and what they answer.
+    const SHAPES: Shapes;
+}
+
+/// The queries of [`one_optional_null_and_not_found`] and [`graphql_envelope`].
+pub struct Shapes {
+    /// A post (`id`, `title`) by its bound `id`.
+    pub show_post: &'static str,
+    /// A JSON column of the post with the bound `id` (no `not_found` message).
+    pub value: &'static str,
+    /// A JSON column of the post with the bound `id`, answered with `optional`.
+    pub maybe: &'static str,
+    /// The bodies of `GET /posts/{id}`, `/first` (`one` of [`Backend::POSTS`]),
+    /// `/value/{id}` and `/maybe/{id}` for ids that have a row, or none for `/maybe`.
+    pub one_cases: &'static [(&'static str, &'static [u8])],
+    /// Some posts as objects, in order.
+    pub graphql: &'static str,
+    /// The GraphQL envelope of [`Shapes::graphql`] named `posts`.
+    pub graphql_body: &'static [u8],
+    /// The object `{"id": 1}` alone.
+    pub id_1: &'static str,
+    /// No rows at all.
+    pub no_ids: &'static str,
 }
 
 /// A stream that fails at row 5000, after rows have been sent.
@@ -190,6 +216,107 @@ pub async fn assert_pool_serves<B: Backend>(db: &Db) {
         .get("/list")
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}
+
+async fn show_post<B: Backend>(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new(B::SHAPES.show_post)
+        .bind(id)
+        .not_found(format!("post {id} not found"))
+        .one(&db)
+        .await
+}
+
+async fn post_value<B: Backend>(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new(B::SHAPES.value).bind(id).one(&db).await
+}
+
+async fn maybe_post<B: Backend>(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+) -> Result<JsonRows, ChopinError> {
+    JsonQuery::new(B::SHAPES.maybe).bind(id).optional(&db).await
+}
+
+/// `one` answers the first row or a 404 (with the query's message or the default one), a SQL
+/// NULL value is `"data":null`, and `optional` answers null when there is no row.
+pub async fn one_optional_null_and_not_found<B: Backend>() {
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let c = Routes::new()
+        .route("/posts/{id}", get(show_post::<B>))
+        .route("/value/{id}", get(post_value::<B>))
+        .route("/maybe/{id}", get(maybe_post::<B>))
+        .get("/first", |db| async move {
+            // Several rows: `one` answers the first.
+            JsonQuery::new(B::POSTS).one(&db).await
+        })
+        .client(&db);
+    for &(uri, body) in B::SHAPES.one_cases {
+        let res = c.get(uri).await;
+        assert_eq!(ok_body(&res), body, "{uri}: {}", res.text());
+    }
+    // No row: 404 with the query's message …
+    assert_error(
+        &c.get("/posts/99").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "post 99 not found",
+    );
+    // … or the default one.
+    assert_error(
+        &c.get("/value/99").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "resource not found",
+    );
+    // `optional`: null when there is no row.
+    assert_eq!(
+        ok_body(&c.get("/maybe/99").await),
+        br#"{"success":true,"data":null}"#
+    );
+}
+
+/// The GraphQL envelope: the rows under the field name, that name escaped once, and an empty
+/// list when there are no rows.
+pub async fn graphql_envelope<B: Backend>() {
+    const ODD: &str = "we\"ird\\field\nname\t é";
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let c = Routes::new()
+        .get("/graphql", |db| async move {
+            JsonQuery::new(B::SHAPES.graphql)
+                .graphql(&db, "posts")
+                .await
+        })
+        .get("/graphql/odd", |db| async move {
+            JsonQuery::new(B::SHAPES.id_1).graphql(&db, ODD).await
+        })
+        .get("/graphql/none", |db| async move {
+            JsonQuery::new(B::SHAPES.no_ids).graphql(&db, "posts").await
+        })
+        .client(&db);
+    assert_eq!(ok_body(&c.get("/graphql").await), B::SHAPES.graphql_body);
+    // A field name that needs escaping is escaped (once) and parses back to itself.
+    let res = c.get("/graphql/odd").await;
+    let body = ok_body(&res);
+    assert!(
+        !body.contains(&b'\n') && !body.contains(&b'\t'),
+        "raw control character in {}",
+        res.text()
+    );
+    assert_eq!(res.value(), json!({"data": {ODD: [{"id": 1}]}}));
+    assert_eq!(
+        ok_body(&c.get("/graphql/none").await),
+        br#"{"data":{"posts":[]}}"#
+    );
 }
 
 /// A bound text is compared as a value, never spliced into the SQL.
