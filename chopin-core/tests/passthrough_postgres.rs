@@ -12,10 +12,9 @@ mod passthrough_support;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{AssertSqlSafe, JsonQuery, JsonRows, Param};
+use chopin_core::passthrough::{AssertSqlSafe, JsonQuery};
 use chopin_core::prelude::*;
 use chopin_core::testing::TestPostgres;
 use common::*;
@@ -135,7 +134,41 @@ impl Backend for Postgres {
             key: br#"{"g":"#,
         },
     ];
+
+    const PAGE: &'static str =
+        "SELECT jsonb_build_object('id', id) FROM post ORDER BY id LIMIT $1 OFFSET $2";
+    const PARAMS: &'static str = "SELECT json_build_object(
+        'i32', $1, 'i32_t', pg_typeof($1)::text,
+        'i64', $2, 'i64_t', pg_typeof($2)::text,
+        'u32', $3, 'u32_t', pg_typeof($3)::text,
+        'true', $4, 'true_t', pg_typeof($4)::text,
+        'false', $5,
+        'f64', $6, 'f64_t', pg_typeof($6)::text,
+        'str', $7, 'str_t', pg_typeof($7)::text,
+        'string', $8,
+        'none', $9, 'none_t', pg_typeof($9)::text,
+        'bytes', encode($10, 'hex'), 'bytes_t', pg_typeof($10)::text,
+        'i16', $11, 'u16', $12, 'f32', $13, 'some', $14, 'u64', $15, 'null', $16)";
+
+    fn params_expected() -> Value {
+        json!({
+            "i32": -7, "i32_t": "integer",
+            "i64": 9_007_199_254_740_993i64, "i64_t": "bigint",
+            "u32": 4_294_967_295u32, "u32_t": "bigint",
+            "true": true, "true_t": "boolean",
+            "false": false,
+            "f64": 1.5, "f64_t": "double precision",
+            "str": "a'b", "str_t": "text",
+            "string": "c\"d",
+            // A NULL parameter is sent as text.
+            "none": null, "none_t": "text",
+            "bytes": "00ff7f", "bytes_t": "bytea",
+            "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42, "null": null,
+        })
+    }
 }
+
+passthrough_support::shared_tests!(Postgres);
 
 // ---------------------------------------------------------------------------------------------
 // Shapes.
@@ -168,27 +201,13 @@ async fn list_is_the_success_envelope() {
     );
 }
 
-async fn paged_posts(State(db): State<Db>, page: Pagination) -> Result<JsonRows, ChopinError> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
-        .fetch_one(db.postgres_pool().expect("PostgreSQL"))
-        .await?;
-    let rows = JsonQuery::new(
-        "SELECT jsonb_build_object('id', id) FROM post ORDER BY id LIMIT $1 OFFSET $2",
-    )
-    .bind(page.limit as i64)
-    .bind(page.offset as i64)
-    .list(&db)
-    .await?;
-    Ok(rows.paginated(&page, Some(total as u64)))
-}
-
 #[tokio::test]
 async fn paginated_list_and_empty_list() {
     let Some((_pg, db)) = seeded("").await else {
         return;
     };
     let c = Routes::new()
-        .route("/posts", get(paged_posts))
+        .route("/posts", get(paged_posts::<Postgres>))
         .get("/none", |db| async move {
             JsonQuery::new("SELECT json_build_object('id', id) FROM post WHERE id < 0")
                 .list(&db)
@@ -207,16 +226,6 @@ async fn paginated_list_and_empty_list() {
         ok_body(&c.get("/none").await),
         br#"{"success":true,"data":[]}"#
     );
-}
-
-#[tokio::test]
-async fn one_optional_null_and_not_found() {
-    passthrough_support::one_optional_null_and_not_found::<Postgres>().await;
-}
-
-#[tokio::test]
-async fn graphql_envelope() {
-    passthrough_support::graphql_envelope::<Postgres>().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,73 +692,6 @@ async fn rewriter_camel_case_typename_and_projection() {
 // Parameters.
 
 #[tokio::test]
-async fn parameters_are_bound_never_interpolated() {
-    passthrough_support::parameters_are_bound_never_interpolated::<Postgres>().await;
-}
-
-#[tokio::test]
-async fn every_param_variant_binds() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let c = Routes::new()
-        .get("/params", |db| async move {
-            JsonQuery::new(
-                "SELECT json_build_object(
-                    'i32', $1, 'i32_t', pg_typeof($1)::text,
-                    'i64', $2, 'i64_t', pg_typeof($2)::text,
-                    'u32', $3, 'u32_t', pg_typeof($3)::text,
-                    'true', $4, 'true_t', pg_typeof($4)::text,
-                    'false', $5,
-                    'f64', $6, 'f64_t', pg_typeof($6)::text,
-                    'str', $7, 'str_t', pg_typeof($7)::text,
-                    'string', $8,
-                    'none', $9, 'none_t', pg_typeof($9)::text,
-                    'bytes', encode($10, 'hex'), 'bytes_t', pg_typeof($10)::text,
-                    'i16', $11, 'u16', $12, 'f32', $13, 'some', $14, 'u64', $15, 'null', $16)",
-            )
-            .bind(-7i32)
-            .bind(9_007_199_254_740_993i64)
-            .bind(u32::MAX)
-            .bind(true)
-            .bind(false)
-            .bind(1.5f64)
-            .bind("a'b")
-            .bind(String::from("c\"d"))
-            .bind(None::<i64>)
-            .bind(vec![0u8, 255, 127])
-            .bind(-3i16)
-            .bind(65_535u16)
-            .bind(0.25f32)
-            .bind(Some(5i32))
-            .bind(Param::try_from(42u64)?)
-            .bind(Param::Null)
-            .one(&db)
-            .await
-        })
-        .client(&db);
-    let res = c.get("/params").await;
-    ok_body(&res);
-    assert_eq!(
-        res.value()["data"],
-        json!({
-            "i32": -7, "i32_t": "integer",
-            "i64": 9_007_199_254_740_993i64, "i64_t": "bigint",
-            "u32": 4_294_967_295u32, "u32_t": "bigint",
-            "true": true, "true_t": "boolean",
-            "false": false,
-            "f64": 1.5, "f64_t": "double precision",
-            "str": "a'b", "str_t": "text",
-            "string": "c\"d",
-            // A NULL parameter is sent as text.
-            "none": null, "none_t": "text",
-            "bytes": "00ff7f", "bytes_t": "bytea",
-            "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42, "null": null,
-        })
-    );
-}
-
-#[tokio::test]
 async fn optional_filter_parameters() {
     let Some((_pg, db)) = seeded("").await else {
         return;
@@ -776,25 +718,7 @@ async fn optional_filter_parameters() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pool exhaustion.
-
-#[tokio::test]
-async fn pool_exhaustion_is_503_with_retry_after() {
-    passthrough_support::pool_exhaustion_is_503_with_retry_after::<Postgres>().await;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Streaming.
-
-#[tokio::test]
-async fn stream_100k_rows_in_bounded_chunks_in_process() {
-    passthrough_support::stream_100k_rows_in_bounded_chunks_in_process::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_100k_rows_over_tcp() {
-    passthrough_support::stream_100k_rows_over_tcp::<Postgres>().await;
-}
 
 #[tokio::test]
 async fn stream_empty_result_and_errors_before_the_first_row() {
@@ -841,11 +765,6 @@ async fn stream_empty_result_and_errors_before_the_first_row() {
     assert!(res.text().contains("no_such_table"), "{}", res.text());
     // None of these left a connection checked out.
     assert_pool_idle(&db).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_failure_mid_stream_aborts_the_body() {
-    passthrough_support::stream_failure_mid_stream_aborts_the_body::<Postgres>().await;
 }
 
 /// Active queries of the test database whose text contains the marker `$2` (other than the

@@ -6,15 +6,13 @@
 mod common;
 mod passthrough_support;
 
-use axum::extract::State;
 use axum::routing::get;
 use chopin_core::db::Db;
-use chopin_core::passthrough::{JsonQuery, JsonRows, Param};
+use chopin_core::passthrough::JsonQuery;
 use chopin_core::prelude::*;
 use common::*;
 use passthrough_support::*;
 use sea_orm::ConnectionTrait;
-use sea_orm::sqlx;
 use serde_json::{Value, json};
 
 /// A SQLite database with a small `post` table:
@@ -140,7 +138,43 @@ impl Backend for Sqlite {
             key: br#"{"n":"#,
         },
     ];
+
+    const PAGE: &'static str =
+        "SELECT json_object('id', id, 'title', title) FROM post ORDER BY id LIMIT ? OFFSET ?";
+    const PARAMS: &'static str = "SELECT json_object(
+        'i32', ?1, 'i32_t', typeof(?1),
+        'i64', ?2, 'i64_t', typeof(?2),
+        'u32', ?3, 'u32_t', typeof(?3),
+        'true', ?4, 'true_t', typeof(?4),
+        'false', ?5, 'false_t', typeof(?5),
+        'f64', ?6, 'f64_t', typeof(?6),
+        'str', ?7, 'str_t', typeof(?7),
+        'string', ?8, 'string_t', typeof(?8),
+        'none', ?9, 'none_t', typeof(?9),
+        'bytes', hex(?10), 'bytes_t', typeof(?10),
+        'i16', ?11, 'u16', ?12, 'f32', ?13, 'some', ?14, 'u64', ?15,
+        'null', ?16, 'null_t', typeof(?16))";
+
+    fn params_expected() -> Value {
+        json!({
+            "i32": -7, "i32_t": "integer",
+            "i64": 9_007_199_254_740_993i64, "i64_t": "integer",
+            "u32": 4_294_967_295u32, "u32_t": "integer",
+            // SQLite has no boolean type.
+            "true": 1, "true_t": "integer",
+            "false": 0, "false_t": "integer",
+            "f64": 1.5, "f64_t": "real",
+            "str": "a'b", "str_t": "text",
+            "string": "c\"d", "string_t": "text",
+            "none": null, "none_t": "null",
+            "bytes": "00FF7F", "bytes_t": "blob",
+            "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42,
+            "null": null, "null_t": "null",
+        })
+    }
 }
+
+passthrough_support::shared_tests!(Sqlite);
 
 // ---------------------------------------------------------------------------------------------
 // Shapes.
@@ -160,24 +194,12 @@ async fn list_is_the_success_envelope() {
     );
 }
 
-async fn paged_posts(State(db): State<Db>, page: Pagination) -> Result<JsonRows, ChopinError> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM post")
-        .fetch_one(db.sqlite_pool().expect("SQLite"))
-        .await?;
-    let rows = JsonQuery::new(
-        "SELECT json_object('id', id, 'title', title) FROM post ORDER BY id LIMIT ? OFFSET ?",
-    )
-    .bind(page.limit as i64)
-    .bind(page.offset as i64)
-    .list(&db)
-    .await?;
-    Ok(rows.paginated(&page, Some(total as u64)))
-}
-
 #[tokio::test]
 async fn paginated_list_has_meta_with_total() {
     let (_dir, db) = seeded("").await;
-    let c = Routes::new().route("/posts", get(paged_posts)).client(&db);
+    let c = Routes::new()
+        .route("/posts", get(paged_posts::<Sqlite>))
+        .client(&db);
     let res = c.get("/posts?limit=2&offset=1").await;
     assert_eq!(
         ok_body(&res),
@@ -221,16 +243,6 @@ async fn empty_list() {
         ok_body(&c.get("/none/graphql").await),
         br#"{"data":{"posts":[]}}"#
     );
-}
-
-#[tokio::test]
-async fn one_optional_null_and_not_found() {
-    passthrough_support::one_optional_null_and_not_found::<Sqlite>().await;
-}
-
-#[tokio::test]
-async fn graphql_envelope() {
-    passthrough_support::graphql_envelope::<Sqlite>().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,105 +504,7 @@ async fn rewriter_camel_case_typename_and_projection() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parameters.
-
-#[tokio::test]
-async fn parameters_are_bound_never_interpolated() {
-    passthrough_support::parameters_are_bound_never_interpolated::<Sqlite>().await;
-}
-
-#[tokio::test]
-async fn every_param_variant_binds() {
-    let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .get("/params", |db| async move {
-            JsonQuery::new(
-                "SELECT json_object(
-                    'i32', ?1, 'i32_t', typeof(?1),
-                    'i64', ?2, 'i64_t', typeof(?2),
-                    'u32', ?3, 'u32_t', typeof(?3),
-                    'true', ?4, 'true_t', typeof(?4),
-                    'false', ?5, 'false_t', typeof(?5),
-                    'f64', ?6, 'f64_t', typeof(?6),
-                    'str', ?7, 'str_t', typeof(?7),
-                    'string', ?8, 'string_t', typeof(?8),
-                    'none', ?9, 'none_t', typeof(?9),
-                    'bytes', hex(?10), 'bytes_t', typeof(?10),
-                    'i16', ?11, 'u16', ?12, 'f32', ?13, 'some', ?14, 'u64', ?15,
-                    'null', ?16, 'null_t', typeof(?16))",
-            )
-            .bind(-7i32)
-            .bind(9_007_199_254_740_993i64)
-            .bind(u32::MAX)
-            .bind(true)
-            .bind(false)
-            .bind(1.5f64)
-            .bind("a'b")
-            .bind(String::from("c\"d"))
-            .bind(None::<i64>)
-            .bind(vec![0u8, 255, 127])
-            .bind(-3i16)
-            .bind(65_535u16)
-            .bind(0.25f32)
-            .bind(Some(5i32))
-            .bind(Param::try_from(42u64)?)
-            .bind(Param::Null)
-            .one(&db)
-            .await
-        })
-        .client(&db);
-    let res = c.get("/params").await;
-    ok_body(&res);
-    assert_eq!(
-        res.value()["data"],
-        json!({
-            "i32": -7, "i32_t": "integer",
-            "i64": 9_007_199_254_740_993i64, "i64_t": "integer",
-            "u32": 4_294_967_295u32, "u32_t": "integer",
-            // SQLite has no boolean type.
-            "true": 1, "true_t": "integer",
-            "false": 0, "false_t": "integer",
-            "f64": 1.5, "f64_t": "real",
-            "str": "a'b", "str_t": "text",
-            "string": "c\"d", "string_t": "text",
-            "none": null, "none_t": "null",
-            "bytes": "00FF7F", "bytes_t": "blob",
-            "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42,
-            "null": null, "null_t": "null",
-        })
-    );
-    // The conversions themselves.
-    assert_eq!(Param::from(-7i32), Param::I32(-7));
-    assert_eq!(Param::from(7u16), Param::I32(7));
-    assert_eq!(Param::from(u32::MAX), Param::I64(4_294_967_295));
-    assert_eq!(Param::from(0.5f32), Param::F64(0.5));
-    assert_eq!(Param::from("x"), Param::Text("x".into()));
-    assert_eq!(Param::from(None::<String>), Param::Null);
-    assert_eq!(Param::from(Some(true)), Param::Bool(true));
-    assert_eq!(Param::from(vec![1u8]), Param::Bytes(vec![1]));
-    assert!(Param::try_from(u64::MAX).is_err());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pool exhaustion.
-
-#[tokio::test]
-async fn pool_exhaustion_is_503_with_retry_after() {
-    passthrough_support::pool_exhaustion_is_503_with_retry_after::<Sqlite>().await;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Streaming.
-
-#[tokio::test]
-async fn stream_100k_rows_in_bounded_chunks_in_process() {
-    passthrough_support::stream_100k_rows_in_bounded_chunks_in_process::<Sqlite>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_100k_rows_over_tcp() {
-    passthrough_support::stream_100k_rows_over_tcp::<Sqlite>().await;
-}
 
 #[tokio::test]
 async fn stream_empty_result() {
@@ -629,9 +543,4 @@ async fn stream_error_before_the_first_row_is_an_error_envelope() {
         assert_internal(&res);
         assert!(!res.text().contains("no_such_table"), "{}", res.text());
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_failure_mid_stream_aborts_the_body() {
-    passthrough_support::stream_failure_mid_stream_aborts_the_body::<Sqlite>().await;
 }

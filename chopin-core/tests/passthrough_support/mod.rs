@@ -60,7 +60,122 @@ pub trait Backend: 'static {
 
     /// The queries of the `one` / `optional` / GraphQL tests and what they answer.
     const SHAPES: Shapes;
+
+    /// A page of posts as JSON objects: `LIMIT` and `OFFSET` are the two bound parameters.
+    const PAGE: &'static str;
+
+    /// One JSON object of the 16 bound parameters of [`every_param_variant_binds`] (as
+    /// `i32`, `i64`, `u32`, `true`, `false`, `f64`, `str`, `string`, `none`, `bytes` (hex),
+    /// `i16`, `u16`, `f32`, `some`, `u64`, `null`), with the backend's type names.
+    const PARAMS: &'static str;
+
+    /// What [`Backend::PARAMS`] answers.
+    fn params_expected() -> serde_json::Value;
 }
+
+/// A page of posts, its `meta` with the total.
+pub async fn paged_posts<B: Backend>(
+    State(db): State<Db>,
+    page: Pagination,
+) -> Result<JsonRows, ChopinError> {
+    let total = count_posts(&db).await;
+    let rows = JsonQuery::new(B::PAGE)
+        .bind(page.limit as i64)
+        .bind(page.offset as i64)
+        .list(&db)
+        .await?;
+    Ok(rows.paginated(&page, Some(total as u64)))
+}
+
+/// Every [`Param`] variant (and the conversions into it) binds as its SQL type.
+pub async fn every_param_variant_binds<B: Backend>() {
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let c = Routes::new()
+        .get("/params", |db| async move {
+            JsonQuery::new(B::PARAMS)
+                .bind(-7i32)
+                .bind(9_007_199_254_740_993i64)
+                .bind(u32::MAX)
+                .bind(true)
+                .bind(false)
+                .bind(1.5f64)
+                .bind("a'b")
+                .bind(String::from("c\"d"))
+                .bind(None::<i64>)
+                .bind(vec![0u8, 255, 127])
+                .bind(-3i16)
+                .bind(65_535u16)
+                .bind(0.25f32)
+                .bind(Some(5i32))
+                .bind(Param::try_from(42u64)?)
+                .bind(Param::Null)
+                .one(&db)
+                .await
+        })
+        .client(&db);
+    let res = c.get("/params").await;
+    ok_body(&res);
+    assert_eq!(res.value()["data"], B::params_expected());
+    // The conversions themselves.
+    assert_eq!(Param::from(-7i32), Param::I32(-7));
+    assert_eq!(Param::from(7u16), Param::I32(7));
+    assert_eq!(Param::from(u32::MAX), Param::I64(4_294_967_295));
+    assert_eq!(Param::from(0.5f32), Param::F64(0.5));
+    assert_eq!(Param::from("x"), Param::Text("x".into()));
+    assert_eq!(Param::from(None::<String>), Param::Null);
+    assert_eq!(Param::from(Some(true)), Param::Bool(true));
+    assert_eq!(Param::from(vec![1u8]), Param::Bytes(vec![1]));
+    assert!(Param::try_from(u64::MAX).is_err());
+}
+
+/// The `#[tokio::test]` functions that call the shared bodies, under their names, for the
+/// backend `$backend`.
+macro_rules! shared_tests {
+    ($backend:ty) => {
+        #[tokio::test]
+        async fn one_optional_null_and_not_found() {
+            passthrough_support::one_optional_null_and_not_found::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn graphql_envelope() {
+            passthrough_support::graphql_envelope::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn parameters_are_bound_never_interpolated() {
+            passthrough_support::parameters_are_bound_never_interpolated::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn every_param_variant_binds() {
+            passthrough_support::every_param_variant_binds::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn pool_exhaustion_is_503_with_retry_after() {
+            passthrough_support::pool_exhaustion_is_503_with_retry_after::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn stream_100k_rows_in_bounded_chunks_in_process() {
+            passthrough_support::stream_100k_rows_in_bounded_chunks_in_process::<$backend>().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn stream_100k_rows_over_tcp() {
+            passthrough_support::stream_100k_rows_over_tcp::<$backend>().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn stream_failure_mid_stream_aborts_the_body() {
+            passthrough_support::stream_failure_mid_stream_aborts_the_body::<$backend>().await;
+        }
+    };
+}
+pub(crate) use shared_tests;
 
 /// The queries of [`one_optional_null_and_not_found`] and [`graphql_envelope`].
 pub struct Shapes {
