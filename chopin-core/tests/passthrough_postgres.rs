@@ -166,6 +166,26 @@ impl Backend for Postgres {
             "i16": -3, "u16": 65_535, "f32": 0.25, "some": 5, "u64": 42, "null": null,
         })
     }
+
+    const NESTED: &'static [Nested] = &[
+        // json keeps the SQL's key order.
+        Nested {
+            uri: "/json",
+            sql: NESTED_JSON,
+            row: rewritten_post,
+        },
+        // jsonb stores keys sorted by length, then bytes; the rewriter keeps that order and
+        // puts `__typename` first.
+        Nested {
+            uri: "/jsonb",
+            sql: NESTED_JSONB,
+            row: |id, title, author| {
+                format!(
+                    r#"{{"__typename":"Post","postId":{id},"tagList":[{{"tagId":1,"tagName":"snake_value"}}],"postTitle":"{title}","authorInfo":{{"userId":7,"__typename":"Author","displayName":"{author}","homeAddress":{{"zipCode":"75001"}}}}}}"#
+                )
+            },
+        },
+    ];
 }
 
 passthrough_support::shared_tests!(Postgres);
@@ -625,68 +645,6 @@ const NESTED_JSONB: &str = "SELECT jsonb_build_object(
             'home_address', jsonb_build_object('zip_code', '75001')),
         'tag_list', jsonb_build_array(jsonb_build_object('tag_id', 1, 'tag_name', 'snake_value')))
     FROM post WHERE id <= 2 ORDER BY id";
-
-#[tokio::test]
-async fn rewriter_camel_case_typename_and_projection() {
-    let Some((_pg, db)) = seeded("").await else {
-        return;
-    };
-    let c = Routes::new()
-        .get("/json", |db| async move {
-            JsonQuery::new(NESTED_JSON)
-                .rewrite(post_rewriter())
-                .list(&db)
-                .await
-        })
-        .get("/jsonb", |db| async move {
-            JsonQuery::new(NESTED_JSONB)
-                .rewrite(post_rewriter())
-                .list(&db)
-                .await
-        })
-        .get("/jsonb/one", |db| async move {
-            JsonQuery::new(NESTED_JSONB)
-                .rewrite(post_rewriter())
-                .one(&db)
-                .await
-        })
-        .get("/jsonb/stream", |db| async move {
-            JsonQuery::new(NESTED_JSONB)
-                .rewrite(post_rewriter())
-                .chunk_size(1024)
-                .stream(&db)
-                .await
-        })
-        .client(&db);
-    // json keeps the SQL's key order: camelCase at every depth, `__typename` replaced at the
-    // top level only (the nested one is data), `secretField` projected away, values untouched.
-    assert_eq!(
-        ok_body(&c.get("/json").await),
-        envelope(&format!(
-            "[{},{}]",
-            rewritten_post(1, "First", "Ann"),
-            rewritten_post(2, "Second", "Bob")
-        ))
-    );
-    // jsonb stores keys sorted by length, then bytes; the rewriter keeps that order and puts
-    // `__typename` first.
-    let jsonb_row = |id: u8, title: &str, author: &str| {
-        format!(
-            r#"{{"__typename":"Post","postId":{id},"tagList":[{{"tagId":1,"tagName":"snake_value"}}],"postTitle":"{title}","authorInfo":{{"userId":7,"__typename":"Author","displayName":"{author}","homeAddress":{{"zipCode":"75001"}}}}}}"#
-        )
-    };
-    let both = envelope(&format!(
-        "[{},{}]",
-        jsonb_row(1, "First", "Ann"),
-        jsonb_row(2, "Second", "Bob")
-    ));
-    assert_eq!(ok_body(&c.get("/jsonb").await), both);
-    assert_eq!(ok_body(&c.get("/jsonb/stream").await), both);
-    assert_eq!(
-        ok_body(&c.get("/jsonb/one").await),
-        envelope(&jsonb_row(1, "First", "Ann"))
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parameters.

@@ -172,6 +172,12 @@ impl Backend for Sqlite {
             "null": null, "null_t": "null",
         })
     }
+
+    const NESTED: &'static [Nested] = &[Nested {
+        uri: "/posts",
+        sql: NESTED,
+        row: rewritten_post,
+    }];
 }
 
 passthrough_support::shared_tests!(Sqlite);
@@ -464,44 +470,6 @@ const NESTED: &str = "SELECT json_object(
             'home_address', json_object('zip_code', '75001')),
         'tag_list', json_array(json_object('tag_id', 1, 'tag_name', 'snake_value')))
     FROM post WHERE id <= 2 ORDER BY id";
-
-#[tokio::test]
-async fn rewriter_camel_case_typename_and_projection() {
-    let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .get("/list", |db| async move {
-            JsonQuery::new(NESTED)
-                .rewrite(post_rewriter())
-                .list(&db)
-                .await
-        })
-        .get("/one", |db| async move {
-            JsonQuery::new(NESTED)
-                .rewrite(post_rewriter())
-                .one(&db)
-                .await
-        })
-        .get("/stream", |db| async move {
-            JsonQuery::new(NESTED)
-                .rewrite(post_rewriter())
-                .stream(&db)
-                .await
-        })
-        .client(&db);
-    let first = rewritten_post(1, "First", "Ann");
-    let second = rewritten_post(2, "Second", "Bob");
-    // camelCase at every depth (values untouched), `__typename` replaced at the top level
-    // only (the nested one is data), projection exact (`secretField` dropped).
-    assert_eq!(
-        ok_body(&c.get("/list").await),
-        envelope(&format!("[{first},{second}]"))
-    );
-    assert_eq!(ok_body(&c.get("/one").await), envelope(&first));
-    assert_eq!(
-        ok_body(&c.get("/stream").await),
-        envelope(&format!("[{first},{second}]"))
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // Streaming.

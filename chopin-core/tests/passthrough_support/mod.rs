@@ -71,6 +71,64 @@ pub trait Backend: 'static {
 
     /// What [`Backend::PARAMS`] answers.
     fn params_expected() -> serde_json::Value;
+
+    /// Queries of nested posts 1 and 2 in snake_case for the rewriter.
+    const NESTED: &'static [Nested];
+}
+
+/// Nested posts 1 and 2 (`__typename` "Old", snake_case keys at every depth, a `secret_field`)
+/// and how each looks after [`post_rewriter`].
+pub struct Nested {
+    /// The route of the list; `{uri}/one` and `{uri}/stream` answer `one` and `stream`.
+    pub uri: &'static str,
+    /// The query.
+    pub sql: &'static str,
+    /// A post after the rewriter: `(id, title, author)`.
+    pub row: fn(u8, &str, &str) -> String,
+}
+
+/// The rewriter on real rows through `list`, `one` and `stream` (in small chunks): camelCase
+/// at every depth (values untouched), `__typename` replaced at the top level only (the nested
+/// one is data), projection exact (`secretField` dropped).
+pub async fn rewriter_camel_case_typename_and_projection<B: Backend>() {
+    let Some((_guard, db)) = B::seeded("").await else {
+        return;
+    };
+    let mut routes = Routes::new();
+    for nested in B::NESTED {
+        let sql = nested.sql;
+        routes = routes
+            .get(nested.uri, move |db| async move {
+                JsonQuery::new(sql).rewrite(post_rewriter()).list(&db).await
+            })
+            .get(&format!("{}/one", nested.uri), move |db| async move {
+                JsonQuery::new(sql).rewrite(post_rewriter()).one(&db).await
+            })
+            .get(&format!("{}/stream", nested.uri), move |db| async move {
+                JsonQuery::new(sql)
+                    .rewrite(post_rewriter())
+                    .chunk_size(1024)
+                    .stream(&db)
+                    .await
+            });
+    }
+    let c = routes.client(&db);
+    for nested in B::NESTED {
+        let uri = nested.uri;
+        let first = (nested.row)(1, "First", "Ann");
+        let both = envelope(&format!("[{first},{}]", (nested.row)(2, "Second", "Bob")));
+        assert_eq!(ok_body(&c.get(uri).await), both, "{uri}");
+        assert_eq!(
+            ok_body(&c.get(&format!("{uri}/one")).await),
+            envelope(&first),
+            "{uri}/one"
+        );
+        assert_eq!(
+            ok_body(&c.get(&format!("{uri}/stream")).await),
+            both,
+            "{uri}/stream"
+        );
+    }
 }
 
 /// A page of posts, its `meta` with the total.
@@ -147,6 +205,11 @@ macro_rules! shared_tests {
         #[tokio::test]
         async fn parameters_are_bound_never_interpolated() {
             passthrough_support::parameters_are_bound_never_interpolated::<$backend>().await;
+        }
+
+        #[tokio::test]
+        async fn rewriter_camel_case_typename_and_projection() {
+            passthrough_support::rewriter_camel_case_typename_and_projection::<$backend>().await;
         }
 
         #[tokio::test]
