@@ -199,9 +199,7 @@ async fn list_is_the_success_envelope() {
         return;
     };
     let c = Routes::new()
-        .get("/json", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
+        .get_list("/json", POSTS)
         .get("/jsonb", |db| async move {
             JsonQuery::new(
                 "SELECT jsonb_build_object('id', id, 'title', title) FROM post ORDER BY id",
@@ -228,11 +226,10 @@ async fn paginated_list_and_empty_list() {
     };
     let c = Routes::new()
         .route("/posts", get(paged_posts::<Postgres>))
-        .get("/none", |db| async move {
-            JsonQuery::new("SELECT json_build_object('id', id) FROM post WHERE id < 0")
-                .list(&db)
-                .await
-        })
+        .get_list(
+            "/none",
+            "SELECT json_build_object('id', id) FROM post WHERE id < 0",
+        )
         .client(&db);
     assert_eq!(
         ok_body(&c.get("/posts?limit=2&offset=1").await),
@@ -257,31 +254,14 @@ async fn json_is_copied_exactly_and_jsonb_is_normalised() {
         return;
     };
     let c = Routes::new()
-        .get("/json", |db| async move {
-            JsonQuery::new(r#"SELECT '{"b": 1,  "a": [1, 2]}'::json"#)
-                .one(&db)
-                .await
-        })
-        .get("/jsonb", |db| async move {
-            JsonQuery::new(r#"SELECT '{"b": 1,  "a": [1, 2]}'::jsonb"#)
-                .one(&db)
-                .await
-        })
-        .get("/columns", |db| async move {
-            JsonQuery::new("SELECT doc FROM post UNION ALL SELECT docb::json FROM post")
-                .list(&db)
-                .await
-        })
-        .get("/docb", |db| async move {
-            JsonQuery::new("SELECT docb FROM post ORDER BY id")
-                .list(&db)
-                .await
-        })
-        .get("/docb/stream", |db| async move {
-            JsonQuery::new("SELECT docb FROM post ORDER BY id")
-                .stream(&db)
-                .await
-        })
+        .get_one("/json", r#"SELECT '{"b": 1,  "a": [1, 2]}'::json"#)
+        .get_one("/jsonb", r#"SELECT '{"b": 1,  "a": [1, 2]}'::jsonb"#)
+        .get_list(
+            "/columns",
+            "SELECT doc FROM post UNION ALL SELECT docb::json FROM post",
+        )
+        .get_list("/docb", "SELECT docb FROM post ORDER BY id")
+        .get_stream("/docb/stream", "SELECT docb FROM post ORDER BY id")
         .client(&db);
     // json: the text exactly as written — spaces and key order.
     assert_eq!(
@@ -320,21 +300,9 @@ async fn text_columns_are_validated_unless_trusted() {
         .unwrap();
     let routes = || {
         Routes::new()
-            .get("/raw", |db| async move {
-                JsonQuery::new("SELECT raw FROM post WHERE id < 4 ORDER BY id")
-                    .list(&db)
-                    .await
-            })
-            .get("/raw/all", |db| async move {
-                JsonQuery::new("SELECT raw FROM post ORDER BY id")
-                    .list(&db)
-                    .await
-            })
-            .get("/raw/4", |db| async move {
-                JsonQuery::new("SELECT raw FROM post WHERE id = 4")
-                    .one(&db)
-                    .await
-            })
+            .get_list("/raw", "SELECT raw FROM post WHERE id < 4 ORDER BY id")
+            .get_list("/raw/all", "SELECT raw FROM post ORDER BY id")
+            .get_one("/raw/4", "SELECT raw FROM post WHERE id = 4")
             .get("/raw/4/trusted", |db| async move {
                 JsonQuery::new("SELECT raw FROM post WHERE id = 4")
                     .trust_text()
@@ -357,21 +325,9 @@ async fn text_columns_are_validated_unless_trusted() {
                 .list(&db)
                 .await
             })
-            .get("/literal", |db| async move {
-                JsonQuery::new(r#"SELECT '{ "literal" : true }'"#)
-                    .one(&db)
-                    .await
-            })
-            .get("/bpchar", |db| async move {
-                JsonQuery::new(r#"SELECT '{ "bpchar" : 2 }'::char(20)"#)
-                    .one(&db)
-                    .await
-            })
-            .get("/name", |db| async move {
-                JsonQuery::new(r#"SELECT '{ "name" : 3 }'::name"#)
-                    .one(&db)
-                    .await
-            })
+            .get_one("/literal", r#"SELECT '{ "literal" : true }'"#)
+            .get_one("/bpchar", r#"SELECT '{ "bpchar" : 2 }'::char(20)"#)
+            .get_one("/name", r#"SELECT '{ "name" : 3 }'::name"#)
     };
     let c = routes().client(&db);
     // Valid text is validated and minified.
@@ -426,23 +382,13 @@ async fn non_json_column_types_are_a_500() {
     };
     let routes = || {
         Routes::new()
-            .get("/int", |db| async move {
-                JsonQuery::new("SELECT 1::int").list(&db).await
-            })
-            .get("/int/one", |db| async move {
-                JsonQuery::new("SELECT 1::int").one(&db).await
-            })
+            .get_list("/int", "SELECT 1::int")
+            .get_one("/int/one", "SELECT 1::int")
             .get("/bool", |db| async move {
                 JsonQuery::new("SELECT true").optional(&db).await
             })
-            .get("/bytea", |db| async move {
-                JsonQuery::new(r#"SELECT convert_to('{"a":1}', 'UTF8')"#)
-                    .list(&db)
-                    .await
-            })
-            .get("/int/stream", |db| async move {
-                JsonQuery::new("SELECT 1::int").stream(&db).await
-            })
+            .get_list("/bytea", r#"SELECT convert_to('{"a":1}', 'UTF8')"#)
+            .get_stream("/int/stream", "SELECT 1::int")
     };
     let c = routes().client(&db);
     for uri in ["/int", "/int/one", "/bool", "/bytea", "/int/stream"] {
@@ -479,11 +425,7 @@ async fn empty_null_one_many_and_100k_rows() {
             .list(&db)
             .await
         })
-        .get("/one", |db| async move {
-            JsonQuery::new("SELECT jsonb_build_object('n', 1)")
-                .list(&db)
-                .await
-        })
+        .get_list("/one", "SELECT jsonb_build_object('n', 1)")
         .get("/many", |db| async move {
             JsonQuery::new(
                 "SELECT json_build_object('n', g, 'sq', g::bigint * g, 'name', 'row ' || g) \
@@ -542,26 +484,19 @@ async fn strings_round_trip_without_double_escaping() {
     };
     seed_strings::<Postgres>(&db).await;
     let c = Routes::new()
-        .get("/json", |db| async move {
-            JsonQuery::new("SELECT json_build_object('id', id, 's', s) FROM s ORDER BY id")
-                .list(&db)
-                .await
-        })
-        .get("/jsonb", |db| async move {
-            JsonQuery::new("SELECT jsonb_build_object('id', id, 's', s) FROM s ORDER BY id")
-                .list(&db)
-                .await
-        })
-        .get("/text", |db| async move {
-            JsonQuery::new("SELECT json_build_object('id', id, 's', s)::text FROM s ORDER BY id")
-                .list(&db)
-                .await
-        })
-        .get("/stream", |db| async move {
-            JsonQuery::new("SELECT to_jsonb(s) FROM s ORDER BY id")
-                .stream(&db)
-                .await
-        })
+        .get_list(
+            "/json",
+            "SELECT json_build_object('id', id, 's', s) FROM s ORDER BY id",
+        )
+        .get_list(
+            "/jsonb",
+            "SELECT jsonb_build_object('id', id, 's', s) FROM s ORDER BY id",
+        )
+        .get_list(
+            "/text",
+            "SELECT json_build_object('id', id, 's', s)::text FROM s ORDER BY id",
+        )
+        .get_stream("/stream", "SELECT to_jsonb(s) FROM s ORDER BY id")
         .client(&db);
     for uri in ["/json", "/jsonb", "/text"] {
         assert_tricky_rows(&c.get(uri).await, uri);
@@ -592,16 +527,14 @@ async fn unicode_escapes_in_json_are_kept_and_jsonb_decodes_them() {
         return;
     };
     let c = Routes::new()
-        .get("/json", |db| async move {
-            JsonQuery::new(r#"SELECT '{"s": "\u00e9\ud83d\ude00 \n \"q\""}'::json"#)
-                .one(&db)
-                .await
-        })
-        .get("/jsonb", |db| async move {
-            JsonQuery::new(r#"SELECT '{"s": "\u00e9\ud83d\ude00 \n \"q\""}'::jsonb"#)
-                .one(&db)
-                .await
-        })
+        .get_one(
+            "/json",
+            r#"SELECT '{"s": "\u00e9\ud83d\ude00 \n \"q\""}'::json"#,
+        )
+        .get_one(
+            "/jsonb",
+            r#"SELECT '{"s": "\u00e9\ud83d\ude00 \n \"q\""}'::jsonb"#,
+        )
         .client(&db);
     let res = c.get("/json").await;
     assert_eq!(
@@ -685,26 +618,22 @@ async fn stream_empty_result_and_errors_before_the_first_row() {
     };
     let routes = || {
         Routes::new()
-            .get("/empty", |db| async move {
-                JsonQuery::new("SELECT jsonb_build_object('id', id) FROM post WHERE false")
-                    .stream(&db)
-                    .await
-            })
-            .get("/bad-sql", |db| async move {
-                JsonQuery::new("SELECT json_build_object('id', id) FROM no_such_table")
-                    .stream(&db)
-                    .await
-            })
-            .get("/error-at-first-row", |db| async move {
-                JsonQuery::new("SELECT json_build_object('n', 1 / 0)")
-                    .stream(&db)
-                    .await
-            })
-            .get("/invalid-first-row", |db| async move {
-                JsonQuery::new("SELECT raw FROM (VALUES ('{'::text), ('{}')) t(raw)")
-                    .stream(&db)
-                    .await
-            })
+            .get_stream(
+                "/empty",
+                "SELECT jsonb_build_object('id', id) FROM post WHERE false",
+            )
+            .get_stream(
+                "/bad-sql",
+                "SELECT json_build_object('id', id) FROM no_such_table",
+            )
+            .get_stream(
+                "/error-at-first-row",
+                "SELECT json_build_object('n', 1 / 0)",
+            )
+            .get_stream(
+                "/invalid-first-row",
+                "SELECT raw FROM (VALUES ('{'::text), ('{}')) t(raw)",
+            )
     };
     assert_empty_stream(routes().router(&db), "/empty").await;
 
@@ -982,11 +911,10 @@ async fn first_chunk_arrives_long_before_a_million_rows_finish() {
         return;
     };
     let server = Routes::new()
-        .get("/million", |db| async move {
-            JsonQuery::new("SELECT json_build_object('n', g) FROM generate_series(1, 1000000) g")
-                .stream(&db)
-                .await
-        })
+        .get_stream(
+            "/million",
+            "SELECT json_build_object('n', g) FROM generate_series(1, 1000000) g",
+        )
         .serve(&db)
         .await;
     let frames = frames_over_tcp(&server.url("/million")).await;

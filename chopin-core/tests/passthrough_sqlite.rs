@@ -188,11 +188,7 @@ passthrough_support::shared_tests!(Sqlite);
 #[tokio::test]
 async fn list_is_the_success_envelope() {
     let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .get("/posts", |db| async move {
-            JsonQuery::new(POSTS).list(&db).await
-        })
-        .client(&db);
+    let c = Routes::new().get_list("/posts", POSTS).client(&db);
     let res = c.get("/posts").await;
     assert_eq!(
         ok_body(&res),
@@ -230,11 +226,10 @@ async fn paginated_list_has_meta_with_total() {
 async fn empty_list() {
     let (_dir, db) = seeded("").await;
     let c = Routes::new()
-        .get("/none", |db| async move {
-            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
-                .list(&db)
-                .await
-        })
+        .get_list(
+            "/none",
+            "SELECT json_object('id', id) FROM post WHERE id < 0",
+        )
         .get("/none/graphql", |db| async move {
             JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
                 .graphql(&db, "posts")
@@ -258,11 +253,7 @@ async fn empty_list() {
 async fn text_rows_are_validated_and_minified() {
     let (_dir, db) = seeded("").await;
     let c = Routes::new()
-        .get("/data", |db| async move {
-            JsonQuery::new("SELECT data FROM post ORDER BY id")
-                .list(&db)
-                .await
-        })
+        .get_list("/data", "SELECT data FROM post ORDER BY id")
         .client(&db);
     // Whitespace removed, NULL rows written as null, non-object rows kept.
     assert_eq!(
@@ -279,16 +270,8 @@ async fn invalid_json_text_is_a_500_never_a_broken_body() {
         .unwrap();
     let routes = || {
         Routes::new()
-            .get("/data", |db| async move {
-                JsonQuery::new("SELECT data FROM post ORDER BY id")
-                    .list(&db)
-                    .await
-            })
-            .get("/data/6", |db| async move {
-                JsonQuery::new("SELECT data FROM post WHERE id = 6")
-                    .one(&db)
-                    .await
-            })
+            .get_list("/data", "SELECT data FROM post ORDER BY id")
+            .get_one("/data/6", "SELECT data FROM post WHERE id = 6")
             .get("/data/graphql", |db| async move {
                 JsonQuery::new("SELECT data FROM post ORDER BY id")
                     .graphql(&db, "data")
@@ -340,11 +323,7 @@ async fn non_text_column_is_a_500() {
     // SQLite rows must be text (what `json_object` returns); an integer is refused rather than
     // guessed at.
     let (_dir, db) = seeded("").await;
-    let c = Routes::new()
-        .get("/int", |db| async move {
-            JsonQuery::new("SELECT 1").list(&db).await
-        })
-        .client(&db);
+    let c = Routes::new().get_list("/int", "SELECT 1").client(&db);
     assert_internal(&c.get("/int").await);
 }
 
@@ -360,9 +339,7 @@ async fn empty_null_one_and_many_rows() {
             .list(&db)
             .await
         })
-        .get("/one", |db| async move {
-            JsonQuery::new("SELECT json_object('n', 1)").list(&db).await
-        })
+        .get_list("/one", "SELECT json_object('n', 1)")
         .get("/many", |db| async move {
             JsonQuery::new(series_100k!(
                 "SELECT json_object('n', n, 'half', n / 2.0, 'name', 'row ' || n) FROM s"
@@ -407,11 +384,10 @@ async fn strings_round_trip_without_double_escaping() {
     let (_dir, db) = seeded("").await;
     seed_strings::<Sqlite>(&db).await;
     let c = Routes::new()
-        .get("/s", |db| async move {
-            JsonQuery::new("SELECT json_object('id', id, 's', s) FROM s ORDER BY id")
-                .list(&db)
-                .await
-        })
+        .get_list(
+            "/s",
+            "SELECT json_object('id', id, 's', s) FROM s ORDER BY id",
+        )
         .get("/bound", |db| async move {
             // Straight from a parameter into json_object, no table.
             JsonQuery::new("SELECT json_object('s', ?)")
@@ -439,11 +415,7 @@ async fn stored_json_text_keeps_its_escapes() {
     .await
     .unwrap();
     let c = Routes::new()
-        .get("/esc", |db| async move {
-            JsonQuery::new("SELECT data FROM post WHERE id = 6")
-                .one(&db)
-                .await
-        })
+        .get_one("/esc", "SELECT data FROM post WHERE id = 6")
         .client(&db);
     let res = c.get("/esc").await;
     // Validated and minified, but strings are copied byte for byte: nothing decoded, nothing
@@ -478,11 +450,10 @@ const NESTED: &str = "SELECT json_object(
 async fn stream_empty_result() {
     let (_dir, db) = seeded("").await;
     let router = Routes::new()
-        .get("/stream", |db| async move {
-            JsonQuery::new("SELECT json_object('id', id) FROM post WHERE id < 0")
-                .stream(&db)
-                .await
-        })
+        .get_stream(
+            "/stream",
+            "SELECT json_object('id', id) FROM post WHERE id < 0",
+        )
         .router(&db);
     assert_empty_stream(router, "/stream").await;
 }
@@ -494,11 +465,10 @@ async fn stream_error_before_the_first_row_is_an_error_envelope() {
         .await
         .unwrap();
     let c = Routes::new()
-        .get("/bad-sql", |db| async move {
-            JsonQuery::new("SELECT json_object('id', id) FROM no_such_table")
-                .stream(&db)
-                .await
-        })
+        .get_stream(
+            "/bad-sql",
+            "SELECT json_object('id', id) FROM no_such_table",
+        )
         .get("/bad-first-row", |db| async move {
             // The invalid row (id 0) comes first.
             JsonQuery::new("SELECT data FROM post ORDER BY id")

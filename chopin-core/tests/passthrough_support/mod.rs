@@ -360,6 +360,38 @@ pub fn rewritten_post(id: u8, title: &str, author: &str) -> String {
     )
 }
 
+/// Routes answered by one pass-through query each.
+pub trait QueryRoutes {
+    /// `GET uri` answers `sql` with `list`.
+    fn get_list(self, uri: &str, sql: &'static str) -> Self;
+    /// `GET uri` answers `sql` with `one`.
+    fn get_one(self, uri: &str, sql: &'static str) -> Self;
+    /// `GET uri` answers `sql` with `stream`.
+    fn get_stream(self, uri: &str, sql: &'static str) -> Self;
+}
+
+impl QueryRoutes for Routes {
+    fn get_list(self, uri: &str, sql: &'static str) -> Self {
+        self.get(
+            uri,
+            move |db| async move { JsonQuery::new(sql).list(&db).await },
+        )
+    }
+
+    fn get_one(self, uri: &str, sql: &'static str) -> Self {
+        self.get(
+            uri,
+            move |db| async move { JsonQuery::new(sql).one(&db).await },
+        )
+    }
+
+    fn get_stream(self, uri: &str, sql: &'static str) -> Self {
+        self.get(uri, move |db| async move {
+            JsonQuery::new(sql).stream(&db).await
+        })
+    }
+}
+
 /// The streaming and pooled connections all went back to the pool.
 pub async fn assert_pool_idle(db: &Db) {
     let back = wait_until(Duration::from_secs(3), || async {
