@@ -9,7 +9,6 @@ mod passthrough_support;
 use axum::routing::get;
 use chopin_core::db::Db;
 use chopin_core::passthrough::JsonQuery;
-use chopin_core::prelude::*;
 use common::*;
 use passthrough_support::*;
 use sea_orm::ConnectionTrait;
@@ -299,18 +298,15 @@ async fn invalid_json_text_is_a_500_never_a_broken_body() {
         assert!(!res.text().contains("broken"), "{uri}: {}", res.text());
     }
     // In development the cause is in `detail`.
-    let res = routes()
-        .client_in(&db, Environment::Development)
-        .get("/data")
-        .await;
-    assert_detail_contains(&res, "not valid JSON");
+    assert_development_detail(routes(), &db, "/data", "not valid JSON").await;
 
     // `trust_text()` is the handler's promise that the SQL itself builds valid JSON (for
     // example with `json_object`): the text is copied unchecked and unchanged. Break the
     // promise and the body is broken — which is why it must never be used on stored text.
-    let res = c.get("/trusted/6").await;
-    assert_eq!(ok_body(&res), br#"{"success":true,"data":[{"broken": ]}"#);
-    assert!(serde_json::from_slice::<Value>(&res.body).is_err());
+    assert_broken_trusted_body(
+        &c.get("/trusted/6").await,
+        br#"{"success":true,"data":[{"broken": ]}"#,
+    );
     // Valid text keeps its exact spelling (no minification either).
     assert_eq!(
         ok_body(&c.get("/trusted/3").await),
@@ -356,12 +352,7 @@ async fn empty_null_one_and_many_rows() {
         ok_body(&c.get("/one").await),
         br#"{"success":true,"data":[{"n":1}]}"#
     );
-    let res = c.get("/many").await;
-    ok_body(&res);
-    let body = res.value();
-    assert_eq!(body["success"], true);
-    let rows = body["data"].as_array().unwrap();
-    assert_eq!(rows.len(), 100_000);
+    let rows = assert_n_rows(&c.get("/many").await, 100_000);
     assert_eq!(rows[0], json!({"n": 1, "half": 0.5, "name": "row 1"}));
     assert_eq!(
         rows[49_999],
@@ -371,9 +362,6 @@ async fn empty_null_one_and_many_rows() {
         rows[99_999],
         json!({"n": 100_000, "half": 50_000.0, "name": "row 100000"})
     );
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["n"], i + 1);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

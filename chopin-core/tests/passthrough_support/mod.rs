@@ -360,6 +360,25 @@ pub fn rewritten_post(id: u8, title: &str, author: &str) -> String {
     )
 }
 
+/// `res` is exactly `body`, a broken document: what `trust_text()` sends for invalid text.
+pub fn assert_broken_trusted_body(res: &TestResponse, body: &[u8]) {
+    assert_eq!(ok_body(res), body);
+    assert!(serde_json::from_slice::<serde_json::Value>(&res.body).is_err());
+}
+
+/// `res` is the list envelope of `len` objects whose `n` counts from 1; returns them.
+pub fn assert_n_rows(res: &TestResponse, len: usize) -> Vec<serde_json::Value> {
+    ok_body(res);
+    let value = res.value();
+    assert_eq!(value["success"], true);
+    let rows = value["data"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), len);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["n"], i + 1);
+    }
+    rows
+}
+
 /// Routes answered by one pass-through query each.
 pub trait QueryRoutes {
     /// `GET uri` answers `sql` with `list`.
@@ -401,8 +420,12 @@ pub async fn assert_pool_idle(db: &Db) {
     assert!(back.is_some(), "{:?}", db.get_pool_status());
 }
 
-/// A 500 whose development `detail` contains `needle`.
-pub fn assert_detail_contains(res: &TestResponse, needle: &str) {
+/// `GET uri` in development is a 500 whose `detail` contains `needle`.
+pub async fn assert_development_detail(routes: Routes, db: &Db, uri: &str, needle: &str) {
+    let res = routes
+        .client_in(db, Environment::Development)
+        .get(uri)
+        .await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     let detail = res.value()["error"]["detail"].as_str().unwrap().to_string();
     assert!(detail.contains(needle), "{detail}");
