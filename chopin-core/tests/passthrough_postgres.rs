@@ -303,18 +303,8 @@ async fn text_columns_are_validated_unless_trusted() {
             .get_list("/raw", "SELECT raw FROM post WHERE id < 4 ORDER BY id")
             .get_list("/raw/all", "SELECT raw FROM post ORDER BY id")
             .get_one("/raw/4", "SELECT raw FROM post WHERE id = 4")
-            .get("/raw/4/trusted", |db| async move {
-                JsonQuery::new("SELECT raw FROM post WHERE id = 4")
-                    .trust_text()
-                    .one(&db)
-                    .await
-            })
-            .get("/raw/1/trusted", |db| async move {
-                JsonQuery::new("SELECT raw FROM post WHERE id = 1")
-                    .trust_text()
-                    .one(&db)
-                    .await
-            })
+            .get_trusted_one("/raw/4/trusted", "SELECT raw FROM post WHERE id = 4")
+            .get_trusted_one("/raw/1/trusted", "SELECT raw FROM post WHERE id = 1")
             .get("/other-text-types", |db| async move {
                 JsonQuery::new(
                     r#"SELECT v FROM (VALUES
@@ -362,14 +352,12 @@ async fn text_columns_are_validated_unless_trusted() {
     // `trust_text()` is the handler's promise that its SQL builds valid JSON: the text is
     // copied unchecked and unchanged, so breaking the promise breaks the body. It exists for
     // SQL-built JSON cast to text, never for stored text like this column.
-    assert_broken_trusted_body(
-        &c.get("/raw/4/trusted").await,
-        br#"{"success":true,"data":{"a": }"#,
-    );
-    assert_eq!(
-        ok_body(&c.get("/raw/1/trusted").await),
-        br#"{"success":true,"data":{ "a" : 1 }}"#
-    );
+    assert_trusted_text(
+        &c,
+        ("/raw/4/trusted", br#"{"success":true,"data":{"a": }"#),
+        ("/raw/1/trusted", br#"{"success":true,"data":{ "a" : 1 }}"#),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -282,12 +282,7 @@ async fn invalid_json_text_is_a_500_never_a_broken_body() {
                     .list(&db)
                     .await
             })
-            .get("/trusted/3", |db| async move {
-                JsonQuery::new("SELECT data FROM post WHERE id = 3")
-                    .trust_text()
-                    .one(&db)
-                    .await
-            })
+            .get_trusted_one("/trusted/3", "SELECT data FROM post WHERE id = 3")
     };
     let c = routes().client(&db);
     // The invalid row is the last one: five valid rows were already written, and still the
@@ -303,15 +298,13 @@ async fn invalid_json_text_is_a_500_never_a_broken_body() {
     // `trust_text()` is the handler's promise that the SQL itself builds valid JSON (for
     // example with `json_object`): the text is copied unchecked and unchanged. Break the
     // promise and the body is broken — which is why it must never be used on stored text.
-    assert_broken_trusted_body(
-        &c.get("/trusted/6").await,
-        br#"{"success":true,"data":[{"broken": ]}"#,
-    );
     // Valid text keeps its exact spelling (no minification either).
-    assert_eq!(
-        ok_body(&c.get("/trusted/3").await),
-        br#"{"success":true,"data":{ "a" : [1, 2] }}"#
-    );
+    assert_trusted_text(
+        &c,
+        ("/trusted/6", br#"{"success":true,"data":[{"broken": ]}"#),
+        ("/trusted/3", br#"{"success":true,"data":{ "a" : [1, 2] }}"#),
+    )
+    .await;
 }
 
 #[tokio::test]

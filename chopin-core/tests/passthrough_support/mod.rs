@@ -12,7 +12,7 @@ use chopin_core::db::Db;
 use chopin_core::passthrough::Rewriter;
 use chopin_core::passthrough::{JsonQuery, JsonRows, JsonStream, Param};
 use chopin_core::prelude::*;
-use chopin_core::testing::TestResponse;
+use chopin_core::testing::{TestClient, TestResponse};
 use http::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -360,10 +360,13 @@ pub fn rewritten_post(id: u8, title: &str, author: &str) -> String {
     )
 }
 
-/// `res` is exactly `body`, a broken document: what `trust_text()` sends for invalid text.
-pub fn assert_broken_trusted_body(res: &TestResponse, body: &[u8]) {
-    assert_eq!(ok_body(res), body);
+/// `trust_text()` copies text unchecked and unchanged: `GET broken.0` is exactly the broken
+/// document `broken.1`, and `GET valid.0` keeps the exact spelling `valid.1`.
+pub async fn assert_trusted_text(c: &TestClient, broken: (&str, &[u8]), valid: (&str, &[u8])) {
+    let res = c.get(broken.0).await;
+    assert_eq!(ok_body(&res), broken.1);
     assert!(serde_json::from_slice::<serde_json::Value>(&res.body).is_err());
+    assert_eq!(ok_body(&c.get(valid.0).await), valid.1);
 }
 
 /// `res` is the list envelope of `len` objects whose `n` counts from 1; returns them.
@@ -387,6 +390,8 @@ pub trait QueryRoutes {
     fn get_one(self, uri: &str, sql: &'static str) -> Self;
     /// `GET uri` answers `sql` with `stream`.
     fn get_stream(self, uri: &str, sql: &'static str) -> Self;
+    /// `GET uri` answers `sql` with `trust_text().one`.
+    fn get_trusted_one(self, uri: &str, sql: &'static str) -> Self;
 }
 
 impl QueryRoutes for Routes {
@@ -402,6 +407,12 @@ impl QueryRoutes for Routes {
             uri,
             move |db| async move { JsonQuery::new(sql).one(&db).await },
         )
+    }
+
+    fn get_trusted_one(self, uri: &str, sql: &'static str) -> Self {
+        self.get(uri, move |db| async move {
+            JsonQuery::new(sql).trust_text().one(&db).await
+        })
     }
 
     fn get_stream(self, uri: &str, sql: &'static str) -> Self {
