@@ -16,6 +16,10 @@
 //! | `GET` | `/api/posts/{id}/comments` | oldest first, paginated |
 //! | `POST` | `/api/posts/{id}/comments` | 201 |
 //!
+//! Drafts (`published: false`) are visible to their author and to admins only: every read
+//! route takes an optional access token and hides other readers' drafts (404 by id; see
+//! [`api::visibility`]).
+//!
 //! The OpenAPI spec is served at `/openapi.json` and the docs UI at `/docs` (outside
 //! production); `/health/live` and `/health/ready` (which pings the database and the cache)
 //! are built in.
@@ -51,7 +55,7 @@ pub mod entity;
 pub mod extract;
 pub mod migration;
 
-/// The role that may delete any post.
+/// The role that may delete any post and read every draft.
 pub const ADMIN: &str = "admin";
 
 /// State shared by every handler (through axum's `State` extractor).

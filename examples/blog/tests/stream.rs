@@ -1,6 +1,7 @@
 //! `GET /api/posts/stream` over a real socket, through the whole layer stack: a client that
 //! holds the stream open receives each post created afterwards as an event whose data is the
-//! post's JSON, exactly as `POST /api/posts` answered it.
+//! post's JSON, exactly as `POST /api/posts` answered it. Drafts reach their author's
+//! streams only.
 
 use std::time::Duration;
 
@@ -28,14 +29,16 @@ struct Events {
 }
 
 impl Events {
-    async fn open(base: &str, query: &str) -> Events {
-        let response = reqwest::Client::new()
+    /// Open the stream, anonymously or with an access token.
+    async fn open(base: &str, query: &str, token: Option<&str>) -> Events {
+        let mut request = reqwest::Client::new()
             .get(format!("{base}/api/posts/stream{query}"))
             .header("accept", "text/event-stream")
-            .header("accept-encoding", "gzip, br")
-            .send()
-            .await
-            .unwrap();
+            .header("accept-encoding", "gzip, br");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         let headers = response.headers();
         assert_eq!(headers["content-type"], "text/event-stream");
@@ -90,8 +93,9 @@ async fn created_posts_arrive_on_open_streams() {
         .unwrap();
     let token = signup["data"]["access_token"].as_str().expect("a token");
 
-    let mut everything = Events::open(&base, "").await;
-    let mut published = Events::open(&base, "?published=true").await;
+    let mut authors = Events::open(&base, "", Some(token)).await;
+    let mut anonymous = Events::open(&base, "", None).await;
+    let mut published = Events::open(&base, "?published=true", None).await;
 
     // Longer than the request timeout: the streams are still there.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -112,9 +116,11 @@ async fn created_posts_arrive_on_open_streams() {
         created.push(body["data"].clone());
     }
 
-    // Every post, in order, exactly as the API answered it.
-    assert_eq!(everything.next_data().await, created[0]);
-    assert_eq!(everything.next_data().await, created[1]);
+    // The author's stream: every post, in order, exactly as the API answered it.
+    assert_eq!(authors.next_data().await, created[0]);
+    assert_eq!(authors.next_data().await, created[1]);
+    // An anonymous reader never sees the draft.
+    assert_eq!(anonymous.next_data().await, created[1]);
     // `?published=true` skips the draft.
     assert_eq!(published.next_data().await, created[1]);
 
@@ -128,7 +134,7 @@ async fn created_posts_arrive_on_open_streams() {
     let bad: Value = bad.json().await.unwrap();
     assert_eq!(bad["error"]["code"], "INVALID_QUERY");
 
-    drop((everything, published));
+    drop((authors, anonymous, published));
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -1,4 +1,7 @@
 //! `/api/posts/{id}/comments`.
+//!
+//! A draft's comments are as hidden as the draft: for a reader who may not see the post (see
+//! [`super::visibility`]), both routes answer 404.
 
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
@@ -13,6 +16,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 use super::posts::post_not_found;
+use super::visibility::Reader;
 use crate::AppState;
 use crate::entity::{comment, post};
 use crate::extract::Id;
@@ -70,18 +74,18 @@ impl From<comment::Model> for CommentView {
     responses(
         (status = 200, description = "A page of comments, with `meta.total`.", body = ApiResponse<Vec<CommentView>>),
         (status = 400, description = "Invalid id or pagination.", body = ErrorEnvelope),
-        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-    )
+        (status = 404, description = "No such post, or a draft the reader may not see (`NOT_FOUND`).", body = ErrorEnvelope),
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn list_comments(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     Id(id): Id,
     page: Pagination,
 ) -> Result<ApiResponse<Vec<CommentView>>, ChopinError> {
     let db = &*state.db;
-    if post::Entity::find_by_id(id).count(db).await? == 0 {
-        return Err(post_not_found(id));
-    }
+    check_visible(&state, user.as_ref(), id).await?;
     let query = comment::Entity::find().filter(comment::Column::PostId.eq(id));
     let total = query.clone().count(db).await?;
     let comments = query
@@ -105,14 +109,17 @@ pub async fn list_comments(
     responses(
         (status = 201, description = "The created comment.", body = ApiResponse<CommentView>),
         (status = 400, description = "Malformed JSON (`MALFORMED_JSON`), or the id is not a positive integer (`BAD_REQUEST`).", body = ErrorEnvelope),
-        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-    )
+        (status = 404, description = "No such post, or a draft the reader may not see (`NOT_FOUND`).", body = ErrorEnvelope),
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn create_comment(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     Id(id): Id,
     ValidJson(input): ValidJson<NewComment>,
 ) -> Result<ApiResponse<CommentView>, ChopinError> {
+    check_visible(&state, user.as_ref(), id).await?;
     let insert = comment::ActiveModel {
         post_id: Set(id),
         author: Set(input.author),
@@ -122,12 +129,29 @@ pub async fn create_comment(
     }
     .insert(&*state.db)
     .await;
-    // The foreign key decides whether the post exists: one statement, no race with a delete.
+    // The post was visible a moment ago; the foreign key decides whether it still exists, so
+    // a delete in between answers 404 too.
     match insert {
         Ok(created) => Ok(ApiResponse::created(created.into())),
         Err(err) if is_foreign_key_violation(&err) => Err(post_not_found(id)),
         Err(err) => Err(err.into()),
     }
+}
+
+/// 404 unless post `id` exists and `user` may see it.
+async fn check_visible(
+    state: &AppState,
+    user: Option<&AuthUser>,
+    id: i64,
+) -> Result<(), ChopinError> {
+    let visible = post::Entity::find_by_id(id)
+        .filter(Reader::of(user).condition())
+        .count(&*state.db)
+        .await?;
+    if visible == 0 {
+        return Err(post_not_found(id));
+    }
+    Ok(())
 }
 
 fn is_foreign_key_violation(err: &DbErr) -> bool {

@@ -19,6 +19,7 @@ pub mod comments;
 pub mod passthrough;
 pub mod posts;
 pub mod stream;
+pub mod visibility;
 
 /// All API routes, nested under `/api`.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -4,6 +4,10 @@
 //! The SQL projection comes from `#[derive(JsonProjection)]` on [`PostView`], so the model path
 //! (sea-orm rows → `PostView` → serde) and this path produce identical JSON for the same data;
 //! the tests check it on SQLite and PostgreSQL.
+//!
+//! Drafts are visible to their author and to admins only, as on the model path: every
+//! statement carries the parameterised condition `("published" OR <see all> OR "author_id" =
+//! <account>)`, bound from the request's [`Reader`].
 
 use std::sync::LazyLock;
 
@@ -17,6 +21,7 @@ use chopin_core::reexports::sea_orm::sqlx::SqlStr;
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::posts::{PostView, post_not_found_message};
+use super::visibility::Reader;
 use crate::AppState;
 use crate::entity::post;
 use crate::extract::{Id, PostFilter};
@@ -28,29 +33,38 @@ struct Statements {
     one: SqlStr,
 }
 
-fn statements(projection: &str, p: [&str; 3]) -> Statements {
+/// The posts a reader may see, with the reader's two parameters ([`Reader::sql_params`]) as
+/// placeholders `see_all` and `account`.
+fn visible(see_all: &str, account: &str) -> String {
+    format!(r#"("published" OR {see_all} OR "author_id" = {account})"#)
+}
+
+/// Parameters, in order: the visibility condition's two (`see_all`, `account`), then `list`:
+/// limit, offset; `list_filtered`: published, limit, offset; `one`: id.
+fn statements(projection: &str, p: [&str; 5]) -> Statements {
     let sql = |s: String| AssertSqlSafe(s).into_sql_str();
     let order = r#"ORDER BY "created_at" DESC, "id" DESC"#;
+    let visible = visible(p[0], p[1]);
     Statements {
         list: sql(format!(
-            "SELECT {projection} FROM posts {order} LIMIT {} OFFSET {}",
-            p[0], p[1]
+            "SELECT {projection} FROM posts WHERE {visible} {order} LIMIT {} OFFSET {}",
+            p[2], p[3]
         )),
         list_filtered: sql(format!(
-            r#"SELECT {projection} FROM posts WHERE "published" = {} {order} LIMIT {} OFFSET {}"#,
-            p[0], p[1], p[2]
+            r#"SELECT {projection} FROM posts WHERE {visible} AND "published" = {} {order} LIMIT {} OFFSET {}"#,
+            p[2], p[3], p[4]
         )),
         one: sql(format!(
-            r#"SELECT {projection} FROM posts WHERE "id" = {}"#,
-            p[0]
+            r#"SELECT {projection} FROM posts WHERE {visible} AND "id" = {}"#,
+            p[2]
         )),
     }
 }
 
 static POSTGRES: LazyLock<Statements> =
-    LazyLock::new(|| statements(PostView::POSTGRES_JSON, ["$1", "$2", "$3"]));
+    LazyLock::new(|| statements(PostView::POSTGRES_JSON, ["$1", "$2", "$3", "$4", "$5"]));
 static SQLITE: LazyLock<Statements> =
-    LazyLock::new(|| statements(PostView::SQLITE, ["?1", "?2", "?3"]));
+    LazyLock::new(|| statements(PostView::SQLITE, ["?1", "?2", "?3", "?4", "?5"]));
 
 fn sql_for(db: &Db) -> &'static Statements {
     match db.get_database_backend() {
@@ -67,23 +81,32 @@ fn sql_for(db: &Db) -> &'static Statements {
     tag = "posts",
     params(Pagination, PostFilter),
     responses(
-        (status = 200, description = "A page of posts, with `meta.total`; the same JSON as `GET /api/posts`.", body = ApiResponse<Vec<PostView>>),
+        (status = 200, description = "A page of the posts the reader may see, with `meta.total`; the same JSON as `GET /api/posts`.", body = ApiResponse<Vec<PostView>>),
         (status = 400, description = "Invalid pagination or filter (`INVALID_QUERY`).", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn list_posts(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     page: Pagination,
     filter: PostFilter,
 ) -> Result<JsonRows, ChopinError> {
     let statements = sql_for(&state.db);
-    let mut count = post::Entity::find();
+    let reader = Reader::of(user.as_ref());
+    let (see_all, account) = reader.sql_params();
+    let mut count = post::Entity::find().filter(reader.condition());
     let query = match filter.published {
         Some(published) => {
             count = count.filter(post::Column::Published.eq(published));
-            JsonQuery::new(statements.list_filtered.clone()).bind(published)
+            JsonQuery::new(statements.list_filtered.clone())
+                .bind(see_all)
+                .bind(account)
+                .bind(published)
         }
-        None => JsonQuery::new(statements.list.clone()),
+        None => JsonQuery::new(statements.list.clone())
+            .bind(see_all)
+            .bind(account),
     };
     let total = count.count(&*state.db).await?;
     let rows = query
@@ -105,11 +128,19 @@ pub async fn list_posts(
     responses(
         (status = 200, description = "The post; the same JSON as `GET /api/posts/{id}`.", body = ApiResponse<PostView>),
         (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
-        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-    )
+        (status = 404, description = "No such post, or a draft the reader may not see (`NOT_FOUND`).", body = ErrorEnvelope),
+    ),
+    security((), ("bearer" = []))
 )]
-pub async fn get_post(State(state): State<AppState>, Id(id): Id) -> Result<JsonRows, ChopinError> {
+pub async fn get_post(
+    State(state): State<AppState>,
+    user: Option<AuthUser>,
+    Id(id): Id,
+) -> Result<JsonRows, ChopinError> {
+    let (see_all, account) = Reader::of(user.as_ref()).sql_params();
     JsonQuery::new(sql_for(&state.db).one.clone())
+        .bind(see_all)
+        .bind(account)
         .bind(id)
         .trust_text()
         .not_found(post_not_found_message(id))

@@ -1,4 +1,7 @@
 //! `/api/posts` and `/api/posts/{id}`.
+//!
+//! Reads take an optional access token: drafts are visible only to their author and to
+//! admins (see [`super::visibility`]).
 
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
+use super::visibility::Reader;
 use crate::entity::post;
 use crate::extract::{Id, PostFilter};
 use crate::{ADMIN, AppState};
@@ -115,11 +119,17 @@ fn account_id(user: &AuthUser) -> Result<i64, ChopinError> {
         .map_err(|_| ChopinError::Forbidden("this token does not name a blog account".into()))
 }
 
-/// The post, or 404.
-async fn find_post(state: &AppState, id: i64) -> Result<post::Model, ChopinError> {
+/// The post, or 404 when there is none or it is a draft `user` may not see (so that a write
+/// does not disclose a draft's existence either).
+async fn find_visible_post(
+    state: &AppState,
+    user: &AuthUser,
+    id: i64,
+) -> Result<post::Model, ChopinError> {
     post::Entity::find_by_id(id)
         .one(&*state.db)
         .await?
+        .filter(|p| Reader::of(Some(user)).may_see(p.published, p.author_id))
         .ok_or_else(|| post_not_found(id))
 }
 
@@ -151,23 +161,27 @@ pub(crate) fn post_not_found(id: i64) -> ChopinError {
     ChopinError::NotFound(post_not_found_message(id))
 }
 
-/// List posts, newest first.
+/// List posts, newest first: the published ones, plus the reader's own drafts (every draft
+/// for an admin).
 #[utoipa::path(
     get,
     path = "/posts",
     tag = "posts",
     params(Pagination, PostFilter),
     responses(
-        (status = 200, description = "A page of posts, with `meta.total`.", body = ApiResponse<Vec<PostView>>),
+        (status = 200, description = "A page of the posts the reader may see, with `meta.total`.", body = ApiResponse<Vec<PostView>>),
         (status = 400, description = "Invalid pagination or filter (`INVALID_QUERY`).", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn list_posts(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     page: Pagination,
     filter: PostFilter,
 ) -> Result<ApiResponse<Vec<PostView>>, ChopinError> {
-    let mut query = post::Entity::find();
+    let reader = Reader::of(user.as_ref());
+    let mut query = post::Entity::find().filter(reader.condition());
     if let Some(published) = filter.published {
         query = query.filter(post::Column::Published.eq(published));
     }
@@ -219,7 +233,7 @@ pub async fn create_post(
     Ok(ApiResponse::created(view))
 }
 
-/// Show one post.
+/// Show one post. A draft is shown to its author and to admins only.
 #[utoipa::path(
     get,
     path = "/posts/{id}",
@@ -228,11 +242,13 @@ pub async fn create_post(
     responses(
         (status = 200, description = "The post.", body = ApiResponse<PostView>),
         (status = 400, description = "The id is not a positive integer.", body = ErrorEnvelope),
-        (status = 404, description = "No such post (`NOT_FOUND`).", body = ErrorEnvelope),
-    )
+        (status = 404, description = "No such post, or a draft the reader may not see (`NOT_FOUND`).", body = ErrorEnvelope),
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn get_post(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     Id(id): Id,
 ) -> Result<ApiResponse<PostView>, ChopinError> {
     // Concurrent misses on one post run a single query; a 404 is not cached.
@@ -246,6 +262,10 @@ pub async fn get_post(
                 .ok_or_else(|| post_not_found(id))
         })
         .await?;
+    // The cached view is the same for every reader; who may see it is decided per request.
+    if !Reader::of(user.as_ref()).may_see(view.published, view.author_id) {
+        return Err(post_not_found(id));
+    }
     Ok(ApiResponse::success(view))
 }
 
@@ -273,7 +293,7 @@ pub async fn update_post(
     ValidJson(input): ValidJson<NewPost>,
 ) -> Result<ApiResponse<PostView>, ChopinError> {
     let me = account_id(&user)?;
-    let existing = find_post(&state, id).await?;
+    let existing = find_visible_post(&state, &user, id).await?;
     if existing.author_id != Some(me) {
         return Err(ChopinError::Forbidden(
             "only the post's author may edit it".into(),
@@ -319,7 +339,7 @@ pub async fn delete_post(
     Id(id): Id,
 ) -> Result<ApiResponse<()>, ChopinError> {
     let me = account_id(&user)?;
-    let existing = find_post(&state, id).await?;
+    let existing = find_visible_post(&state, &user, id).await?;
     if existing.author_id != Some(me) && !user.has_role(ADMIN) {
         return Err(ChopinError::Forbidden(
             "only the post's author or an admin may delete it".into(),

@@ -10,12 +10,14 @@
 //! (Redis, PostgreSQL `LISTEN`) feeding each instance's broadcast.
 
 use axum::extract::State;
+use chopin_core::auth::AuthUser;
 use chopin_core::error::ErrorEnvelope;
 use chopin_core::sse::{self, JsonEvents, KeepAlive, KeepAliveStream, Sse};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::posts::PostView;
+use super::visibility::Reader;
 use crate::AppState;
 use crate::extract::PostFilter;
 
@@ -34,17 +36,20 @@ pub type PostStream = BoxStream<'static, PostView>;
     responses(
         (
             status = 200,
-            description = "An endless `text/event-stream`: one event per post created from now on (`data` is the post's JSON), and keep-alive comments. `?published=` filters like the list.",
+            description = "An endless `text/event-stream`: one event per post created from now on that the reader may see (drafts only for their author and admins; `data` is the post's JSON), and keep-alive comments. `?published=` filters like the list.",
             content_type = "text/event-stream",
             body = PostView
         ),
         (status = 400, description = "Invalid filter (`INVALID_QUERY`).", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
 pub async fn stream_posts(
     State(state): State<AppState>,
+    user: Option<AuthUser>,
     filter: PostFilter,
 ) -> Sse<KeepAliveStream<JsonEvents<PostStream>>> {
+    let reader = Reader::of(user.as_ref());
     // Subscribed before the response starts: a post created once the client has the headers
     // is never missed.
     let posts = stream::unfold(state.new_posts.subscribe(), |mut rx| async move {
@@ -58,7 +63,12 @@ pub async fn stream_posts(
             }
         }
     })
-    .filter(move |post| std::future::ready(filter.published.is_none_or(|p| p == post.published)))
+    .filter(move |post| {
+        std::future::ready(
+            reader.may_see(post.published, post.author_id)
+                && filter.published.is_none_or(|p| p == post.published),
+        )
+    })
     .boxed();
     Sse::new(sse::json_events(posts)).keep_alive(KeepAlive::default())
 }
