@@ -156,8 +156,44 @@ fn model_view(project: &Project, name: &str, fields: &[FieldSpec]) -> CliResult<
     })
 }
 
-fn plan_model(project: &Project, view: &ModelView, now: NaiveDateTime) -> CliResult<Plan> {
-    let context = json!({ "m": view });
+/// How a generated resource records who created each row: in auth projects, an `owner_id`
+/// column holding the account id (`chopin_auth_users.id`) of the creator, who alone (or an
+/// account with the admin role) may replace or delete the row.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Owner {
+    /// Whether the column gets a foreign key to `chopin_auth_users(id)`: only when the
+    /// project applies the auth tables' migrations before its own (its `src/lib.rs` has the
+    /// `migrate` function of current templates); otherwise, on a fresh PostgreSQL database,
+    /// the referenced table would not exist yet when the resource's table is created.
+    foreign_key: bool,
+}
+
+/// The column generated resources of auth projects record their owner in.
+pub const OWNER_COLUMN: &str = "owner_id";
+
+/// The marker of a project whose `src/lib.rs` migrates the auth tables before its own.
+const AUTH_FIRST: &str = "pub async fn migrate(";
+
+impl Owner {
+    /// The owner of `project`'s generated resources: `None` without auth.
+    fn of(project: &Project) -> Option<Owner> {
+        if !project.auth {
+            return None;
+        }
+        let lib = std::fs::read_to_string(project.root.join("src/lib.rs")).unwrap_or_default();
+        Some(Owner {
+            foreign_key: lib.contains(AUTH_FIRST),
+        })
+    }
+}
+
+fn plan_model(
+    project: &Project,
+    view: &ModelView,
+    owner: Option<Owner>,
+    now: NaiveDateTime,
+) -> CliResult<Plan> {
+    let context = json!({ "m": view, "owner": owner });
     let mut plan = Plan::default();
     let module = &view.names.module;
     plan.files.push((
@@ -190,7 +226,7 @@ pub fn model(
     now: NaiveDateTime,
 ) -> CliResult<Report> {
     let view = model_view(project, name, fields)?;
-    plan_model(project, &view, now)?.apply(&project.root)
+    plan_model(project, &view, None, now)?.apply(&project.root)
 }
 
 /// `chopin generate resource <Name> <field:type…>`: the model, CRUD routes with OpenAPI
@@ -201,11 +237,28 @@ pub fn resource(
     fields: &[FieldSpec],
     now: NaiveDateTime,
 ) -> CliResult<Report> {
-    let view = model_view(project, name, fields)?;
+    let owner = Owner::of(project);
+    if owner.is_some() {
+        refuse_owner_field(fields)?;
+    }
+    let mut view = model_view(project, name, fields)?;
     refuse_chained_references(project, &view)?;
-    let mut plan = plan_model(project, &view, now)?;
+    if project.auth {
+        // A referenced resource of this project has an owner too: the tests insert its row
+        // owned by the account they sign up.
+        for r in &mut view.references {
+            for f in &mut r.sample_fields {
+                if f.name == OWNER_COLUMN {
+                    f.expr = "owner".into();
+                    r.owned = true;
+                }
+            }
+        }
+    }
+    let mut plan = plan_model(project, &view, owner, now)?;
     let context = json!({
         "m": view,
+        "owner": owner,
         "crate_name": project.crate_name,
         "db": project.db.as_str(),
         "cache": project.cache.as_str(),
@@ -231,6 +284,17 @@ pub fn resource(
         line: format!("{table}::router(),"),
     });
     plan.apply(&project.root)
+}
+
+/// In an auth project the generator adds `owner_id` itself: refuse a field of that name.
+fn refuse_owner_field(fields: &[FieldSpec]) -> CliResult<()> {
+    match fields.iter().find(|f| f.name == OWNER_COLUMN) {
+        Some(_) => Err(CliError::new(format!(
+            "field `{OWNER_COLUMN}` is added by the generator itself in projects with auth; nothing was written"
+        ))
+        .hint("every resource of an auth project records its creator's account id in `owner_id`: leave the field out (or name yours differently)")),
+        None => Ok(()),
+    }
 }
 
 /// The generated tests insert the rows a resource refers to, but not the rows those refer to

@@ -218,6 +218,9 @@ pub struct ReferenceView {
     pub column_pascal: String,
     /// Fields to set when a test inserts a referenced row: `name` and a Rust expression.
     pub sample_fields: Vec<SampleField>,
+    /// Whether the referenced model records an owner (a resource of an auth project): the
+    /// tests' insert helper then takes the owner's account id.
+    pub owned: bool,
 }
 
 /// A field of a referenced model and a value for it, for tests.
@@ -287,6 +290,7 @@ impl ModelView {
                     column: f.name.clone(),
                     column_pascal: names::pascal(&f.name),
                     sample_fields,
+                    owned: false,
                 });
             }
         }

@@ -243,6 +243,57 @@ fn two_references_to_one_model_and_chains() {
     generate::model(&project, "Reply", &reply, time("2025-01-02 08:00:02")).unwrap();
 }
 
+/// In an auth project, resources record their owner: the column, its foreign key to the auth
+/// users (the project migrates the auth tables first), the owner-or-admin check, and tests that
+/// insert a referenced owned row as the signed-up account. A field named `owner_id` is
+/// refused; a project from before `migrate()` gets the column without the foreign key.
+#[test]
+fn resources_of_an_auth_project_record_their_owner() {
+    let dir = tempfile::TempDir::new().unwrap();
+    create_with(dir.path(), DbKind::Sqlite, CacheKind::Memory, true);
+    let project = Project::find(dir.path()).unwrap();
+    let lib = std::fs::read_to_string(dir.path().join("src/lib.rs")).unwrap();
+    let (auth_first, app_first) = (
+        lib.find("AuthStore::new(db)").unwrap(),
+        lib.find("migration::Migrator::up(db.conn(), None)")
+            .unwrap(),
+    );
+    assert!(auth_first < app_first, "the auth tables are migrated first");
+    let before = files(dir.path());
+
+    let comment = parse_fields(&["body:text!".into(), "note:references".into()]).unwrap();
+    generate::resource(&project, "Comment", &comment, time("2025-01-02 08:00:00")).unwrap();
+    for (path, text) in files(dir.path()) {
+        if !before.iter().any(|(p, t)| *p == path && *t == text) && !path.ends_with("mod.rs") {
+            insta::assert_snapshot!(snapshot_name("owned", &path), text);
+        }
+    }
+
+    let snapshot = files(dir.path());
+    let owner = parse_fields(&["owner_id:i64!".into(), "body:text!".into()]).unwrap();
+    let err =
+        generate::resource(&project, "Memo", &owner, time("2025-01-02 08:00:01")).unwrap_err();
+    assert!(err.message.contains("owner_id"), "{err}");
+    assert!(err.hint.is_some());
+    assert_eq!(files(dir.path()), snapshot);
+    // A model has no owner: the name is free there.
+    generate::model(&project, "Memo", &owner, time("2025-01-02 08:00:01")).unwrap();
+
+    // A project whose lib.rs predates `migrate()` creates its tables before the auth tables:
+    // the owner column comes without a foreign key, and the migration says why.
+    std::fs::write(
+        dir.path().join("src/lib.rs"),
+        lib.replace("pub async fn migrate(", "pub async fn old_migrate("),
+    )
+    .unwrap();
+    let task = parse_fields(&["title:string!".into()]).unwrap();
+    let report = generate::resource(&project, "Task", &task, time("2025-01-02 08:00:02")).unwrap();
+    let migration = std::fs::read_to_string(dir.path().join(&report.created[1])).unwrap();
+    assert!(migration.contains("OwnerId"), "{migration}");
+    assert!(migration.contains("It has no foreign key"), "{migration}");
+    assert!(!migration.contains("chopin_auth_users\")"), "{migration}");
+}
+
 /// Every kind of source and every project option: each `Cargo.toml` is valid TOML whose only
 /// Chopin dependency is `chopin-core` renamed from `chopin-web-core` (never a registry version,
 /// which would be the other project's crate of that name), from the chosen path or git source.
