@@ -12,7 +12,6 @@ use axum::Router;
 
 use super::password;
 use super::{Auth, AuthStore, LogMailer, Mail, MailKind, Mailer};
-use crate::config::Environment;
 use crate::error::ChopinError;
 use crate::openapi::OpenApiRouter;
 pub use bodies::{MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
@@ -32,7 +31,7 @@ use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 /// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere; 404 for an unknown, used or expired token |
 ///
 /// ```no_run
-/// use chopin_core::auth::{Auth, AuthModule, AuthStore};
+/// use chopin_core::auth::{Auth, AuthModule, AuthStore, mailer_from_config};
 /// use chopin_core::openapi::OpenApiRouter;
 /// use chopin_core::prelude::*;
 ///
@@ -40,7 +39,9 @@ use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 /// let config = Config::from_env()?;
 /// let db = Db::connect(&config.database).await?;
 /// let auth = Auth::from_config(&config).await?;
-/// let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
+/// // SMTP when CHOPIN_SMTP_URL is set; else the LogMailer in development (an error in production).
+/// let mailer = mailer_from_config(&config)?;
+/// let module = AuthModule::with_mailer(auth.clone(), AuthStore::new(&db).await?, mailer).await?;
 /// App::new(config)
 ///     .auth(&auth)
 ///     .api(OpenApiRouter::new().nest("/api/auth", module.api_router()))
@@ -70,26 +71,30 @@ impl AuthModule {
     /// dummy password hash, so that the first login for an unknown account is not slower
     /// than the others.
     ///
-    /// When `auth` is configured for production ([`Auth::environment`]) this fails: the
-    /// development mailer would write reset and verification tokens to the log. Use
-    /// [`AuthModule::with_mailer`] with a real [`Mailer`] there.
+    /// When `auth` is configured for anything but development ([`Auth::environment`]) this
+    /// fails: the development mailer would write reset and verification tokens to the log.
+    /// Use [`AuthModule::with_mailer`] with a real [`Mailer`] there, for example the one
+    /// [`mailer_from_config`](super::mailer_from_config) picks.
     pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
         AuthModule::with_mailer(auth, store, LogMailer).await
     }
 
-    /// The module sending verification and reset tokens through `mailer`. Fails in
-    /// production when `mailer` is [development-only](Mailer::development_only).
+    /// The module sending verification and reset tokens through `mailer`. Fails outside
+    /// development (test, production) when `mailer` is
+    /// [development-only](Mailer::development_only).
     pub async fn with_mailer(
         auth: Auth,
         store: AuthStore,
         mailer: impl Mailer,
     ) -> Result<AuthModule, ChopinError> {
-        if auth.environment() == Environment::Production && mailer.development_only() {
-            return Err(ChopinError::internal(
-                "the auth module needs a real Mailer in production: the development LogMailer \
-                 would write password-reset and verification tokens to the log; build the \
-                 module with AuthModule::with_mailer(auth, store, your_mailer)",
-            ));
+        if !auth.environment().is_development() && mailer.development_only() {
+            return Err(ChopinError::internal(format!(
+                "the auth module needs a real Mailer in {}: the development LogMailer \
+                 would write password-reset and verification tokens to the log; set \
+                 CHOPIN_SMTP_URL and build the module with AuthModule::with_mailer(auth, \
+                 store, mailer_from_config(&config)?), or pass your own Mailer",
+                auth.environment().as_str()
+            )));
         }
         password::dummy_hash().await?;
         let store = store.with_leeway(auth.settings().leeway);
@@ -100,7 +105,7 @@ impl AuthModule {
         })
     }
 
-    /// Send verification and reset tokens through `mailer`. In production a
+    /// Send verification and reset tokens through `mailer`. Outside development a
     /// [development-only](Mailer::development_only) mailer given here is not used: every
     /// mail is dropped with an error in the log (without its token).
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
@@ -131,6 +136,7 @@ impl AuthModule {
     /// `app.api(OpenApiRouter::new().nest("/api/auth", module.api_router()))`.
     pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
         let mut router = documented_routes()
+            .layer(axum::middleware::map_response(no_store))
             .layer(self.auth.extension())
             .with_state(self.clone());
         add_bearer_scheme(router.get_openapi_mut());
@@ -229,10 +235,11 @@ impl AuthModule {
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {
-        if self.auth.environment() == Environment::Production && self.mailer.development_only() {
+        if !self.auth.environment().is_development() && self.mailer.development_only() {
             tracing::error!(
                 ?kind,
-                "mail not sent: a development-only mailer is installed in production"
+                environment = self.auth.environment().as_str(),
+                "mail not sent: a development-only mailer is installed outside development"
             );
             return;
         }
@@ -254,6 +261,22 @@ fn documented_routes() -> OpenApiRouter<AuthModule> {
         .routes(routes!(handlers::verify_email))
         .routes(routes!(handlers::request_reset))
         .routes(routes!(handlers::confirm_reset))
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` on every answer of the module: tokens
+/// (sign-up, login, refresh) must not be kept by any cache (RFC 6749 §5.1), nor the account
+/// data of `/me`. `Pragma` is for HTTP/1.0 caches, as in RFC 6749's examples.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        http::header::PRAGMA,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// Declare the `bearer` scheme that `/logout` and `/me` require.
