@@ -348,6 +348,30 @@ mod tests {
         assert_eq!(p.log.format, LogFormat::Json);
     }
 
+    /// Release builds (no `debug_assertions`) refuse an unset `CHOPIN_ENV`, saying what to
+    /// set; debug builds default to development.
+    #[test]
+    fn unset_environment_depends_on_the_build() {
+        assert_eq!(Environment::when_unset(true), Ok(Environment::Development));
+        let problem = Environment::when_unset(false).unwrap_err();
+        assert_eq!(problem.variable, "CHOPIN_ENV");
+        assert!(
+            problem.problem.contains("CHOPIN_ENV=production"),
+            "{problem:?}"
+        );
+        let err = ConfigError {
+            problems: vec![problem],
+        };
+        assert!(err.to_string().contains("release build"), "{err}");
+        for env in [
+            Environment::Development,
+            Environment::Test,
+            Environment::Production,
+        ] {
+            assert_eq!(env.as_str().parse::<Environment>(), Ok(env));
+        }
+    }
+
     #[test]
     fn parses_values() {
         let c = from(&[
