@@ -17,14 +17,15 @@ use crate::openapi::OpenApiRouter;
 pub use bodies::{MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
 use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 
-/// The auth routes, ready to mount (usually under `/auth`):
+/// The auth routes, ready to mount (usually under `/auth`). Every answer is
+/// `Cache-Control: no-store` (RFC 6749 §5.1):
 ///
 /// | method | path | |
 /// |---|---|---|
 /// | `POST` | `/signup` | `{email, password}` → 201 tokens; 409 when taken; 422 on invalid fields; sends a verification mail |
 /// | `POST` | `/login` | `{email, password}` → tokens; 401 `invalid email or password` for every failure |
 /// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
-/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
+/// | `POST` | `/logout` | bearer token required; `Content-Type: application/json` required (415) unless the token is in `Authorization` and there is no body; revokes the token, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
 /// | `GET` | `/me` | bearer token required → the account |
 /// | `POST` | `/verify-email` | `{token}` from the verification mail → 204; 404 for an unknown, used or expired token |
 /// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token; 422 for a non-address |
