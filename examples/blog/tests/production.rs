@@ -30,8 +30,7 @@ async fn production_blog_resets_a_password_by_smtp() {
     // No SMTP server: production does not start, and says which variable to set.
     let err = blog::build_app(production(&url, None).unwrap())
         .await
-        .err()
-        .expect("production without a mailer");
+        .expect_err("production without a mailer");
     assert!(err.to_string().contains("CHOPIN_SMTP_URL"), "{err}");
 
     let Some(sink) = SmtpSink::start() else {
