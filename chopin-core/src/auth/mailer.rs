@@ -163,7 +163,9 @@ impl Mailer for MemoryMailer {
 /// assert!(mailer_from_config(&Config::for_environment(Environment::Development))
 ///     .unwrap()
 ///     .development_only());
-/// let err = mailer_from_config(&Config::for_environment(Environment::Production)).unwrap_err();
+/// let Err(err) = mailer_from_config(&Config::for_environment(Environment::Production)) else {
+///     panic!("production without CHOPIN_SMTP_URL has no mailer");
+/// };
 /// assert!(err.to_string().contains("CHOPIN_SMTP_URL"));
 /// ```
 pub fn mailer_from_config(config: &Config) -> Result<Arc<dyn Mailer>, AuthError> {
