@@ -68,7 +68,9 @@ impl ProjectContext {
             core_features.push("redis");
         }
         if options.auth {
+            // `smtp`: the auth module's mails through `CHOPIN_SMTP_URL` (production needs it).
             core_features.push("auth");
+            core_features.push("smtp");
         }
         Ok(ProjectContext {
             name: names.package,

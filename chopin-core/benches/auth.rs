@@ -18,6 +18,7 @@
 //! cargo bench -p chopin-web-core --bench auth -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+use chopin_core::config::Environment;
 use std::hint::black_box;
 
 use chopin_core::auth::AuthClaims;
@@ -64,6 +65,7 @@ fn hs256() -> Auth {
     Auth::new(
         JwtKeys::hs256("k1", b"benchmark-secret-of-at-least-32-bytes!").expect("valid key"),
         TokenSettings::default(),
+        Environment::Development,
     )
 }
 
@@ -77,6 +79,7 @@ fn es256() -> Auth {
         )
         .expect("valid key"),
         TokenSettings::default(),
+        Environment::Development,
     )
 }
 

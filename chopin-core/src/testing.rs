@@ -5,7 +5,8 @@
 //! (`CHOPIN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
 //! `CHOPIN_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`). When the server is unreachable
 //! they return `None` after printing why — unless `CI` is `true` or `1`, where an unreachable
-//! service is a test failure, never a skip.
+//! service is a test failure, never a skip. [`SmtpSink`] runs a real SMTP server (Python's
+//! `aiosmtpd`) to test mail delivery.
 
 use axum::Router;
 use axum::body::Body;
@@ -169,7 +170,6 @@ fn body_of(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// Skip (print `reason`, return `None`) outside CI; panic in CI.
-#[cfg(any(feature = "postgres", feature = "redis"))]
 fn skip_or_fail<T>(service: &str, reason: String) -> Option<T> {
     if in_ci() {
         panic!("{reason} (CI=true: service-backed tests must run)");
@@ -300,5 +300,240 @@ impl Drop for TestPostgres {
             });
         });
         let _ = cleanup.join();
+    }
+}
+
+/// The Python that runs [`SmtpSink`]: `CHOPIN_TEST_AIOSMTPD_PYTHON`, else the venv `.ci/run`
+/// installs `aiosmtpd` into (`$XDG_CACHE_HOME` or `~/.cache`, then
+/// `chopin-ci/aiosmtpd-1.4.6/bin/python`) when it exists, else `python3`.
+pub fn aiosmtpd_python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("CHOPIN_TEST_AIOSMTPD_PYTHON").filter(|v| !v.is_empty())
+    {
+        return python.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")));
+    if let Some(venv) = cache.map(|c| c.join("chopin-ci/aiosmtpd-1.4.6/bin/python"))
+        && venv.exists()
+    {
+        return venv;
+    }
+    "python3".into()
+}
+
+/// The sink: an `aiosmtpd` server on a free loopback port (no TLS, no authentication) that
+/// prints each message it accepts as one JSON line.
+const SMTP_SINK_PY: &str = r#"
+import asyncio, json, sys
+from aiosmtpd.smtp import SMTP
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.content
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", "replace")
+        print(json.dumps({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "data": content}), flush=True)
+        return "250 Message accepted for delivery"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Sink()), "127.0.0.1", 0)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// One message an [`SmtpSink`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SinkMessage {
+    /// The envelope sender (`MAIL FROM`).
+    pub from: String,
+    /// The envelope recipients (`RCPT TO`).
+    pub to: Vec<String>,
+    /// The message as received: headers, a blank line, the body (transfer-encoded).
+    pub data: String,
+}
+
+impl SinkMessage {
+    /// The value of header `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        let head = head.split("\n\n").next().unwrap_or_default();
+        let mut found: Option<String> = None;
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some(value) = found.as_mut() {
+                    value.push_str(line.trim_end());
+                }
+                continue;
+            }
+            if found.is_some() {
+                break;
+            }
+            if let Some((key, value)) = line.split_once(':')
+                && key.eq_ignore_ascii_case(name)
+            {
+                found = Some(value.trim().to_string());
+            }
+        }
+        found
+    }
+
+    /// The body (after the headers), with quoted-printable soft line breaks and `=XX`
+    /// escapes decoded, which is how `lettre` encodes text with long lines.
+    pub fn body(&self) -> String {
+        let body = match self.data.split_once("\r\n\r\n") {
+            Some((_, body)) => body.to_string(),
+            None => self
+                .data
+                .split_once("\n\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default(),
+        };
+        let quoted = self
+            .header("content-transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("quoted-printable"));
+        if !quoted {
+            return body;
+        }
+        let joined = body.replace("=\r\n", "").replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'='
+                && let Some(hex) = joined.get(i + 1..i + 3)
+                && let Ok(b) = u8::from_str_radix(hex, 16)
+            {
+                out.push(b);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// A real SMTP server for tests: Python's `aiosmtpd` ([`aiosmtpd_python`] runs it) on a free
+/// loopback port, plain SMTP, accepting every message. Point a mailer at [`SmtpSink::url`]
+/// and read what arrived with [`SmtpSink::next_message`]. The server stops when the sink is
+/// dropped.
+///
+/// [`SmtpSink::start`] returns `None` (after printing why) when that Python has no
+/// `aiosmtpd`, outside CI; in CI (`CI=true`) it panics. `pip install aiosmtpd` (or Debian's
+/// `python3-aiosmtpd`) provides it; `.ci/run` installs it into a venv.
+#[derive(Debug)]
+pub struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    messages: std::sync::Mutex<std::sync::mpsc::Receiver<SinkMessage>>,
+}
+
+impl SmtpSink {
+    /// Start the server and wait (up to 10 s) until it listens.
+    pub fn start() -> Option<SmtpSink> {
+        use std::io::BufRead;
+        let python = aiosmtpd_python();
+        let spawned = std::process::Command::new(&python)
+            .args(["-c", SMTP_SINK_PY])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                return skip_or_fail(
+                    "SMTP",
+                    format!("cannot run {} for the aiosmtpd sink: {e}", python.display()),
+                );
+            }
+        };
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            return skip_or_fail("SMTP", "the aiosmtpd sink has no stdout".into());
+        };
+        let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
+        let (tx, rx) = std::sync::mpsc::channel::<SinkMessage>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(message) = serde_json::from_str::<SinkMessage>(&line) {
+                    if tx.send(message).is_err() {
+                        break;
+                    }
+                } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(port) = v["port"].as_u64().and_then(|p| u16::try_from(p).ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+            }
+        });
+        match port_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(port) => Some(SmtpSink {
+                child,
+                port,
+                messages: std::sync::Mutex::new(rx),
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let mut stderr = String::new();
+                if let Ok(output) = child.wait_with_output() {
+                    stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                }
+                skip_or_fail(
+                    "SMTP",
+                    format!(
+                        "the aiosmtpd sink did not start with {} (set CHOPIN_TEST_AIOSMTPD_PYTHON \
+                         to a Python with aiosmtpd): {}",
+                        python.display(),
+                        stderr.trim()
+                    ),
+                )
+            }
+        }
+    }
+
+    /// The port the server listens on (on `127.0.0.1`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `smtp://127.0.0.1:<port>?tls=none`: the `CHOPIN_SMTP_URL` that reaches the sink.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// The next message the server accepted, waiting up to `timeout` for it (without
+    /// blocking the runtime: mails sent by spawned tasks arrive meanwhile).
+    pub async fn next_message(&self, timeout: std::time::Duration) -> Option<SinkMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = match self.messages.lock() {
+                Ok(messages) => messages.try_recv(),
+                Err(_) => return None,
+            };
+            match next {
+                Ok(message) => return Some(message),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -5,6 +5,7 @@
 
 mod cache_support;
 
+use chopin_core::config::Environment;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -70,6 +71,7 @@ fn hs256_auth() -> Auth {
     Auth::new(
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     )
 }
 
@@ -201,7 +203,11 @@ async fn a_token_verified_before_is_still_refused_once_it_expires() {
         leeway: Duration::ZERO,
         ..TokenSettings::default()
     };
-    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), settings);
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        settings,
+        Environment::Development,
+    );
     let mut claims = auth.claims_for("42");
     claims.exp = now() + 1;
     let token = auth.issue(claims).unwrap();
@@ -310,7 +316,7 @@ async fn rsa_public_key_used_as_hmac_secret_is_rejected() {
         public,
     )
     .unwrap();
-    let auth = Auth::new(keys, TokenSettings::default());
+    let auth = Auth::new(keys, TokenSettings::default(), Environment::Development);
     let genuine = auth.issue(auth.claims_for("42")).unwrap();
     assert_eq!(get_with(&auth, &genuine).await.status, StatusCode::OK);
     for kid in [Some("rsa"), None] {
@@ -325,7 +331,11 @@ async fn rsa_public_key_used_as_hmac_secret_is_rejected() {
 
 #[tokio::test]
 async fn a_wrong_issuer_is_rejected() {
-    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), strict_settings());
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        strict_settings(),
+        Environment::Development,
+    );
     let good = auth.issue(auth.claims_for("42")).unwrap();
     assert_eq!(get_with(&auth, &good).await.status, StatusCode::OK);
     let mut claims = auth.claims_for("42");
@@ -338,7 +348,11 @@ async fn a_wrong_issuer_is_rejected() {
 
 #[tokio::test]
 async fn a_wrong_audience_is_rejected() {
-    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), strict_settings());
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        strict_settings(),
+        Environment::Development,
+    );
     let mut claims = auth.claims_for("42");
     claims.aud = Some("another-api".into());
     assert_invalid_token(&get_with(&auth, &auth.issue(claims).unwrap()).await);
@@ -385,6 +399,7 @@ async fn rotated_keys_accept_old_tokens_and_sign_with_the_new_one() {
             .verify_hs256("k1", SECRET)
             .unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     assert_eq!(get_with(&rotated, &old_token).await.status, StatusCode::OK);
     let new_token = rotated.issue(rotated.claims_for("7")).unwrap();
@@ -399,6 +414,7 @@ async fn pem_round_trip(alg: JwtAlgorithm, key: &[u8], public: &[u8]) {
     let auth = Auth::new(
         JwtKeys::from_pem(alg, "pem", key, public).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let token = auth.issue(auth.claims_for("9")).unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -463,7 +479,11 @@ async fn the_token_may_come_in_the_configured_cookie() {
         cookie: Some("session".into()),
         ..TokenSettings::default()
     };
-    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), settings);
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        settings,
+        Environment::Development,
+    );
     let token = auth.issue(auth.claims_for("3")).unwrap();
     let c = client(&auth).with_header("cookie", &format!("theme=dark; session={token}"));
     let r = c.get("/me").await;
@@ -588,6 +608,7 @@ async fn revocation_checks_fail_closed_while_redis_is_down_and_recover() {
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
         Revocations::redis(&cache).await.unwrap(),
+        Environment::Development,
     );
     let claims = auth.claims_for("42");
     let token = auth.issue(claims.clone()).unwrap();
@@ -675,7 +696,7 @@ fn decode_refuses_a_kid_swap_in_a_mixed_key_set() {
     .unwrap()
     .verify_hs256("hmac", SECRET)
     .unwrap();
-    let auth = Auth::new(keys, TokenSettings::default());
+    let auth = Auth::new(keys, TokenSettings::default(), Environment::Development);
     let genuine = auth.issue(auth.claims_for("42")).unwrap();
     assert_eq!(auth.decode::<Claims>(&genuine).unwrap().sub, "42");
     let hs = |kid: &str, secret: &[u8]| {
@@ -764,6 +785,7 @@ async fn a_full_memory_revocation_store_refuses_instead_of_evicting() {
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
         revocations.clone(),
+        Environment::Development,
     );
     let claims: Vec<Claims> = (0..3).map(|n| auth.claims_for(n.to_string())).collect();
     auth.revoke(&claims[0]).await.unwrap();

@@ -5,6 +5,7 @@
 
 mod common;
 
+use chopin_core::config::Environment;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -82,6 +83,7 @@ async fn instance(db: &Db) -> Instance {
     let auth = Auth::new(
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     instance_with(db, auth).await
 }
@@ -680,6 +682,7 @@ async fn password_reset_answers_before_doing_the_work() {
     let auth = Auth::new(
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let slow = SlowOutbox::default();
     let module = AuthModule::with_mailer(auth, AuthStore::new(&db).await.unwrap(), slow.clone())
@@ -931,6 +934,7 @@ async fn production_refuses_the_logging_mailer() {
     let dev = Auth::new(
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     assert!(
         AuthModule::new(dev, AuthStore::new(&db).await.unwrap())

@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 48] = [
+const DOCUMENTED: [&str; 51] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -60,6 +60,9 @@ const DOCUMENTED: [&str; 48] = [
     "CHOPIN_TRUSTED_PROXIES",
     "CHOPIN_SECURITY_HEADERS",
     "CHOPIN_HSTS",
+    "CHOPIN_SMTP_URL",
+    "CHOPIN_SMTP_FROM",
+    "CHOPIN_PUBLIC_URL",
 ];
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -296,6 +299,18 @@ fn every_variable_has_an_effect() {
             c.auth.refresh_ttl == Duration::from_secs(7 * 86400)
         }),
         ("CHOPIN_JWT_LEEWAY", "0", |c| c.auth.leeway.is_zero()),
+        ("CHOPIN_SMTP_URL", "smtps://mailer:pw@mail.example", |c| {
+            c.mail
+                .smtp
+                .as_ref()
+                .is_some_and(|s| s.host == "mail.example")
+        }),
+        ("CHOPIN_SMTP_FROM", "noreply@app.example", |c| {
+            c.mail.from.as_deref() == Some("noreply@app.example")
+        }),
+        ("CHOPIN_PUBLIC_URL", "https://app.example", |c| {
+            c.mail.public_url.as_ref().map(|u| u.as_str()) == Some("https://app.example/")
+        }),
         ("CHOPIN_AUTH_COOKIE", "access_token", |c| {
             c.auth.cookie.as_deref() == Some("access_token")
         }),
@@ -320,7 +335,11 @@ fn every_variable_has_an_effect() {
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());
     let defaults = ok(&[]);
     for (var, value, check) in cases {
-        let c = ok(&[(var, value)]);
+        // An SMTP server needs a sender: the one variable that cannot be set alone.
+        let c = match var {
+            "CHOPIN_SMTP_URL" => ok(&[(var, value), ("CHOPIN_SMTP_FROM", "a@app.example")]),
+            _ => ok(&[(var, value)]),
+        };
         assert!(check(&c), "{var}={value} had no effect: {c:#?}");
         assert!(
             !check(&defaults),

@@ -3,6 +3,7 @@
 //! installed by `App` from `CHOPIN_RATE_LIMIT` on a real socket, and one limit held by two
 //! instances sharing Redis.
 
+use chopin_core::config::Environment;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -160,6 +161,7 @@ async fn authenticated_requests_are_limited_per_user() {
     let auth = Auth::new(
         JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let layer = RateLimitLayer::memory(rate(2, Duration::from_secs(60))).per_user(auth.clone());
     let c = TestClient::new(
@@ -191,6 +193,7 @@ async fn authenticated_requests_are_limited_per_user() {
     let other = Auth::new(
         JwtKeys::hs256("k1", b"another-secret-of-at-least-32-bytes!!").unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let forged = other.issue(other.claims_for("alice")).unwrap();
     let r = hit(&c, "10.0.0.9", None, Some(&forged)).await;
@@ -234,6 +237,7 @@ async fn without_connect_info_requests_are_not_put_in_one_bucket() {
     let auth = Auth::new(
         JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let c = client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))).per_user(auth.clone()));
     let token = auth.issue(auth.claims_for("carol")).unwrap();

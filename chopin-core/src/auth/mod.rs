@@ -9,6 +9,7 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use chopin_core::auth::{Auth, AuthUser, JwtKeys, TokenSettings};
+//! use chopin_core::config::Environment;
 //! use chopin_core::prelude::*;
 //!
 //! async fn me(user: AuthUser) -> ApiResponse<String> {
@@ -19,6 +20,7 @@
 //! let auth = Auth::new(
 //!     JwtKeys::hs256("k1", b"a-secret-of-at-least-thirty-two-bytes")?,
 //!     TokenSettings::default(),
+//!     Environment::Development, // usually `config.environment`
 //! );
 //! let router: Router = Router::new()
 //!     .route("/me", get(me))
@@ -47,6 +49,8 @@ pub mod password;
 mod rate_limit;
 mod revocation;
 mod roles;
+#[cfg(feature = "smtp")]
+mod smtp;
 
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -61,12 +65,15 @@ mod store;
 
 pub use extractor::{AuthUser, bearer_token};
 pub use jwt::{AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings};
-pub use mailer::{LogMailer, Mail, MailKind, Mailer};
+pub use mailer::{LogMailer, Mail, MailKind, Mailer, MemoryMailer, mailer_from_config};
 pub use revocation::Revocations;
 pub use roles::{Permission, RequirePermission, RequireRole, Role};
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use routes::{AuthModule, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
+#[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub use smtp::SmtpMailer;
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use store::{AuthStore, User};
@@ -237,24 +244,27 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// An `Auth` with the given keys and settings, keeping revocations in this process.
-    pub fn new(keys: JwtKeys, settings: TokenSettings) -> Auth {
+    /// An `Auth` with the given keys and settings, keeping revocations in this process, for
+    /// `environment` (pass `config.environment`: it decides which mailers the auth module
+    /// accepts, see [`Auth::environment`]).
+    pub fn new(
+        keys: JwtKeys,
+        settings: TokenSettings,
+        environment: crate::config::Environment,
+    ) -> Auth {
         let revocations = Revocations::memory();
-        Auth::with_revocations(keys, settings, revocations)
+        Auth::with_revocations(keys, settings, revocations, environment)
     }
 
-    /// An `Auth` with the given revocation store (for example [`Revocations::redis`]).
+    /// An `Auth` with the given revocation store (for example [`Revocations::redis`]), for
+    /// `environment` (pass `config.environment`).
     pub fn with_revocations(
         keys: JwtKeys,
         settings: TokenSettings,
         revocations: Revocations,
+        environment: crate::config::Environment,
     ) -> Auth {
-        Auth::build(
-            keys,
-            settings,
-            revocations,
-            crate::config::Environment::Development,
-        )
+        Auth::build(keys, settings, revocations, environment)
     }
 
     fn build(
@@ -296,9 +306,8 @@ impl Auth {
     }
 
     /// The environment this `Auth` was configured for: the configuration's with
-    /// [`Auth::from_config`], `Development` with [`Auth::new`] and
-    /// [`Auth::with_revocations`]. In production the auth module refuses the development
-    /// [`LogMailer`].
+    /// [`Auth::from_config`], the one given to [`Auth::new`] and [`Auth::with_revocations`].
+    /// Outside development the auth module refuses the development [`LogMailer`].
     pub fn environment(&self) -> crate::config::Environment {
         self.inner.environment
     }

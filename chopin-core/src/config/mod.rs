@@ -19,6 +19,7 @@ pub(crate) mod cache;
 mod database;
 mod http;
 mod log;
+mod mail;
 mod openapi;
 pub(crate) mod pagination;
 mod rate_limit;
@@ -39,6 +40,7 @@ pub use self::cache::{
 pub use self::database::{DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
+pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};
 pub use self::openapi::OpenApiConfig;
 pub use self::rate_limit::{Rate, RateLimitConfig};
 pub use self::reader::{ConfigError, ConfigProblem, parse_duration};
@@ -52,8 +54,8 @@ use self::reader::Reader;
 /// The deployment environment, from `CHOPIN_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Environment {
-    /// Local development (the default): `.env` is loaded, error details are shown, the API
-    /// docs UI is on.
+    /// Local development (the default of debug builds; release builds require `CHOPIN_ENV`):
+    /// `.env` is loaded, error details are shown, the API docs UI is on.
     #[default]
     Development,
     /// Automated tests: like development, without `.env` and without error details.
@@ -63,6 +65,42 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// The environment when `CHOPIN_ENV` is set neither in the process environment nor in
+    /// `.env`: [`Environment::Development`] in a debug build (`debug_build` is
+    /// `cfg!(debug_assertions)`), and a start-up error saying what to set in a release build,
+    /// so that a deployment cannot run with development settings by forgetting the variable.
+    ///
+    /// ```
+    /// use chopin_core::config::Environment;
+    /// assert_eq!(Environment::when_unset(true), Ok(Environment::Development));
+    /// let problem = Environment::when_unset(false).unwrap_err();
+    /// assert_eq!(problem.variable, "CHOPIN_ENV");
+    /// assert!(problem.problem.contains("CHOPIN_ENV=production"));
+    /// ```
+    pub fn when_unset(debug_build: bool) -> Result<Environment, ConfigProblem> {
+        if debug_build {
+            Ok(Environment::Development)
+        } else {
+            Err(ConfigProblem {
+                variable: "CHOPIN_ENV",
+                value: String::new(),
+                problem: "must be set for a release build, in the environment or in .env: \
+                          CHOPIN_ENV=production for a deployment (or development, test); \
+                          only debug builds default to development"
+                    .into(),
+            })
+        }
+    }
+
+    /// The canonical name (`development`, `test`, `production`), as `CHOPIN_ENV` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+
     /// `true` for [`Environment::Development`].
     pub fn is_development(self) -> bool {
         self == Environment::Development
@@ -117,35 +155,63 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Trusted proxies and security headers.
     pub security: SecurityConfig,
+    /// The SMTP server and public URL of the auth module's mails (`CHOPIN_SMTP_URL`,
+    /// `CHOPIN_SMTP_FROM`, `CHOPIN_PUBLIC_URL`).
+    pub mail: MailConfig,
 }
 
 impl Config {
     /// Read the configuration from the process environment, plus `.env` in development.
     ///
-    /// `.env` is read only when `CHOPIN_ENV` is unset or `development`; variables already set
-    /// in the environment take precedence over it. The file is read, never written into the
-    /// process environment.
+    /// `CHOPIN_ENV` comes from the environment, else from `.env`. The rest of `.env` is read
+    /// only when that gives `development` (or, in a debug build, nothing); variables already
+    /// set in the environment take precedence over it. The file is read, never written into
+    /// the process environment.
+    ///
+    /// A release build (no `debug_assertions`) refuses to start when `CHOPIN_ENV` is set
+    /// neither in the environment nor in `.env`: a deployment that forgot it would otherwise
+    /// run with development settings (error details in responses, a random token key, the
+    /// token-logging mailer). Debug builds default to `development`. See
+    /// [`Environment::when_unset`].
     pub fn from_env() -> Result<Config, ConfigError> {
-        let env_name = std::env::var("CHOPIN_ENV")
+        let from_process = std::env::var("CHOPIN_ENV")
             .ok()
             .filter(|v| !v.trim().is_empty());
-        let development = env_name
-            .as_deref()
-            .map(|v| v.trim().parse::<Environment>() == Ok(Environment::Development))
-            .unwrap_or(true);
         let mut dotenv = HashMap::new();
-        if development && let Ok(iter) = dotenvy::from_path_iter(".env") {
+        let may_read_dotenv = from_process
+            .as_deref()
+            .is_none_or(|v| v.trim().parse::<Environment>() == Ok(Environment::Development));
+        if may_read_dotenv && let Ok(iter) = dotenvy::from_path_iter(".env") {
             for (key, value) in iter.flatten() {
                 dotenv.insert(key, value);
             }
         }
+        let env_name = from_process.or_else(|| {
+            dotenv
+                .get("CHOPIN_ENV")
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+        });
+        let env_name = match env_name {
+            Some(name) => name,
+            None => Environment::when_unset(cfg!(debug_assertions))
+                .map(Environment::as_str)
+                .map(str::to_string)
+                .map_err(|problem| ConfigError {
+                    problems: vec![problem],
+                })?,
+        };
+        if env_name.trim().parse::<Environment>() != Ok(Environment::Development) {
+            // `.env` is for development only: in test and production it is not read.
+            dotenv.clear();
+        }
         Config::from_lookup(|name| {
-            let from_process = std::env::var(name).ok();
             if name == "CHOPIN_ENV" {
-                // The environment decides whether `.env` is read, so `.env` cannot change it.
-                return from_process;
+                return Some(env_name.clone());
             }
-            from_process.or_else(|| dotenv.get(name).cloned())
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
         })
     }
 
@@ -209,6 +275,18 @@ impl Config {
         }
 
         let security = SecurityConfig::from_reader(&mut r, environment);
+        let mail = MailConfig::from_reader(&mut r, environment);
+        if !cfg!(feature = "smtp") && mail.smtp.is_some() {
+            r.problem(
+                "CHOPIN_SMTP_URL",
+                &mail
+                    .smtp
+                    .as_ref()
+                    .map(SmtpConfig::redacted)
+                    .unwrap_or_default(),
+                "needs chopin-core's `smtp` feature",
+            );
+        }
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -228,16 +306,13 @@ impl Config {
             auth,
             rate_limit,
             security,
+            mail,
         })
     }
 
     /// The configuration an empty environment gives, for the given environment: handy in tests.
     pub fn for_environment(environment: Environment) -> Config {
-        let name = match environment {
-            Environment::Development => "development",
-            Environment::Test => "test",
-            Environment::Production => "production",
-        };
+        let name = environment.as_str();
         Config::from_lookup(|v| (v == "CHOPIN_ENV").then(|| name.to_string()))
             .unwrap_or_else(|_| unreachable!("defaults are valid"))
     }
@@ -271,6 +346,30 @@ mod tests {
         let p = from(&[("CHOPIN_ENV", "production")]).unwrap();
         assert!(!p.openapi.enabled);
         assert_eq!(p.log.format, LogFormat::Json);
+    }
+
+    /// Release builds (no `debug_assertions`) refuse an unset `CHOPIN_ENV`, saying what to
+    /// set; debug builds default to development.
+    #[test]
+    fn unset_environment_depends_on_the_build() {
+        assert_eq!(Environment::when_unset(true), Ok(Environment::Development));
+        let problem = Environment::when_unset(false).unwrap_err();
+        assert_eq!(problem.variable, "CHOPIN_ENV");
+        assert!(
+            problem.problem.contains("CHOPIN_ENV=production"),
+            "{problem:?}"
+        );
+        let err = ConfigError {
+            problems: vec![problem],
+        };
+        assert!(err.to_string().contains("release build"), "{err}");
+        for env in [
+            Environment::Development,
+            Environment::Test,
+            Environment::Production,
+        ] {
+            assert_eq!(env.as_str().parse::<Environment>(), Ok(env));
+        }
     }
 
     #[test]

@@ -30,7 +30,9 @@
 //!
 //! Accounts, tokens and roles come from Chopin's auth module, mounted at `/api/auth`. An admin
 //! is an account with the `admin` role: grant it with `cargo run -p blog -- grant-admin
-//! <email>` (see [`grant_role`]).
+//! <email>` (see [`grant_role`]). Verification and password-reset mails go through the SMTP
+//! server of `CHOPIN_SMTP_URL` (with `CHOPIN_SMTP_FROM`, and links to `CHOPIN_PUBLIC_URL`);
+//! without it they are logged in development, and production refuses to start.
 //!
 //! The library builds the application, so that `main` and the tests run the same code:
 //!
@@ -43,7 +45,7 @@
 
 #![warn(missing_docs)]
 
-use chopin_core::auth::{Auth, AuthError, AuthModule, AuthStore};
+use chopin_core::auth::{Auth, AuthError, AuthModule, AuthStore, mailer_from_config};
 use chopin_core::cache::{Cache, CacheError};
 use chopin_core::db::{Db, DbError};
 use chopin_core::openapi::OpenApiRouter;
@@ -100,7 +102,11 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
     migration::Migrator::up(db.conn(), None).await?;
     let cache = Cache::from_config(&config.cache).await?;
     let auth = Auth::from_config(&config).await?;
-    let accounts = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
+    // Mails through CHOPIN_SMTP_URL when it is set; otherwise the log in development, memory
+    // in tests, and a start-up error in production.
+    let mailer = mailer_from_config(&config)?;
+    let accounts =
+        AuthModule::with_mailer(auth.clone(), AuthStore::new(&db).await?, mailer).await?;
     let state = AppState {
         db: db.clone(),
         cache: cache.clone(),

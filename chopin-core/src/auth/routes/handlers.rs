@@ -104,10 +104,11 @@ pub(super) async fn refresh(
 
 /// Revoke the access token (and, if given, the refresh token's family).
 #[utoipa::path(post, path = "/logout", tag = "auth",
-    request_body(content = Option<LogoutRequest>, description = "Optional: without a body (or with an empty one) only the access token is revoked."),
+    request_body(content = Option<LogoutRequest>, description = "Optional: without a body (or with an empty one) only the access token is revoked. `Content-Type: application/json` is required, even with an empty body, unless the token is in the `Authorization` header and there is no body."),
     responses(
         (status = 204, description = "Signed out."),
         (status = 401, description = "No valid access token.", body = ErrorEnvelope),
+        (status = 415, description = "Not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(super) async fn logout(
@@ -116,12 +117,21 @@ pub(super) async fn logout(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<ApiResponse<()>, ChopinError> {
-    let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else if !crate::extractors::json::has_json_content_type(&headers) {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    // JSON, like every other route: a cross-site form (or a CORS-simple `fetch`) cannot send
+    // it, so it cannot sign a cookie-session user out. A body-less request without any
+    // `Content-Type` is accepted only with an `Authorization` header, which such a request
+    // cannot carry either.
+    let bare_bearer = empty
+        && !headers.contains_key(http::header::CONTENT_TYPE)
+        && headers.contains_key(http::header::AUTHORIZATION);
+    if !bare_bearer && !crate::extractors::json::has_json_content_type(&headers) {
         return Err(ChopinError::UnsupportedMediaType(
-            "expected a request body with `Content-Type: application/json`".into(),
+            "expected `Content-Type: application/json` (the body may be empty)".into(),
         ));
+    }
+    let request: LogoutRequest = if empty {
+        LogoutRequest::default()
     } else {
         // `null` says "no body" too, as the optional body's schema allows.
         crate::json::from_slice::<Option<LogoutRequest>>(&body)

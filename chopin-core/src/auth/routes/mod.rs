@@ -12,27 +12,27 @@ use axum::Router;
 
 use super::password;
 use super::{Auth, AuthStore, LogMailer, Mail, MailKind, Mailer};
-use crate::config::Environment;
 use crate::error::ChopinError;
 use crate::openapi::OpenApiRouter;
 pub use bodies::{MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
 use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 
-/// The auth routes, ready to mount (usually under `/auth`):
+/// The auth routes, ready to mount (usually under `/auth`). Every answer is
+/// `Cache-Control: no-store` (RFC 6749 §5.1):
 ///
 /// | method | path | |
 /// |---|---|---|
 /// | `POST` | `/signup` | `{email, password}` → 201 tokens; 409 when taken; 422 on invalid fields; sends a verification mail |
 /// | `POST` | `/login` | `{email, password}` → tokens; 401 `invalid email or password` for every failure |
 /// | `POST` | `/refresh` | `{refresh_token}` → new tokens; the old refresh token is spent, and replaying it revokes the whole family and the family's live access tokens |
-/// | `POST` | `/logout` | bearer token required; revokes it, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
+/// | `POST` | `/logout` | bearer token required; `Content-Type: application/json` required (415) unless the token is in `Authorization` and there is no body; revokes the token, and the refresh family (with its access tokens) of an optional `{refresh_token}` → 204 |
 /// | `GET` | `/me` | bearer token required → the account |
 /// | `POST` | `/verify-email` | `{token}` from the verification mail → 204; 404 for an unknown, used or expired token |
 /// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token; 422 for a non-address |
 /// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere; 404 for an unknown, used or expired token |
 ///
 /// ```no_run
-/// use chopin_core::auth::{Auth, AuthModule, AuthStore};
+/// use chopin_core::auth::{Auth, AuthModule, AuthStore, mailer_from_config};
 /// use chopin_core::openapi::OpenApiRouter;
 /// use chopin_core::prelude::*;
 ///
@@ -40,7 +40,9 @@ use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 /// let config = Config::from_env()?;
 /// let db = Db::connect(&config.database).await?;
 /// let auth = Auth::from_config(&config).await?;
-/// let module = AuthModule::new(auth.clone(), AuthStore::new(&db).await?).await?;
+/// // SMTP when CHOPIN_SMTP_URL is set; else the LogMailer in development (an error in production).
+/// let mailer = mailer_from_config(&config)?;
+/// let module = AuthModule::with_mailer(auth.clone(), AuthStore::new(&db).await?, mailer).await?;
 /// App::new(config)
 ///     .auth(&auth)
 ///     .api(OpenApiRouter::new().nest("/api/auth", module.api_router()))
@@ -70,26 +72,30 @@ impl AuthModule {
     /// dummy password hash, so that the first login for an unknown account is not slower
     /// than the others.
     ///
-    /// When `auth` is configured for production ([`Auth::environment`]) this fails: the
-    /// development mailer would write reset and verification tokens to the log. Use
-    /// [`AuthModule::with_mailer`] with a real [`Mailer`] there.
+    /// When `auth` is configured for anything but development ([`Auth::environment`]) this
+    /// fails: the development mailer would write reset and verification tokens to the log.
+    /// Use [`AuthModule::with_mailer`] with a real [`Mailer`] there, for example the one
+    /// [`mailer_from_config`](super::mailer_from_config) picks.
     pub async fn new(auth: Auth, store: AuthStore) -> Result<AuthModule, ChopinError> {
         AuthModule::with_mailer(auth, store, LogMailer).await
     }
 
-    /// The module sending verification and reset tokens through `mailer`. Fails in
-    /// production when `mailer` is [development-only](Mailer::development_only).
+    /// The module sending verification and reset tokens through `mailer`. Fails outside
+    /// development (test, production) when `mailer` is
+    /// [development-only](Mailer::development_only).
     pub async fn with_mailer(
         auth: Auth,
         store: AuthStore,
         mailer: impl Mailer,
     ) -> Result<AuthModule, ChopinError> {
-        if auth.environment() == Environment::Production && mailer.development_only() {
-            return Err(ChopinError::internal(
-                "the auth module needs a real Mailer in production: the development LogMailer \
-                 would write password-reset and verification tokens to the log; build the \
-                 module with AuthModule::with_mailer(auth, store, your_mailer)",
-            ));
+        if !auth.environment().is_development() && mailer.development_only() {
+            return Err(ChopinError::internal(format!(
+                "the auth module needs a real Mailer in {}: the development LogMailer \
+                 would write password-reset and verification tokens to the log; set \
+                 CHOPIN_SMTP_URL and build the module with AuthModule::with_mailer(auth, \
+                 store, mailer_from_config(&config)?), or pass your own Mailer",
+                auth.environment().as_str()
+            )));
         }
         password::dummy_hash().await?;
         let store = store.with_leeway(auth.settings().leeway);
@@ -100,7 +106,7 @@ impl AuthModule {
         })
     }
 
-    /// Send verification and reset tokens through `mailer`. In production a
+    /// Send verification and reset tokens through `mailer`. Outside development a
     /// [development-only](Mailer::development_only) mailer given here is not used: every
     /// mail is dropped with an error in the log (without its token).
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
@@ -131,6 +137,7 @@ impl AuthModule {
     /// `app.api(OpenApiRouter::new().nest("/api/auth", module.api_router()))`.
     pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
         let mut router = documented_routes()
+            .layer(axum::middleware::map_response(no_store))
             .layer(self.auth.extension())
             .with_state(self.clone());
         add_bearer_scheme(router.get_openapi_mut());
@@ -229,10 +236,11 @@ impl AuthModule {
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {
-        if self.auth.environment() == Environment::Production && self.mailer.development_only() {
+        if !self.auth.environment().is_development() && self.mailer.development_only() {
             tracing::error!(
                 ?kind,
-                "mail not sent: a development-only mailer is installed in production"
+                environment = self.auth.environment().as_str(),
+                "mail not sent: a development-only mailer is installed outside development"
             );
             return;
         }
@@ -254,6 +262,22 @@ fn documented_routes() -> OpenApiRouter<AuthModule> {
         .routes(routes!(handlers::verify_email))
         .routes(routes!(handlers::request_reset))
         .routes(routes!(handlers::confirm_reset))
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` on every answer of the module: tokens
+/// (sign-up, login, refresh) must not be kept by any cache (RFC 6749 §5.1), nor the account
+/// data of `/me`. `Pragma` is for HTTP/1.0 caches, as in RFC 6749's examples.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        http::header::PRAGMA,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// Declare the `bearer` scheme that `/logout` and `/me` require.
