@@ -92,10 +92,17 @@ async fn offset_page(db: &Db, query: &str) -> Vec<i64> {
     let statement = Statement::from_sql_and_values(
         backend,
         match backend {
-            DbBackend::Postgres => "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
-            _ => "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            DbBackend::Postgres => {
+                "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+            }
+            _ => {
+                "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+            }
         },
-        [Value::from(page.limit as i64), Value::from(page.offset as i64)],
+        [
+            Value::from(page.limit as i64),
+            Value::from(page.offset as i64),
+        ],
     );
     let rows = fetch(db, statement).await;
     let ids = rows.iter().map(|r| r.id).collect();
@@ -113,16 +120,24 @@ async fn cursor_page(db: &Db, key: &CursorKey, query: &str) -> Vec<i64> {
         None => Statement::from_sql_and_values(
             backend,
             match backend {
-                DbBackend::Postgres => "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT $1",
-                _ => "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT ?",
+                DbBackend::Postgres => {
+                    "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT $1"
+                }
+                _ => {
+                    "SELECT id, created_at, title FROM keyset_items ORDER BY created_at DESC, id DESC LIMIT ?"
+                }
             },
             [limit],
         ),
         Some((created_at, id)) => Statement::from_sql_and_values(
             backend,
             match backend {
-                DbBackend::Postgres => "SELECT id, created_at, title FROM keyset_items WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3",
-                _ => "SELECT id, created_at, title FROM keyset_items WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
+                DbBackend::Postgres => {
+                    "SELECT id, created_at, title FROM keyset_items WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+                }
+                _ => {
+                    "SELECT id, created_at, title FROM keyset_items WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?"
+                }
             },
             [Value::from(created_at), Value::from(id), limit],
         ),
@@ -191,7 +206,10 @@ async fn run() {
         &db,
         Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT id, created_at, title FROM keyset_items WHERE id = {}", before[0]),
+            format!(
+                "SELECT id, created_at, title FROM keyset_items WHERE id = {}",
+                before[0]
+            ),
         ),
     )
     .await;
@@ -204,7 +222,10 @@ async fn run() {
     let by_offset = offset_page(&db, &q_offset_n).await;
     let by_cursor = cursor_page(&db, &key, &q_cursor_n).await;
     assert_eq!(by_offset.len(), PAGE as usize);
-    assert_eq!(by_offset, by_cursor, "page {TARGET_PAGE} differs between the two paths");
+    assert_eq!(
+        by_offset, by_cursor,
+        "page {TARGET_PAGE} differs between the two paths"
+    );
 
     let offset_1 = median(async || offset_page(&db, &q_offset_1).await).await;
     let offset_n = median(async || offset_page(&db, &q_offset_n).await).await;

@@ -47,8 +47,11 @@ async fn list_posts(
     if let Some((created_at, id)) = page.after {
         // WHERE (created_at, id) < ($1, $2): the rows after the previous page's last one.
         query = query.filter(
-            Expr::tuple([Expr::col(post::Column::CreatedAt), Expr::col(post::Column::Id)])
-                .lt(Expr::tuple([Expr::val(created_at), Expr::val(id)])),
+            Expr::tuple([
+                Expr::col(post::Column::CreatedAt),
+                Expr::col(post::Column::Id),
+            ])
+            .lt(Expr::tuple([Expr::val(created_at), Expr::val(id)])),
         );
     }
     // LIMIT n + 1: the extra row says whether there is a next page.
@@ -84,7 +87,11 @@ async fn the_guide_handler_walks_every_post_once() {
     let config = Config::for_environment(Environment::Test);
     let client = TestClient::new(
         App::new(config)
-            .router(Router::new().route("/posts", get(list_posts)).with_state(db))
+            .router(
+                Router::new()
+                    .route("/posts", get(list_posts))
+                    .with_state(db),
+            )
             .into_router(),
     );
     let mut seen = Vec::new();
@@ -92,7 +99,13 @@ async fn the_guide_handler_walks_every_post_once() {
     loop {
         let page: Value = client.get(&uri).await.json();
         assert_eq!(page["success"], Value::Bool(true), "{page}");
-        seen.extend(page["data"].as_array().unwrap().iter().map(|p| p["id"].as_i64().unwrap()));
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_i64().unwrap()),
+        );
         match page["meta"]["next_cursor"].as_str() {
             Some(next) => uri = format!("/posts?limit=4&cursor={next}"),
             None => break,
