@@ -115,3 +115,19 @@ async fn the_guide_handler_walks_every_post_once() {
     let expected: Vec<i64> = (1..=30).rev().collect();
     assert_eq!(seen, expected);
 }
+
+/// The guide shows exactly the code above.
+#[test]
+fn the_guide_shows_this_code() {
+    let this = include_str!("cursor_guide.rs");
+    let start = this
+        .find("use chopin_core::extractors::CursorPagination;")
+        .unwrap();
+    let end = this.find("// ---- end of the guide").unwrap();
+    let code = this[start..end].trim_end();
+    let guide = include_str!("../../docs/extractors.md");
+    assert!(
+        guide.contains(code),
+        "docs/extractors.md no longer shows the code of tests/cursor_guide.rs"
+    );
+}
