@@ -64,6 +64,7 @@ pub struct App<S = ()> {
     spec: OpenApi,
     layers: Layers,
     health: HealthChecks,
+    cursor: Option<crate::extractors::CursorKey>,
     #[cfg(feature = "auth")]
     auth: Option<crate::auth::Auth>,
 }
@@ -85,6 +86,9 @@ where
         let layers = Layers::from_config(&config);
         let mut spec = openapi::base_spec("Chopin API", env!("CARGO_PKG_VERSION"));
         spec.merge(openapi::health_spec());
+        // No key in production without a secret: cursor requests answer 500 (and `serve`
+        // warns) rather than every app without cursors failing to start.
+        let cursor = crate::extractors::CursorKey::from_config(&config).ok();
         App {
             config,
             state,
@@ -92,6 +96,7 @@ where
             spec,
             layers,
             health: HealthChecks::default(),
+            cursor,
             #[cfg(feature = "auth")]
             auth: None,
         }
@@ -198,6 +203,14 @@ where
         self
     }
 
+    /// Sign and verify [`CursorPagination`](crate::extractors::CursorPagination) cursors with
+    /// `key` instead of the one built from the configuration (`CHOPIN_CURSOR_SECRET`, derived
+    /// from the HS256 `CHOPIN_JWT_SECRET`, or random outside production).
+    pub fn cursor_key(mut self, key: crate::extractors::CursorKey) -> Self {
+        self.cursor = Some(key);
+        self
+    }
+
     /// Set (or, with `None`, remove) the rate-limit layer; by default it comes from
     /// `CHOPIN_RATE_LIMIT` (see [`crate::rate_limit`]).
     pub fn rate_limit(mut self, layer: Option<crate::rate_limit::RateLimitLayer>) -> Self {
@@ -248,6 +261,7 @@ where
         }
         let extensions = crate::middleware::RequestExtensions {
             pagination: Some(self.config.pagination),
+            cursor: self.cursor,
             #[cfg(feature = "auth")]
             handle: self.auth,
             #[cfg(not(feature = "auth"))]
@@ -281,6 +295,12 @@ where
         let deadline = self.config.http.shutdown_timeout;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, environment = ?self.config.environment, "chopin listening");
+        }
+        if self.cursor.is_none() {
+            tracing::warn!(
+                "no pagination cursor key: set CHOPIN_CURSOR_SECRET (or CHOPIN_JWT_SECRET with \
+                 HS256); requests with CursorPagination answer 500 until then"
+            );
         }
         let router = self.into_router();
         let (tx, mut rx) = tokio::sync::watch::channel(false);

@@ -115,7 +115,8 @@ const SHARED_ERRORS: &[SharedError] = &[
         status: "400",
         name: "BadRequest",
         description: "The request is malformed: `MALFORMED_JSON` (the body is not JSON, or not \
-                      the documented shape), `INVALID_QUERY` (a query parameter is invalid) or \
+                      the documented shape), `INVALID_QUERY` (a query parameter is invalid), \
+                      `INVALID_CURSOR` (a pagination cursor was altered or has expired) or \
                       `BAD_REQUEST`.",
         headers: &[],
         applies: Applies::WithInput,

@@ -3,6 +3,7 @@
 //! ```json
 //! {"success":true,"data":{"id":1,"title":"Hello"}}
 //! {"success":true,"data":[…],"meta":{"limit":20,"offset":0,"total":123}}
+//! {"success":true,"data":[…],"meta":{"limit":20,"next_cursor":"…"}}
 //! ```
 
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ChopinError;
-use crate::extractors::Pagination;
+use crate::extractors::{CursorPagination, Pagination};
 use crate::json;
 
 /// Pagination metadata of a list response.
@@ -19,13 +20,14 @@ use crate::json;
 pub struct PageMeta {
     /// Page size used for this response.
     pub limit: u64,
-    /// Number of items skipped before this page.
-    pub offset: u64,
+    /// Number of items skipped before this page (offset pages; absent on cursor pages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// Total number of items, present only when the handler counted them (a `COUNT` costs a
     /// query, so it is opt-in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
-    /// Opaque cursor of the next page, for cursor-paginated lists.
+    /// Opaque cursor of the next page (pass it back as `?cursor=`), absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
@@ -35,9 +37,19 @@ impl PageMeta {
     pub fn new(pagination: &Pagination, total: Option<u64>) -> Self {
         Self {
             limit: pagination.limit,
-            offset: pagination.offset,
+            offset: Some(pagination.offset),
             total,
             next_cursor: None,
+        }
+    }
+
+    /// Metadata for a cursor page: its size and the next page's cursor (`None` on the last).
+    pub fn cursor(limit: u64, next_cursor: Option<String>) -> Self {
+        Self {
+            limit,
+            offset: None,
+            total: None,
+            next_cursor,
         }
     }
 }
@@ -134,6 +146,19 @@ impl<T> ApiResponse<Vec<T>> {
     /// `200 OK` with a page of items and `meta` (`limit`, `offset` and, when given, `total`).
     pub fn paginated(items: Vec<T>, pagination: &Pagination, total: Option<u64>) -> Self {
         Self::success(items).with_meta(PageMeta::new(pagination, total))
+    }
+
+    /// `200 OK` with a keyset page: `rows` fetched with
+    /// [`page.fetch_limit()`](CursorPagination::fetch_limit) rows (one more than the page), cut
+    /// to the page, and `meta` with `limit` and, unless this is the last page, `next_cursor` —
+    /// the signed cursor of the last item's sort key, `key_of(item)`.
+    pub fn cursor_paginated<K: Serialize>(
+        rows: Vec<T>,
+        page: &CursorPagination<K>,
+        key_of: impl Fn(&T) -> K,
+    ) -> Result<Self, ChopinError> {
+        let (items, next) = page.finish(rows, key_of)?;
+        Ok(Self::success(items).with_meta(PageMeta::cursor(page.limit, next)))
     }
 }
 

@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 51] = [
+const DOCUMENTED: [&str; 53] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -36,6 +36,8 @@ const DOCUMENTED: [&str; 51] = [
     "CHOPIN_PAGINATION_DEFAULT_LIMIT",
     "CHOPIN_PAGINATION_MAX_LIMIT",
     "CHOPIN_PAGINATION_OVERFLOW",
+    "CHOPIN_CURSOR_SECRET",
+    "CHOPIN_CURSOR_TTL",
     "CHOPIN_CACHE",
     "REDIS_URL",
     "CHOPIN_CACHE_MEMORY",
@@ -232,6 +234,17 @@ fn every_variable_has_an_effect() {
         }),
         ("CHOPIN_PAGINATION_OVERFLOW", "clamp", |c| {
             c.pagination.overflow == LimitOverflow::Clamp
+        }),
+        (
+            "CHOPIN_CURSOR_SECRET",
+            "0123456789abcdef0123456789abcdef-cursors",
+            |c| {
+                c.cursor.secret.as_ref().map(|s| s.expose())
+                    == Some("0123456789abcdef0123456789abcdef-cursors")
+            },
+        ),
+        ("CHOPIN_CURSOR_TTL", "10m", |c| {
+            c.cursor.ttl == Duration::from_secs(600)
         }),
         ("CHOPIN_CACHE", "redis", |c| {
             c.cache.backend == CacheBackend::Redis

@@ -53,6 +53,11 @@ async fn create_user(ValidJson(_user): ValidJson<NewUser>) -> ApiResponse<&'stat
 async fn list(page: Pagination) -> ApiResponse<Vec<u64>> {
     ApiResponse::paginated(vec![], &page, None)
 }
+async fn cursor_list(
+    page: chopin_core::extractors::CursorPagination<i64>,
+) -> Result<ApiResponse<Vec<i64>>, ChopinError> {
+    ApiResponse::cursor_paginated(vec![], &page, |id| *id)
+}
 async fn unauthorized() -> Result<(), ChopinError> {
     Err(ChopinError::Unauthorized("missing bearer token".into()))
 }
@@ -112,6 +117,7 @@ fn routes() -> Router {
         .route("/posts", post(create_post))
         .route("/users", post(create_user))
         .route("/list", get(list))
+        .route("/cursor-list", get(cursor_list))
         .route("/unauthorized", get(unauthorized))
         .route("/forbidden", get(forbidden))
         .route("/missing", get(not_found))
@@ -451,6 +457,7 @@ fn every_code_has_its_status_and_wire_name() {
         (ErrorCode::BadRequest, 400, "BAD_REQUEST"),
         (ErrorCode::MalformedJson, 400, "MALFORMED_JSON"),
         (ErrorCode::InvalidQuery, 400, "INVALID_QUERY"),
+        (ErrorCode::InvalidCursor, 400, "INVALID_CURSOR"),
         (ErrorCode::Unauthorized, 401, "UNAUTHORIZED"),
         (ErrorCode::Forbidden, 403, "FORBIDDEN"),
         (ErrorCode::NotFound, 404, "NOT_FOUND"),
@@ -715,6 +722,7 @@ async fn every_error_code_is_produced_by_a_route() {
         get("/bad"),
         raw_post("/posts", Some("application/json"), "{"),
         get("/list?limit=x"),
+        get("/cursor-list?cursor=not-a-cursor"),
         get("/unauthorized"),
         get("/forbidden"),
         get("/missing"),

@@ -580,7 +580,7 @@ async fn shared_schemas_are_present() {
         .map(|v| v.as_str().unwrap())
         .collect();
     let expected: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-    assert_eq!(codes.len(), 15);
+    assert_eq!(codes.len(), 16);
     assert_eq!(codes, expected);
 
     let envelope = &schemas["ErrorEnvelope"]["properties"];

@@ -499,3 +499,133 @@ async fn openapi_lists_one_style_with_the_enforced_bounds() {
         json!(params)
     );
 }
+
+// ---- Cursor (keyset) pagination through `App` -------------------------------------------------
+
+mod cursor {
+    use super::*;
+    use chopin_core::extractors::{CursorKey, CursorPagination};
+    use chopin_core::signing::Signer;
+
+    const ROWS: i64 = 45;
+    const SECRET: &str = "a-cursor-secret-of-at-least-32-bytes!!";
+
+    /// Ids 1..=45, newest (highest) first: `WHERE id < after ORDER BY id DESC LIMIT n + 1`.
+    async fn newest_first(
+        page: CursorPagination<i64>,
+    ) -> Result<ApiResponse<Vec<i64>>, ChopinError> {
+        let start = page.after.map_or(ROWS, |after| after - 1);
+        let rows: Vec<i64> = (1..=start)
+            .rev()
+            .take(page.fetch_limit() as usize)
+            .collect();
+        ApiResponse::cursor_paginated(rows, &page, |id| *id)
+    }
+
+    fn client(vars: &[(&str, &str)]) -> TestClient {
+        TestClient::new(
+            App::new(super::config(vars))
+                .router(Router::new().route("/ids", get(newest_first)))
+                .into_router(),
+        )
+    }
+
+    async fn walk(c: &TestClient, limit: u64) -> Vec<i64> {
+        let mut seen = Vec::new();
+        let mut uri = format!("/ids?limit={limit}");
+        loop {
+            let res = c.get(&uri).await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            let body: Value = res.json();
+            let meta = &body["meta"];
+            assert_eq!(meta["limit"], json!(limit));
+            assert!(
+                meta.get("offset").is_none() && meta.get("total").is_none(),
+                "{meta}"
+            );
+            seen.extend(
+                body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap()),
+            );
+            match meta.get("next_cursor") {
+                Some(next) => uri = format!("/ids?limit={limit}&cursor={}", next.as_str().unwrap()),
+                None => break,
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn walking_by_cursor_yields_every_row_once_in_order() {
+        let c = client(&[("CHOPIN_ENV", "test")]);
+        let expected: Vec<i64> = (1..=ROWS).rev().collect();
+        for limit in [1, 7, 20, 45, 100] {
+            assert_eq!(walk(&c, limit).await, expected, "limit {limit}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_cursors_answer_400_in_the_envelope() {
+        let c = client(&[("CHOPIN_ENV", "test")]);
+        let first: Value = c.get("/ids?limit=5").await.json();
+        let next = first["meta"]["next_cursor"].as_str().unwrap().to_string();
+        let mut tampered = next.clone().into_bytes();
+        tampered[2] = if tampered[2] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let other = CursorKey::new(Signer::new(&[1u8; 32]).unwrap(), Duration::from_secs(60));
+        let foreign = other.encode(&10i64).unwrap();
+        for cursor in [tampered.as_str(), foreign.as_str(), "garbage", "a.b"] {
+            let res = c.get(&format!("/ids?cursor={cursor}")).await;
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{cursor}");
+            let body: Value = res.json();
+            assert_eq!(body["success"], json!(false));
+            assert_eq!(body["error"]["code"], json!("INVALID_CURSOR"));
+            assert!(body["error"]["request_id"].is_string(), "{body}");
+        }
+        let res = c.get(&format!("/ids?cursor={next}&offset=5")).await;
+        assert_eq!(res.error_code().as_deref(), Some("INVALID_QUERY"));
+        assert_eq!(
+            c.get(&format!("/ids?cursor={next}")).await.status,
+            StatusCode::OK
+        );
+    }
+
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_key_comes_from_the_configuration() {
+        // Two instances with the same secret accept each other's cursors.
+        let vars = [
+            ("CHOPIN_ENV", "production"),
+            ("CHOPIN_CURSOR_SECRET", SECRET),
+        ];
+        let (a, b) = (client(&vars), client(&vars));
+        let first: Value = a.get("/ids?limit=5").await.json();
+        let next = first["meta"]["next_cursor"].as_str().unwrap();
+        let res = b.get(&format!("/ids?limit=5&cursor={next}")).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(res.json::<Value>()["data"], json!([40, 39, 38, 37, 36]));
+        // A development instance (random key) refuses them.
+        let dev = client(&[("CHOPIN_ENV", "development")]);
+        let res = dev.get(&format!("/ids?limit=5&cursor={next}")).await;
+        assert_eq!(res.error_code().as_deref(), Some("INVALID_CURSOR"));
+        // Production without any key: no cursors (500, nothing leaked), and
+        // `Config::cursor_signer` names the variable for a start-up check.
+        let vars = [("CHOPIN_ENV", "production")];
+        let res = client(&vars).get("/ids").await;
+        assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!res.text().contains("CursorKey"), "{}", res.text());
+        let err = super::config(&vars).cursor_signer().unwrap_err();
+        assert_eq!(err.problems[0].variable, "CHOPIN_CURSOR_SECRET");
+        // `CHOPIN_CURSOR_TTL` reaches the signature: an expired cursor is refused.
+        let c = client(&[("CHOPIN_ENV", "test"), ("CHOPIN_CURSOR_SECRET", SECRET)]);
+        let key = CursorKey::new(Signer::new(SECRET.as_bytes()).unwrap(), Duration::ZERO);
+        let stale = key.encode(&10i64).unwrap();
+        let res = c.get(&format!("/ids?cursor={stale}")).await;
+        assert_eq!(res.error_code().as_deref(), Some("INVALID_CURSOR"));
+        assert!(res.text().contains("expired"), "{}", res.text());
+    }
+}

@@ -8,14 +8,16 @@
 
 // One file per section, each holding its settings type and the reader of its variables
 // (`from_reader`): `http.rs` (body limit, timeouts, compression, CORS), `database.rs`, `log.rs`,
-// `openapi.rs`, `pagination.rs`, `cache.rs`, `auth.rs`, `rate_limit.rs`, `security.rs`;
+// `openapi.rs`, `pagination.rs`, `cursor.rs` (the cursor key), `cache.rs`, `auth.rs`,
+// `rate_limit.rs`, `security.rs`;
 // `secret.rs` keeps secrets out of logs; `reader.rs` reads variables and collects every problem
 // into one `ConfigError`. This file is the aggregate: `Config`, `Environment`, and the two entry
 // points, which call the sections' readers in turn. Config is the ground floor: it imports
-// nothing from the crate but `error`.
+// nothing from the crate but `error` and `signing` (both on the ground floor too).
 
 mod auth;
 pub(crate) mod cache;
+mod cursor;
 mod database;
 mod http;
 mod log;
@@ -37,6 +39,7 @@ pub use self::cache::{
     DEFAULT_CACHE_MEMORY, DEFAULT_CACHE_NAMESPACE, DEFAULT_CACHE_TIMEOUT, DEFAULT_REDIS_URL,
     is_valid_cache_namespace,
 };
+pub use self::cursor::{CURSOR_KEY_INFO, CursorConfig, DEFAULT_CURSOR_TTL};
 pub use self::database::{DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
@@ -145,6 +148,8 @@ pub struct Config {
     /// `CHOPIN_PAGINATION_DEFAULT_LIMIT` (20), `CHOPIN_PAGINATION_MAX_LIMIT` (100) and
     /// `CHOPIN_PAGINATION_OVERFLOW` (`reject`).
     pub pagination: PaginationConfig,
+    /// `CHOPIN_CURSOR_SECRET` and `CHOPIN_CURSOR_TTL` (`1h`): signed pagination cursors.
+    pub cursor: CursorConfig,
     /// Cache settings; used only when the application builds a
     /// [`Cache`](crate::cache::Cache).
     pub cache: CacheConfig,
@@ -252,6 +257,7 @@ impl Config {
         let log = LogConfig::from_reader(&mut r, environment);
         let openapi = OpenApiConfig::from_reader(&mut r, environment);
         let pagination = PaginationConfig::from_reader(&mut r);
+        let cursor = CursorConfig::from_reader(&mut r);
         let cache = CacheConfig::from_reader(&mut r);
         let auth = AuthConfig::from_reader(&mut r);
         let rate_limit = RateLimitConfig::from_reader(&mut r);
@@ -302,6 +308,7 @@ impl Config {
             log,
             openapi,
             pagination,
+            cursor,
             cache,
             auth,
             rate_limit,

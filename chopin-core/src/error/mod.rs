@@ -38,6 +38,9 @@ pub enum ErrorCode {
     MalformedJson,
     /// 400: a query-string parameter is missing, malformed or out of range.
     InvalidQuery,
+    /// 400: a pagination cursor was altered, has expired, or was not issued by this
+    /// application; start again from the first page.
+    InvalidCursor,
     /// 401: no valid credentials were presented.
     Unauthorized,
     /// 403: the credentials are valid but do not allow this action.
@@ -66,10 +69,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::MalformedJson,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidCursor,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::MalformedJson => "MALFORMED_JSON",
             ErrorCode::InvalidQuery => "INVALID_QUERY",
+            ErrorCode::InvalidCursor => "INVALID_CURSOR",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
@@ -108,9 +113,10 @@ impl ErrorCode {
     /// The HTTP status that always accompanies this code.
     pub const fn status(self) -> StatusCode {
         match self {
-            ErrorCode::BadRequest | ErrorCode::MalformedJson | ErrorCode::InvalidQuery => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::BadRequest
+            | ErrorCode::MalformedJson
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidCursor => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -196,6 +202,10 @@ pub enum ChopinError {
     /// 400 `INVALID_QUERY`: a query-string parameter is invalid.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// 400 `INVALID_CURSOR`: a pagination cursor was refused (altered, expired, or not issued
+    /// by this application).
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
     /// 401 `UNAUTHORIZED`, with `WWW-Authenticate: Bearer`.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -288,6 +298,7 @@ impl ChopinError {
             ChopinError::BadRequest(_) => ErrorCode::BadRequest,
             ChopinError::MalformedJson { .. } => ErrorCode::MalformedJson,
             ChopinError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            ChopinError::InvalidCursor(_) => ErrorCode::InvalidCursor,
             ChopinError::Unauthorized(_) | ChopinError::InvalidToken(_) => ErrorCode::Unauthorized,
             ChopinError::Forbidden(_) => ErrorCode::Forbidden,
             ChopinError::NotFound(_) => ErrorCode::NotFound,
@@ -313,6 +324,7 @@ impl ChopinError {
         match self {
             ChopinError::BadRequest(m)
             | ChopinError::InvalidQuery(m)
+            | ChopinError::InvalidCursor(m)
             | ChopinError::Unauthorized(m)
             | ChopinError::InvalidToken(m)
             | ChopinError::Forbidden(m)
@@ -379,6 +391,7 @@ impl Clone for ChopinError {
                 column: *column,
             },
             ChopinError::InvalidQuery(m) => ChopinError::InvalidQuery(m.clone()),
+            ChopinError::InvalidCursor(m) => ChopinError::InvalidCursor(m.clone()),
             ChopinError::Unauthorized(m) => ChopinError::Unauthorized(m.clone()),
             ChopinError::InvalidToken(m) => ChopinError::InvalidToken(m.clone()),
             ChopinError::Forbidden(m) => ChopinError::Forbidden(m.clone()),

@@ -5,12 +5,14 @@
 //! renders in the standard error envelope.
 
 pub(crate) mod body_limit;
+mod cursor;
 pub(crate) mod json;
 mod pagination;
 mod path_query;
 mod valid;
 
 pub use crate::config::pagination::{LimitOverflow, PaginationConfig};
+pub use cursor::{CURSOR_PURPOSE, CursorKey, CursorPagination, CursorParameter};
 pub use json::Json;
 pub use pagination::Pagination;
 pub use path_query::{Path, Query};

@@ -129,7 +129,7 @@ fn invalid(message: String) -> ChopinError {
     ChopinError::InvalidQuery(message)
 }
 
-fn parse_number(key: &str, value: &str) -> Result<u64, ChopinError> {
+pub(super) fn parse_number(key: &str, value: &str) -> Result<u64, ChopinError> {
     if value.starts_with('-') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(format!("`{key}` must not be negative")));
     }

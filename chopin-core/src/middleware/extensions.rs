@@ -1,4 +1,5 @@
-//! What [`App`](crate::App) hands to extractors (page-size limits, the auth handle), put into
+//! What [`App`](crate::App) hands to extractors (page-size limits, the cursor key, the auth
+//! handle), put into
 //! each request's extensions.
 //!
 //! The handle's type is a parameter (`App` passes `Auth`), so the middleware floor never names
@@ -9,13 +10,15 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::extractors::PaginationConfig;
+use crate::extractors::{CursorKey, PaginationConfig};
 
 /// What [`App`](crate::App) puts into every request for its extractors. `H` is the handle
 /// `AuthUser` verifies tokens with (`()` when there is none).
 pub(crate) struct RequestExtensions<H = ()> {
     /// Page-size limits for `Pagination`.
     pub(crate) pagination: Option<PaginationConfig>,
+    /// The key `CursorPagination` verifies and signs cursors with.
+    pub(crate) cursor: Option<CursorKey>,
     /// The handle `AuthUser` verifies tokens with.
     pub(crate) handle: Option<H>,
 }
@@ -24,6 +27,7 @@ impl Default for RequestExtensions<()> {
     fn default() -> Self {
         Self {
             pagination: None,
+            cursor: None,
             handle: None,
         }
     }
@@ -33,6 +37,7 @@ impl Default for RequestExtensions<()> {
 #[derive(Clone)]
 pub(super) struct ExtensionsLayer<H> {
     pub(super) pagination: Option<PaginationConfig>,
+    pub(super) cursor: Option<CursorKey>,
     pub(super) handle: Option<H>,
 }
 
@@ -69,6 +74,9 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         if let Some(pagination) = self.extensions.pagination {
             req.extensions_mut().insert(pagination);
+        }
+        if let Some(cursor) = &self.extensions.cursor {
+            req.extensions_mut().insert(cursor.clone());
         }
         if let Some(handle) = &self.extensions.handle {
             req.extensions_mut().insert(handle.clone());

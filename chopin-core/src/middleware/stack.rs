@@ -115,7 +115,11 @@ impl Layers {
             || self.body_limit.is_some()
             || self.security_headers.is_some()
             || self.rate_limit.is_some());
-        if nothing_enabled && pagination.is_none() && extensions.handle.is_none() {
+        if nothing_enabled
+            && pagination.is_none()
+            && extensions.cursor.is_none()
+            && extensions.handle.is_none()
+        {
             // Nothing to wrap: a layer of identities would still cost a box per request.
             return router;
         }
@@ -149,6 +153,7 @@ impl Layers {
             .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
             .layer(ExtensionsLayer {
                 pagination,
+                cursor: extensions.cursor,
                 handle: extensions.handle,
             });
         router.layer(stack)

@@ -6,14 +6,14 @@
 //!
 //! | method | path | |
 //! |---|---|---|
-//! | `GET` | `/api/posts` | newest first; `?limit&offset` or `?page&per_page`; `?published=true\|false` |
+//! | `GET` | `/api/posts` | newest first; `?limit&offset` or `?page&per_page`, or keyset `?cursor=` (`meta.next_cursor`); `?published=true\|false` |
 //! | `POST` | `/api/posts` | signed in; 201; 409 on a duplicate slug; 422 on invalid fields |
 //! | `GET` | `/api/posts/stream` | server-sent events: each post created from now on; `?published=` |
 //! | `GET` | `/api/posts/{id}` | 404 when missing |
 //! | `PUT` | `/api/posts/{id}` | full replacement; the post's author only (403 otherwise) |
 //! | `DELETE` | `/api/posts/{id}` | 204; deletes the post's comments too; the author or an admin |
 //! | `POST` | `/api/auth/signup`, `/login`, `/refresh`, `/logout`, … | Chopin's auth module ([`AuthModule`]) |
-//! | `GET` | `/api/posts/{id}/comments` | oldest first, paginated |
+//! | `GET` | `/api/posts/{id}/comments` | oldest first, paginated (offset or `?cursor=`) |
 //! | `POST` | `/api/posts/{id}/comments` | 201 |
 //!
 //! Drafts (`published: false`) are visible to their author and to admins only: every read

@@ -5,8 +5,10 @@
 
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
+use chopin_core::extractors::{CursorPagination, CursorParameter};
 use chopin_core::prelude::*;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -65,15 +67,16 @@ impl From<comment::Model> for CommentView {
     }
 }
 
-/// List a post's comments, oldest first.
+/// List a post's comments, oldest first: by offset (with `meta.total`) or, with `?cursor=`,
+/// by keyset over `(created_at, id)`.
 #[utoipa::path(
     get,
     path = "/posts/{id}/comments",
     tag = "comments",
-    params(Id, Pagination),
+    params(Id, Pagination, CursorParameter),
     responses(
-        (status = 200, description = "A page of comments, with `meta.total`.", body = ApiResponse<Vec<CommentView>>),
-        (status = 400, description = "Invalid id or pagination.", body = ErrorEnvelope),
+        (status = 200, description = "A page of comments: with `meta.offset` and `meta.total` by offset, with `meta.next_cursor` while more comments follow.", body = ApiResponse<Vec<CommentView>>),
+        (status = 400, description = "Invalid id or pagination, or a refused cursor (`INVALID_CURSOR`).", body = ErrorEnvelope),
         (status = 404, description = "No such post, or a draft the reader may not see (`NOT_FOUND`).", body = ErrorEnvelope),
     ),
     security((), ("bearer" = []))
@@ -83,20 +86,40 @@ pub async fn list_comments(
     user: Option<AuthUser>,
     Id(id): Id,
     page: Pagination,
+    cursor: CursorPagination<(DateTime<Utc>, i64)>,
 ) -> Result<ApiResponse<Vec<CommentView>>, ChopinError> {
     let db = &*state.db;
     check_visible(&state, user.as_ref(), id).await?;
-    let query = comment::Entity::find().filter(comment::Column::PostId.eq(id));
-    let total = query.clone().count(db).await?;
-    let comments = query
+    let key_of = |c: &CommentView| (c.created_at, c.id);
+    let query = comment::Entity::find()
+        .filter(comment::Column::PostId.eq(id))
         .order_by_asc(comment::Column::CreatedAt)
-        .order_by_asc(comment::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all(db)
-        .await?;
-    let items = comments.into_iter().map(CommentView::from).collect();
-    Ok(ApiResponse::paginated(items, &page, Some(total)))
+        .order_by_asc(comment::Column::Id);
+    if let Some((created_at, after_id)) = cursor.after {
+        let rows = query
+            .filter(
+                Expr::tuple([
+                    Expr::col(comment::Column::CreatedAt),
+                    Expr::col(comment::Column::Id),
+                ])
+                .gt(Expr::tuple([Expr::val(created_at), Expr::val(after_id)])),
+            )
+            .limit(cursor.fetch_limit())
+            .all(db)
+            .await?;
+        let rows = rows.into_iter().map(CommentView::from).collect();
+        return ApiResponse::cursor_paginated(rows, &cursor, key_of);
+    }
+    let total = query.clone().count(db).await?;
+    let comments = query.limit(page.limit).offset(page.offset).all(db).await?;
+    let items: Vec<CommentView> = comments.into_iter().map(CommentView::from).collect();
+    let mut meta = PageMeta::new(&page, Some(total));
+    if page.offset + (items.len() as u64) < total
+        && let Some(last) = items.last()
+    {
+        meta.next_cursor = Some(cursor.cursor_after(&key_of(last))?);
+    }
+    Ok(ApiResponse::success(items).with_meta(meta))
 }
 
 /// Add a comment to a post.

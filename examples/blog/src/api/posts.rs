@@ -5,9 +5,11 @@
 
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
+use chopin_core::extractors::{CursorPagination, CursorParameter};
 use chopin_core::passthrough::JsonProjection;
 use chopin_core::prelude::*;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ActiveValue::Unchanged, ColumnTrait, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -161,16 +163,21 @@ pub(crate) fn post_not_found(id: i64) -> ChopinError {
     ChopinError::NotFound(post_not_found_message(id))
 }
 
+/// The sort key of the post list (newest first): `(created_at, id)`, what a cursor carries.
+pub type PostKey = (DateTime<Utc>, i64);
+
 /// List posts, newest first: the published ones, plus the reader's own drafts (every draft
-/// for an admin).
+/// for an admin); by offset (`limit`/`offset` or `page`/`per_page`, with `meta.total`), or by
+/// keyset with `?cursor=` (`meta.next_cursor`, which offset pages also carry when more posts
+/// follow).
 #[utoipa::path(
     get,
     path = "/posts",
     tag = "posts",
-    params(Pagination, PostFilter),
+    params(Pagination, CursorParameter, PostFilter),
     responses(
-        (status = 200, description = "A page of the posts the reader may see, with `meta.total`.", body = ApiResponse<Vec<PostView>>),
-        (status = 400, description = "Invalid pagination or filter (`INVALID_QUERY`).", body = ErrorEnvelope),
+        (status = 200, description = "A page of the posts the reader may see: with `meta.offset` and `meta.total` by offset, with `meta.next_cursor` while more posts follow.", body = ApiResponse<Vec<PostView>>),
+        (status = 400, description = "Invalid pagination or filter (`INVALID_QUERY`), or a refused cursor (`INVALID_CURSOR`).", body = ErrorEnvelope),
     ),
     security((), ("bearer" = []))
 )]
@@ -178,6 +185,7 @@ pub async fn list_posts(
     State(state): State<AppState>,
     user: Option<AuthUser>,
     page: Pagination,
+    cursor: CursorPagination<PostKey>,
     filter: PostFilter,
 ) -> Result<ApiResponse<Vec<PostView>>, ChopinError> {
     let reader = Reader::of(user.as_ref());
@@ -185,16 +193,41 @@ pub async fn list_posts(
     if let Some(published) = filter.published {
         query = query.filter(post::Column::Published.eq(published));
     }
+    let key_of = |p: &PostView| (p.created_at, p.id);
+    let query = query
+        .order_by_desc(post::Column::CreatedAt)
+        .order_by_desc(post::Column::Id);
+    if let Some((created_at, id)) = cursor.after {
+        // Keyset: `WHERE (created_at, id) < ($1, $2) ... LIMIT n + 1`, as cheap on page 1000
+        // as on page 1 (index `idx_posts_created_at`).
+        let rows = query
+            .filter(
+                Expr::tuple([
+                    Expr::col(post::Column::CreatedAt),
+                    Expr::col(post::Column::Id),
+                ])
+                .lt(Expr::tuple([Expr::val(created_at), Expr::val(id)])),
+            )
+            .limit(cursor.fetch_limit())
+            .all(&*state.db)
+            .await?;
+        let rows = rows.into_iter().map(PostView::from).collect();
+        return ApiResponse::cursor_paginated(rows, &cursor, key_of);
+    }
     let total = query.clone().count(&*state.db).await?;
     let posts = query
-        .order_by_desc(post::Column::CreatedAt)
-        .order_by_desc(post::Column::Id)
         .limit(page.limit)
         .offset(page.offset)
         .all(&*state.db)
         .await?;
-    let items = posts.into_iter().map(PostView::from).collect();
-    Ok(ApiResponse::paginated(items, &page, Some(total)))
+    let items: Vec<PostView> = posts.into_iter().map(PostView::from).collect();
+    let mut meta = PageMeta::new(&page, Some(total));
+    if page.offset + (items.len() as u64) < total
+        && let Some(last) = items.last()
+    {
+        meta.next_cursor = Some(cursor.cursor_after(&key_of(last))?);
+    }
+    Ok(ApiResponse::success(items).with_meta(meta))
 }
 
 /// Create a post.
