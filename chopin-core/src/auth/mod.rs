@@ -290,6 +290,14 @@ impl Auth {
     /// production without a secret, and when Redis is configured but unreachable.
     pub async fn from_config(config: &Config) -> Result<Auth, AuthError> {
         let keys = JwtKeys::from_config(&config.auth, config.environment)?;
+        if config.environment.is_production()
+            && (config.auth.issuer.is_none() || config.auth.audience.is_none())
+        {
+            tracing::warn!(
+                "CHOPIN_JWT_ISSUER / CHOPIN_JWT_AUDIENCE are not both set: tokens of another \
+                 service sharing this signing key would be accepted; set both (docs/auth.md)"
+            );
+        }
         if config.auth.accept_untyped {
             tracing::warn!(
                 "CHOPIN_JWT_ACCEPT_UNTYPED is on: access tokens without the at+jwt type are \
