@@ -261,13 +261,25 @@ pub fn split_pool_settings(config: &DatabaseConfig) -> Result<(String, PoolSetti
     Ok((url, settings))
 }
 
+/// `true` for a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn is_scheme(scheme: &str) -> bool {
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
 impl Db {
     /// Connect using `config` (normally [`Config::database`](crate::Config)). Fails if the
     /// database cannot be reached, so a misconfigured application stops at start-up.
     pub async fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
         #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
         let (url, mut settings) = split_pool_settings(config)?;
-        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        // Empty when there is no `:` at all: the value is then no URL, and not shown.
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .unwrap_or_default();
         let connect_err = |source| DbError::Connect {
             url: redact_url(&url),
             source,
@@ -331,9 +343,14 @@ impl Db {
                     feature: "postgres",
                 })
             }
-            other => Err(DbError::Config(format!(
+            // Only a real scheme is named: a value without `scheme:` (say a bare
+            // `user:password@host`) would otherwise be echoed up to its first colon.
+            other if is_scheme(other) => Err(DbError::Config(format!(
                 "unsupported database URL scheme {other:?} (expected sqlite or postgres)"
             ))),
+            _ => Err(DbError::Config(
+                "DATABASE_URL is not a URL (expected sqlite://… or postgres://…)".into(),
+            )),
         }
     }
 

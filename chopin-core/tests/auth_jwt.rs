@@ -1,7 +1,7 @@
 //! JWT access tokens as a client meets them: `AuthUser`, `Option<AuthUser>`, roles and
 //! permissions, custom claims, PEM algorithms, key rotation — and every token attack of the
 //! issue rejected with 401 and `WWW-Authenticate: Bearer error="invalid_token"`, one test per
-//! case.
+//! case — and token types: only `at+jwt` is an access token.
 
 mod cache_support;
 
@@ -261,7 +261,7 @@ async fn a_tampered_signature_is_rejected() {
 async fn a_token_signed_with_another_secret_is_rejected() {
     let auth = hs256_auth();
     let token = hmac_token(
-        &json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+        &json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}),
         &valid_payload(),
         b"another-secret-of-at-least-thirty-two-bytes",
         false,
@@ -269,7 +269,7 @@ async fn a_token_signed_with_another_secret_is_rejected() {
     assert_invalid_token(&get_with(&auth, &token).await);
     // The same construction with the right secret passes: the test really builds tokens.
     let good = hmac_token(
-        &json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+        &json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}),
         &valid_payload(),
         SECRET,
         false,
@@ -281,7 +281,7 @@ async fn a_token_signed_with_another_secret_is_rejected() {
 async fn alg_none_is_rejected() {
     let auth = hs256_auth();
     for alg in ["none", "None", "NONE"] {
-        let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+        let header = json!({"alg": alg, "typ": "at+jwt", "kid": "k1"});
         let unsigned = format!(
             "{}.{}.",
             b64url(header.to_string().as_bytes()),
@@ -296,7 +296,7 @@ async fn a_wrong_algorithm_is_rejected() {
     // Correct secret, correct kid, but HS512 where the key is HS256.
     let auth = hs256_auth();
     let token = hmac_token(
-        &json!({"alg": "HS512", "typ": "JWT", "kid": "k1"}),
+        &json!({"alg": "HS512", "typ": "at+jwt", "kid": "k1"}),
         &valid_payload(),
         SECRET,
         true,
@@ -320,7 +320,7 @@ async fn rsa_public_key_used_as_hmac_secret_is_rejected() {
     let genuine = auth.issue(auth.claims_for("42")).unwrap();
     assert_eq!(get_with(&auth, &genuine).await.status, StatusCode::OK);
     for kid in [Some("rsa"), None] {
-        let mut header = json!({"alg": "HS256", "typ": "JWT"});
+        let mut header = json!({"alg": "HS256", "typ": "at+jwt"});
         if let Some(kid) = kid {
             header["kid"] = json!(kid);
         }
@@ -365,7 +365,7 @@ async fn a_wrong_audience_is_rejected() {
 async fn an_unknown_key_id_is_rejected() {
     let auth = hs256_auth();
     let token = hmac_token(
-        &json!({"alg": "HS256", "typ": "JWT", "kid": "k9"}),
+        &json!({"alg": "HS256", "typ": "at+jwt", "kid": "k9"}),
         &valid_payload(),
         SECRET,
         false,
@@ -658,7 +658,7 @@ fn decode_pins_the_algorithm_of_the_key() {
     let auth = hs256_auth();
     for alg in ["HS512", "HS384", "RS256", "none"] {
         let token = hmac_token(
-            &json!({"alg": alg, "typ": "JWT", "kid": "k1"}),
+            &json!({"alg": alg, "typ": "at+jwt", "kid": "k1"}),
             &valid_payload(),
             SECRET,
             alg == "HS512",
@@ -670,7 +670,7 @@ fn decode_pins_the_algorithm_of_the_key() {
         );
     }
     let token = hmac_token(
-        &json!({"alg": "HS512", "typ": "JWT", "kid": "k1"}),
+        &json!({"alg": "HS512", "typ": "at+jwt", "kid": "k1"}),
         &valid_payload(),
         SECRET,
         true,
@@ -701,7 +701,7 @@ fn decode_refuses_a_kid_swap_in_a_mixed_key_set() {
     assert_eq!(auth.decode::<Claims>(&genuine).unwrap().sub, "42");
     let hs = |kid: &str, secret: &[u8]| {
         hmac_token(
-            &json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+            &json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
             &valid_payload(),
             secret,
             false,
@@ -722,7 +722,7 @@ fn decode_refuses_a_kid_swap_in_a_mixed_key_set() {
     // The RS256 token relabelled with the HMAC kid.
     let mut parts: Vec<String> = genuine.split('.').map(str::to_string).collect();
     parts[0] = b64url(
-        json!({"alg": "RS256", "typ": "JWT", "kid": "hmac"})
+        json!({"alg": "RS256", "typ": "at+jwt", "kid": "hmac"})
             .to_string()
             .as_bytes(),
     );
@@ -746,7 +746,7 @@ fn decode_refuses_a_kid_swap_in_a_mixed_key_set() {
 #[test]
 fn decode_requires_a_jti_and_a_past_iat() {
     let auth = hs256_auth();
-    let header = json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let mut payload = valid_payload();
     payload["jti"] = json!("");
     assert_eq!(
@@ -810,4 +810,167 @@ async fn a_full_memory_revocation_store_refuses_instead_of_evicting() {
     assert!(!short.is_revoked("old").await.unwrap());
     short.revoke("new", now() + 60).await.unwrap();
     assert!(short.is_revoked("new").await.unwrap());
+}
+
+/// The `typ` header of a compact JWT.
+fn typ_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).unwrap().typ
+}
+
+/// Access tokens are typed `at+jwt` (RFC 9068) and accepted; the `application/` form and
+/// any case are the same type.
+#[tokio::test]
+async fn at_jwt_access_tokens_are_accepted() {
+    let auth = hs256_auth();
+    let token = auth.issue(auth.claims_for("42")).unwrap();
+    assert_eq!(typ_of(&token).as_deref(), Some("at+jwt"));
+    assert_eq!(get_with(&auth, &token).await.status, StatusCode::OK);
+    for typ in ["application/at+jwt", "AT+JWT"] {
+        let token = hmac_token(
+            &json!({"alg": "HS256", "typ": typ, "kid": "k1"}),
+            &valid_payload(),
+            SECRET,
+            false,
+        );
+        assert_eq!(
+            get_with(&auth, &token).await.status,
+            StatusCode::OK,
+            "{typ}"
+        );
+    }
+}
+
+/// An application token (`Auth::sign`: invitations, download links) is `app+jwt` and never
+/// an access token — even when it carries every claim one has, and even in the transition
+/// that accepts untyped tokens; `decode_signed` reads it and refuses access tokens.
+#[tokio::test]
+async fn an_app_token_from_sign_is_refused_as_an_access_token() {
+    for accept_untyped in [false, true] {
+        let settings = TokenSettings {
+            accept_untyped,
+            ..TokenSettings::default()
+        };
+        let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), settings);
+        let app = auth.sign(&auth.claims_for("42")).unwrap();
+        assert_eq!(typ_of(&app).as_deref(), Some("app+jwt"));
+        let r = get_with(&auth, &app).await;
+        assert_invalid_token(&r);
+        assert_invalid_token(&client(&auth).with_bearer(&app).get("/maybe").await);
+        assert_eq!(
+            auth.verify::<Claims>(&app).await.unwrap_err(),
+            AuthError::WrongType
+        );
+        assert_eq!(
+            auth.decode::<Claims>(&app).unwrap_err(),
+            AuthError::WrongType
+        );
+        // What it is for: read back with `decode_signed`.
+        assert_eq!(auth.decode_signed::<Claims>(&app).unwrap().sub, "42");
+        // And the other way round: an access token is no application token.
+        let access = auth.issue(auth.claims_for("42")).unwrap();
+        assert_eq!(
+            auth.decode_signed::<Claims>(&access).unwrap_err(),
+            AuthError::WrongType
+        );
+    }
+}
+
+/// `decode_signed` checks what it promises: the signature, `exp` (required), and the
+/// configured issuer when the token names one.
+#[test]
+fn decode_signed_checks_signature_expiry_and_issuer() {
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Link {
+        file: String,
+        exp: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<String>,
+    }
+    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), strict_settings());
+    let link = |exp: i64, iss: Option<&str>| {
+        auth.sign(&Link {
+            file: "report.pdf".into(),
+            exp,
+            iss: iss.map(str::to_string),
+        })
+        .unwrap()
+    };
+    let good = link(now() + 60, None);
+    assert_eq!(
+        auth.decode_signed::<Link>(&good).unwrap().file,
+        "report.pdf"
+    );
+    assert!(
+        auth.decode_signed::<Link>(&link(now() + 60, Some("https://issuer.example")))
+            .is_ok()
+    );
+    assert_eq!(
+        auth.decode_signed::<Link>(&link(now() - 120, None))
+            .unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(
+        auth.decode_signed::<Link>(&link(now() + 60, Some("https://evil.example")))
+            .unwrap_err(),
+        AuthError::WrongIssuer
+    );
+    let no_exp = auth.sign(&json!({"file": "x"})).unwrap();
+    assert_eq!(
+        auth.decode_signed::<Value>(&no_exp).unwrap_err(),
+        AuthError::MissingClaim
+    );
+    let other = Auth::new(
+        JwtKeys::hs256("k1", b"another-secret-of-at-least-thirty-two-bytes").unwrap(),
+        strict_settings(),
+    );
+    assert_eq!(
+        other.decode_signed::<Link>(&good).unwrap_err(),
+        AuthError::BadSignature
+    );
+}
+
+/// A token issued before access tokens were typed (`typ: "JWT"`, what Chopin wrote then, or
+/// no `typ`) is refused by default, and accepted while `CHOPIN_JWT_ACCEPT_UNTYPED` is on —
+/// the upgrade window. Other types stay refused in the window.
+#[tokio::test]
+async fn an_untyped_legacy_token_is_refused_by_default_and_accepted_in_transition() {
+    let legacy_headers = [
+        json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+        json!({"alg": "HS256", "kid": "k1"}),
+    ];
+    let strict = Auth::from_config(&config(&[(
+        "CHOPIN_JWT_SECRET",
+        std::str::from_utf8(SECRET).unwrap(),
+    )]))
+    .await
+    .unwrap();
+    let upgrading = Auth::from_config(&config(&[
+        ("CHOPIN_JWT_SECRET", std::str::from_utf8(SECRET).unwrap()),
+        ("CHOPIN_JWT_ACCEPT_UNTYPED", "true"),
+    ]))
+    .await
+    .unwrap();
+    assert!(!strict.settings().accept_untyped && upgrading.settings().accept_untyped);
+    for header in &legacy_headers {
+        let legacy = hmac_token(header, &valid_payload(), SECRET, false);
+        let r = get_with(&strict, &legacy).await;
+        assert_invalid_token(&r);
+        assert_eq!(
+            strict.decode::<Claims>(&legacy).unwrap_err(),
+            AuthError::WrongType
+        );
+        let r = get_with(&upgrading, &legacy).await;
+        assert_eq!(r.status, StatusCode::OK, "{header}: {}", r.text());
+        assert_eq!(r.value()["data"], json!("42"));
+    }
+    // New tokens work either way; a foreign type is never an access token.
+    let token = upgrading.issue(upgrading.claims_for("7")).unwrap();
+    assert_eq!(get_with(&strict, &token).await.status, StatusCode::OK);
+    let foreign = hmac_token(
+        &json!({"alg": "HS256", "typ": "refresh+jwt", "kid": "k1"}),
+        &valid_payload(),
+        SECRET,
+        false,
+    );
+    assert_invalid_token(&get_with(&upgrading, &foreign).await);
 }

@@ -972,3 +972,62 @@ async fn argon2_work_is_bounded_by_a_semaphore() {
     assert!(peak >= 1, "the watcher saw work running");
     assert!(peak <= limit, "peak {peak} > limit {limit}");
 }
+
+/// Sign-up and the password-reset request refuse an address a mailer could read as several
+/// recipients, a header or a quoted string — 422 with the `email` field, before anything is
+/// stored or mailed.
+#[tokio::test]
+async fn addresses_that_are_not_one_plain_mailbox_are_refused_before_anything_happens() {
+    let (_dir, db) = common::sqlite("").await;
+    let i = instance(&db).await;
+    for email in [
+        "a@evil.com,x@corp.com",
+        "a@evil.com;x@corp.com",
+        "a@b@corp.com",
+        "\"a@evil.com\"@corp.com",
+        "\"ada\"@corp.com",
+        "ada@corp.com\r\nBcc: x@evil.com",
+        "ada\u{0}@corp.com",
+        "ada@corp.com\t",
+    ] {
+        let r = i
+            .client
+            .post_json("/auth/signup", &creds(email, "a good password"))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{email:?}: {}",
+            r.text()
+        );
+        assert_eq!(r.error_code().as_deref(), Some("VALIDATION_FAILED"));
+        let fields = &r.value()["error"]["fields"];
+        assert_eq!(
+            fields.as_array().map(Vec::len),
+            Some(1),
+            "{email:?}: {fields}"
+        );
+        assert_eq!(fields[0]["field"], "email");
+        assert_eq!(fields[0]["code"], "email");
+        let r = i
+            .client
+            .post_json("/auth/password-reset", &json!({ "email": email }))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{email:?}");
+        assert_eq!(r.value()["error"]["fields"][0]["field"], "email");
+    }
+    // Nothing was stored, nothing was mailed.
+    let rows = db
+        .conn()
+        .query_all_raw(Statement::from_string(
+            db.conn().get_database_backend(),
+            "SELECT id FROM chopin_auth_users",
+        ))
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{} accounts were created", rows.len());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(i.outbox.0.lock().unwrap().is_empty());
+    // An ordinary address still signs up.
+    signup(&i, "ada@corp.com", "a good password").await;
+}

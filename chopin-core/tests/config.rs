@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 53] = [
+const DOCUMENTED: [&str; 54] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -55,6 +55,7 @@ const DOCUMENTED: [&str; 53] = [
     "CHOPIN_JWT_ACCESS_TTL",
     "CHOPIN_JWT_REFRESH_TTL",
     "CHOPIN_JWT_LEEWAY",
+    "CHOPIN_JWT_ACCEPT_UNTYPED",
     "CHOPIN_AUTH_COOKIE",
     "CHOPIN_AUTH_REVOCATION",
     "CHOPIN_RATE_LIMIT",
@@ -324,6 +325,12 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_PUBLIC_URL", "https://app.example", |c| {
             c.mail.public_url.as_ref().map(|u| u.as_str()) == Some("https://app.example/")
         }),
+        ("CHOPIN_JWT_LEEWAY", "5m", |c| {
+            c.auth.leeway == Duration::from_secs(300)
+        }),
+        ("CHOPIN_JWT_ACCEPT_UNTYPED", "true", |c| {
+            c.auth.accept_untyped
+        }),
         ("CHOPIN_AUTH_COOKIE", "access_token", |c| {
             c.auth.cookie.as_deref() == Some("access_token")
         }),
@@ -424,6 +431,9 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_CACHE_NAMESPACE", "caf\u{e9}"),
         ("CHOPIN_CACHE_TIMEOUT", "soon"),
         ("CHOPIN_CACHE_TIMEOUT", "0ms"),
+        ("CHOPIN_JWT_LEEWAY", "301s"),
+        ("CHOPIN_JWT_LEEWAY", "1h"),
+        ("CHOPIN_JWT_ACCEPT_UNTYPED", "maybe"),
     ];
     for (var, value) in cases {
         let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
@@ -548,6 +558,120 @@ fn debug_never_contains_the_redis_password() {
                 !rendered.contains(SECRET),
                 "password leaked for {url}: {rendered}"
             );
+        }
+    }
+}
+
+/// `CHOPIN_JWT_LEEWAY` is capped at five minutes, with an error that says so.
+#[test]
+fn the_jwt_leeway_is_capped() {
+    assert_eq!(
+        ok(&[("CHOPIN_JWT_LEEWAY", "300")]).auth.leeway,
+        chopin_core::config::MAX_JWT_LEEWAY
+    );
+    let err = load(&[("CHOPIN_JWT_LEEWAY", "6m")]).unwrap_err();
+    assert_eq!(err.problems[0].variable, "CHOPIN_JWT_LEEWAY");
+    assert!(err.to_string().contains("at most 300s"), "{err}");
+}
+
+/// An invalid URL with a password is a configuration error that names the variable and
+/// never the password: not in `Display`, not in `Debug`, not in the problem's `value` —
+/// for `REDIS_URL`, for any `*_URL` variable, and for a URL-looking value of any variable.
+#[test]
+fn config_errors_never_contain_a_url_password() {
+    let redis = [
+        format!("redis://:{SECRET}@"),
+        format!("redis://:{SECRET}@/0"),
+        format!("rediss://default:{SECRET}@cache:6380"),
+        format!("http://user:{SECRET}@cache:6379"),
+        format!("redis://user:{SECRET}@cache:port"),
+        format!("redis//:{SECRET}@cache"),
+        format!(":{SECRET}@cache:6379"),
+    ];
+    for url in &redis {
+        let err =
+            load(&[("REDIS_URL", url.as_str())]).expect_err(&format!("{url} must be rejected"));
+        assert_eq!(err.problems[0].variable, "REDIS_URL");
+        for rendered in [
+            err.to_string(),
+            format!("{err:?}"),
+            format!("{:?}", err.problems),
+            err.problems[0].value.clone(),
+        ] {
+            assert!(!rendered.contains(SECRET), "{url} leaked: {rendered}");
+        }
+    }
+    // The rest of a parseable URL is still shown, to say which value is meant.
+    let err = load(&[("REDIS_URL", &format!("http://u:{SECRET}@cache:6379"))]).unwrap_err();
+    assert_eq!(err.problems[0].value, "http://u:***@cache:6379/");
+    // Another variable holding a URL with credentials (a CORS origin, say) is redacted too.
+    for origins in [
+        format!("https://u:{SECRET}@a.example/path"),
+        format!("https://ok.example, https://u:{SECRET}@bad.example/path"),
+    ] {
+        let err = load(&[("CHOPIN_CORS_ORIGINS", &origins)]).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(SECRET), "{err}");
+    }
+}
+
+/// Connecting with a bad or unreachable `DATABASE_URL` fails with an error that does not
+/// carry the password, whatever went wrong.
+#[tokio::test]
+async fn database_errors_never_contain_the_password() {
+    use chopin_core::config::DatabaseConfig;
+    use chopin_core::db::Db;
+    let urls = [
+        // Not a URL at all, or no scheme: nothing of it is echoed.
+        SECRET.to_string(),
+        format!("app:{SECRET}@db/app"),
+        format!("{SECRET}@db/app"),
+        format!("mysql://app:{SECRET}@db/app"),
+        format!("postgres://app:{SECRET}@db:port/app"),
+        // Unreachable (nothing listens on port 1): a connect error.
+        format!("postgres://app:{SECRET}@127.0.0.1:1/app?acquire_timeout=2s"),
+    ];
+    for url in &urls {
+        let err = Db::connect(&DatabaseConfig::new(url.as_str()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} must fail"));
+        for rendered in [err.to_string(), format!("{err:?}")] {
+            assert!(!rendered.contains(SECRET), "{url} leaked: {rendered}");
+        }
+    }
+}
+
+/// Redis that cannot be used (a bad database number, nothing listening) fails with an
+/// error that does not carry the password: the cache, the revocation store and `Auth`.
+#[tokio::test]
+async fn redis_errors_never_contain_the_password() {
+    use chopin_core::auth::Auth;
+    use chopin_core::cache::Cache;
+    for url in [
+        format!("redis://:{SECRET}@127.0.0.1:6379/not-a-number"),
+        format!("redis://default:{SECRET}@127.0.0.1:1"),
+    ] {
+        let config = ok(&[
+            ("CHOPIN_CACHE", "redis"),
+            ("CHOPIN_AUTH_REVOCATION", "redis"),
+            ("CHOPIN_CACHE_TIMEOUT", "200ms"),
+            ("REDIS_URL", url.as_str()),
+        ]);
+        let cache = Cache::from_config(&config.cache)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url}: the cache must fail"));
+        let auth = Auth::from_config(&config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url}: auth must fail"));
+        for rendered in [
+            cache.to_string(),
+            format!("{cache:?}"),
+            auth.to_string(),
+            format!("{auth:?}"),
+        ] {
+            assert!(!rendered.contains(SECRET), "{url} leaked: {rendered}");
         }
     }
 }

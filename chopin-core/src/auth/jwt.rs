@@ -5,6 +5,10 @@
 //! key was configured with. A token whose header says `none`, or names another algorithm
 //! (the classic "HS256 signed with the RSA public key" confusion), is rejected before any
 //! signature check.
+//!
+//! Every token says what it is in its `typ` header: access tokens are `at+jwt` (RFC 9068),
+//! application tokens made with [`Auth::sign`](super::Auth::sign) are `app+jwt`, and each is
+//! only ever accepted as what it is (see [`ACCESS_TOKEN_TYPE`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +22,71 @@ use serde::{Deserialize, Serialize};
 
 use super::AuthError;
 use crate::config::{AuthConfig, JwtAlgorithm, MIN_JWT_SECRET_LEN};
+
+/// The `typ` header of every access token Chopin issues, and the only type
+/// [`Auth::verify`](super::Auth::verify), [`Auth::decode`](super::Auth::decode) and the
+/// [`AuthUser`](super::AuthUser) extractor accept (RFC 9068, section 2.1; `application/at+jwt`
+/// is accepted too, and the comparison ignores case, as RFC 7515 section 4.1.9 asks).
+///
+/// Access tokens issued by earlier Chopin versions carry `typ: "JWT"` (or, from other
+/// signers, no `typ`): they are refused unless
+/// [`TokenSettings::accept_untyped`] (`CHOPIN_JWT_ACCEPT_UNTYPED`) is on, a setting for the
+/// one access-token lifetime of an upgrade.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// The `typ` header of application tokens signed with [`Auth::sign`](super::Auth::sign)
+/// (invitations, download links, …) and the only type
+/// [`Auth::decode_signed`](super::Auth::decode_signed) accepts. Never accepted as an access
+/// token, so such a token cannot be used as a bearer credential.
+pub const APP_TOKEN_TYPE: &str = "app+jwt";
+
+/// What a token is for, by its `typ` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// An access token ([`ACCESS_TOKEN_TYPE`]).
+    Access,
+    /// An application token ([`APP_TOKEN_TYPE`]).
+    App,
+}
+
+impl TokenKind {
+    fn typ(self) -> &'static str {
+        match self {
+            TokenKind::Access => ACCESS_TOKEN_TYPE,
+            TokenKind::App => APP_TOKEN_TYPE,
+        }
+    }
+}
+
+/// `true` when the header type `typ` names `expected`: equal ignoring ASCII case, with or
+/// without the `application/` prefix (RFC 7515 section 4.1.9).
+fn is_type(typ: &str, expected: &str) -> bool {
+    let bare = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case(expected)
+}
+
+/// Whether a token whose header says `typ` may be used as `kind`: its own type always; for an
+/// access token, the legacy untyped forms (no `typ`, or `JWT`, what Chopin wrote before the
+/// types) only while `accept_untyped` is on.
+fn check_type(typ: Option<&str>, kind: TokenKind, accept_untyped: bool) -> Result<(), AuthError> {
+    match typ {
+        Some(t) if is_type(t, kind.typ()) => Ok(()),
+        None => legacy(kind, accept_untyped),
+        Some(t) if is_type(t, "JWT") => legacy(kind, accept_untyped),
+        Some(_) => Err(AuthError::WrongType),
+    }
+}
+
+fn legacy(kind: TokenKind, accept_untyped: bool) -> Result<(), AuthError> {
+    if kind == TokenKind::Access && accept_untyped {
+        Ok(())
+    } else {
+        Err(AuthError::WrongType)
+    }
+}
 
 /// No custom claims: the default type parameter of [`Claims`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,6 +438,12 @@ pub struct TokenSettings {
     pub leeway: Duration,
     /// Cookie the access token may also come in (besides `Authorization: Bearer`).
     pub cookie: Option<String>,
+    /// Also accept access tokens without the `at+jwt` type (no `typ`, or `typ: "JWT"`): the
+    /// tokens Chopin issued before access tokens were typed. Off by default; turn it on
+    /// (`CHOPIN_JWT_ACCEPT_UNTYPED=true`) for one access-token lifetime while upgrading a
+    /// live deployment, so that nobody is signed out, then off again. See
+    /// [`ACCESS_TOKEN_TYPE`].
+    pub accept_untyped: bool,
 }
 
 impl From<&AuthConfig> for TokenSettings {
@@ -380,6 +455,7 @@ impl From<&AuthConfig> for TokenSettings {
             refresh_ttl: c.refresh_ttl,
             leeway: c.leeway,
             cookie: c.cookie.clone(),
+            accept_untyped: c.accept_untyped,
         }
     }
 }
@@ -390,11 +466,37 @@ impl Default for TokenSettings {
     }
 }
 
-/// Keys plus one prepared `Validation` per key: the verifying half of [`Auth`](super::Auth).
+/// Keys plus prepared `Validation`s per key (one for access tokens, one for application
+/// tokens): the verifying half of [`Auth`](super::Auth).
 pub(crate) struct Jwt {
     keys: JwtKeys,
     validations: HashMap<String, Validation>,
+    app_validations: HashMap<String, Validation>,
     pub settings: TokenSettings,
+}
+
+/// The checks of an application token ([`APP_TOKEN_TYPE`]): the key's algorithm, `exp`
+/// required, `nbf` when present, and the configured issuer and audience when the token names
+/// one (the application chose its claims; `Auth::sign` adds none).
+fn app_validation(algorithm: Algorithm, settings: &TokenSettings) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.algorithms = vec![algorithm];
+    v.leeway = settings.leeway.as_secs();
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    match &settings.issuer {
+        Some(iss) => v.set_issuer(&[iss]),
+        None => v.iss = None,
+    }
+    match &settings.audience {
+        Some(aud) => v.set_audience(&[aud]),
+        None => {
+            v.aud = None;
+            v.validate_aud = false;
+        }
+    }
+    v.set_required_spec_claims(&["exp"]);
+    v
 }
 
 impl Jwt {
@@ -431,9 +533,15 @@ impl Jwt {
                 (kid.clone(), v)
             })
             .collect();
+        let app_validations = keys
+            .keys
+            .iter()
+            .map(|(kid, entry)| (kid.clone(), app_validation(entry.algorithm, &settings)))
+            .collect();
         Jwt {
             keys,
             validations,
+            app_validations,
             settings,
         }
     }
@@ -442,8 +550,9 @@ impl Jwt {
         &self.keys
     }
 
-    /// Sign `claims` with the signing key (its `kid` in the header).
-    pub fn encode<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
+    /// Sign `claims` with the signing key (its `kid` in the header) as a token of `kind`
+    /// (its `typ` in the header).
+    pub fn encode<T: Serialize>(&self, claims: &T, kind: TokenKind) -> Result<String, AuthError> {
         let entry = self
             .keys
             .keys
@@ -453,41 +562,52 @@ impl Jwt {
             return Err(AuthError::Config("no signing key".into()));
         };
         let mut header = Header::new(alg);
+        header.typ = Some(kind.typ().to_string());
         header.kid = Some(self.keys.signing.clone());
         jsonwebtoken::encode(&header, claims, key)
             .map_err(|e| AuthError::Internal(format!("cannot sign a token: {e}")))
     }
 
-    /// Check the signature and the registered claims; the key is chosen by `kid`.
-    pub fn decode<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+    /// Check the signature, the registered claims and the type (`kind`); the key is chosen
+    /// by `kid`.
+    pub fn decode<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        kind: TokenKind,
+    ) -> Result<C, AuthError> {
+        let validations = match kind {
+            TokenKind::Access => &self.validations,
+            TokenKind::App => &self.app_validations,
+        };
+        let accept_untyped = self.settings.accept_untyped;
         if self.keys.keys.len() == 1 {
             // One key: no need to parse the header twice. The `kid`, if any, is checked
             // against the key's after verification (the header comes back with the claims).
             let kid = &self.keys.signing;
-            let (Some(entry), Some(validation)) =
-                (self.keys.keys.get(kid), self.validations.get(kid))
+            let (Some(entry), Some(validation)) = (self.keys.keys.get(kid), validations.get(kid))
             else {
                 return Err(AuthError::UnknownKey);
             };
             let data =
                 jsonwebtoken::decode::<C>(token, &entry.decoding, validation).map_err(map_error)?;
-            return match data.header.kid {
-                Some(k) if k != *kid => Err(AuthError::UnknownKey),
-                _ => Ok(data.claims),
-            };
+            if data.header.kid.as_ref().is_some_and(|k| k != kid) {
+                return Err(AuthError::UnknownKey);
+            }
+            check_type(data.header.typ.as_deref(), kind, accept_untyped)?;
+            return Ok(data.claims);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let Some(kid) = header.kid else {
             return Err(AuthError::UnknownKey);
         };
-        let (Some(entry), Some(validation)) =
-            (self.keys.keys.get(&kid), self.validations.get(&kid))
+        let (Some(entry), Some(validation)) = (self.keys.keys.get(&kid), validations.get(&kid))
         else {
             return Err(AuthError::UnknownKey);
         };
-        jsonwebtoken::decode::<C>(token, &entry.decoding, validation)
-            .map(|data| data.claims)
-            .map_err(map_error)
+        let data =
+            jsonwebtoken::decode::<C>(token, &entry.decoding, validation).map_err(map_error)?;
+        check_type(data.header.typ.as_deref(), kind, accept_untyped)?;
+        Ok(data.claims)
     }
 }
 
@@ -535,4 +655,55 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// A new random token id (128 bits, hex).
 pub(crate) fn new_jti() -> Result<String, AuthError> {
     Ok(hex(&random_bytes::<16>()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_compare_like_media_types() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+JWT",
+        ] {
+            assert!(is_type(typ, ACCESS_TOKEN_TYPE), "{typ}");
+        }
+        for typ in [
+            "JWT",
+            "at+jwt ",
+            "app+jwt",
+            "application/",
+            "applicationat+jwt",
+            "",
+        ] {
+            assert!(!is_type(typ, ACCESS_TOKEN_TYPE), "{typ}");
+        }
+    }
+
+    #[test]
+    fn each_kind_accepts_its_own_type_and_legacy_only_for_access_in_transition() {
+        use TokenKind::{Access, App};
+        assert_eq!(check_type(Some("at+jwt"), Access, false), Ok(()));
+        assert_eq!(check_type(Some("app+jwt"), App, false), Ok(()));
+        for (typ, kind) in [(Some("app+jwt"), Access), (Some("at+jwt"), App)] {
+            for accept_untyped in [false, true] {
+                assert_eq!(
+                    check_type(typ, kind, accept_untyped),
+                    Err(AuthError::WrongType)
+                );
+            }
+        }
+        for typ in [None, Some("JWT"), Some("jwt")] {
+            assert_eq!(check_type(typ, Access, false), Err(AuthError::WrongType));
+            assert_eq!(check_type(typ, Access, true), Ok(()));
+            assert_eq!(check_type(typ, App, true), Err(AuthError::WrongType));
+        }
+        assert_eq!(
+            check_type(Some("refresh+jwt"), Access, true),
+            Err(AuthError::WrongType)
+        );
+    }
 }

@@ -31,8 +31,8 @@
 //!
 //! Every rejection is a 401 `UNAUTHORIZED` envelope with `WWW-Authenticate: Bearer` (no
 //! token) or `Bearer error="invalid_token"` (a token that is malformed, tampered, expired,
-//! not yet valid, signed with another algorithm or key, for another issuer or audience, or
-//! revoked). See `docs/auth.md`.
+//! not yet valid, signed with another algorithm or key, for another issuer or audience, of
+//! another type than `at+jwt`, or revoked). See `docs/auth.md`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,13 +64,17 @@ mod routes;
 mod store;
 
 pub use extractor::{AuthUser, bearer_token};
-pub use jwt::{AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings};
+pub use jwt::{
+    ACCESS_TOKEN_TYPE, APP_TOKEN_TYPE, AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings,
+};
 pub use mailer::{LogMailer, Mail, MailKind, Mailer, MemoryMailer, mailer_from_config};
 pub use revocation::Revocations;
 pub use roles::{Permission, RequirePermission, RequireRole, Role};
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use routes::{AuthModule, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
+pub use routes::{
+    AuthModule, MAX_EMAIL_LEN, MAX_EMAIL_LOCAL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair,
+};
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use smtp::SmtpMailer;
@@ -78,7 +82,7 @@ pub use smtp::SmtpMailer;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use store::{AuthStore, User};
 
-use jwt::Jwt;
+use jwt::{Jwt, TokenKind};
 
 /// Why a token was refused, or auth could not be set up.
 ///
@@ -117,6 +121,11 @@ pub enum AuthError {
     /// A required claim is missing (or `jti` is empty).
     #[error("missing claim")]
     MissingClaim,
+    /// The `typ` header is not the one expected: an application token ([`Auth::sign`])
+    /// presented as an access token or the other way round, or an untyped (pre-upgrade)
+    /// access token while [`TokenSettings::accept_untyped`] is off.
+    #[error("wrong token type")]
+    WrongType,
     /// `iat` is in the future (beyond the leeway).
     #[error("token issued in the future")]
     IssuedInFuture,
@@ -291,6 +300,20 @@ impl Auth {
     /// production without a secret, and when Redis is configured but unreachable.
     pub async fn from_config(config: &Config) -> Result<Auth, AuthError> {
         let keys = JwtKeys::from_config(&config.auth, config.environment)?;
+        if config.environment.is_production()
+            && (config.auth.issuer.is_none() || config.auth.audience.is_none())
+        {
+            tracing::warn!(
+                "CHOPIN_JWT_ISSUER / CHOPIN_JWT_AUDIENCE are not both set: tokens of another \
+                 service sharing this signing key would be accepted; set both (docs/auth.md)"
+            );
+        }
+        if config.auth.accept_untyped {
+            tracing::warn!(
+                "CHOPIN_JWT_ACCEPT_UNTYPED is on: access tokens without the at+jwt type are \
+                 accepted; turn it off once one access-token lifetime has passed since the upgrade"
+            );
+        }
         let revocations = match config.auth.revocation {
             crate::config::SharedStateBackend::Memory => Revocations::memory(),
             crate::config::SharedStateBackend::Redis => {
@@ -358,17 +381,51 @@ impl Auth {
         }
     }
 
-    /// Sign `claims` into a compact JWT with the signing key.
+    /// Sign `claims` into a compact JWT with the signing key: an access token, typed
+    /// `at+jwt` ([`ACCESS_TOKEN_TYPE`]).
     pub fn issue<E: Serialize>(&self, claims: Claims<E>) -> Result<String, AuthError> {
         if claims.jti.is_empty() {
             return Err(AuthError::Internal("token id missing".into()));
         }
-        self.inner.jwt.encode(&claims)
+        self.inner.jwt.encode(&claims, TokenKind::Access)
     }
 
-    /// Sign any serialisable claims (no checks): for tests and special tokens.
+    /// Sign any serialisable claims (no checks) into an application token (an invitation, a
+    /// download link, …), typed `app+jwt` ([`APP_TOKEN_TYPE`]): [`Auth::verify`],
+    /// [`Auth::decode`] and [`AuthUser`] refuse it, so it is never a bearer credential. Read it
+    /// back with [`Auth::decode_signed`]. Give it an `exp`.
+    ///
+    /// ```
+    /// use chopin_core::auth::{Auth, AuthError, Claims, JwtKeys, TokenSettings};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Invite { team: String, exp: i64 }
+    ///
+    /// let auth = Auth::new(
+    ///     JwtKeys::hs256("k1", b"a-secret-of-at-least-thirty-two-bytes").unwrap(),
+    ///     TokenSettings::default(),
+    /// );
+    /// let exp = auth.claims_for("42").exp; // the access-token lifetime from now
+    /// let token = auth.sign(&Invite { team: "core".into(), exp }).unwrap();
+    /// assert_eq!(auth.decode_signed::<Invite>(&token).unwrap().team, "core");
+    /// // Not an access token, even with every claim an access token has:
+    /// let token = auth.sign(&auth.claims_for("42")).unwrap();
+    /// assert_eq!(auth.decode::<Claims>(&token).unwrap_err(), AuthError::WrongType);
+    /// ```
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
-        self.inner.jwt.encode(claims)
+        self.inner.jwt.encode(claims, TokenKind::App)
+    }
+
+    /// Verify an application token made with [`Auth::sign`]: signature, algorithm and key as
+    /// for access tokens, the `app+jwt` type, `exp` (required) and `nbf` within the leeway,
+    /// and the configured issuer and audience when the token carries `iss` / `aud`. Access
+    /// tokens are refused ([`AuthError::WrongType`]). Not cached, not checked for
+    /// revocation: the claims are the application's to check.
+    pub fn decode_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, AuthError> {
+        self.inner.jwt.decode(token, TokenKind::App)
     }
 
     /// Verify `token`'s signature and claims, then check that it is not revoked.
@@ -403,11 +460,12 @@ impl Auth {
     /// keying a rate limit and similar uses where a revoked token does no harm.
     ///
     /// Besides what the signature library checks (signature, algorithm, key, `exp`, `nbf`,
-    /// issuer, audience), the token id must be non-empty ([`AuthError::MissingClaim`]) and
+    /// issuer, audience), the `typ` header must be `at+jwt` ([`AuthError::WrongType`]; see
+    /// [`ACCESS_TOKEN_TYPE`] for tokens issued before types), the token id must be non-empty ([`AuthError::MissingClaim`]) and
     /// `iat`, when the claims type has it, not in the future beyond the leeway
     /// ([`AuthError::IssuedInFuture`]).
     pub fn decode<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
-        let claims: C = self.inner.jwt.decode(token)?;
+        let claims: C = self.inner.jwt.decode(token, TokenKind::Access)?;
         if claims.token_id().is_empty() {
             return Err(AuthError::MissingClaim);
         }

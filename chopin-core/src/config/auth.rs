@@ -3,11 +3,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::reader::{Reader, parse_duration};
+use super::reader::{Reader, parse_bool, parse_duration};
 use super::secret::Secret;
 
 /// Shortest accepted `CHOPIN_JWT_SECRET`, in bytes (256 bits, the size of an HS256 key).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Largest accepted `CHOPIN_JWT_LEEWAY`: five minutes. Clocks kept by NTP differ by far less;
+/// a larger leeway would keep expired tokens alive and accept tokens from the future.
+pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
 
 /// The JWT signing algorithm, from `CHOPIN_JWT_ALGORITHM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -103,12 +107,17 @@ pub struct AuthConfig {
     pub access_ttl: Duration,
     /// `CHOPIN_JWT_REFRESH_TTL` (`30d`): lifetime of a refresh token.
     pub refresh_ttl: Duration,
-    /// `CHOPIN_JWT_LEEWAY` (`30s`): clock skew tolerated on `exp` and `nbf`.
+    /// `CHOPIN_JWT_LEEWAY` (`30s`, at most [`MAX_JWT_LEEWAY`]): clock skew tolerated on `exp`,
+    /// `nbf` and `iat`.
     pub leeway: Duration,
     /// `CHOPIN_AUTH_COOKIE`: also read the access token from this cookie (unset: header only).
     pub cookie: Option<String>,
     /// `CHOPIN_AUTH_REVOCATION` (`memory`): where revoked token ids live.
     pub revocation: SharedStateBackend,
+    /// `CHOPIN_JWT_ACCEPT_UNTYPED` (`false`): also accept access tokens without the `at+jwt`
+    /// type, as issued before access tokens were typed. Turn it on for one access-token
+    /// lifetime while upgrading a live deployment, then off. See `docs/auth.md`.
+    pub accept_untyped: bool,
 }
 
 impl Default for AuthConfig {
@@ -128,6 +137,7 @@ impl Default for AuthConfig {
             leeway: Duration::from_secs(30),
             cookie: None,
             revocation: SharedStateBackend::Memory,
+            accept_untyped: false,
         }
     }
 }
@@ -181,7 +191,14 @@ impl AuthConfig {
                 .get("CHOPIN_JWT_REFRESH_TTL", positive_duration)
                 .unwrap_or(auth_defaults.refresh_ttl),
             leeway: r
-                .get("CHOPIN_JWT_LEEWAY", parse_duration)
+                .get("CHOPIN_JWT_LEEWAY", |s| match parse_duration(s) {
+                    Ok(d) if d > MAX_JWT_LEEWAY => Err(format!(
+                        "must be at most {}s (5m): a clock skew that large keeps expired \
+                         tokens alive; fix the clocks (NTP) instead",
+                        MAX_JWT_LEEWAY.as_secs()
+                    )),
+                    other => other,
+                })
                 .unwrap_or(auth_defaults.leeway),
             cookie: r.get("CHOPIN_AUTH_COOKIE", |s| {
                 if s.bytes()
@@ -197,6 +214,9 @@ impl AuthConfig {
                     s.parse::<SharedStateBackend>()
                 })
                 .unwrap_or_default(),
+            accept_untyped: r
+                .get("CHOPIN_JWT_ACCEPT_UNTYPED", parse_bool)
+                .unwrap_or(auth_defaults.accept_untyped),
         };
         if auth.previous_secret.is_some() && auth.previous_kid == auth.kid {
             let value = auth.previous_kid.clone();

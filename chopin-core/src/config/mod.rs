@@ -32,7 +32,9 @@ mod security;
 use std::collections::HashMap;
 use std::str::FromStr;
 
-pub use self::auth::{AuthConfig, JwtAlgorithm, MIN_JWT_SECRET_LEN, SharedStateBackend};
+pub use self::auth::{
+    AuthConfig, JwtAlgorithm, MAX_JWT_LEEWAY, MIN_JWT_SECRET_LEN, SharedStateBackend,
+};
 // `CacheConfig` and `CacheBackend` are public at `chopin_core::cache`, their one public path.
 pub(crate) use self::cache::{CacheBackend, CacheConfig};
 pub use self::cache::{

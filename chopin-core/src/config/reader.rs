@@ -5,12 +5,18 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::secret::redact_url;
+
 /// One invalid configuration value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
     /// The environment variable.
     pub variable: &'static str,
-    /// The offending value, as given.
+    /// The offending value, as given — except credentials: the value of a `*_URL` variable
+    /// (`DATABASE_URL`, `REDIS_URL`, `CHOPIN_SMTP_URL`, …) and any value that looks like a
+    /// URL with a user part pass through [`redact_url`], and secrets read as such
+    /// (`CHOPIN_JWT_SECRET`) are `***`. `Display` and `Debug` of [`ConfigError`] show this
+    /// field, so neither ever prints a password.
     pub value: String,
     /// What is wrong with it.
     pub problem: String,
@@ -60,8 +66,8 @@ impl Reader<'_> {
     ) {
         self.problems.push(ConfigProblem {
             variable,
-            value: value.to_string(),
-            problem: problem.into(),
+            value: shown_value(variable, value),
+            problem: scrub_urls(&problem.into()),
         });
     }
 
@@ -97,6 +103,38 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// What a problem shows of `value`: `*_URL` variables through [`redact_url`] (an unparseable
+/// one entirely redacted), and any other value that looks like a URL with credentials
+/// (`scheme://…@…`) too, so that no password reaches an error message or a log.
+fn shown_value(variable: &str, value: &str) -> String {
+    if variable.ends_with("_URL") || (value.contains("://") && value.contains('@')) {
+        redact_url(value)
+    } else {
+        value.to_string()
+    }
+}
+
+/// `text` with every URL carrying credentials (a word with `://` and `@`) passed through
+/// [`redact_url`]: a parser's message may quote the value it refuses.
+fn scrub_urls(text: &str) -> String {
+    let separator = |c: char| c.is_whitespace() || matches!(c, ',' | '"' | '\'' | '(' | ')');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(separator).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(end);
+        if word.contains("://") && word.contains('@') {
+            out.push_str(&redact_url(word));
+        } else {
+            out.push_str(word);
+        }
+        let sep_len = tail.chars().next().map_or(0, char::len_utf8);
+        out.push_str(&tail[..sep_len]);
+        rest = &tail[sep_len..];
+    }
+    out
 }
 
 /// Parse a duration such as `500ms`, `30s`, `2m` or a plain number of seconds.

@@ -71,8 +71,11 @@ pub struct TokenPair {
 /// them): sign-up answers 422 outside them, login 401.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct Credentials {
-    /// E-mail address (case-insensitive; surrounding spaces are ignored): a non-empty local
-    /// part, `@`, and a domain containing a dot; no spaces; at most 254 characters.
+    /// E-mail address (case-insensitive; surrounding spaces are ignored): one plain mailbox,
+    /// `local@domain.tld` — a local part of at most 64 letters, digits, dots and
+    /// ``!#$%&'*+-/=?^_`{|}~`` (no quotes, commas or semicolons), one `@`, a domain name of
+    /// letters, digits, hyphens and dots (international domains in punycode); no spaces or
+    /// control characters; at most 254 characters.
     #[schema(format = Email, max_length = 254)]
     pub(super) email: String,
     /// 8 to 1024 characters.
@@ -128,21 +131,96 @@ pub(super) struct Accepted {
     pub(super) message: &'static str,
 }
 
-/// Whether `email` (already trimmed) is accepted as an e-mail address.
-fn valid_email(email: &str) -> bool {
-    email.chars().count() <= MAX_EMAIL_LEN
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.contains(char::is_whitespace)
+/// Longest accepted local part (before the `@`), in characters (RFC 5321 section 4.5.3.1.1).
+pub const MAX_EMAIL_LOCAL_LEN: usize = 64;
+
+/// Why `email` is not accepted as an address, or `None` when it is.
+///
+/// Deliberately stricter than RFC 5322 (and than the `validator` crate's `email` check, which
+/// lets through dotless and IP-literal domains, raw Unicode domains, dots at the edges of the
+/// local part, and addresses longer than 254 characters): one mailbox that every mail system
+/// delivers the same way, and nothing a mailer could read as a second recipient or a header.
+///
+/// * No control characters anywhere; surrounding spaces are ignored (the address is stored
+///   trimmed); no whitespace inside.
+/// * Exactly one `@`; ASCII only (an internationalised domain is accepted in its punycode
+///   form, `xn--…`).
+/// * Local part: 1 to 64 characters from RFC 5322's `atext` (letters, digits and
+///   ``!#$%&'*+-/=?^_`{|}~``) and dots, no dot first, last or twice in a row — so no quotes,
+///   commas, semicolons, angle brackets, parentheses or backslashes.
+/// * Domain: two or more labels of 1 to 63 letters, digits and hyphens, no hyphen first or
+///   last, separated by single dots (no dot first or last); the last label is not all
+///   digits (no IP addresses).
+/// * At most 254 characters in all.
+pub(super) fn email_problem(email: &str) -> Option<&'static str> {
+    if email.chars().any(char::is_control) {
+        return Some("must not contain control characters");
+    }
+    let email = email.trim_matches(' ');
+    if email.is_empty() {
+        return Some("must not be empty");
+    }
+    if !email.is_ascii() {
+        return Some("must be ASCII (write an international domain in punycode, xn--…)");
+    }
+    if email.len() > MAX_EMAIL_LEN {
+        return Some("must be at most 254 characters");
+    }
+    if email.contains(char::is_whitespace) {
+        return Some("must not contain spaces");
+    }
+    if email.contains([',', ';']) {
+        return Some("must be one address (no ',' or ';')");
+    }
+    if email.contains(['"', '\\']) {
+        return Some("must not contain quotes or backslashes");
+    }
+    let mut parts = email.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Some("must contain exactly one '@'");
+    };
+    if local.is_empty() || local.len() > MAX_EMAIL_LOCAL_LEN {
+        return Some("must have 1 to 64 characters before the '@'");
+    }
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    if !local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.bytes().all(atext))
+    {
+        return Some(
+            "must have letters, digits, dots (not first, last or doubled) or !#$%&'*+-/=?^_`{|}~ before the '@'",
+        );
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Some(
+            "must have a domain such as example.com (labels of letters, digits and inner hyphens)",
+        );
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some("must have a domain name, not an IP address");
+    }
+    None
 }
 
+/// Record a field error for `email` unless it is an acceptable address ([`email_problem`]).
 pub(super) fn validate_email(email: &str, fields: &mut Vec<FieldError>) {
-    if !valid_email(email.trim()) {
+    if let Some(problem) = email_problem(email) {
         fields.push(FieldError::new(
             "email",
             "email",
-            "must be an e-mail address",
+            format!("must be an e-mail address: {problem}"),
         ));
     }
 }

@@ -14,7 +14,9 @@ use super::password;
 use super::{Auth, AuthStore, LogMailer, Mail, MailKind, Mailer};
 use crate::error::ChopinError;
 use crate::openapi::OpenApiRouter;
-pub use bodies::{MAX_EMAIL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair};
+pub use bodies::{
+    MAX_EMAIL_LEN, MAX_EMAIL_LOCAL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, TokenPair,
+};
 use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 
 /// The auth routes, ready to mount (usually under `/auth`). Every answer is
