@@ -850,7 +850,11 @@ async fn an_app_token_from_sign_is_refused_as_an_access_token() {
             accept_untyped,
             ..TokenSettings::default()
         };
-        let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), settings);
+        let auth = Auth::new(
+            JwtKeys::hs256("k1", SECRET).unwrap(),
+            settings,
+            Environment::Development,
+        );
         let app = auth.sign(&auth.claims_for("42")).unwrap();
         assert_eq!(typ_of(&app).as_deref(), Some("app+jwt"));
         let r = get_with(&auth, &app).await;
@@ -886,7 +890,11 @@ fn decode_signed_checks_signature_expiry_and_issuer() {
         #[serde(skip_serializing_if = "Option::is_none")]
         iss: Option<String>,
     }
-    let auth = Auth::new(JwtKeys::hs256("k1", SECRET).unwrap(), strict_settings());
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        strict_settings(),
+        Environment::Development,
+    );
     let link = |exp: i64, iss: Option<&str>| {
         auth.sign(&Link {
             file: "report.pdf".into(),
@@ -922,6 +930,7 @@ fn decode_signed_checks_signature_expiry_and_issuer() {
     let other = Auth::new(
         JwtKeys::hs256("k1", b"another-secret-of-at-least-thirty-two-bytes").unwrap(),
         strict_settings(),
+        Environment::Development,
     );
     assert_eq!(
         other.decode_signed::<Link>(&good).unwrap_err(),
