@@ -40,8 +40,8 @@
 //! [`Auth`]: crate::auth::Auth
 
 pub use crate::middleware::rate_limit::{
-    Buckets, RateLimitError, RateLimitKey, RateLimitLayer, RateLimitRequest, RateLimitService,
-    client_ip,
+    Buckets, KeyFuture, RateLimitError, RateLimitKey, RateLimitLayer, RateLimitRequest,
+    RateLimitService, client_ip,
 };
 
 /// The former name of [`RateLimitService`] (every Chopin layer `FooLayer` now builds a
