@@ -273,14 +273,8 @@ mod routes {
     async fn buffer(req: Request) -> Result<(Request, bytes::Bytes), Response> {
         let (parts, body) = req.into_parts();
         match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => Ok((
-                Request::from_parts(parts, Body::from(bytes.clone())),
-                bytes,
-            )),
-            Err(_) => Err(ChopinError::PayloadTooLarge {
-                limit: MAX_BODY,
-            }
-            .into_response()),
+            Ok(bytes) => Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes)),
+            Err(_) => Err(ChopinError::PayloadTooLarge { limit: MAX_BODY }.into_response()),
         }
     }
 

@@ -142,9 +142,7 @@ impl RateLimitConfig {
     /// Read `CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`, `CHOPIN_RATE_LIMIT_BACKEND` and the
     /// auth module's `CHOPIN_RATE_LIMIT_*`.
     pub(super) fn from_reader(r: &mut Reader<'_>) -> RateLimitConfig {
-        let rate = r
-            .get("CHOPIN_RATE_LIMIT", parse_optional_rate)
-            .flatten();
+        let rate = r.get("CHOPIN_RATE_LIMIT", parse_optional_rate).flatten();
         let ip_rate = r.get("CHOPIN_RATE_LIMIT_IP", |s| {
             if rate.is_none() {
                 return Err("needs CHOPIN_RATE_LIMIT (the per-client rate) to be set".into());

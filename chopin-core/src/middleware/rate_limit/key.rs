@@ -53,8 +53,11 @@ pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub trait RateLimitKey: Send + Sync + 'static {
     /// Charge `request` to client buckets with [`Buckets::charge`]; charging none leaves it
     /// to its client address.
-    fn buckets<'a>(&'a self, request: RateLimitRequest<'a>, buckets: &'a mut Buckets)
-    -> KeyFuture<'a>;
+    fn buckets<'a>(
+        &'a self,
+        request: RateLimitRequest<'a>,
+        buckets: &'a mut Buckets,
+    ) -> KeyFuture<'a>;
 }
 
 /// A request as a [`RateLimitKey`] sees it: its headers and its client address.

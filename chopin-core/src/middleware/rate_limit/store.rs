@@ -103,7 +103,8 @@ impl Backend {
     /// The backend `config` asks for (`CHOPIN_RATE_LIMIT_BACKEND`), connected lazily.
     pub(crate) fn from_config(
         backend: crate::config::SharedStateBackend,
-        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] cache: &crate::config::CacheConfig,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        cache: &crate::config::CacheConfig,
     ) -> Result<Backend, String> {
         match backend {
             crate::config::SharedStateBackend::Memory => Ok(Backend::Memory),
