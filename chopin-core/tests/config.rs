@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 48] = [
+const DOCUMENTED: [&str; 56] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -56,7 +56,15 @@ const DOCUMENTED: [&str; 48] = [
     "CHOPIN_AUTH_COOKIE",
     "CHOPIN_AUTH_REVOCATION",
     "CHOPIN_RATE_LIMIT",
+    "CHOPIN_RATE_LIMIT_IP",
+    "CHOPIN_RATE_LIMIT_LOGIN",
+    "CHOPIN_RATE_LIMIT_LOGIN_FAILURES",
+    "CHOPIN_RATE_LIMIT_SIGNUP",
+    "CHOPIN_RATE_LIMIT_PASSWORD_RESET",
+    "CHOPIN_RATE_LIMIT_VERIFICATION",
+    "CHOPIN_RATE_LIMIT_REFRESH",
     "CHOPIN_RATE_LIMIT_BACKEND",
+    "CHOPIN_TRUSTED_PROXIES_ALLOW_ANY",
     "CHOPIN_TRUSTED_PROXIES",
     "CHOPIN_SECURITY_HEADERS",
     "CHOPIN_HSTS",
