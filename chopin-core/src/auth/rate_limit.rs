@@ -52,6 +52,8 @@ impl RateLimitLayer {
 /// `CHOPIN_AUTH_REVOCATION` is `redis`), [`Auth::new`] with the defaults in process; replace
 /// them with `AuthModule::rate_limits`.
 #[derive(Clone)]
+// Read by the routes' layer, which needs a database feature.
+#[cfg_attr(not(chopin_db), allow(dead_code))]
 pub struct AuthRateLimits {
     pub(crate) login: Option<Limiter>,
     pub(crate) login_failures: Option<Limiter>,
@@ -157,6 +159,7 @@ impl AuthRateLimits {
     }
 
     /// `RateLimit-Policy` for a set of these policies.
+    #[cfg_attr(not(chopin_db), allow(dead_code))]
     pub(crate) fn policies<'a>(
         limiters: impl IntoIterator<Item = &'a Option<Limiter>>,
     ) -> http::HeaderValue {

@@ -120,6 +120,7 @@ impl Backend {
     }
 
     /// `true` for Redis.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn is_shared(&self) -> bool {
         !matches!(self, Backend::Memory)
     }
@@ -221,6 +222,7 @@ impl Limiter {
 
     /// Whether a request for `key` would be let through, without counting it. A `governor`
     /// store cannot tell and answers `Ok` (`Limiter::new` builds a peekable store on request).
+    #[cfg_attr(not(chopin_db), allow(dead_code))]
     pub(crate) async fn peek(&self, key: &str) -> Result<(), Duration> {
         self.decide(key, true).await
     }
