@@ -15,6 +15,10 @@ pub struct SecurityConfig {
     /// address, which makes per-IP limits worthless: it is refused unless
     /// `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY=true`.
     pub trusted_proxies: Vec<IpNet>,
+    /// `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY` (`false`): accept a block of every address in
+    /// `CHOPIN_TRUSTED_PROXIES`, for a server that no client can reach except through the
+    /// proxies.
+    pub trusted_proxies_allow_any: bool,
     /// `CHOPIN_SECURITY_HEADERS` (`true`): `X-Content-Type-Options`, `X-Frame-Options`,
     /// `Referrer-Policy` and (in production) HSTS on every response.
     pub headers: bool,
@@ -26,6 +30,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             trusted_proxies: Vec::new(),
+            trusted_proxies_allow_any: false,
             headers: true,
             hsts: false,
         }
@@ -121,6 +126,7 @@ impl SecurityConfig {
         }
         SecurityConfig {
             trusted_proxies,
+            trusted_proxies_allow_any: allow_any,
             headers: r.get("CHOPIN_SECURITY_HEADERS", parse_bool).unwrap_or(true),
             hsts: r
                 .get("CHOPIN_HSTS", parse_bool)
