@@ -171,7 +171,8 @@ where
     }
 
     /// Make `auth` available to the [`AuthUser`](crate::auth::AuthUser) extractor on every
-    /// route, and key the rate limit (when on) by user for authenticated requests.
+    /// route, and charge authenticated requests (whose token `Auth::verify` has verified) to
+    /// their user as well as to their address when the rate limit is on.
     ///
     /// Also declares the `bearer` security scheme (HTTP bearer, JWT) in the OpenAPI spec, so
     /// operations can say `security(("bearer" = []))`, and, when revocations live in Redis,

@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 54] = [
+const DOCUMENTED: [&str; 62] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -59,7 +59,15 @@ const DOCUMENTED: [&str; 54] = [
     "CHOPIN_AUTH_COOKIE",
     "CHOPIN_AUTH_REVOCATION",
     "CHOPIN_RATE_LIMIT",
+    "CHOPIN_RATE_LIMIT_IP",
+    "CHOPIN_RATE_LIMIT_LOGIN",
+    "CHOPIN_RATE_LIMIT_LOGIN_FAILURES",
+    "CHOPIN_RATE_LIMIT_SIGNUP",
+    "CHOPIN_RATE_LIMIT_PASSWORD_RESET",
+    "CHOPIN_RATE_LIMIT_VERIFICATION",
+    "CHOPIN_RATE_LIMIT_REFRESH",
     "CHOPIN_RATE_LIMIT_BACKEND",
+    "CHOPIN_TRUSTED_PROXIES_ALLOW_ANY",
     "CHOPIN_TRUSTED_PROXIES",
     "CHOPIN_SECURITY_HEADERS",
     "CHOPIN_HSTS",
@@ -345,8 +353,35 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_RATE_LIMIT_BACKEND", "redis", |c| {
             c.rate_limit.backend == SharedStateBackend::Redis
         }),
+        ("CHOPIN_RATE_LIMIT_IP", "500/1m", |c| {
+            c.rate_limit.ip_rate.is_some_and(|r| r.burst == 500)
+        }),
+        ("CHOPIN_RATE_LIMIT_LOGIN", "3/1m", |c| {
+            c.rate_limit.auth.login.is_some_and(|r| r.burst == 3)
+        }),
+        ("CHOPIN_RATE_LIMIT_LOGIN_FAILURES", "off", |c| {
+            c.rate_limit.auth.login_failures.is_none()
+        }),
+        ("CHOPIN_RATE_LIMIT_SIGNUP", "off", |c| {
+            c.rate_limit.auth.signup.is_none()
+        }),
+        ("CHOPIN_RATE_LIMIT_PASSWORD_RESET", "1/1h", |c| {
+            c.rate_limit
+                .auth
+                .password_reset
+                .is_some_and(|r| r.burst == 1)
+        }),
+        ("CHOPIN_RATE_LIMIT_VERIFICATION", "off", |c| {
+            c.rate_limit.auth.verification.is_none()
+        }),
+        ("CHOPIN_RATE_LIMIT_REFRESH", "6/1m", |c| {
+            c.rate_limit.auth.refresh.is_some_and(|r| r.burst == 6)
+        }),
         ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1", |c| {
             c.security.trusted_proxies.len() == 2
+        }),
+        ("CHOPIN_TRUSTED_PROXIES_ALLOW_ANY", "true", |c| {
+            c.security.trusted_proxies_allow_any
         }),
         ("CHOPIN_SECURITY_HEADERS", "false", |c| !c.security.headers),
         ("CHOPIN_HSTS", "true", |c| c.security.hsts),
@@ -355,9 +390,11 @@ fn every_variable_has_an_effect() {
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());
     let defaults = ok(&[]);
     for (var, value, check) in cases {
-        // An SMTP server needs a sender: the one variable that cannot be set alone.
+        // An SMTP server needs a sender: the one variable that cannot be set alone; the address
+        // limit refines the per-client one and is refused without it.
         let c = match var {
             "CHOPIN_SMTP_URL" => ok(&[(var, value), ("CHOPIN_SMTP_FROM", "a@app.example")]),
+            "CHOPIN_RATE_LIMIT_IP" => ok(&[("CHOPIN_RATE_LIMIT", "100/1m"), (var, value)]),
             _ => ok(&[(var, value)]),
         };
         assert!(check(&c), "{var}={value} had no effect: {c:#?}");

@@ -1,7 +1,9 @@
-//! Rate limiting as a client sees it: 429 with `Retry-After` past the burst, keys per client
-//! IP (the socket's, `X-Forwarded-For` only from trusted proxies) and per user, the limit
-//! installed by `App` from `CHOPIN_RATE_LIMIT` on a real socket, and one limit held by two
-//! instances sharing Redis.
+//! Rate limiting as a client sees it: 429 with `Retry-After` and the `RateLimit-Policy` /
+//! `RateLimit` fields past the burst, every request charged to its address (the socket's,
+//! `X-Forwarded-For` only from trusted proxies) before its user, users keyed only from
+//! tokens `Auth::verify` already verified, the limit installed by `App` from
+//! `CHOPIN_RATE_LIMIT` on a real socket, one limit held by two instances sharing Redis, and
+//! the settings that are refused.
 
 use chopin_core::config::Environment;
 use std::collections::HashMap;
@@ -12,7 +14,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use chopin_core::auth::{Auth, AuthUser, JwtKeys, TokenSettings};
+use chopin_core::auth::{Auth, AuthUser, Claims, JwtKeys, TokenSettings};
 use chopin_core::cache::CacheConfig;
 use chopin_core::config::{IpNet, Rate};
 use chopin_core::prelude::*;
@@ -45,11 +47,45 @@ async fn hit(c: &TestClient, peer: &str, xff: Option<&str>, token: Option<&str>)
     c.request(req.body(Body::empty()).unwrap()).await
 }
 
-fn assert_limited(r: &TestResponse) {
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10): a structured-field List of
+/// `<token>;q=<integer>;w=<integer>` items; returns `(name, q, w)` per item.
+fn policies(r: &TestResponse) -> Vec<(String, u64, u64)> {
+    let value = r.header("ratelimit-policy").expect("RateLimit-Policy");
+    value
+        .split(", ")
+        .map(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap().to_string();
+            assert!(
+                name.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "policy name {name:?} in {value:?}"
+            );
+            let q = parts.next().and_then(|p| p.strip_prefix("q=")).unwrap();
+            let w = parts.next().and_then(|p| p.strip_prefix("w=")).unwrap();
+            assert_eq!(parts.next(), None, "{value:?}");
+            (name, q.parse().unwrap(), w.parse().unwrap())
+        })
+        .collect()
+}
+
+/// 429 `RATE_LIMITED` with `Retry-After`, and `RateLimit: <policy>;r=0;t=<Retry-After>`
+/// naming one of the listed policies; returns that policy's name.
+fn assert_limited(r: &TestResponse) -> String {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
     assert_eq!(r.error_code().as_deref(), Some("RATE_LIMITED"));
     let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&after), "Retry-After {after}");
+    let state = r.header("ratelimit").expect("RateLimit");
+    let (name, rest) = state
+        .split_once(';')
+        .expect("RateLimit item with parameters");
+    assert_eq!(rest, format!("r=0;t={after}"), "RateLimit {state:?}");
+    assert!(
+        policies(r).iter().any(|(p, _, _)| p == name),
+        "{name} not in RateLimit-Policy"
+    );
+    name.to_string()
 }
 
 #[tokio::test]
@@ -172,6 +208,10 @@ async fn authenticated_requests_are_limited_per_user() {
     );
     let alice = auth.issue(auth.claims_for("alice")).unwrap();
     let bob = auth.issue(auth.claims_for("bob")).unwrap();
+    // As after an earlier request whose `AuthUser` verified them.
+    for token in [&alice, &bob] {
+        auth.verify::<Claims>(token).await.unwrap();
+    }
     // Alice from two addresses shares one budget.
     assert_eq!(
         hit(&c, "10.0.0.1", None, Some(&alice)).await.status,
@@ -181,7 +221,10 @@ async fn authenticated_requests_are_limited_per_user() {
         hit(&c, "10.0.0.2", None, Some(&alice)).await.status,
         StatusCode::OK
     );
-    assert_limited(&hit(&c, "10.0.0.3", None, Some(&alice)).await);
+    assert_eq!(
+        assert_limited(&hit(&c, "10.0.0.3", None, Some(&alice)).await),
+        "client"
+    );
     // Bob on Alice's address has his own.
     assert_eq!(
         hit(&c, "10.0.0.1", None, Some(&bob)).await.status,
@@ -241,6 +284,7 @@ async fn without_connect_info_requests_are_not_put_in_one_bucket() {
     );
     let c = client(RateLimitLayer::memory(rate(1, Duration::from_secs(60))).per_user(auth.clone()));
     let token = auth.issue(auth.claims_for("carol")).unwrap();
+    auth.verify::<Claims>(&token).await.unwrap();
     let req = || {
         Request::builder()
             .uri("/")
@@ -378,7 +422,16 @@ async fn the_limit_holds_across_two_instances_sharing_redis() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    // Per client: its address's bucket of the `ip` policy and its own of the `client` one.
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for client in ["203.0.113.50", "203.0.113.51"] {
+        for key in [
+            format!("{namespace}|ratelimit:ip:{client}"),
+            format!("{namespace}|ratelimit:client:ip:{client}"),
+        ] {
+            assert!(keys.contains(&key), "{key} not in {keys:?}");
+        }
+    }
     for key in &keys {
         let ttl: i64 = redis::cmd("PTTL")
             .arg(key)
@@ -406,4 +459,205 @@ async fn an_unreachable_redis_lets_requests_through() {
     for _ in 0..3 {
         assert_eq!(hit(&c, "10.0.0.1", None, None).await.status, StatusCode::OK);
     }
+}
+
+/// 100 accounts do not buy 100 budgets: every request from one address is charged to that
+/// address first, whoever's token it carries.
+#[tokio::test]
+async fn many_users_behind_one_address_share_its_budget() {
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
+        TokenSettings::default(),
+    );
+    let layer = RateLimitLayer::memory(rate(5, Duration::from_secs(60)))
+        .ip_rate(rate(20, Duration::from_secs(60)))
+        .per_user(auth.clone());
+    assert_eq!(layer.ip_rate_limit(), rate(20, Duration::from_secs(60)));
+    let c = TestClient::new(
+        Router::new()
+            .route("/", get(|u: AuthUser| async move { u.sub.clone() }))
+            .layer(auth.extension())
+            .layer(layer),
+    );
+    let mut allowed = 0;
+    for n in 0..100 {
+        let token = auth.issue(auth.claims_for(format!("user{n}"))).unwrap();
+        auth.verify::<Claims>(&token).await.unwrap();
+        let r = hit(&c, "198.51.100.7", None, Some(&token)).await;
+        if r.status == StatusCode::OK {
+            allowed += 1;
+        } else {
+            assert_eq!(assert_limited(&r), "ip");
+            assert_eq!(
+                policies(&r),
+                [("ip".into(), 20, 60), ("client".into(), 5, 60)]
+            );
+        }
+    }
+    assert_eq!(
+        allowed, 20,
+        "bounded by the address, not by the number of users"
+    );
+    // Another address is unaffected.
+    let token = auth.issue(auth.claims_for("user0")).unwrap();
+    auth.verify::<Claims>(&token).await.unwrap();
+    assert_eq!(
+        hit(&c, "198.51.100.8", None, Some(&token)).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Junk tokens from one address are refused by the address budget before any handler (or
+/// key) looks at them; and the key reads only `Auth::verify`'s cache: a token it has not
+/// verified (here: a genuine one, never presented to an `AuthUser`) is not keyed by its
+/// user, which it would be if the limiter checked signatures itself.
+#[tokio::test]
+async fn the_address_is_charged_first_and_users_come_only_from_verified_tokens() {
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
+        TokenSettings::default(),
+    );
+    // Junk: the handler (which verifies) answers 401 until the address is spent, then the
+    // layer answers 429 without calling it.
+    let layer = RateLimitLayer::memory(rate(100, Duration::from_secs(60)))
+        .ip_rate(rate(3, Duration::from_secs(60)))
+        .per_user(auth.clone());
+    let c = TestClient::new(
+        Router::new()
+            .route("/", get(|u: AuthUser| async move { u.sub.clone() }))
+            .layer(auth.extension())
+            .layer(layer),
+    );
+    for n in 0..3 {
+        let r = hit(&c, "192.0.2.9", None, Some(&format!("junk.{n}.token"))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    }
+    for n in 3..10 {
+        let r = hit(&c, "192.0.2.9", None, Some(&format!("junk.{n}.token"))).await;
+        assert_eq!(assert_limited(&r), "ip");
+    }
+
+    // The key and the cache.
+    let layer = RateLimitLayer::memory(rate(1, Duration::from_secs(60))).per_user(auth.clone());
+    let c = client(layer.clone());
+    let dave = auth.issue(auth.claims_for("dave")).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {dave}").parse().unwrap());
+    let peer: SocketAddr = "192.0.2.20:4000".parse().unwrap();
+    assert_eq!(
+        layer.key_for(&headers, Some(peer)).await.as_deref(),
+        Some("ip:192.0.2.20"),
+        "an unverified token names no user"
+    );
+    // Dave's token from two addresses: two budgets, since no user was found.
+    assert_eq!(
+        hit(&c, "192.0.2.20", None, Some(&dave)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        hit(&c, "192.0.2.21", None, Some(&dave)).await.status,
+        StatusCode::OK
+    );
+    // Once `Auth::verify` has seen it (as an `AuthUser` does), it is Dave's.
+    auth.verify::<Claims>(&dave).await.unwrap();
+    assert_eq!(
+        layer.key_for(&headers, Some(peer)).await.as_deref(),
+        Some("user:dave")
+    );
+    assert_eq!(
+        hit(&c, "192.0.2.22", None, Some(&dave)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        assert_limited(&hit(&c, "192.0.2.23", None, Some(&dave)).await),
+        "client"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_clients_keep_the_per_client_rate_and_429s_carry_the_fields() {
+    // The address budget is four times the client's by default; an anonymous client is
+    // still held to the client rate.
+    let c = client(RateLimitLayer::memory(rate(2, Duration::from_secs(30))));
+    assert_eq!(hit(&c, "10.1.0.1", None, None).await.status, StatusCode::OK);
+    assert_eq!(hit(&c, "10.1.0.1", None, None).await.status, StatusCode::OK);
+    let r = hit(&c, "10.1.0.1", None, None).await;
+    assert_eq!(assert_limited(&r), "client");
+    assert_eq!(
+        policies(&r),
+        [("ip".into(), 8, 30), ("client".into(), 2, 30)]
+    );
+    // One request per 15 s: Retry-After and t say the same.
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((10..=15).contains(&after), "Retry-After {after}");
+    // Allowed answers carry no fields (see docs/security.md).
+    let ok = hit(&c, "10.1.0.2", None, None).await;
+    assert_eq!(ok.header("ratelimit"), None);
+}
+
+#[test]
+fn the_settings_for_addresses_and_proxies() {
+    let c = config(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_RATE_LIMIT", "10/1m"),
+        ("CHOPIN_RATE_LIMIT_IP", "100/1m"),
+    ]);
+    assert_eq!(
+        c.rate_limit.ip_rate,
+        Some(rate(100, Duration::from_secs(60)))
+    );
+    let layer = RateLimitLayer::from_config(&c).unwrap().unwrap();
+    assert_eq!(layer.ip_rate_limit(), rate(100, Duration::from_secs(60)));
+    let c = config(&[("CHOPIN_ENV", "test"), ("CHOPIN_RATE_LIMIT", "10/1m")]);
+    assert_eq!(
+        c.rate_limit.effective_ip_rate(),
+        Some(rate(40, Duration::from_secs(60)))
+    );
+    let layer = RateLimitLayer::from_config(&c).unwrap().unwrap();
+    assert_eq!(layer.ip_rate_limit(), rate(40, Duration::from_secs(60)));
+
+    let refused = |vars: &[(&str, &str)]| {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+            .expect_err("refused")
+            .to_string()
+    };
+    // The address limit cannot stand alone, nor be turned off.
+    let e = refused(&[("CHOPIN_ENV", "test"), ("CHOPIN_RATE_LIMIT_IP", "100/1m")]);
+    assert!(
+        e.contains("CHOPIN_RATE_LIMIT_IP") && e.contains("needs CHOPIN_RATE_LIMIT"),
+        "{e}"
+    );
+    let e = refused(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_RATE_LIMIT", "10/1m"),
+        ("CHOPIN_RATE_LIMIT_IP", "off"),
+    ]);
+    assert!(e.contains("CHOPIN_RATE_LIMIT_IP"), "{e}");
+
+    // A trusted block holding every address lets any client choose its own.
+    for any in ["0.0.0.0/0", "::/0", "10.0.0.1, 0.0.0.0/0", "128.0.0.0/0"] {
+        let e = refused(&[("CHOPIN_ENV", "test"), ("CHOPIN_TRUSTED_PROXIES", any)]);
+        assert!(
+            e.contains("CHOPIN_TRUSTED_PROXIES")
+                && e.contains("X-Forwarded-For")
+                && e.contains("CHOPIN_TRUSTED_PROXIES_ALLOW_ANY=true"),
+            "{any}: {e}"
+        );
+        let c = config(&[
+            ("CHOPIN_ENV", "test"),
+            ("CHOPIN_TRUSTED_PROXIES", any),
+            ("CHOPIN_TRUSTED_PROXIES_ALLOW_ANY", "true"),
+        ]);
+        assert!(c.security.trusted_proxies.iter().any(|n| n.prefix == 0));
+    }
+    // Narrower blocks are fine.
+    let c = config(&[
+        ("CHOPIN_ENV", "test"),
+        ("CHOPIN_TRUSTED_PROXIES", "10.0.0.0/8, ::1/128, 0.0.0.0/1"),
+    ]);
+    assert_eq!(c.security.trusted_proxies.len(), 3);
 }

@@ -68,6 +68,7 @@ pub use jwt::{
     ACCESS_TOKEN_TYPE, APP_TOKEN_TYPE, AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings,
 };
 pub use mailer::{LogMailer, Mail, MailKind, Mailer, MemoryMailer, mailer_from_config};
+pub use rate_limit::AuthRateLimits;
 pub use revocation::Revocations;
 pub use roles::{Permission, RequirePermission, RequireRole, Role};
 #[cfg(chopin_db)]
@@ -172,6 +173,7 @@ struct AuthInner {
     environment: crate::config::Environment,
     revocations: Revocations,
     verified: moka::future::Cache<String, Arc<VerifiedToken>>,
+    route_limits: AuthRateLimits,
 }
 
 /// Most verified tokens remembered (see [`Auth::verify`]).
@@ -291,6 +293,7 @@ impl Auth {
                     .max_capacity(VERIFIED_CAPACITY)
                     .expire_after(UntilTokenExpiry)
                     .build(),
+                route_limits: AuthRateLimits::default(),
             }),
         }
     }
@@ -320,12 +323,16 @@ impl Auth {
                 Revocations::from_cache_config(&config.cache).await?
             }
         };
-        Ok(Auth::build(
+        let mut auth = Auth::build(
             keys,
             TokenSettings::from(&config.auth),
             revocations,
             config.environment,
-        ))
+        );
+        if let Some(inner) = Arc::get_mut(&mut auth.inner) {
+            inner.route_limits = AuthRateLimits::from_config(config)?;
+        }
+        Ok(auth)
     }
 
     /// The environment this `Auth` was configured for: the configuration's with
@@ -477,6 +484,24 @@ impl Auth {
             return Err(AuthError::IssuedInFuture);
         }
         Ok(claims)
+    }
+
+    /// The claims of `token` if [`Auth::verify`] verified it and still remembers it, and it
+    /// is inside its time window; `None` otherwise. Never verifies a signature and never asks
+    /// the revocation store: for keying a rate limit ([`RateLimitLayer::per_user`]), where a
+    /// junk token must cost nothing.
+    ///
+    /// [`RateLimitLayer::per_user`]: crate::rate_limit::RateLimitLayer::per_user
+    pub(crate) async fn remembered<C: AuthClaims>(&self, token: &str) -> Option<C> {
+        let leeway = self.settings().leeway.as_secs() as i64;
+        self.inner.verified.get(token).await?.claims(leeway).ok()
+    }
+
+    /// The auth module's route limits this `Auth` was configured with
+    /// ([`AuthRateLimits::from_config`] with [`Auth::from_config`], the defaults in process
+    /// otherwise); the auth module (`AuthModule`) starts from them.
+    pub fn route_limits(&self) -> &AuthRateLimits {
+        &self.inner.route_limits
     }
 
     /// Revoke the token with these claims until it expires (plus the leeway).

@@ -278,6 +278,16 @@ impl AuthStore {
         Ok(Ok((issued, replacement)))
     }
 
+    /// The account a refresh token belongs to, if it is known (spent, revoked or expired
+    /// included): for the refresh route's per-user limit, asked before the token is spent.
+    pub(crate) async fn refresh_owner(&self, token: &str) -> Result<Option<i64>, ChopinError> {
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_digest(token)))
+            .one(&self.db)
+            .await?
+            .map(|row| row.user_id))
+    }
+
     /// Revoke every token of the family `token` belongs to (logout); returns the access
     /// tokens issued in it that have not expired. Unknown tokens are ignored.
     pub(crate) async fn revoke_refresh(

@@ -47,7 +47,7 @@ pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};
 pub use self::openapi::OpenApiConfig;
-pub use self::rate_limit::{Rate, RateLimitConfig};
+pub use self::rate_limit::{AuthRateLimitConfig, IP_RATE_MULTIPLE, Rate, RateLimitConfig};
 pub use self::reader::{ConfigError, ConfigProblem, parse_duration};
 pub use self::secret::{Secret, redact_url};
 pub use self::security::{IpNet, SecurityConfig};

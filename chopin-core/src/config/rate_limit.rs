@@ -1,4 +1,7 @@
-//! Rate-limit settings (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_BACKEND`).
+//! Rate-limit settings: the general layer (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`,
+//! `CHOPIN_RATE_LIMIT_BACKEND`) and the auth module's own limits
+//! (`CHOPIN_RATE_LIMIT_LOGIN`, `…_LOGIN_FAILURES`, `…_SIGNUP`, `…_PASSWORD_RESET`,
+//! `…_VERIFICATION`, `…_REFRESH`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,34 +40,143 @@ impl FromStr for Rate {
     }
 }
 
+impl Rate {
+    /// `n` times as many requests in the same period (saturating).
+    pub fn times(self, n: u32) -> Rate {
+        Rate {
+            burst: self.burst.saturating_mul(n),
+            period: self.period,
+        }
+    }
+}
+
+/// The per-address rate is this many times the per-client rate unless
+/// `CHOPIN_RATE_LIMIT_IP` says otherwise: several users often share one address (NAT, an
+/// office, a mobile carrier), so the address gets a larger budget than each of them.
+pub const IP_RATE_MULTIPLE: u32 = 4;
+
 /// Rate-limit settings, used by
 /// [`RateLimitLayer::from_config`](crate::rate_limit::RateLimitLayer::from_config) and by
 /// [`App`](crate::App), which installs the layer when a rate is set. See `docs/security.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RateLimitConfig {
-    /// `CHOPIN_RATE_LIMIT` (unset or `off`: no limit): requests per client.
+    /// `CHOPIN_RATE_LIMIT` (unset or `off`: no limit): requests per client — a user with a
+    /// valid access token, or an anonymous address.
     pub rate: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_IP` (unset: [`IP_RATE_MULTIPLE`] × `rate`): requests per client
+    /// address in all, charged on every request before anything else, authenticated or not.
+    /// Needs `CHOPIN_RATE_LIMIT`; it cannot be turned off on its own.
+    pub ip_rate: Option<Rate>,
     /// `CHOPIN_RATE_LIMIT_BACKEND` (`memory`): `redis` shares the counters between instances.
     pub backend: SharedStateBackend,
+    /// The auth module's own limits, on whether or not `CHOPIN_RATE_LIMIT` is set.
+    pub auth: AuthRateLimitConfig,
+}
+
+/// The auth module's limits (see `docs/auth.md`): on by default, each `off` on its own.
+/// They count in Redis when the rate limiter or the revocations are configured for Redis,
+/// in process otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRateLimitConfig {
+    /// `CHOPIN_RATE_LIMIT_LOGIN` (`10/1m`): `POST /login` attempts per client address.
+    pub login: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_LOGIN_FAILURES` (`5/15m`): *failed* logins per (account, client
+    /// address). Never per account alone, so nobody can lock a victim out from elsewhere.
+    pub login_failures: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_SIGNUP` (`10/1h`): `POST /signup` attempts per client address.
+    pub signup: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_PASSWORD_RESET` (`5/1h`): `POST /password-reset` per (account,
+    /// client address).
+    pub password_reset: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_VERIFICATION` (`5/1h`): *failed* redemptions of one-time tokens
+    /// (`POST /verify-email`, `POST /password-reset/confirm`) per client address. These
+    /// requests name no account, only a token.
+    pub verification: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_REFRESH` (`60/1m`): `POST /refresh` per user (the refresh token's
+    /// account).
+    pub refresh: Option<Rate>,
+}
+
+impl Default for AuthRateLimitConfig {
+    fn default() -> Self {
+        let rate = |burst, secs| {
+            Some(Rate {
+                burst,
+                period: Duration::from_secs(secs),
+            })
+        };
+        AuthRateLimitConfig {
+            login: rate(10, 60),
+            login_failures: rate(5, 15 * 60),
+            signup: rate(10, 3600),
+            password_reset: rate(5, 3600),
+            verification: rate(5, 3600),
+            refresh: rate(60, 60),
+        }
+    }
+}
+
+impl AuthRateLimitConfig {
+    /// Every limit off (for tests and benchmarks that hammer the auth routes).
+    pub fn off() -> Self {
+        AuthRateLimitConfig {
+            login: None,
+            login_failures: None,
+            signup: None,
+            password_reset: None,
+            verification: None,
+            refresh: None,
+        }
+    }
+}
+
+/// `off` / `none` or a [`Rate`].
+fn parse_optional_rate(s: &str) -> Result<Option<Rate>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "off" | "none" => Ok(None),
+        _ => s.parse::<Rate>().map(Some),
+    }
 }
 
 impl RateLimitConfig {
-    /// Read `CHOPIN_RATE_LIMIT` and `CHOPIN_RATE_LIMIT_BACKEND`.
+    /// Read `CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`, `CHOPIN_RATE_LIMIT_BACKEND` and the
+    /// auth module's `CHOPIN_RATE_LIMIT_*`.
     pub(super) fn from_reader(r: &mut Reader<'_>) -> RateLimitConfig {
+        let rate = r.get("CHOPIN_RATE_LIMIT", parse_optional_rate).flatten();
+        let ip_rate = r.get("CHOPIN_RATE_LIMIT_IP", |s| {
+            if rate.is_none() {
+                return Err("needs CHOPIN_RATE_LIMIT (the per-client rate) to be set".into());
+            }
+            s.parse::<Rate>()
+                .map_err(|e| format!("{e} (the address limit cannot be turned off on its own)"))
+        });
+        let defaults = AuthRateLimitConfig::default();
+        let mut auth_rate = |name: &'static str, default: Option<Rate>| {
+            r.get(name, parse_optional_rate).unwrap_or(default)
+        };
+        let auth = AuthRateLimitConfig {
+            login: auth_rate("CHOPIN_RATE_LIMIT_LOGIN", defaults.login),
+            login_failures: auth_rate("CHOPIN_RATE_LIMIT_LOGIN_FAILURES", defaults.login_failures),
+            signup: auth_rate("CHOPIN_RATE_LIMIT_SIGNUP", defaults.signup),
+            password_reset: auth_rate("CHOPIN_RATE_LIMIT_PASSWORD_RESET", defaults.password_reset),
+            verification: auth_rate("CHOPIN_RATE_LIMIT_VERIFICATION", defaults.verification),
+            refresh: auth_rate("CHOPIN_RATE_LIMIT_REFRESH", defaults.refresh),
+        };
         RateLimitConfig {
-            rate: r
-                .get("CHOPIN_RATE_LIMIT", |s| {
-                    match s.to_ascii_lowercase().as_str() {
-                        "off" | "none" => Ok(None),
-                        _ => s.parse::<Rate>().map(Some),
-                    }
-                })
-                .flatten(),
+            rate,
+            ip_rate,
             backend: r
                 .get("CHOPIN_RATE_LIMIT_BACKEND", |s| {
                     s.parse::<SharedStateBackend>()
                 })
                 .unwrap_or_default(),
+            auth,
         }
+    }
+
+    /// The per-address rate in effect: `ip_rate`, or [`IP_RATE_MULTIPLE`] × `rate`.
+    pub fn effective_ip_rate(&self) -> Option<Rate> {
+        self.ip_rate
+            .or_else(|| self.rate.map(|r| r.times(IP_RATE_MULTIPLE)))
     }
 }

@@ -1,5 +1,5 @@
 //! Security settings: trusted proxies and response headers (`CHOPIN_TRUSTED_PROXIES`,
-//! `CHOPIN_SECURITY_HEADERS`, `CHOPIN_HSTS`).
+//! `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY`, `CHOPIN_SECURITY_HEADERS`, `CHOPIN_HSTS`).
 
 use std::str::FromStr;
 
@@ -10,8 +10,15 @@ use super::reader::{Reader, parse_bool};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
     /// `CHOPIN_TRUSTED_PROXIES`: comma-separated IPs or CIDR blocks of reverse proxies whose
-    /// `X-Forwarded-For` is believed (unset: none; the socket address is the client).
+    /// `X-Forwarded-For` is believed (unset: none; the socket address is the client). A block
+    /// with prefix length 0 (`0.0.0.0/0`, `::/0`) trusts every client to name its own
+    /// address, which makes per-IP limits worthless: it is refused unless
+    /// `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY=true`.
     pub trusted_proxies: Vec<IpNet>,
+    /// `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY` (`false`): accept a block of every address in
+    /// `CHOPIN_TRUSTED_PROXIES`, for a server that no client can reach except through the
+    /// proxies.
+    pub trusted_proxies_allow_any: bool,
     /// `CHOPIN_SECURITY_HEADERS` (`true`): `X-Content-Type-Options`, `X-Frame-Options`,
     /// `Referrer-Policy` and (in production) HSTS on every response.
     pub headers: bool,
@@ -23,6 +30,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             trusted_proxies: Vec::new(),
+            trusted_proxies_allow_any: false,
             headers: true,
             hsts: false,
         }
@@ -89,13 +97,28 @@ impl FromStr for IpNet {
 }
 
 impl SecurityConfig {
-    /// Read `CHOPIN_TRUSTED_PROXIES`, `CHOPIN_SECURITY_HEADERS` and `CHOPIN_HSTS`; HSTS is on
-    /// by default in production.
+    /// Read `CHOPIN_TRUSTED_PROXIES` (refusing a block that contains every address unless
+    /// `CHOPIN_TRUSTED_PROXIES_ALLOW_ANY=true`), `CHOPIN_SECURITY_HEADERS` and `CHOPIN_HSTS`;
+    /// HSTS is on by default in production.
     pub(super) fn from_reader(r: &mut Reader<'_>, environment: Environment) -> SecurityConfig {
+        let allow_any = r
+            .get("CHOPIN_TRUSTED_PROXIES_ALLOW_ANY", parse_bool)
+            .unwrap_or(false);
         let mut trusted_proxies = Vec::new();
         if let Some(raw) = r.raw("CHOPIN_TRUSTED_PROXIES") {
             for net in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 match net.parse::<IpNet>() {
+                    Ok(n) if n.prefix == 0 && !allow_any => r.problem(
+                        "CHOPIN_TRUSTED_PROXIES",
+                        &raw,
+                        format!(
+                            "{net:?} trusts every address as a proxy, so any client could \
+                             choose its own address with X-Forwarded-For and escape per-IP \
+                             rate limits; list your proxies' addresses, or set \
+                             CHOPIN_TRUSTED_PROXIES_ALLOW_ANY=true if every connection really \
+                             comes through a trusted proxy"
+                        ),
+                    ),
                     Ok(n) => trusted_proxies.push(n),
                     Err(problem) => r.problem("CHOPIN_TRUSTED_PROXIES", &raw, problem),
                 }
@@ -103,6 +126,7 @@ impl SecurityConfig {
         }
         SecurityConfig {
             trusted_proxies,
+            trusted_proxies_allow_any: allow_any,
             headers: r.get("CHOPIN_SECURITY_HEADERS", parse_bool).unwrap_or(true),
             hsts: r
                 .get("CHOPIN_HSTS", parse_bool)

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use axum::Router;
 
 use super::password;
-use super::{Auth, AuthStore, LogMailer, Mail, MailKind, Mailer};
+use super::rate_limit::{RouteLimits, limit_routes};
+use super::{Auth, AuthRateLimits, AuthStore, LogMailer, Mail, MailKind, Mailer};
 use crate::error::ChopinError;
 use crate::openapi::OpenApiRouter;
 pub use bodies::{
@@ -32,6 +33,12 @@ use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 /// | `POST` | `/verify-email` | `{token}` from the verification mail → 204; 404 for an unknown, used or expired token |
 /// | `POST` | `/password-reset` | `{email}` → 202 whether or not the account exists; mails a reset token; 422 for a non-address |
 /// | `POST` | `/password-reset/confirm` | `{token, password}` → 204; signs the account out everywhere; 404 for an unknown, used or expired token |
+///
+/// The routes carry their own rate limits ([`AuthRateLimits`], on by default: login 10/min per
+/// address and 5 failures per 15 min per account and address, sign-up 10/h per address,
+/// password reset 5/h per account and address, 5 failed token redemptions per hour per
+/// address, refresh 60/min per user), answered with 429 `RATE_LIMITED`, `Retry-After`,
+/// `RateLimit-Policy` and `RateLimit`.
 ///
 /// ```no_run
 /// use chopin_core::auth::{Auth, AuthModule, AuthStore, mailer_from_config};
@@ -57,6 +64,7 @@ pub struct AuthModule {
     auth: Auth,
     store: AuthStore,
     mailer: Arc<dyn Mailer>,
+    limits: AuthRateLimits,
 }
 
 impl std::fmt::Debug for AuthModule {
@@ -64,6 +72,7 @@ impl std::fmt::Debug for AuthModule {
         f.debug_struct("AuthModule")
             .field("auth", &self.auth)
             .field("store", &self.store)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -102,10 +111,25 @@ impl AuthModule {
         password::dummy_hash().await?;
         let store = store.with_leeway(auth.settings().leeway);
         Ok(AuthModule {
+            limits: auth.route_limits().clone(),
             auth,
             store,
             mailer: Arc::new(mailer),
         })
+    }
+
+    /// Limit the routes with `limits` instead of the ones the [`Auth`] was configured with
+    /// ([`Auth::route_limits`]: `CHOPIN_RATE_LIMIT_LOGIN` and its siblings with
+    /// [`Auth::from_config`], the defaults otherwise); [`AuthRateLimits::off`] turns them off.
+    /// See [`AuthRateLimits`] for what each limit counts.
+    pub fn rate_limits(mut self, limits: AuthRateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits on the routes.
+    pub fn limits(&self) -> &AuthRateLimits {
+        &self.limits
     }
 
     /// Send verification and reset tokens through `mailer`. Outside development a
@@ -129,7 +153,7 @@ impl AuthModule {
     /// The routes (relative: mount them with `Router::nest`), undocumented: prefer
     /// [`AuthModule::api_router`] with [`App::api`](crate::App::api), which puts them in the
     /// OpenAPI spec. They carry the [`Auth`] extension themselves, so they work whether or not
-    /// the app installed it.
+    /// the app installed it, and their own rate limits ([`AuthModule::rate_limits`]).
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         self.api_router().split_for_parts().0
     }
@@ -138,7 +162,9 @@ impl AuthModule {
     /// scheme, for [`App::api`](crate::App::api) — the way to mount them:
     /// `app.api(OpenApiRouter::new().nest("/api/auth", module.api_router()))`.
     pub fn api_router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
+        let limits = RouteLimits::new(self.limits.clone(), self.store.clone());
         let mut router = documented_routes()
+            .route_layer(axum::middleware::from_fn_with_state(limits, limit_routes))
             .layer(axum::middleware::map_response(no_store))
             .layer(self.auth.extension())
             .with_state(self.clone());

@@ -1,35 +1,48 @@
-//! Who a request is charged to: the buckets a [`RateLimitKey`] names, or else the client
-//! address (`ip:<addr>`), found behind trusted proxies only.
+//! Who a request is charged to: its client address (always), and the buckets a
+//! [`RateLimitKey`] names or else the address again, found behind trusted proxies only.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 
 use http::HeaderMap;
 
 use crate::config::IpNet;
 
-/// Names the buckets a request is charged to, for
+/// What [`RateLimitKey::buckets`] returns: a boxed future, so that the trait stays usable as
+/// `dyn RateLimitKey` and a key may look things up without blocking.
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Names the client buckets a request is charged to, for
 /// [`RateLimitLayer::key_by`](super::RateLimitLayer::key_by).
 ///
-/// With the `auth` feature, `Auth` implements it (installed by `RateLimitLayer::per_user`): a
-/// request with a valid access token is charged to `user:<sub>`. A request charged to no
-/// bucket is charged to its client address, as without a key. Buckets are charged in order:
-/// the first one over its limit refuses the request (429); those before it stay charged, those
-/// after it are not.
+/// The layer always charges the request's address first, to the `ip` policy
+/// (`CHOPIN_RATE_LIMIT_IP`), before it asks the key anything: a client over that limit is
+/// refused without the key doing any work. The key then names buckets of the `client`
+/// policy (`CHOPIN_RATE_LIMIT`); a request it charges to none is charged to its client
+/// address there too (`ip:<addr>`). Buckets are charged in order: the first one over its limit
+/// refuses the request (429); those before it stay charged, those after it are not.
+///
+/// With the `auth` feature, `Auth` implements it (installed by `RateLimitLayer::per_user`):
+/// a request whose access token `Auth::verify` has already verified (and still remembers) is
+/// charged to `user:<sub>`. It never verifies a signature itself.
 ///
 /// ```
-/// use chopin_core::rate_limit::{Buckets, RateLimitKey, RateLimitRequest};
+/// use chopin_core::rate_limit::{Buckets, KeyFuture, RateLimitKey, RateLimitRequest};
 ///
-/// /// One budget per API key, and the client address on top.
-/// struct ApiKeyAndIp;
+/// /// One budget per API key.
+/// struct ApiKey;
 ///
-/// impl RateLimitKey for ApiKeyAndIp {
-///     fn buckets(&self, request: &RateLimitRequest<'_>, buckets: &mut Buckets) {
+/// impl RateLimitKey for ApiKey {
+///     fn buckets<'a>(
+///         &'a self,
+///         request: RateLimitRequest<'a>,
+///         buckets: &'a mut Buckets,
+///     ) -> KeyFuture<'a> {
 ///         if let Some(key) = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
 ///             buckets.charge(format!("key:{key}"));
-///             if let Some(ip) = request.ip_key() {
-///                 buckets.charge(ip);
-///             }
 ///         }
+///         Box::pin(async {})
 ///     }
 /// }
 /// ```
@@ -38,9 +51,13 @@ use crate::config::IpNet;
 /// trust only verified credentials (a key read from an unverified token lets a client spend
 /// someone else's budget).
 pub trait RateLimitKey: Send + Sync + 'static {
-    /// Charge `request` to buckets with [`Buckets::charge`]; charging none leaves it to its
-    /// client address.
-    fn buckets(&self, request: &RateLimitRequest<'_>, buckets: &mut Buckets);
+    /// Charge `request` to client buckets with [`Buckets::charge`]; charging none leaves it
+    /// to its client address.
+    fn buckets<'a>(
+        &'a self,
+        request: RateLimitRequest<'a>,
+        buckets: &'a mut Buckets,
+    ) -> KeyFuture<'a>;
 }
 
 /// A request as a [`RateLimitKey`] sees it: its headers and its client address.

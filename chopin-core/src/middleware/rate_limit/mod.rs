@@ -1,56 +1,55 @@
 //! The rate-limiting layer: GCRA (the generic cell rate algorithm, a token bucket without a
-//! refill timer) per bucket, 429 with `Retry-After` over the limit. The public docs are on
+//! refill timer) per bucket, 429 with `Retry-After` and the `RateLimit-Policy` / `RateLimit`
+//! header fields over the limit. Every request is charged to its address (policy `ip`) first,
+//! then to its client buckets (policy `client`). The public docs are on
 //! [`crate::rate_limit`].
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota};
-use http::HeaderMap;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::{Config, IpNet, Rate, SharedStateBackend};
-use crate::error::ChopinError;
+use crate::config::{Config, IpNet, Rate};
 
+mod headers;
 mod key;
 mod store;
 
-pub use key::{Buckets, RateLimitKey, RateLimitRequest, client_ip};
-#[cfg(feature = "redis")]
-use store::GCRA_SCRIPT;
-use store::Store;
+pub(crate) use headers::{limited, policy_value};
+pub use key::{Buckets, KeyFuture, RateLimitKey, RateLimitRequest, client_ip};
+pub(crate) use store::{Backend, Limiter};
 
 /// The rate-limiting layer (see the [module docs](crate::rate_limit)). A cheap clone; clones
 /// share their counters.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    store: Arc<Store>,
-    rate: Rate,
+    backend: Backend,
+    /// Every request, per client address: `CHOPIN_RATE_LIMIT_IP`.
+    ip: Limiter,
+    /// Per client (a user, or an anonymous address): `CHOPIN_RATE_LIMIT`.
+    client: Limiter,
+    /// `RateLimit-Policy` of both.
+    policies: HeaderValue,
     trusted: Arc<[IpNet]>,
-    /// Who a request is charged to, besides (or instead of) its client address.
+    /// Who a request is charged to, besides its client address.
     key: Option<Arc<dyn RateLimitKey>>,
 }
 
 impl std::fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match *self.store {
-            Store::Memory { .. } => "memory",
-            #[cfg(feature = "redis")]
-            Store::Redis { .. } => "redis",
-        };
         f.debug_struct("RateLimitLayer")
-            .field("rate", &self.rate)
-            .field("backend", &backend)
+            .field("rate", &self.client.rate())
+            .field("ip_rate", &self.ip.rate())
+            .field("backend", &self.client.backend_name())
             .field("trusted_proxies", &self.trusted)
             .field("per_user", &self.is_per_user())
             .finish()
@@ -60,7 +59,8 @@ impl std::fmt::Debug for RateLimitLayer {
 /// Two layers are equal when they share their counters and settings.
 impl PartialEq for RateLimitLayer {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.store, &other.store)
+        self.ip.same(&other.ip)
+            && self.client.same(&other.client)
             && self.trusted == other.trusted
             && self.is_per_user() == other.is_per_user()
     }
@@ -73,94 +73,70 @@ impl Eq for RateLimitLayer {}
 #[error("rate limit: {0}")]
 pub struct RateLimitError(String);
 
-/// `rate` made usable: a burst of 0 (which `Config` refuses, but a hand-built [`Rate`] may
-/// carry) counts as 1, a zero period as 1 µs, each with a warning, instead of a panic.
-fn sane(rate: Rate) -> Rate {
-    if rate.burst == 0 || rate.period.is_zero() {
-        tracing::warn!(
-            ?rate,
-            "rate limit: a burst of 0 or a zero period is invalid; using at least 1 request per 1 µs"
-        );
-    }
-    Rate {
-        burst: rate.burst.max(1),
-        period: rate.period.max(Duration::from_micros(1)),
-    }
-}
-
-fn interval_of(rate: Rate) -> Duration {
-    (rate.period / rate.burst.max(1)).max(Duration::from_micros(1))
-}
-
 impl RateLimitLayer {
-    /// Limit each client to `rate`, in this process.
+    /// Limit each client to `rate`, and each address to
+    /// [`Rate::times`]`(`[`IP_RATE_MULTIPLE`](crate::config::IP_RATE_MULTIPLE)`)` of it
+    /// (change it with [`ip_rate`](Self::ip_rate)), in this process.
     pub fn memory(rate: Rate) -> RateLimitLayer {
-        let rate = sane(rate);
-        let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(interval_of(rate))
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst);
-        RateLimitLayer::with_store(
-            rate,
-            Store::Memory {
-                limiter: DefaultKeyedRateLimiter::keyed(quota),
-                checks: AtomicU64::new(0),
-            },
-        )
+        RateLimitLayer::with_backend(rate, Backend::Memory)
     }
 
-    /// Limit each client to `rate` across every instance sharing the Redis of `cache`
-    /// (`REDIS_URL`; keys `<namespace>|ratelimit:<key>`, out of reach of the cache API). The connection is made lazily and
-    /// re-made when lost.
+    /// Limit each client to `rate` (and each address to four times that, see
+    /// [`ip_rate`](Self::ip_rate)) across every instance sharing the Redis of `cache`
+    /// (`REDIS_URL`; keys `<namespace>|ratelimit:<policy>:<key>`, out of reach of the cache
+    /// API). The connection is made lazily and re-made when lost.
     #[cfg(feature = "redis")]
     pub fn redis(
         rate: Rate,
         cache: &crate::config::CacheConfig,
     ) -> Result<RateLimitLayer, RateLimitError> {
-        let rate = sane(rate);
         let shared = crate::redis_conn::SharedRedis::lazy(cache).map_err(RateLimitError)?;
-        let interval = interval_of(rate);
-        let interval_us = interval.as_micros() as u64;
-        Ok(RateLimitLayer::with_store(
-            rate,
-            Store::Redis {
-                shared,
-                script: redis::Script::new(GCRA_SCRIPT),
-                interval_us,
-                tolerance_us: interval_us * u64::from(rate.burst.saturating_sub(1)),
-            },
-        ))
+        Ok(RateLimitLayer::with_backend(rate, Backend::Redis(shared)))
     }
 
-    fn with_store(rate: Rate, store: Store) -> RateLimitLayer {
+    fn with_backend(rate: Rate, backend: Backend) -> RateLimitLayer {
+        let client = Limiter::new("client", rate, &backend, false);
+        let ip = Limiter::new(
+            "ip",
+            client.rate().times(crate::config::IP_RATE_MULTIPLE),
+            &backend,
+            false,
+        );
         RateLimitLayer {
-            store: Arc::new(store),
-            rate,
+            policies: policy_value([&ip, &client]),
+            backend,
+            ip,
+            client,
             trusted: Arc::from(Vec::new()),
             key: None,
         }
     }
 
-    /// The layer `config` asks for (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_BACKEND`,
-    /// `CHOPIN_TRUSTED_PROXIES`), or `None` when rate limiting is off.
+    /// The layer `config` asks for (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`,
+    /// `CHOPIN_RATE_LIMIT_BACKEND`, `CHOPIN_TRUSTED_PROXIES`), or `None` when rate limiting is
+    /// off.
     pub fn from_config(config: &Config) -> Result<Option<RateLimitLayer>, RateLimitError> {
         let Some(rate) = config.rate_limit.rate else {
             return Ok(None);
         };
-        let layer = match config.rate_limit.backend {
-            SharedStateBackend::Memory => RateLimitLayer::memory(rate),
-            #[cfg(feature = "redis")]
-            SharedStateBackend::Redis => RateLimitLayer::redis(rate, &config.cache)?,
-            #[cfg(not(feature = "redis"))]
-            SharedStateBackend::Redis => {
-                return Err(RateLimitError(
-                    "CHOPIN_RATE_LIMIT_BACKEND=redis needs chopin-core's `redis` feature".into(),
-                ));
-            }
-        };
+        let backend = Backend::from_config(config.rate_limit.backend, &config.cache)
+            .map_err(|e| RateLimitError(format!("CHOPIN_RATE_LIMIT_BACKEND: {e}")))?;
+        let mut layer = RateLimitLayer::with_backend(rate, backend);
+        if let Some(ip_rate) = config.rate_limit.ip_rate {
+            layer = layer.ip_rate(ip_rate);
+        }
         Ok(Some(
             layer.trusted_proxies(config.security.trusted_proxies.clone()),
         ))
+    }
+
+    /// Limit each client address to `rate` in all (every user behind it, and anonymous
+    /// requests): the `ip` policy, charged first on every request. Make it more generous than
+    /// the per-client rate, since many users can share one address (NAT).
+    pub fn ip_rate(mut self, rate: Rate) -> Self {
+        self.ip = Limiter::new("ip", rate, &self.backend, false);
+        self.policies = policy_value([&self.ip, &self.client]);
+        self
     }
 
     /// Believe `X-Forwarded-For` from these proxies (and only these).
@@ -169,8 +145,9 @@ impl RateLimitLayer {
         self
     }
 
-    /// Charge requests to the buckets `key` names; a request it charges to none is charged to
-    /// its client address. With the `auth` feature, `per_user(auth)` is `key_by(auth)`.
+    /// Charge requests to the client buckets `key` names (after their address); a request it
+    /// charges to none is charged to its client address. With the `auth` feature,
+    /// `per_user(auth)` is `key_by(auth)`.
     pub fn key_by(mut self, key: impl RateLimitKey) -> Self {
         self.key = Some(Arc::new(key));
         self
@@ -182,25 +159,30 @@ impl RateLimitLayer {
         self.key.is_some()
     }
 
-    /// The configured rate.
+    /// The per-client rate (`CHOPIN_RATE_LIMIT`).
     pub fn rate(&self) -> Rate {
-        self.rate
+        self.client.rate()
     }
 
-    /// Count one request for `key`: `Ok` to let it through, `Err(wait)` when over the limit.
+    /// The per-address rate (`CHOPIN_RATE_LIMIT_IP`).
+    pub fn ip_rate_limit(&self) -> Rate {
+        self.ip.rate()
+    }
+
+    /// Count one request for the client bucket `key`: `Ok` to let it through, `Err(wait)`
+    /// when over the limit.
     pub async fn check(&self, key: &str) -> Result<(), Duration> {
-        self.store.check(key).await
+        self.client.check(key).await
     }
 
-    /// The buckets a request is charged to: those the [`key_by`](Self::key_by) key names
-    /// (with `per_user`: `user:<sub>` for a valid token), else the client
+    /// The client buckets of a request: those the [`key_by`](Self::key_by) key names (with
+    /// `per_user`: `user:<sub>` for a token `Auth::verify` remembers), else the client
     /// address ([`RateLimitRequest::ip_key`]). None when the request has neither (no
-    /// `ConnectInfo`): it is not limited, rather than put every client in one shared bucket.
-    fn buckets_for(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Buckets {
-        let request = RateLimitRequest::new(headers, peer, &self.trusted);
+    /// `ConnectInfo`).
+    async fn buckets_for(&self, request: RateLimitRequest<'_>) -> Buckets {
         let mut buckets = Buckets::default();
         if let Some(key) = &self.key {
-            key.buckets(&request, &mut buckets);
+            key.buckets(request, &mut buckets).await;
         }
         if buckets.is_empty()
             && let Some(ip) = request.ip_key()
@@ -210,16 +192,23 @@ impl RateLimitLayer {
         buckets
     }
 
-    /// The key for a request: `user:<sub>` for a valid token when per-user (in general: the
-    /// first bucket the [`key_by`](Self::key_by) key names), else the client address:
-    /// `ip:<IPv4>`, or `ip:<first 64 bits>::/64` for IPv6 (one host usually holds a whole
-    /// /64, so a per-address key would hand it endless fresh budgets; IPv4-mapped IPv6
-    /// addresses count as the IPv4 address). `None` when the request has neither a user nor
-    /// a peer address (no `ConnectInfo`): it is not limited, rather than put every client in
-    /// one shared bucket.
-    pub fn key_for(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
-        self.buckets_for(headers, peer).into_first()
+    /// The first client bucket of a request: `user:<sub>` for a remembered token when per-user
+    /// (in general: the first bucket the [`key_by`](Self::key_by) key names), else the
+    /// client address: `ip:<IPv4>`, or `ip:<first 64 bits>::/64` for IPv6 (one host usually
+    /// holds a whole /64, so a per-address key would hand it endless fresh budgets;
+    /// IPv4-mapped IPv6 addresses count as the IPv4 address). `None` when the request has
+    /// neither a user nor a peer address (no `ConnectInfo`). Every request with an address is
+    /// also charged to that address under the `ip` policy.
+    pub async fn key_for(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+        let request = RateLimitRequest::new(headers, peer, &self.trusted);
+        self.buckets_for(request).await.into_first()
     }
+}
+
+/// The `ip` policy's bucket for the address key `ip:<addr>`: `<addr>` (its Redis key is then
+/// `ratelimit:ip:<addr>`).
+fn address_bucket(ip_key: &str) -> &str {
+    ip_key.strip_prefix("ip:").unwrap_or(ip_key)
 }
 
 /// Logged once per process: a request reached the layer without `ConnectInfo`.
@@ -274,16 +263,24 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            let buckets = layer.buckets_for(req.headers(), peer);
-            if buckets.is_empty() {
-                warn_no_peer();
-                return inner.call(req).await;
+            let request = RateLimitRequest::new(req.headers(), peer, &layer.trusted);
+            let ip = request.ip_key();
+            // The address first, before the key looks at any credential: a flood of junk
+            // tokens from one address is refused here without costing any verification.
+            match &ip {
+                Some(ip) => {
+                    if let Err(wait) = layer.ip.check(address_bucket(ip)).await {
+                        return Ok(limited(&layer.ip, &layer.policies, wait));
+                    }
+                }
+                None => warn_no_peer(),
             }
+            let buckets = layer.buckets_for(request).await;
             // In order; the first bucket over its limit refuses the request, and the buckets
             // after it are not charged.
             for key in buckets.iter() {
-                if let Err(retry_after) = layer.check(key).await {
-                    return Ok(ChopinError::RateLimited { retry_after }.into_response());
+                if let Err(wait) = layer.client.check(key).await {
+                    return Ok(limited(&layer.client, &layer.policies, wait));
                 }
             }
             inner.call(req).await
@@ -304,13 +301,18 @@ mod tests {
     struct KeyAndIp;
 
     impl RateLimitKey for KeyAndIp {
-        fn buckets(&self, request: &RateLimitRequest<'_>, buckets: &mut Buckets) {
+        fn buckets<'a>(
+            &'a self,
+            request: RateLimitRequest<'a>,
+            buckets: &'a mut Buckets,
+        ) -> KeyFuture<'a> {
             if let Some(key) = request.headers().get("x-key").and_then(|v| v.to_str().ok()) {
                 buckets.charge(format!("key:{key}"));
                 if let Some(ip) = request.ip_key() {
                     buckets.charge(ip);
                 }
             }
+            Box::pin(async {})
         }
     }
 
@@ -322,24 +324,29 @@ mod tests {
         .key_by(KeyAndIp)
     }
 
-    #[test]
-    fn a_key_names_several_buckets_in_order_or_leaves_the_address() {
+    #[tokio::test]
+    async fn a_key_names_several_buckets_in_order_or_leaves_the_address() {
         let layer = layer();
         assert!(layer.is_per_user());
         let peer = Some(SocketAddr::from(([192, 0, 2, 1], 4000)));
         let mut headers = HeaderMap::new();
         headers.insert("x-key", HeaderValue::from_static("a"));
-        let buckets = layer.buckets_for(&headers, peer);
+        let buckets = layer
+            .buckets_for(RateLimitRequest::new(&headers, peer, &[]))
+            .await;
         assert_eq!(
             buckets.iter().collect::<Vec<_>>(),
             ["key:a", "ip:192.0.2.1"]
         );
-        assert_eq!(layer.key_for(&headers, peer).as_deref(), Some("key:a"));
         assert_eq!(
-            layer.key_for(&HeaderMap::new(), peer).as_deref(),
+            layer.key_for(&headers, peer).await.as_deref(),
+            Some("key:a")
+        );
+        assert_eq!(
+            layer.key_for(&HeaderMap::new(), peer).await.as_deref(),
             Some("ip:192.0.2.1")
         );
-        assert_eq!(layer.key_for(&HeaderMap::new(), None), None);
+        assert_eq!(layer.key_for(&HeaderMap::new(), None).await, None);
     }
 
     #[tokio::test]
