@@ -19,7 +19,7 @@ use axum::extract::ConnectInfo;
 use chopin_core::auth::{
     Auth, AuthModule, AuthRateLimits, AuthStore, JwtKeys, Mail, MailKind, Mailer, TokenSettings,
 };
-use chopin_core::config::{AuthRateLimitConfig, Rate};
+use chopin_core::config::{AuthRateLimitConfig, Environment, Rate};
 use chopin_core::db::Db;
 use chopin_core::error::BoxError;
 use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
@@ -61,6 +61,7 @@ fn auth() -> Auth {
     Auth::new(
         JwtKeys::hs256("k1", SECRET).unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     )
 }
 

@@ -468,6 +468,7 @@ async fn many_users_behind_one_address_share_its_budget() {
     let auth = Auth::new(
         JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     let layer = RateLimitLayer::memory(rate(5, Duration::from_secs(60)))
         .ip_rate(rate(20, Duration::from_secs(60)))
@@ -516,6 +517,7 @@ async fn the_address_is_charged_first_and_users_come_only_from_verified_tokens()
     let auth = Auth::new(
         JwtKeys::hs256("k1", b"rate-limit-secret-of-at-least-32-bytes").unwrap(),
         TokenSettings::default(),
+        Environment::Development,
     );
     // Junk: the handler (which verifies) answers 401 until the address is spent, then the
     // layer answers 429 without calling it.
