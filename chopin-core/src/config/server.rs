@@ -185,7 +185,6 @@ impl ServerConfig {
 mod tests {
     use std::time::Duration;
 
-    use super::*;
     use crate::config::tests::from;
 
     #[test]
