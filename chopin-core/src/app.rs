@@ -19,22 +19,7 @@ use crate::health::{self, HealthChecks};
 use crate::layers::Layers;
 use crate::openapi;
 
-/// Why [`App::serve`] stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The listening socket could not be bound.
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        /// `host:port` from the configuration.
-        addr: String,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The server failed while running.
-    #[error("server error: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub use crate::server::ServeError;
 
 /// Builds a Chopin application from a [`Config`], optional user state and axum routers.
 ///
@@ -271,64 +256,62 @@ where
         layers.apply_with(router, extensions)
     }
 
+    /// Serve on per-core workers: `workers` single-threaded tokio runtimes, each with its own
+    /// `SO_REUSEPORT` listener, all serving this application's router and state (see
+    /// [`server`](crate::server)); `0` serves on the caller's runtime. Overrides
+    /// `CHOPIN_WORKERS`.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.server.workers = workers;
+        self
+    }
+
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already
-    /// installed a subscriber), and serve until SIGINT or SIGTERM; then stop accepting
-    /// connections and let in-flight requests finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`.
+    /// installed a subscriber), and serve with Chopin's [`Server`](crate::server::Server)
+    /// until SIGINT or SIGTERM; then stop accepting connections and let in-flight requests
+    /// finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`. With `CHOPIN_WORKERS` (or
+    /// [`workers`](App::workers)) set, serves on per-core workers.
     pub async fn serve(self) -> Result<(), ServeError> {
         crate::telemetry::init(&self.config.log);
-        let addr = format!("{}:{}", self.config.host, self.config.port);
-        let listener = TcpListener::bind((self.config.host.as_str(), self.config.port))
+        let host = self.config.host.clone();
+        let port = self.config.port;
+        let addr = crate::server::resolve(&host, port)
             .await
             .map_err(|source| ServeError::Bind {
-                addr: addr.clone(),
+                addr: format!("{host}:{port}"),
                 source,
             })?;
-        self.serve_with(listener, shutdown_signal()).await
+        self.serve_at(addr, shutdown_signal()).await
+    }
+
+    /// Bind `addr` (one `SO_REUSEPORT` socket per worker in per-core mode) and serve until
+    /// `shutdown` completes, then shut down gracefully.
+    pub async fn serve_at(
+        self,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        tracing::debug!(environment = ?self.config.environment, "starting");
+        let server = crate::server::Server::from_config(&self.config);
+        server.serve_at(addr, self.into_router(), shutdown).await
     }
 
     /// Serve on an existing listener until `shutdown` completes, then shut down gracefully
-    /// (stop accepting; in-flight requests get up to the configured shutdown timeout).
+    /// (stop accepting; in-flight requests get up to the configured shutdown timeout). In
+    /// per-core mode every worker accepts on a duplicate of this listener.
     pub async fn serve_with(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let deadline = self.config.http.shutdown_timeout;
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, environment = ?self.config.environment, "chopin listening");
-        }
+        tracing::debug!(environment = ?self.config.environment, "starting");
         if self.cursor.is_none() {
             tracing::warn!(
                 "no pagination cursor key: set CHOPIN_CURSOR_SECRET (or CHOPIN_JWT_SECRET with \
                  HS256); requests with CursorPagination answer 500 until then"
             );
         }
-        let router = self.into_router();
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutdown requested; draining in-flight requests");
-            let _ = tx.send(true);
-        };
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .into_future();
-        let deadline_reached = async move {
-            if rx.wait_for(|stopping| *stopping).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(deadline).await;
-        };
-        tokio::select! {
-            result = server => result.map_err(ServeError::Io),
-            () = deadline_reached => {
-                tracing::warn!(?deadline, "shutdown deadline reached; abandoning in-flight requests");
-                Ok(())
-            }
-        }
+        let server = crate::server::Server::from_config(&self.config);
+        server.serve(listener, self.into_router(), shutdown).await
     }
 }
 

@@ -96,6 +96,7 @@ pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_conn;
 pub mod response;
+pub mod server;
 pub mod signing;
 pub mod sse;
 pub mod telemetry;

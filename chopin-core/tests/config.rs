@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 62] = [
+const DOCUMENTED: [&str; 76] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -74,6 +74,20 @@ const DOCUMENTED: [&str; 62] = [
     "CHOPIN_SMTP_URL",
     "CHOPIN_SMTP_FROM",
     "CHOPIN_PUBLIC_URL",
+    "CHOPIN_HEADER_TIMEOUT",
+    "CHOPIN_KEEP_ALIVE_TIMEOUT",
+    "CHOPIN_MAX_CONNECTION_AGE",
+    "CHOPIN_MAX_HEADER_SIZE",
+    "CHOPIN_WRITE_TIMEOUT",
+    "CHOPIN_MAX_CONNECTIONS",
+    "CHOPIN_HTTP2_MAX_STREAMS",
+    "CHOPIN_HTTP2_KEEP_ALIVE_INTERVAL",
+    "CHOPIN_HTTP2_KEEP_ALIVE_TIMEOUT",
+    "CHOPIN_HTTP2_MAX_PENDING_RESETS",
+    "CHOPIN_HTTP2_MAX_LOCAL_ERROR_RESETS",
+    "CHOPIN_TCP_NODELAY",
+    "CHOPIN_LISTEN_BACKLOG",
+    "CHOPIN_WORKERS",
 ];
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -385,6 +399,44 @@ fn every_variable_has_an_effect() {
         }),
         ("CHOPIN_SECURITY_HEADERS", "false", |c| !c.security.headers),
         ("CHOPIN_HSTS", "true", |c| c.security.hsts),
+        ("CHOPIN_HEADER_TIMEOUT", "2s", |c| {
+            c.server.header_timeout == Duration::from_secs(2)
+        }),
+        ("CHOPIN_KEEP_ALIVE_TIMEOUT", "5s", |c| {
+            c.server.keep_alive_timeout == Duration::from_secs(5)
+        }),
+        ("CHOPIN_MAX_CONNECTION_AGE", "10m", |c| {
+            c.server.max_connection_age == Some(Duration::from_secs(600))
+        }),
+        ("CHOPIN_MAX_HEADER_SIZE", "16KiB", |c| {
+            c.server.max_header_size == 16 * 1024
+        }),
+        ("CHOPIN_WRITE_TIMEOUT", "3s", |c| {
+            c.server.write_timeout == Duration::from_secs(3)
+        }),
+        ("CHOPIN_MAX_CONNECTIONS", "3", |c| {
+            c.server.max_connections == 3
+        }),
+        ("CHOPIN_HTTP2_MAX_STREAMS", "7", |c| {
+            c.server.http2_max_concurrent_streams == 7
+        }),
+        ("CHOPIN_HTTP2_KEEP_ALIVE_INTERVAL", "off", |c| {
+            c.server.http2_keep_alive_interval.is_none()
+        }),
+        ("CHOPIN_HTTP2_KEEP_ALIVE_TIMEOUT", "3s", |c| {
+            c.server.http2_keep_alive_timeout == Duration::from_secs(3)
+        }),
+        ("CHOPIN_HTTP2_MAX_PENDING_RESETS", "5", |c| {
+            c.server.http2_max_pending_accept_reset_streams == 5
+        }),
+        ("CHOPIN_HTTP2_MAX_LOCAL_ERROR_RESETS", "9", |c| {
+            c.server.http2_max_local_error_reset_streams == 9
+        }),
+        ("CHOPIN_TCP_NODELAY", "false", |c| !c.server.tcp_nodelay),
+        ("CHOPIN_LISTEN_BACKLOG", "64", |c| {
+            c.server.listen_backlog == 64
+        }),
+        ("CHOPIN_WORKERS", "2", |c| c.server.workers == 2),
     ];
     let covered: BTreeSet<&str> = cases.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());

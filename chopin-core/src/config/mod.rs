@@ -9,7 +9,7 @@
 // One file per section, each holding its settings type and the reader of its variables
 // (`from_reader`): `http.rs` (body limit, timeouts, compression, CORS), `database.rs`, `log.rs`,
 // `openapi.rs`, `pagination.rs`, `cursor.rs` (the cursor key), `cache.rs`, `auth.rs`,
-// `rate_limit.rs`, `security.rs`;
+// `rate_limit.rs`, `security.rs`, `server.rs`;
 // `secret.rs` keeps secrets out of logs; `reader.rs` reads variables and collects every problem
 // into one `ConfigError`. This file is the aggregate: `Config`, `Environment`, and the two entry
 // points, which call the sections' readers in turn. Config is the ground floor: it imports
@@ -28,6 +28,7 @@ mod rate_limit;
 mod reader;
 mod secret;
 mod security;
+mod server;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -51,6 +52,11 @@ pub use self::rate_limit::{AuthRateLimitConfig, IP_RATE_MULTIPLE, Rate, RateLimi
 pub use self::reader::{ConfigError, ConfigProblem, parse_duration};
 pub use self::secret::{Secret, redact_url};
 pub use self::security::{IpNet, SecurityConfig};
+pub use self::server::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_WRITE_TIMEOUT, FALLBACK_MAX_CONNECTIONS, MIN_MAX_HEADER_SIZE, ServerConfig,
+    default_max_connections,
+};
 // `PaginationConfig` and `LimitOverflow` are public at `chopin_core::extractors`, next to the
 // extractor they configure; `pagination` is crate-visible only so that path can re-export them.
 use self::pagination::PaginationConfig;
@@ -165,6 +171,8 @@ pub struct Config {
     /// The SMTP server and public URL of the auth module's mails (`CHOPIN_SMTP_URL`,
     /// `CHOPIN_SMTP_FROM`, `CHOPIN_PUBLIC_URL`).
     pub mail: MailConfig,
+    /// Chopin's server: connection timeouts and limits, HTTP/2, TCP, per-core workers.
+    pub server: ServerConfig,
 }
 
 impl Config {
@@ -295,6 +303,7 @@ impl Config {
                 "needs chopin-core's `smtp` feature",
             );
         }
+        let server = ServerConfig::from_reader(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -316,6 +325,7 @@ impl Config {
             rate_limit,
             security,
             mail,
+            server,
         })
     }
 

@@ -15,6 +15,12 @@
 //! `CHOPIN_BENCH_STACK=full` (default) serves with Chopin's full default layer stack as
 //! configured by the environment; `minimal` with [`Layers::minimal`]. Listens on `BIND`
 //! (default `127.0.0.1:3003`).
+//!
+//! `CHOPIN_WORKERS=N` serves on N per-core workers (single-threaded runtimes, one
+//! `SO_REUSEPORT` socket each) instead of the multi-threaded runtime. The state — the auth
+//! handle, the database pool, the caches — is built once here, on `main`'s runtime, and every
+//! worker serves the same router: Chopin's shared-state mode (`docs/layers.md`, "Per-core
+//! workers").
 
 use axum::Router;
 use axum::routing::get;
@@ -92,7 +98,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
-    app.serve_with(listener, shutdown_signal()).await?;
+    let addr: std::net::SocketAddr = bind
+        .parse()
+        .map_err(|_| format!("BIND must be an address such as 127.0.0.1:3003, got {bind:?}"))?;
+    // Binds `addr` itself: one SO_REUSEPORT socket per worker when CHOPIN_WORKERS is set.
+    app.serve_at(addr, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cargo run -p blog`: serve the blog API on `CHOPIN_HOST:CHOPIN_PORT` (default
 //! `127.0.0.1:3000`) until Ctrl-C or SIGTERM, with the database from `DATABASE_URL`
-//! (default `sqlite://chopin.db`).
+//! (default `sqlite://chopin.db`). `CHOPIN_WORKERS=N` serves on N per-core workers that share
+//! the one database pool and auth state built here (`docs/layers.md`, "Per-core workers").
 //!
 //! `cargo run -p blog -- grant-admin <email>`: give an existing account the `admin` role.
 

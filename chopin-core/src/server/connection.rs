@@ -1,0 +1,235 @@
+//! One connection: hyper (HTTP/1 or HTTP/2, chosen by the client's first bytes) driven with
+//! Chopin's per-connection timeouts around it.
+//!
+//! hyper enforces the HTTP/1 header-read timeout, the head size, and HTTP/2's own limits.
+//! What hyper lacks is done here: the keep-alive idle timeout (no request in flight for
+//! `keep_alive_timeout`; before the first request, `header_timeout`), the maximum
+//! connection age, and the server's drain / abort signals. Every close is graceful
+//! (`graceful_shutdown`: HTTP/1 closes when the current response is done, HTTP/2 sends
+//! GOAWAY and lets open streams finish), except on abort after the shutdown deadline.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::time::Instant;
+use tower::Service;
+
+use super::write_timeout::WriteTimeout;
+use super::{ABORT, DRAIN};
+use crate::config::ServerConfig;
+
+/// What every connection of one server shares: the configured hyper builder and the
+/// timeouts Chopin enforces itself.
+pub(super) struct ConnSettings {
+    builder: auto::Builder<TokioExecutor>,
+    header_timeout: Duration,
+    keep_alive_timeout: Duration,
+    max_age: Option<Duration>,
+    write_timeout: Duration,
+}
+
+impl ConnSettings {
+    pub(super) fn new(config: &ServerConfig) -> ConnSettings {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .keep_alive(true)
+            // The head must fit in the read buffer: a larger one is answered 431.
+            .max_buf_size(config.max_header_size);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(config.http2_max_concurrent_streams)
+            .keep_alive_interval(config.http2_keep_alive_interval)
+            .keep_alive_timeout(config.http2_keep_alive_timeout)
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(config.http2_max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(config.http2_max_local_error_reset_streams);
+        ConnSettings {
+            builder,
+            header_timeout: config.header_timeout,
+            keep_alive_timeout: config.keep_alive_timeout,
+            max_age: config.max_connection_age,
+            write_timeout: config.write_timeout,
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one finished, for the idle timer.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Requests started so far (0: still waiting for the first head).
+    started: AtomicU64,
+    /// Milliseconds after `start` at which `in_flight` last fell to zero.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// When the connection has been idle long enough to close, or `None` while a request is
+    /// in flight.
+    fn idle_deadline(&self, header_timeout: Duration, keep_alive: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.started.load(Ordering::Relaxed) == 0 {
+            // Nothing received yet: the first request head is due within the header timeout.
+            return Some(self.start + header_timeout.min(keep_alive));
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        Some(self.start + since + keep_alive)
+    }
+}
+
+/// A request in flight; dropping it (response head produced, or the request cancelled)
+/// marks the connection idle if it was the last.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let ms = u64::try_from(activity.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.idle_since_ms.store(ms, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+pin_project! {
+    /// The router's response future, holding the connection's in-flight mark.
+    struct Tracked<F> {
+        #[pin]
+        inner: F,
+        _in_flight: InFlight,
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+/// The hyper service of one connection: the router, with `ConnectInfo<SocketAddr>` inserted
+/// into every request (what `into_make_service_with_connect_info` gives with `axum::serve`).
+struct ConnService {
+    router: Router,
+    remote: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ConnService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<axum::routing::future::RouteFuture<Infallible>>;
+
+    #[inline]
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.remote));
+        let in_flight = self.activity.begin();
+        Tracked {
+            inner: self.router.clone().call(req),
+            _in_flight: in_flight,
+        }
+    }
+}
+
+/// Serve one accepted connection until it closes, the server aborts, or it is closed for
+/// being idle or too old. `_permit` (the connection cap) and `_open` (the drain tracker) are
+/// released when this returns.
+pub(super) async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    settings: Arc<ConnSettings>,
+    mut state: watch::Receiver<u8>,
+    _permit: OwnedSemaphorePermit,
+    _open: mpsc::Sender<()>,
+) {
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        started: AtomicU64::new(0),
+        idle_since_ms: AtomicU64::new(0),
+    });
+    let service = ConnService {
+        router,
+        remote,
+        activity: activity.clone(),
+    };
+    let io = TokioIo::new(WriteTimeout::new(stream, settings.write_timeout));
+    let conn = settings.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let age_deadline = settings.max_age.map(|age| activity.start + age);
+    let first = activity.start + settings.header_timeout.min(settings.keep_alive_timeout);
+    let timer = tokio::time::sleep_until(age_deadline.map_or(first, |age| age.min(first)));
+    tokio::pin!(timer);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "connection closed with an error");
+                }
+                return;
+            }
+            changed = state.changed() => {
+                let now = match changed {
+                    Ok(()) => *state.borrow_and_update(),
+                    // The server is gone (its future was dropped): abandon the connection.
+                    Err(_) => ABORT,
+                };
+                if now >= ABORT {
+                    return;
+                }
+                if now >= DRAIN && !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = &mut timer, if !closing => {
+                let now = Instant::now();
+                if age_deadline.is_some_and(|age| now >= age) {
+                    closing = true;
+                } else {
+                    match activity.idle_deadline(settings.header_timeout, settings.keep_alive_timeout) {
+                        Some(idle) if now >= idle => closing = true,
+                        Some(idle) => timer.as_mut().reset(age_deadline.map_or(idle, |a| a.min(idle))),
+                        None => {
+                            let next = now + settings.keep_alive_timeout;
+                            timer.as_mut().reset(age_deadline.map_or(next, |a| a.min(next)));
+                        }
+                    }
+                }
+                if closing {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The write (slow-read) timeout: a connection's socket, wrapped so that a write which makes no
+//! progress for the configured time fails with `TimedOut` and the connection closes. hyper
+//! has no such timeout: a client that stops reading would otherwise hold its connection (and
+//! the response buffered for it) forever.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+pin_project! {
+    /// `inner` with a stall timer on its write side. Reads pass straight through.
+    pub(super) struct WriteTimeout<T> {
+        #[pin]
+        inner: T,
+        timeout: Duration,
+        // Created on the first write that would block, then re-armed in place.
+        stall: Option<Pin<Box<Sleep>>>,
+        armed: bool,
+    }
+}
+
+impl<T> WriteTimeout<T> {
+    pub(super) fn new(inner: T, timeout: Duration) -> Self {
+        WriteTimeout {
+            inner,
+            timeout,
+            stall: None,
+            armed: false,
+        }
+    }
+}
+
+/// What a write poll becomes: progress disarms the timer; blocking arms it (once per
+/// stall) and fails the write when it fires.
+fn check<R>(
+    stall: &mut Option<Pin<Box<Sleep>>>,
+    armed: &mut bool,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+    result: Poll<io::Result<R>>,
+) -> Poll<io::Result<R>> {
+    if result.is_ready() {
+        *armed = false;
+        return result;
+    }
+    let deadline = Instant::now() + timeout;
+    let sleep = match stall {
+        Some(sleep) => {
+            if !*armed {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep
+        }
+        None => stall.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    *armed = true;
+    ready!(sleep.as_mut().poll(cx));
+    Poll::Ready(Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "write timed out: the client stopped reading",
+    )))
+}
+
+impl<T: AsyncRead> AsyncRead for WriteTimeout<T> {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write(cx, buf);
+        check(this.stall, this.armed, *this.timeout, cx, result)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let result = this.inner.poll_write_vectored(cx, bufs);
+        check(this.stall, this.armed, *this.timeout, cx, result)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let result = this.inner.poll_flush(cx);
+        check(this.stall, this.armed, *this.timeout, cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let result = this.inner.poll_shutdown(cx);
+        check(this.stall, this.armed, *this.timeout, cx, result)
+    }
+}
