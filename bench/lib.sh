@@ -52,8 +52,9 @@ die() {
 }
 log() { echo "==> $*" >&2; }
 
-# `bench_out <default report path>`: where a report goes (under BENCH_RESULTS in smoke mode).
-# In smoke mode a report that updates sections of an existing file starts from a copy of it.
+# `bench_out <default report path> [sections]`: where a report goes (under BENCH_RESULTS when
+# that is not bench/results). With `sections` (a report whose scripts each rewrite their own
+# section of one file), it starts from a copy of the committed file.
 bench_out() {
     if [[ "$BENCH_RESULTS" == bench/results ]]; then
         echo "$1"
@@ -61,7 +62,7 @@ bench_out() {
     fi
     local out
     out="$BENCH_RESULTS/$(basename "$1")"
-    [[ -e "$out" || ! -e "$1" ]] || cp "$1" "$out"
+    [[ "${2-}" != sections || -e "$out" || ! -e "$1" ]] || cp "$1" "$out"
     echo "$out"
 }
 
@@ -135,11 +136,15 @@ bench_profile_args() {
 }
 
 # `bench_build -p pkg…`: build with CARGO_PROFILE (plus CARGO_EXTRA_ARGS) and record each binary's
-# path in EXE_OF[name]. Sets BUILD_CMD (for reports). Needs RAW.
+# path in EXE_OF[name]. Sets BUILD_CMD (for reports). Needs RAW. Smoke mode builds the whole
+# workspace with every feature instead: the same units as the test command
+# (`cargo test --workspace --all-features`), so after the tests nothing but the binaries'
+# final link is left to do.
 bench_build() {
     local -a extra=() profile=()
     read -r -a extra <<<"${CARGO_EXTRA_ARGS:-}"
     read -r -a profile <<<"$(bench_profile_args)"
+    [[ "$BENCH_SMOKE" != 1 ]] || set -- --workspace --all-features
     BUILD_CMD="cargo build ${profile[*]}${extra[*]:+ ${extra[*]}} $*"
     log "building: $BUILD_CMD"
     cargo build "${profile[@]}" ${extra[@]+"${extra[@]}"} "$@" \
@@ -203,6 +208,20 @@ $(tail -n 20 "$logf")"
         sleep 0.1
     done
     die "server '$name' did not open $bind in time; log: $logf"
+}
+
+# `bench_wait_http <name> <url>`: wait (up to 30 s, 120 s under valgrind) until <url> answers
+# 200. An open port is not enough: the epoll engine binds one listener per worker thread, and
+# a worker that is still starting (slowly, under valgrind or a loaded machine) holds the
+# connections it was handed until it runs.
+bench_wait_http() {
+    local name="$1" url="$2" tries=30
+    [[ -z "${VALGRIND_SLOW-}" ]] || tries=120
+    for _ in $(seq "$tries"); do
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url")" == 200 ]] && return 0
+        kill -0 "${BENCH_PID[$name]}" 2>/dev/null || die "server '$name' exited; see its log"
+    done
+    die "server '$name' did not answer 200 on $url in time"
 }
 
 # `bench_stop <name>`: SIGTERM, then SIGKILL after 5 s.

@@ -14,7 +14,7 @@ bench_init micro-passthrough.sh
 RUNS="${RUNS:-3}"
 bench_check_int RUNS 1
 bench_require cargo python3
-OUT="$(bench_out bench/results/passthrough.md)"
+OUT="$(bench_out bench/results/passthrough.md sections)"
 
 # `cargo bench` uses the `bench` profile (release settings) unless CARGO_PROFILE names another
 # (smoke mode: `dev`, with criterion's shortest settings; the figures then mean nothing).
@@ -23,7 +23,11 @@ profile_args=()
 timing=(--warm-up-time 1 --measurement-time 3)
 # Smoke: the 100-row group only, as briefly as criterion allows.
 [[ "$BENCH_SMOKE" != 1 ]] || timing=(--warm-up-time 0.01 --measurement-time 0.01 --sample-size 10 rows_100/)
-bench_cmd=(cargo bench ${profile_args[@]+"${profile_args[@]}"} -p chopin-web-core --bench passthrough -- "${timing[@]}")
+# Smoke mode selects the bench through the workspace with every feature: the units the test
+# command built (see bench_build in bench/lib.sh).
+select=(-p chopin-web-core)
+[[ "$BENCH_SMOKE" != 1 ]] || select=(--workspace --all-features)
+bench_cmd=(cargo bench ${profile_args[@]+"${profile_args[@]}"} "${select[@]}" --bench passthrough -- "${timing[@]}")
 target_dir="$(cargo metadata --format-version 1 --no-deps |
     python3 -B -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 

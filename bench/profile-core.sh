@@ -55,20 +55,23 @@ cleanup() { bench_stop vg; VG_PID=""; }
 # profile <server> <endpoint>
 profile() {
     local server="$1" ep="$2" bind=127.0.0.1:3021 exe
-    local -a env_args=("BIND=$bind")
+    local -a env_args=("BIND=$bind") pin=()
     case "$server" in
         axum) exe="$(bench_exe axum-baseline)" ;;
         actix) exe="$(bench_exe actix-baseline)" ;;
-        epoll) exe="$(bench_exe epoll-baseline)" ;;
+        # One worker (its affinity mask holds one CPU): with a worker per CPU, the engine under
+        # valgrind (which runs one thread at a time) sometimes serves nothing at all.
+        epoll) exe="$(bench_exe epoll-baseline)" pin=(taskset -c 0) ;;
         chopin-*)
             exe="$(bench_exe chopin-bench-example)"
             env_args+=("CHOPIN_BENCH_STACK=${server#chopin-}" "${CHOPIN_SERVER_ENV[@]}")
             ;;
     esac
     local name="$server-$ep"
-    bench_start vg "$bind" "$RAW/$name.log" env "${env_args[@]}" valgrind --tool=callgrind \
-        --instr-atstart=no --callgrind-out-file="$RAW/$name.out" "$exe"
+    bench_start vg "$bind" "$RAW/$name.log" env "${env_args[@]}" ${pin[@]+"${pin[@]}"} valgrind \
+        --tool=callgrind --instr-atstart=no --callgrind-out-file="$RAW/$name.out" "$exe"
     VG_PID="${BENCH_PID[vg]}"
+    VALGRIND_SLOW=1 bench_wait_http vg "http://$bind/$ep"
     wrk -t1 -c4 -d1s "http://$bind/$ep" >/dev/null
     callgrind_control -i on "$VG_PID" >/dev/null
     wrk -t1 -c4 -d"${MEASURE}s" "http://$bind/$ep" >"$RAW/$name.wrk"
@@ -81,6 +84,7 @@ profile() {
     local requests instructions
     requests="$(grep -o '[0-9]* requests in' "$RAW/$name.wrk" | cut -d' ' -f1)"
     instructions="$(awk '/^totals:/ {print $2}' "$RAW/$name.callgrind")"
+    [[ "${requests:-0}" -gt 0 ]] || die "$name: wrk completed no request; see $RAW/$name.wrk"
     printf '%s\t%s\t%s\t%s\n' "$server" "$ep" "$requests" "$instructions" >>"$RAW/cases.tsv"
     log "$name: $((instructions / requests)) instructions per request"
 }

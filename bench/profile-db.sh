@@ -22,7 +22,7 @@ REQUESTS_1000="${REQUESTS_1000:-20}"
 BENCH_DB="${BENCH_DB:-chopin_bench}"
 bench_pg_env
 DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=disable"
-OUT="$(bench_out bench/results/passthrough.md)"
+OUT="$(bench_out bench/results/passthrough.md sections)"
 
 bench_require valgrind callgrind_control callgrind_annotate python3 cargo psql curl
 bench_pg_setup "$BENCH_DB" 1000

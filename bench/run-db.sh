@@ -49,7 +49,7 @@ DATA_ROWS="${DATA_ROWS:-10000}"
 # Smoke mode reuses the tables when they are there.
 [[ "$BENCH_SMOKE" != 1 ]] || : "${SETUP:=0}"
 SETUP="${SETUP:-1}"
-OUT="${OUT:-$(bench_out bench/results/passthrough.md)}"
+OUT="${OUT:-$(bench_out bench/results/passthrough.md sections)}"
 CHOPIN_BENCH_STACK="${CHOPIN_BENCH_STACK:-full}"
 
 CHOPIN_BIND=127.0.0.1:3013

@@ -32,7 +32,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 QUIET_WAIT="${QUIET_WAIT:-0}"
 CHOPIN_BIN="${CHOPIN_BIN:-chopin-bench-example}"
 
-bench_require wrk taskset python3 cargo
+bench_require wrk taskset python3 cargo curl
 bench_check_int ROUNDS 1
 bench_check_int DURATION 1
 bench_check_int WARMUP 0
@@ -173,14 +173,12 @@ fi
 
 CLK_TCK="$(getconf CLK_TCK)"
 
-# One GET over bash's /dev/tcp; prints the raw response. $4: extra header line (optional).
+# One GET with curl (a keep-alive request: the epoll engine never answers one that asks for
+# `Connection: close`); prints the raw response, headers included. $4: extra header line.
 http_get() {
-    local extra=""
-    [[ -z "${4-}" ]] || extra="$4"$'\r\n'
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
-        printf "GET /%s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n" "$2" "$0" "$1" "$3" >&3 &&
-        cat <&3' "$1" "$2" "$3" "$extra"
+    local -a extra=()
+    [[ -z "${4-}" ]] || extra=(-H "$4")
+    curl -sS -i --max-time 5 ${extra[@]+"${extra[@]}"} "http://$1:$2/$3"
 }
 
 start_server() {
@@ -191,6 +189,7 @@ start_server() {
     bench_start server "$(target_bind "$t")" "$RAW/server-$t.log" \
         env BIND="$(target_bind "$t")" ${env_args[@]+"${env_args[@]}"} \
         taskset -c "$SERVER_CPUS" "${EXE_OF[$(target_bin "$t")]}"
+    bench_wait_http server "http://$(target_bind "$t")/plaintext"
 }
 
 # --- measure -------------------------------------------------------------------

@@ -22,7 +22,7 @@ POOL="${POOL:-8}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BENCH_DB="${BENCH_DB:-chopin_bench}"
 bench_pg_env
-OUT="$(bench_out bench/results/passthrough.md)"
+OUT="$(bench_out bench/results/passthrough.md sections)"
 
 BIND=127.0.0.1:3013
 DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=$PGSSLMODE"
