@@ -96,7 +96,8 @@ for ep in $ENDPOINTS; do
     done
 done
 
-python3 -B - "$RAW/cases.tsv" "$invocation" "$BUILD_CMD" "$RAW" >"$OUT" <<'PY'
+# Written beside, then moved: a failed report never truncates the committed one.
+python3 -B - "$RAW/cases.tsv" "$invocation" "$BUILD_CMD" "$RAW" >"$OUT.tmp" <<'PY'
 import platform, subprocess, sys
 cases, invocation, build, raw = sys.argv[1:5]
 rows = [line.rstrip("\n").split("\t") for line in open(cases)]
@@ -123,5 +124,6 @@ print("|---|---|---:|---:|")
 for s, e, r, i in rows:
     print(f"| `{s}` | `/{e}` | {int(r):,} | {int(i):,} |")
 PY
+mv "$OUT.tmp" "$OUT"
 log "report: $OUT (raw output: $RAW)"
 cat "$OUT"
