@@ -29,7 +29,7 @@ bench_init() {
     BENCH_SMOKE="${BENCH_SMOKE:-0}"
     if [[ "$BENCH_SMOKE" == 1 ]]; then
         # Only set what the caller did not set explicitly.
-        : "${ROUNDS:=1}" "${RUNS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${MEASURE:=1}"
+        : "${ROUNDS:=1}" "${RUNS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${MEASURE:=3}"
         : "${CARGO_PROFILE:=dev}"
         if [[ -z "${BENCH_RESULTS:-}" ]]; then
             BENCH_RESULTS="$(mktemp -d "${TMPDIR:-/tmp}/chopin-bench-smoke.XXXXXX")"
