@@ -22,6 +22,8 @@ invocation="$(bench_invocation bench/profile-core.sh MEASURE SERVERS ENDPOINTS C
 [[ "${BENCH_SMOKE:-0}" == 1 ]] || : "${CARGO_PROFILE:=profiling}"
 bench_init profile-core.sh
 MEASURE="${MEASURE:-4}"
+# Smoke mode: one server of each kind (hyper, epoll, Chopin's stack) on one endpoint.
+[[ "$BENCH_SMOKE" != 1 ]] || : "${SERVERS:=axum epoll chopin-full}" "${ENDPOINTS:=json}"
 ALL_SERVERS="axum actix epoll chopin-minimal chopin-full"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 ENDPOINTS="${ENDPOINTS:-json plaintext}"
