@@ -19,47 +19,31 @@
 #
 # Knobs: ROUNDS (3), DURATION (10 s), WARMUP (2 s), CONNECTIONS (64), ROWS (100),
 # PGHOST/PGPORT/PGUSER (postgres@127.0.0.1:5432), PGSSLMODE (disable), BENCH_DB (chopin_bench),
-# SETUP (auto: load bench/passthrough-setup.sql when tv_item is missing; 1 always; 0 never),
+# SETUP (1: reload bench/passthrough-setup.sql; otherwise load it only when tv_item is missing),
 # REDIS_URL (redis://127.0.0.1:6379), POOL (8), SERVER_CPU, CLIENT_CPU, OUT.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init run-cache.sh
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 ROWS="${ROWS:-100}"
-PGHOST="${PGHOST:-127.0.0.1}"
-PGPORT="${PGPORT:-5432}"
-PGUSER="${PGUSER:-postgres}"
-PGSSLMODE="${PGSSLMODE:-disable}"
+bench_pg_env
 BENCH_DB="${BENCH_DB:-chopin_bench}"
 SETUP="${SETUP:-auto}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 POOL="${POOL:-8}"
-SERVER_CPU="${SERVER_CPU:-0}"
-CLIENT_CPU="${CLIENT_CPU:-1}"
-OUT="${OUT:-bench/results/cache.md}"
-export PGHOST PGPORT PGUSER PGSSLMODE
+OUT="${OUT:-$(bench_out bench/results/cache.md)}"
 
 BIND=127.0.0.1:3023
 DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=$PGSSLMODE&max_connections=$POOL&min_connections=$POOL"
 
-die() {
-    echo "bench/run-cache.sh: error: $*" >&2
-    exit 1
-}
-log() { echo "==> $*" >&2; }
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-
-for tool in wrk taskset python3 cargo curl; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk util-linux python3 curl)"
-done
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
-[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0"
-[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0"
-[[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
+bench_require wrk taskset python3 cargo curl
+bench_check_int ROUNDS 1
+bench_check_int DURATION 1
+bench_check_int WARMUP 0
+bench_cpus
 
 # --- database and Redis (optional: without them only the json pair runs) ---------------
 
@@ -71,14 +55,7 @@ elif ! command -v redis-cli >/dev/null 2>&1 || [[ "$(redis-cli -u "$REDIS_URL" P
     log "Redis unreachable at $REDIS_URL (or redis-cli missing): skipping the db pair"
     with_db=0
 else
-    if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")" ]]; then
-        psql -X -q -d postgres -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
-    fi
-    has_table="$(psql -X -At -d "$BENCH_DB" -c "SELECT to_regclass('tv_item') IS NOT NULL")"
-    if [[ "$SETUP" == 1 || ("$SETUP" == auto && "$has_table" != t) ]]; then
-        log "loading bench/passthrough-setup.sql into $BENCH_DB"
-        psql -X -q -v ON_ERROR_STOP=1 -v rows=10000 -d "$BENCH_DB" -f bench/passthrough-setup.sql >/dev/null
-    fi
+    if [[ "$SETUP" == 1 ]]; then bench_pg_setup "$BENCH_DB" 0; else bench_pg_setup "$BENCH_DB" 1; fi
     # Cached lists from an earlier run may describe other data.
     redis-cli -u "$REDIS_URL" --scan --pattern 'chopin-bench-example:*' |
         xargs -r redis-cli -u "$REDIS_URL" UNLINK >/dev/null
@@ -97,48 +74,17 @@ path_of() {
 
 # --- build (once) ---------------------------------------------------------------------
 
-RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
-RAW="bench/results/raw/cache-$RUN_ID"
-mkdir -p "$RAW"
-build_cmd=(cargo build --release -p chopin-bench-example)
-log "building: ${build_cmd[*]}"
-"${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
-exe="$(python3 -B bench/report.py executables <"$RAW/cargo-build.json" | awk -F'\t' '$1 == "chopin-bench-example" { print $2 }')"
-[[ -x "$exe" ]] || die "cargo did not produce chopin-bench-example"
+bench_raw_dir cache
+bench_build -p chopin-bench-example
+exe="$(bench_exe chopin-bench-example)"
 
 # --- server ---------------------------------------------------------------------------
 
-server_env=("BIND=$BIND" CHOPIN_ENV=production CHOPIN_LOG=warn CHOPIN_BENCH_STACK=full)
+server_env=("BIND=$BIND" "${CHOPIN_SERVER_ENV[@]}" CHOPIN_BENCH_STACK=full)
 [[ $with_db == 1 ]] && server_env+=("DATABASE_URL=$DB_URL" "REDIS_URL=$REDIS_URL")
 server_cmd=(env "${server_env[@]}" taskset -c "$SERVER_CPU" "$exe")
-SERVER_PID=""
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
-start_server() {
-    port_open "${BIND%:*}" "${BIND##*:}" && die "something is already listening on $BIND; stop it first"
-    "${server_cmd[@]}" >>"$RAW/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 300); do
-        port_open "${BIND%:*}" "${BIND##*:}" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during startup; see $RAW/server.log"
-        sleep 0.1
-    done
-    die "the server did not open $BIND within 30 s"
-}
+stop_server() { bench_stop server; }
+start_server() { bench_start server "$BIND" "$RAW/server.log" "${server_cmd[@]}"; }
 
 # --- same bodies ----------------------------------------------------------------------
 
@@ -183,7 +129,7 @@ loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 RAW="$RAW" OUT="$OUT" ROUNDS="$ROUNDS" PAIRS="${pairs[*]}" ROWS="$ROWS" \
     LOAD_START="$loadavg_start" LOAD_END="$loadavg_end" RUN_ID="$RUN_ID" \
-    BUILD_CMD="${build_cmd[*]}" WRK_CMD="${wrk_cmd[*]}" \
+    BUILD_CMD="$BUILD_CMD" WRK_CMD="${wrk_cmd[*]}" \
     SERVER_CMD="$(printf '%q ' "${server_cmd[@]}" | sed "s|$ROOT/||g")" \
     python3 -B - <<'PY'
 import os, re, statistics, subprocess, platform

@@ -21,17 +21,11 @@
 # table view as json text, in database chopin_bench_json and its own report section — an
 # experiment: run it with TARGETS="orm passthrough"), CHOPIN_BENCH_STACK (full|minimal),
 # CARGO_EXTRA_ARGS, OUT.
-set -euo pipefail
-
-KNOBS=(ROUNDS DURATION WARMUP CONNECTIONS POOL SIZES TARGETS PGHOST PGPORT PGUSER PGSSLMODE BENCH_DB
-    DATA_ROWS SETUP TV_TYPE SERVER_CPU CLIENT_CPU CHOPIN_BENCH_STACK CARGO_EXTRA_ARGS OUT)
-invocation=""
-for knob in "${KNOBS[@]}"; do
-    if [[ -n "${!knob+x}" ]]; then
-        invocation+="$knob=\"${!knob}\" "
-    fi
-done
-invocation+="bash bench/run-db.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+invocation="$(bench_invocation bench/run-db.sh ROUNDS DURATION WARMUP CONNECTIONS POOL SIZES TARGETS PGHOST PGPORT \
+    PGUSER PGSSLMODE BENCH_DB DATA_ROWS SETUP TV_TYPE SERVER_CPU CLIENT_CPU CHOPIN_BENCH_STACK \
+    CARGO_EXTRA_ARGS CARGO_PROFILE OUT BENCH_SMOKE)"
+bench_init run-db.sh
 
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-10}"
@@ -40,11 +34,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 POOL="${POOL:-8}"
 SIZES="${SIZES:-100 1000}"
 TARGETS="${TARGETS:-orm passthrough passthrough-build raw}"
-PGHOST="${PGHOST:-127.0.0.1}"
-PGPORT="${PGPORT:-5432}"
-PGUSER="${PGUSER:-postgres}"
-# TLS to a database on the same host only burns CPU on both sides (AES-GCM over every row).
-PGSSLMODE="${PGSSLMODE:-disable}"
+bench_pg_env
 TV_TYPE="${TV_TYPE:-jsonb}"
 # The json variant lives in its own database, so it never replaces the jsonb table view that
 # bench/stream-mem.sh and the default run use.
@@ -56,34 +46,21 @@ else
     SECTION="run-db-$TV_TYPE"
 fi
 DATA_ROWS="${DATA_ROWS:-10000}"
+# Smoke mode reuses the tables when they are there.
+[[ "$BENCH_SMOKE" != 1 ]] || : "${SETUP:=0}"
 SETUP="${SETUP:-1}"
-OUT="${OUT:-bench/results/passthrough.md}"
-SERVER_CPU="${SERVER_CPU:-0}"
-CLIENT_CPU="${CLIENT_CPU:-1}"
+OUT="${OUT:-$(bench_out bench/results/passthrough.md sections)}"
 CHOPIN_BENCH_STACK="${CHOPIN_BENCH_STACK:-full}"
-CARGO_EXTRA_ARGS="${CARGO_EXTRA_ARGS:-}"
-export PGHOST PGPORT PGUSER PGSSLMODE
 
 CHOPIN_BIND=127.0.0.1:3013
 RAW_BIND=127.0.0.1:3014
 DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=$PGSSLMODE"
 
-die() {
-    echo "bench/run-db.sh: error: $*" >&2
-    exit 1
-}
-log() { echo "==> $*" >&2; }
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-
-for tool in wrk taskset python3 cargo psql curl; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk util-linux python3 postgresql-client curl)"
-done
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
-[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0"
-[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0"
-[[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
+bench_require wrk taskset python3 cargo psql curl
+bench_check_int ROUNDS 1
+bench_check_int DURATION 1
+bench_check_int WARMUP 0
+bench_cpus
 read -r -a targets <<<"$TARGETS"
 read -r -a sizes <<<"$SIZES"
 for t in "${targets[@]}"; do
@@ -98,62 +75,30 @@ esac
 # --- database -------------------------------------------------------------------
 
 log "database $BENCH_DB on $PGHOST:$PGPORT"
-psql -X -q -d postgres -c 'SELECT 1' >/dev/null || die "cannot connect to PostgreSQL as $PGUSER@$PGHOST:$PGPORT"
-if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")" ]]; then
-    psql -X -q -d postgres -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
-fi
 if [[ "$SETUP" == 1 ]]; then
-    psql -X -q -v ON_ERROR_STOP=1 -v rows="$DATA_ROWS" -v tv_type="$TV_TYPE" -d "$BENCH_DB" \
-        -f bench/passthrough-setup.sql >/dev/null
+    bench_pg_setup "$BENCH_DB" 0 -v tv_type="$TV_TYPE"
+else
+    bench_pg_setup "$BENCH_DB" 1000 -v tv_type="$TV_TYPE"
 fi
 
 # --- build ----------------------------------------------------------------------
 
-RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
-RAW="bench/results/raw/db-$RUN_ID"
-mkdir -p "$RAW"
-read -r -a extra_args <<<"$CARGO_EXTRA_ARGS"
-build_cmd=(cargo build --release ${extra_args[@]+"${extra_args[@]}"} -p chopin-bench-example -p raw-pg-baseline)
-log "building: ${build_cmd[*]}"
-"${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
-declare -A exe_of=()
-while IFS=$'\t' read -r name path; do
-    exe_of["$name"]="$path"
-done < <(python3 -B bench/report.py executables <"$RAW/cargo-build.json")
-for bin in chopin-bench-example raw-pg-baseline; do
-    [[ -x "${exe_of[$bin]-}" ]] || die "cargo did not produce $bin"
-done
+bench_raw_dir db
+bench_build -p chopin-bench-example -p raw-pg-baseline
+chopin_exe="$(bench_exe chopin-bench-example)"
+raw_exe="$(bench_exe raw-pg-baseline)"
 
 # --- servers --------------------------------------------------------------------
-
-declare -A PID_OF=()
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-stop_servers() {
-    local pid
-    for pid in "${PID_OF[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PID_OF[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PID_OF=()
-}
-trap stop_servers EXIT
-trap 'exit 130' INT TERM
 
 server_of() { [[ "$1" == raw ]] && echo raw || echo chopin; }
 bind_of() { [[ "$1" == raw ]] && echo "$RAW_BIND" || echo "$CHOPIN_BIND"; }
 path_of() { [[ "$1" == raw ]] && echo /db/passthrough || echo "/db/$1"; }
 
 chopin_cmd=(env "BIND=$CHOPIN_BIND" "DATABASE_URL=$DB_URL&max_connections=$POOL&min_connections=$POOL"
-    "CHOPIN_BENCH_STACK=$CHOPIN_BENCH_STACK" CHOPIN_ENV=production CHOPIN_LOG=warn
-    taskset -c "$SERVER_CPU" "${exe_of[chopin-bench-example]}")
+    "CHOPIN_BENCH_STACK=$CHOPIN_BENCH_STACK" "${CHOPIN_SERVER_ENV[@]}"
+    taskset -c "$SERVER_CPU" "$chopin_exe")
 raw_cmd=(env "BIND=$RAW_BIND" "DATABASE_URL=$DB_URL" "MAX_CONNECTIONS=$POOL"
-    taskset -c "$SERVER_CPU" "${exe_of[raw-pg-baseline]}")
+    taskset -c "$SERVER_CPU" "$raw_exe")
 
 servers=()
 for t in "${targets[@]}"; do
@@ -163,24 +108,16 @@ done
 
 # Start every server the targets need (an idle server costs nothing), fresh.
 start_servers() {
-    local server bind
+    local server
     for server in "${servers[@]}"; do
-        if [[ "$server" == raw ]]; then bind="$RAW_BIND"; else bind="$CHOPIN_BIND"; fi
-        port_open "${bind%:*}" "${bind##*:}" && die "something is already listening on $bind; stop it first"
         if [[ "$server" == raw ]]; then
-            "${raw_cmd[@]}" >>"$RAW/server-raw.log" 2>&1 &
+            bench_start raw "$RAW_BIND" "$RAW/server-raw.log" "${raw_cmd[@]}"
         else
-            "${chopin_cmd[@]}" >>"$RAW/server-chopin.log" 2>&1 &
+            bench_start chopin "$CHOPIN_BIND" "$RAW/server-chopin.log" "${chopin_cmd[@]}"
         fi
-        PID_OF[$server]=$!
-        for _ in $(seq 300); do
-            port_open "${bind%:*}" "${bind##*:}" && continue 2
-            kill -0 "${PID_OF[$server]}" 2>/dev/null || die "server '$server' exited during startup; see $RAW/server-$server.log"
-            sleep 0.1
-        done
-        die "server '$server' did not open $bind within 30 s"
     done
 }
+stop_servers() { bench_stop_all; }
 
 # --- same JSON everywhere ---------------------------------------------------------
 
@@ -192,7 +129,7 @@ for t in "${targets[@]}"; do
             die "GET $(path_of "$t")?rows=$n on '$t' failed"
     done
 done
-if [[ -n "${PID_OF[chopin]-}" ]]; then
+if [[ -n "${BENCH_PID[chopin]-}" ]]; then
     for n in "${sizes[@]}"; do
         curl -sS --fail -o "$RAW/body-stream-$n.json" "http://$CHOPIN_BIND/db/stream?rows=$n" ||
             die "GET /db/stream?rows=$n failed"
@@ -222,7 +159,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for n in "${sizes[@]}"; do
         for ((ti = 0; ti < nt; ti++)); do
             t="${targets[$(((ti + round - 1) % nt))]}"
-            pid="${PID_OF[$(server_of "$t")]}"
+            pid="${BENCH_PID[$(server_of "$t")]}"
             url="http://$(bind_of "$t")$(path_of "$t")?rows=$n"
             if [[ $WARMUP -gt 0 ]]; then
                 "${warm_cmd[@]}" "$url" >/dev/null
@@ -249,7 +186,7 @@ rm -f "$RAW/wrk-time.txt"
 python3 -B bench/report-db.py render --raw-dir "$RAW" --out "$OUT" \
     --targets "${targets[*]}" --sizes "${sizes[*]}" --rounds "$ROUNDS" --duration "$DURATION" \
     --warmup "$WARMUP" --loadavg "$loadavg_start" --invocation "$invocation" \
-    --build-command "${build_cmd[*]}" \
+    --build-command "$BUILD_CMD" \
     --server-command "$(printf '%q ' "${chopin_cmd[@]}" | sed "s|$ROOT/||g")  # chopin (orm, passthrough, passthrough-build)
 $(printf '%q ' "${raw_cmd[@]}" | sed "s|$ROOT/||g")  # raw" \
     --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK" \

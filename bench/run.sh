@@ -1,81 +1,79 @@
 #!/usr/bin/env bash
-# Reproducible HTTP benchmark: Chopin vs bare axum vs bare actix-web.
+# Reproducible HTTP benchmark: Chopin vs bare axum, bare actix-web and the epoll engine.
 #
-#   bash bench/run.sh                                  # everything, 5 rounds x 10 s
+#   bash bench/run.sh                                  # everything, 5 rounds x 10 s, one core
+#   MODE=both bash bench/run.sh                        # servers on both CPUs, wrk beside them
 #   TARGETS="axum actix" ROUNDS=2 DURATION=3 bash bench/run.sh
 #   CARGO_EXTRA_ARGS="--config .cargo/x86-64-simd.toml" bash bench/run.sh
 #   TARGETS="chopin-full chopin-minimal" ENDPOINTS="json json_auth" bash bench/run.sh
+#   BENCH_SMOKE=1 bash bench/run.sh                    # harness check (see bench/lib.sh)
 #
 # `json_auth` (Chopin targets only; skipped for the baselines) is `/json` behind
 # `AuthUser`: wrk sends `Authorization: Bearer <token>`, a token minted once per run by
 # `chopin-bench-example token` with the fixed benchmark key BENCH_JWT_SECRET.
 #
-# Each server is pinned to one CPU (SERVER_CPU, default 0) and wrk to another
-# (CLIENT_CPU, default 1). Targets are interleaved inside every round. Raw wrk
-# output goes to bench/results/raw/<run-id>/, the report to
-# bench/results/latest.md. See bench/README.md for the method.
-set -euo pipefail
+# MODE=single (default): each server pinned to one CPU (SERVER_CPU, default 0), wrk to another
+# (CLIENT_CPU, default 1); report bench/results/latest.md. MODE=both: each server and wrk on
+# every CPU; report bench/results/latest-both.md. Targets are interleaved inside every round.
+# Raw wrk output goes to bench/results/raw/<run-id>/. See bench/README.md for the method.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+invocation="$(bench_invocation bench/run.sh TARGETS ENDPOINTS MODE ROUNDS DURATION WARMUP CONNECTIONS \
+    WRK_THREADS SERVER_CPU CLIENT_CPU QUIET_WAIT CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN BENCH_SMOKE)"
+bench_init run.sh
 
-# Cargo packages this harness knows how to build. If one does not exist (yet),
-# drop it from this line; targets that need it then fail with a clear message.
-PACKAGES="axum-baseline actix-baseline chopin-bench-example"
-
-ALL_TARGETS="axum actix chopin-full chopin-minimal"
+ALL_TARGETS="axum actix epoll chopin-full chopin-minimal chopin-full-percore chopin-minimal-percore"
 ENDPOINTS="${ENDPOINTS:-json plaintext}"
-# Not a secret: the key the benchmark server signs and checks its bench token with.
-BENCH_JWT_SECRET="chopin-benchmark-key-not-secret-0123456789"
-
-# Record the knobs the caller set explicitly, to print the exact invocation.
-KNOBS=(TARGETS ENDPOINTS ROUNDS DURATION WARMUP CONNECTIONS WRK_THREADS SERVER_CPU CLIENT_CPU
-    QUIET_WAIT CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN)
-invocation=""
-for knob in "${KNOBS[@]}"; do
-    if [[ -n "${!knob+x}" ]]; then
-        value="${!knob}"
-        if [[ "$value" =~ ^[A-Za-z0-9._/:=,+-]+$ ]]; then
-            invocation+="$knob=$value "
-        else
-            invocation+="$knob=\"$value\" "
-        fi
-    fi
-done
-invocation+="bash bench/run.sh"
-
+MODE="${MODE:-single}"
 TARGETS="${TARGETS:-$ALL_TARGETS}"
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
-WRK_THREADS="${WRK_THREADS:-1}"
-SERVER_CPU="${SERVER_CPU:-0}"
-CLIENT_CPU="${CLIENT_CPU:-1}"
 QUIET_WAIT="${QUIET_WAIT:-0}"
-CARGO_EXTRA_ARGS="${CARGO_EXTRA_ARGS:-}"
-CARGO_PROFILE="${CARGO_PROFILE:-release}"
 CHOPIN_BIN="${CHOPIN_BIN:-chopin-bench-example}"
 
-die() {
-    echo "bench/run.sh: error: $*" >&2
-    exit 1
-}
-log() { echo "==> $*" >&2; }
+bench_require wrk taskset python3 cargo curl
+bench_check_int ROUNDS 1
+bench_check_int DURATION 1
+bench_check_int WARMUP 0
+bench_check_int QUIET_WAIT 0
+for ep in $ENDPOINTS; do
+    case "$ep" in
+        json | plaintext | json_auth) ;;
+        *) die "unknown endpoint '$ep' in ENDPOINTS (known: json plaintext json_auth)" ;;
+    esac
+done
+NCPU="$(nproc)"
+case "$MODE" in
+    single)
+        bench_cpus
+        SERVER_CPUS="$SERVER_CPU"
+        CLIENT_CPUS="$CLIENT_CPU"
+        WORKERS=1
+        WRK_THREADS="${WRK_THREADS:-1}"
+        OUT="$(bench_out bench/results/latest.md)"
+        ;;
+    both)
+        SERVER_CPUS="0-$((NCPU - 1))"
+        CLIENT_CPUS="$SERVER_CPUS"
+        WORKERS="$NCPU"
+        WRK_THREADS="${WRK_THREADS:-$NCPU}"
+        OUT="$(bench_out bench/results/latest-both.md)"
+        ;;
+    *) die "MODE must be single or both (got '$MODE')" ;;
+esac
+[[ "$NCPU" -ge 2 ]] || die "the harness needs at least two CPUs"
+CLIENT_CPU="$CLIENT_CPUS" # what bench_wrk pins wrk to
 
 # --- per-target definitions --------------------------------------------------
-
-target_package() {
-    case "$1" in
-        axum) echo axum-baseline ;;
-        actix) echo actix-baseline ;;
-        chopin-full | chopin-minimal) echo chopin-bench-example ;;
-        *) return 1 ;;
-    esac
-}
 
 target_bin() {
     case "$1" in
         axum) echo axum-baseline ;;
         actix) echo actix-baseline ;;
-        chopin-full | chopin-minimal) echo "$CHOPIN_BIN" ;;
+        epoll) echo epoll-baseline ;;
+        chopin-*) echo "$CHOPIN_BIN" ;;
+        *) return 1 ;;
     esac
 }
 
@@ -83,15 +81,23 @@ target_bind() {
     case "$1" in
         axum) echo 127.0.0.1:3001 ;;
         actix) echo 127.0.0.1:3002 ;;
-        chopin-full | chopin-minimal) echo 127.0.0.1:3003 ;;
+        epoll) echo 127.0.0.1:3004 ;;
+        chopin-*) echo 127.0.0.1:3003 ;;
     esac
 }
 
 # Extra environment (space-separated KEY=VALUE) besides BIND.
 target_env() {
+    local stack
     case "$1" in
-        chopin-full) echo "CHOPIN_BENCH_STACK=full CHOPIN_ENV=production CHOPIN_LOG=warn CHOPIN_JWT_SECRET=$BENCH_JWT_SECRET" ;;
-        chopin-minimal) echo "CHOPIN_BENCH_STACK=minimal CHOPIN_ENV=production CHOPIN_LOG=warn CHOPIN_JWT_SECRET=$BENCH_JWT_SECRET" ;;
+        chopin-*)
+            stack="${1#chopin-}"
+            stack="${stack%-percore}"
+            echo -n "CHOPIN_BENCH_STACK=$stack ${CHOPIN_SERVER_ENV[*]}"
+            # Per-core mode: one single-threaded runtime per CPU the server may use.
+            [[ "$1" != *-percore ]] || echo -n " CHOPIN_WORKERS=$WORKERS"
+            echo
+            ;;
         *) echo "" ;;
     esac
 }
@@ -104,178 +110,90 @@ target_supports() {
     esac
 }
 
-# --- preflight ---------------------------------------------------------------
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-
-missing=0
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "wrk not found. Install it with: sudo apt-get install -y wrk" >&2
-    missing=1
-fi
-if ! command -v taskset >/dev/null 2>&1; then
-    echo "taskset not found. Install it with: sudo apt-get install -y util-linux" >&2
-    missing=1
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "python3 not found. Install it with: sudo apt-get install -y python3" >&2
-    missing=1
-fi
-command -v cargo >/dev/null 2>&1 || {
-    echo "cargo not found (install Rust via https://rustup.rs)" >&2
-    missing=1
-}
-[[ $missing -eq 0 ]] || exit 1
-
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
-[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds > 0 (got '$DURATION')"
-[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds >= 0 (got '$WARMUP')"
-[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be whole seconds >= 0 (got '$QUIET_WAIT')"
-for ep in $ENDPOINTS; do
-    case "$ep" in
-        json | plaintext | json_auth) ;;
-        *) die "unknown endpoint '$ep' in ENDPOINTS (known: json plaintext json_auth)" ;;
-    esac
-done
-[[ "$SERVER_CPU" != "$CLIENT_CPU" ]] || die "SERVER_CPU and CLIENT_CPU must differ"
-taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (SERVER_CPU)"
-taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (CLIENT_CPU)"
-
 read -r -a targets <<<"$TARGETS"
 [[ ${#targets[@]} -gt 0 ]] || die "TARGETS is empty"
 packages=()
+want_epoll=0
 for t in "${targets[@]}"; do
-    pkg="$(target_package "$t")" || die "unknown target '$t' (known: $ALL_TARGETS)"
-    [[ " $PACKAGES " == *" $pkg "* ]] ||
-        die "target '$t' needs package '$pkg', which is not in PACKAGES in bench/run.sh"
-    [[ " ${packages[*]-} " == *" $pkg "* ]] || packages+=("$pkg")
+    case "$t" in
+        axum) packages+=(-p axum-baseline) ;;
+        actix) packages+=(-p actix-baseline) ;;
+        epoll) want_epoll=1 ;;
+        chopin-full | chopin-minimal | chopin-full-percore | chopin-minimal-percore)
+            [[ " ${packages[*]-} " == *" chopin-bench-example "* ]] || packages+=(-p chopin-bench-example) ;;
+        *) die "unknown target '$t' (known: $ALL_TARGETS)" ;;
+    esac
 done
 
 # --- build -------------------------------------------------------------------
 
-workspace_packages="$(cargo metadata --no-deps --format-version 1 |
-    python3 -B -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')" ||
-    die "cargo metadata failed"
-for pkg in "${packages[@]}"; do
-    [[ " $workspace_packages " == *" $pkg "* ]] ||
-        die "package '$pkg' is not a workspace member; drop the targets that need it from TARGETS (targets: $TARGETS)"
-done
-
-read -r -a extra_args <<<"$CARGO_EXTRA_ARGS"
-if [[ "$CARGO_PROFILE" == release ]]; then
-    profile_args=(--release)
+bench_raw_dir ""
+if [[ ${#packages[@]} -gt 0 ]]; then
+    bench_build "${packages[@]}"
 else
-    profile_args=(--profile "$CARGO_PROFILE")
+    BUILD_CMD=""
 fi
-build_cmd=(cargo build "${profile_args[@]}" ${extra_args[@]+"${extra_args[@]}"})
-for pkg in "${packages[@]}"; do build_cmd+=(-p "$pkg"); done
+if [[ $want_epoll == 1 ]]; then
+    bench_build_epoll
+    BUILD_CMD+="${BUILD_CMD:+$'\n'}$EPOLL_BUILD_CMD"
+fi
 
-RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
-RAW="bench/results/raw/$RUN_ID"
-mkdir -p "$RAW"
-
-log "building: ${build_cmd[*]}"
-"${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || {
-    rm -rf "$RAW"
-    die "cargo build failed"
-}
-
-declare -A exe_of=()
-while IFS=$'\t' read -r name path; do
-    exe_of["$name"]="$path"
-done < <(python3 -B bench/report.py executables <"$RAW/cargo-build.json")
+# Per-core targets need a bench binary that reads CHOPIN_WORKERS; skip them (with a message in
+# the log and the report) when it does not, instead of measuring the default mode twice.
+skipped=""
+kept=()
+for t in "${targets[@]}"; do
+    exe="$(bench_exe "$(target_bin "$t")")"
+    if [[ "$t" == *-percore ]] && ! grep -qa CHOPIN_WORKERS "$exe"; then
+        log "skipping $t: $(target_bin "$t") does not read CHOPIN_WORKERS (per-core workers not built yet)"
+        skipped+="\`$t\`: the bench binary does not read CHOPIN_WORKERS (per-core workers not built yet)"$'\n'
+        continue
+    fi
+    kept+=("$t")
+done
+targets=("${kept[@]}")
+[[ ${#targets[@]} -gt 0 ]] || die "no target left to measure"
 
 server_lines=""
 for t in "${targets[@]}"; do
-    bin="$(target_bin "$t")"
-    [[ -n "${exe_of[$bin]-}" && -x "${exe_of[$bin]}" ]] ||
-        die "cargo did not produce binary '$bin' for target '$t' (set CHOPIN_BIN if it has another name)"
-    rel="${exe_of[$bin]#"$ROOT"/}"
+    rel="${EXE_OF[$(target_bin "$t")]#"$ROOT"/}"
     env_str="$(target_env "$t")"
-    server_lines+="BIND=$(target_bind "$t")${env_str:+ $env_str} taskset -c $SERVER_CPU $rel   # $t"$'\n'
+    server_lines+="BIND=$(target_bind "$t")${env_str:+ $env_str} taskset -c $SERVER_CPUS $rel   # $t"$'\n'
 done
 server_lines="${server_lines%$'\n'}"
 
 BENCH_TOKEN=""
 if [[ " $ENDPOINTS " == *" json_auth "* ]]; then
-    [[ -n "${exe_of[$CHOPIN_BIN]-}" ]] || die "ENDPOINTS has json_auth but no Chopin target is built"
-    BENCH_TOKEN="$(CHOPIN_ENV=production CHOPIN_JWT_SECRET="$BENCH_JWT_SECRET" "${exe_of[$CHOPIN_BIN]}" token)" ||
+    [[ -n "${EXE_OF[$CHOPIN_BIN]-}" ]] || die "ENDPOINTS has json_auth but no Chopin target is built"
+    BENCH_TOKEN="$(env "${CHOPIN_SERVER_ENV[@]}" "${EXE_OF[$CHOPIN_BIN]}" token)" ||
         die "could not mint the benchmark token"
 fi
 
 # --- server lifecycle ----------------------------------------------------------
 
-SERVER_PID=""
-
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
 CLK_TCK="$(getconf CLK_TCK)"
 
-# User + system CPU ticks used so far by the running server (all its threads).
-server_cpu_ticks() {
-    local stat
-    stat="$(<"/proc/$SERVER_PID/stat")"
-    stat="${stat##*) }" # drop "pid (comm) "; fields then start at field 3 (state)
-    local -a f
-    read -r -a f <<<"$stat"
-    echo $((f[11] + f[12])) # utime (field 14) + stime (field 15)
-}
-
-# One GET over bash's /dev/tcp; prints the raw response. $4: extra header line (optional).
+# One GET with curl (a keep-alive request: the epoll engine never answers one that asks for
+# `Connection: close`); prints the raw response, headers included. $4: extra header line.
 http_get() {
-    local extra=""
-    [[ -z "${4-}" ]] || extra="$4"$'\r\n'
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
-        printf "GET /%s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n" "$2" "$0" "$1" "$3" >&3 &&
-        cat <&3' "$1" "$2" "$3" "$extra"
+    local -a extra=()
+    [[ -z "${4-}" ]] || extra=(-H "$4")
+    curl -sS -i --max-time 5 ${extra[@]+"${extra[@]}"} "http://$1:$2/$3"
 }
 
 start_server() {
-    local t="$1" bind host port bin env_str
-    bind="$(target_bind "$t")"
-    host="${bind%:*}"
-    port="${bind##*:}"
-    bin="$(target_bin "$t")"
+    local t="$1" env_str
     env_str="$(target_env "$t")"
     local -a env_args=()
     read -r -a env_args <<<"$env_str"
-
-    port_open "$host" "$port" && die "something is already listening on $bind; stop it first"
-
-    env BIND="$bind" ${env_args[@]+"${env_args[@]}"} \
-        taskset -c "$SERVER_CPU" "${exe_of[$bin]}" >>"$RAW/server-$t.log" 2>&1 &
-    SERVER_PID=$!
-
-    for _ in $(seq 300); do
-        port_open "$host" "$port" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null ||
-            die "server for '$t' exited during startup; log: $RAW/server-$t.log
-$(tail -n 20 "$RAW/server-$t.log")"
-        sleep 0.1
-    done
-    die "server for '$t' did not open $bind within 30 s; log: $RAW/server-$t.log"
+    bench_start server "$(target_bind "$t")" "$RAW/server-$t.log" \
+        env BIND="$(target_bind "$t")" ${env_args[@]+"${env_args[@]}"} \
+        taskset -c "$SERVER_CPUS" "${EXE_OF[$(target_bin "$t")]}"
+    bench_wait_http server "http://$(target_bind "$t")/plaintext"
 }
 
 # --- measure -------------------------------------------------------------------
 
-wrk_cmd=(taskset -c "$CLIENT_CPU" wrk "-t$WRK_THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency)
-warm_cmd=(taskset -c "$CLIENT_CPU" wrk "-t$WRK_THREADS" "-c$CONNECTIONS" "-d${WARMUP}s")
 loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Share of all CPUs busy with other work over one second, just before the run.
@@ -311,7 +229,7 @@ fi
 n=${#targets[@]}
 n_ep=$(wc -w <<<"$ENDPOINTS")
 est=$((ROUNDS * n * n_ep * (DURATION + WARMUP))) # an upper bound: json_auth skips baselines
-log "run $RUN_ID: targets [${targets[*]}], $ROUNDS round(s) x ${DURATION}s, ~${est}s of load"
+log "run $RUN_ID ($MODE): targets [${targets[*]}], $ROUNDS round(s) x ${DURATION}s, ~${est}s of load"
 
 for ((round = 1; round <= ROUNDS; round++)); do
     # Rotate the starting target each round so no target always goes first.
@@ -338,24 +256,21 @@ for ((round = 1; round <= ROUNDS; round++)); do
 $(head -n 5 <<<"$resp")"
             fi
             wait_quiet
-            if [[ $WARMUP -gt 0 ]]; then
-                "${warm_cmd[@]}" ${ep_headers[@]+"${ep_headers[@]}"} "http://$bind/$ep" >/dev/null
-            fi
             out="$RAW/r$round-$t-$ep.txt"
-            cpu0="$(server_cpu_ticks)"
+            pid="${BENCH_PID[server]}"
+            cpu0="$(bench_cpu_ticks "$pid")"
             t0="$(date +%s%N)"
-            "${wrk_cmd[@]}" ${ep_headers[@]+"${ep_headers[@]}"} "http://$bind/$ep" >"$out" 2>&1 ||
-                die "wrk failed on '$t' /$ep; output in $out"
+            # The CPU share below covers the warm-up too (same load, same share).
+            bench_wrk "$out" "http://$bind/$ep" ${ep_headers[@]+"${ep_headers[@]}"}
             t1="$(date +%s%N)"
-            cpu1="$(server_cpu_ticks)"
-            # Share of one CPU the server got while wrk ran. A saturated server on a
-            # quiet machine sits near 1.0; much less means it was starved (or wrk was).
+            cpu1="$(bench_cpu_ticks "$pid")"
+            # Share of one CPU the server got while wrk ran. A saturated server pinned to one
+            # CPU on a quiet machine sits near 1.0; much less means it was starved (or wrk was).
             awk -v c="$((cpu1 - cpu0))" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" \
                 'BEGIN { printf "# harness: server_cpu=%.3f wall=%.2fs\n", (c / hz) / (ns / 1e9), ns / 1e9 }' >>"$out"
-            rps="$(sed -n 's/^Requests\/sec:[[:space:]]*//p' "$out")"
-            log "  $t /$ep: ${rps:-?} req/s"
+            log "  $t /$ep: $(bench_rps "$out") req/s"
         done
-        stop_server
+        bench_stop server
     done
 done
 
@@ -363,7 +278,7 @@ done
 
 python3 -B bench/report.py render \
     --raw-dir "$RAW" \
-    --out bench/results/latest.md \
+    --out "$OUT" \
     --targets "${targets[*]}" \
     --endpoints "$ENDPOINTS" \
     --rounds "$ROUNDS" \
@@ -372,9 +287,11 @@ python3 -B bench/report.py render \
     --loadavg "$loadavg_start" \
     --busy "$busy_start" \
     --invocation "$invocation" \
-    --build-command "${build_cmd[*]}" \
+    --build-command "$BUILD_CMD" \
     --server-command "$server_lines" \
-    --wrk-command "${wrk_cmd[*]}"
-cp bench/results/latest.md "$RAW/report.md"
-log "report: bench/results/latest.md (raw output: $RAW)"
-cat bench/results/latest.md
+    --wrk-command "$WRK_CMD" \
+    --mode "$MODE" \
+    --skipped "$skipped"
+cp "$OUT" "$RAW/report.md"
+log "report: $OUT (raw output: $RAW)"
+cat "$OUT"

@@ -9,102 +9,45 @@
 # VmRSS is read from /proc/<pid>/status, its peak-RSS counter is reset (clear_refs 5, when the
 # kernel allows it), curl downloads the whole response to /dev/null, and VmHWM / VmRSS are read
 # again. Writes the streaming section of bench/results/passthrough.md (other sections are kept).
-set -euo pipefail
-
-KNOBS=(RUNS SIZES POOL SERVER_CPU PGHOST PGPORT PGUSER PGSSLMODE BENCH_DB CARGO_EXTRA_ARGS)
-invocation=""
-for knob in "${KNOBS[@]}"; do
-    if [[ -n "${!knob+x}" ]]; then
-        invocation+="$knob=\"${!knob}\" "
-    fi
-done
-invocation+="bash bench/stream-mem.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+invocation="$(bench_invocation bench/stream-mem.sh RUNS SIZES POOL SERVER_CPU PGHOST PGPORT PGUSER PGSSLMODE \
+    BENCH_DB CARGO_EXTRA_ARGS CARGO_PROFILE BENCH_SMOKE)"
+bench_init stream-mem.sh
 
 RUNS="${RUNS:-5}"
+# Smoke mode streams 20,000 rows instead of a million: it checks the harness, not the memory.
+[[ "$BENCH_SMOKE" != 1 ]] || : "${SIZES:=1000 20000}"
 SIZES="${SIZES:-1000 1000000}"
 POOL="${POOL:-8}"
 SERVER_CPU="${SERVER_CPU:-0}"
-PGHOST="${PGHOST:-127.0.0.1}"
-PGPORT="${PGPORT:-5432}"
-PGUSER="${PGUSER:-postgres}"
-# TLS to a database on the same host only burns CPU on both sides (AES-GCM over every row).
-PGSSLMODE="${PGSSLMODE:-disable}"
 BENCH_DB="${BENCH_DB:-chopin_bench}"
-CARGO_EXTRA_ARGS="${CARGO_EXTRA_ARGS:-}"
-export PGHOST PGPORT PGUSER PGSSLMODE
+bench_pg_env
+OUT="$(bench_out bench/results/passthrough.md sections)"
 
 BIND=127.0.0.1:3013
 DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB?sslmode=$PGSSLMODE"
 
-die() {
-    echo "bench/stream-mem.sh: error: $*" >&2
-    exit 1
-}
-log() { echo "==> $*" >&2; }
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-for tool in taskset python3 cargo psql curl; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
-done
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+bench_require taskset python3 cargo psql curl
+bench_check_int RUNS 1
 read -r -a sizes <<<"$SIZES"
 
 # --- data (created by the same SQL as run-db.sh, if missing) --------------------------
 
-psql -X -q -d postgres -c 'SELECT 1' >/dev/null || die "cannot connect to PostgreSQL"
-if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")" ]]; then
-    psql -X -q -d postgres -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
-fi
-if [[ "$(psql -X -At -d "$BENCH_DB" -c "SELECT to_regclass('tv_item') IS NOT NULL AND (SELECT count(*) FROM tv_item) >= 10000" 2>/dev/null)" != t ]]; then
-    log "creating bench_item / tv_item"
-    psql -X -q -v ON_ERROR_STOP=1 -v rows=10000 -d "$BENCH_DB" -f bench/passthrough-setup.sql >/dev/null
-fi
+bench_pg_setup "$BENCH_DB" 10000
 
 # --- build ----------------------------------------------------------------------------
 
-RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)"
-RAW="bench/results/raw/stream-$RUN_ID"
-mkdir -p "$RAW"
-read -r -a extra_args <<<"$CARGO_EXTRA_ARGS"
-build_cmd=(cargo build --release ${extra_args[@]+"${extra_args[@]}"} -p chopin-bench-example)
-log "building: ${build_cmd[*]}"
-"${build_cmd[@]}" --message-format=json-render-diagnostics >"$RAW/cargo-build.json" || die "cargo build failed"
-exe="$(python3 -B bench/report.py executables <"$RAW/cargo-build.json" | awk -F'\t' '$1 == "chopin-bench-example" { print $2 }')"
-[[ -x "$exe" ]] || die "cargo did not produce chopin-bench-example"
+bench_raw_dir stream
+bench_build -p chopin-bench-example
+exe="$(bench_exe chopin-bench-example)"
 
-server_cmd=(env "BIND=$BIND" "DATABASE_URL=$DB_URL&max_connections=$POOL" CHOPIN_ENV=production
-    CHOPIN_LOG=warn taskset -c "$SERVER_CPU" "$exe")
+server_cmd=(env "BIND=$BIND" "DATABASE_URL=$DB_URL&max_connections=$POOL" "${CHOPIN_SERVER_ENV[@]}"
+    taskset -c "$SERVER_CPU" "$exe")
 
 # --- server -------------------------------------------------------------------------------
 
-SERVER_PID=""
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
-start_server() {
-    port_open "${BIND%:*}" "${BIND##*:}" && die "something is already listening on $BIND; stop it first"
-    "${server_cmd[@]}" >>"$RAW/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 300); do
-        port_open "${BIND%:*}" "${BIND##*:}" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during startup; see $RAW/server.log"
-        sleep 0.1
-    done
-    die "server did not open $BIND within 30 s"
-}
+start_server() { bench_start server "$BIND" "$RAW/server.log" "${server_cmd[@]}"; SERVER_PID="${BENCH_PID[server]}"; }
+stop_server() { bench_stop server; }
 
 # VmRSS / VmHWM of the server, in KiB.
 status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"; }
@@ -153,7 +96,7 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 [[ "$reset_ok" == yes ]] || log "warning: could not reset VmHWM; peaks include start-up and warm-up"
 
-python3 -B bench/report-db.py stream --tsv "$tsv" --out bench/results/passthrough.md \
+python3 -B bench/report-db.py stream --tsv "$tsv" --out "$OUT" \
     --invocation "$invocation" --loadavg "$loadavg_start" --hwm-reset "$reset_ok" \
     --server-command "$(printf '%q ' "${server_cmd[@]}" | sed "s|$ROOT/||g")"
-log "report: bench/results/passthrough.md (raw output: $RAW)"
+log "report: $OUT (raw output: $RAW)"

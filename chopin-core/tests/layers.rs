@@ -707,3 +707,88 @@ async fn tiny_responses_are_not_marked_as_varying() {
         assert_eq!(res.header("vary"), None, "{headers:?}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn with_info_off_a_5xx_is_still_logged_with_its_latency_and_no_span_is_made() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(
+        capture
+            .clone()
+            .with_filter(tracing::level_filters::LevelFilter::WARN),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let c = client();
+    c.request(get_with("/ok", &[])).await;
+    c.request(get_with("/boom", &[])).await;
+    let lines = capture.0.lock().unwrap().clone();
+    assert!(!lines.iter().any(|l| l.starts_with("span")), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("status=200")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("event ERROR in none")
+            && l.contains("status=500")
+            && l.contains("latency_us=")),
+        "{lines:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extensions only when used.
+
+async fn body_limit_seen(req: Request<Body>) -> String {
+    match req.extensions().get::<chopin_core::layers::BodyLimit>() {
+        Some(limit) => limit.0.to_string(),
+        None => "none".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_default_body_limit_costs_no_extension_and_still_holds() {
+    let router = || {
+        Router::new()
+            .route("/limit", get(body_limit_seen))
+            .route("/echo", post(echo))
+    };
+    // The default (2 MiB): no `BodyLimit` in the request; a chunked body over it is still a
+    // 413 naming the limit.
+    let c = TestClient::new(
+        App::new(config(&[("CHOPIN_ENV", "test")]))
+            .router(router())
+            .into_router(),
+    );
+    assert_eq!(c.get("/limit").await.text(), "none");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..33).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
+    let res = c
+        .request(
+            Request::builder()
+                .method("POST")
+                .uri("/echo")
+                .header("content-type", "application/json")
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap(),
+        )
+        .await;
+    let body = envelope(&res, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2097152"),
+        "{body}"
+    );
+    // Another limit is recorded for the extractors.
+    let c = TestClient::new(
+        App::new(config(&[
+            ("CHOPIN_ENV", "test"),
+            ("CHOPIN_BODY_LIMIT", "1000"),
+        ]))
+        .router(router())
+        .into_router(),
+    );
+    assert_eq!(c.get("/limit").await.text(), "1000");
+}

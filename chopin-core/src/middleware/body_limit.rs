@@ -7,6 +7,7 @@ use http::header;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::DEFAULT_BODY_LIMIT;
 use crate::error::ChopinError;
 
 pub use crate::extractors::body_limit::BodyLimit;
@@ -75,7 +76,11 @@ where
             let response = ChopinError::PayloadTooLarge { limit }.into_response();
             return futures_util::future::Either::Left(std::future::ready(Ok(response)));
         }
-        req.extensions_mut().insert(BodyLimit(limit));
+        // Only a limit other than the default is recorded: the extractors read a missing
+        // `BodyLimit` as the default, and an extension insert costs an allocation per request.
+        if limit != DEFAULT_BODY_LIMIT {
+            req.extensions_mut().insert(BodyLimit(limit));
+        }
         futures_util::future::Either::Right(self.inner.call(req))
     }
 }

@@ -104,31 +104,56 @@ where
         if !*this.enabled {
             return Poll::Ready(Ok(response));
         }
-        let headers = response.headers_mut();
-        let is_json = headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        // Room for all of them at once, and one lookup per header. The values are constants:
-        // `HeaderValue::from_static` outside a const context validates every byte per call.
-        const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-        const DENY: HeaderValue = HeaderValue::from_static("DENY");
-        const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
-        const JSON_CSP: HeaderValue =
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
-        const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
-        headers.reserve(5);
-        let mut set = |name: HeaderName, value: HeaderValue| {
-            headers.entry(name).or_insert(value);
-        };
-        set(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-        set(header::X_FRAME_OPTIONS, DENY);
-        set(header::REFERRER_POLICY, NO_REFERRER);
-        if is_json {
-            set(header::CONTENT_SECURITY_POLICY, JSON_CSP);
-        }
-        if *this.hsts {
-            set(header::STRICT_TRANSPORT_SECURITY, HSTS);
-        }
+        add_security_headers(response.headers_mut(), *this.hsts);
         Poll::Ready(Ok(response))
+    }
+}
+
+/// The headers, in the order they are written. A constant template: `HeaderValue::from_static`
+/// outside a const context validates every byte per call, and the names are standard headers,
+/// which compare as one byte.
+const TEMPLATE: [(HeaderName, HeaderValue); 5] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    ),
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    ),
+];
+const CSP: usize = 3;
+const HSTS: usize = 4;
+
+/// Add the template's headers that `headers` does not have. One pass over the response's few
+/// headers finds the content type and the security headers a handler set itself; then each
+/// missing one is appended (one hash and one probe each) instead of looked up and then inserted.
+fn add_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
+    let mut present = [false; 5];
+    let mut is_json = false;
+    for (name, value) in headers.iter() {
+        if name == header::CONTENT_TYPE {
+            is_json = value.as_bytes().starts_with(b"application/json");
+        } else if let Some(i) = TEMPLATE.iter().position(|(n, _)| n == name) {
+            present[i] = true;
+        }
+    }
+    present[CSP] |= !is_json;
+    present[HSTS] |= !hsts;
+    let missing = present.iter().filter(|p| !**p).count();
+    headers.reserve(missing);
+    for ((name, value), present) in TEMPLATE.into_iter().zip(present) {
+        if !present {
+            headers.append(name, value);
+        }
     }
 }

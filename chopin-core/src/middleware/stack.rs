@@ -18,6 +18,10 @@ use super::{
 use crate::config::{Config, CorsConfig};
 use crate::extractors::PaginationConfig;
 
+/// The body limit axum's extractors apply when no `DefaultBodyLimit` layer says otherwise
+/// (`axum::extract::DefaultBodyLimit`'s documented default, 2 MiB).
+const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// Which default layers [`App`](crate::App) installs, and their settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layers {
@@ -150,7 +154,13 @@ impl Layers {
             .layer(option_layer(self.rate_limit.clone()))
             .layer(or_off(self.timeout.map(TimeoutLayer::new)))
             .layer(or_off(self.body_limit.map(BodyLimitLayer::new)))
-            .layer(option_layer(self.body_limit.map(DefaultBodyLimit::max)))
+            // axum's extractors already default to 2 MiB: its layer (an extension insert per
+            // request) only for another limit.
+            .layer(option_layer(
+                self.body_limit
+                    .filter(|&limit| limit != AXUM_DEFAULT_BODY_LIMIT)
+                    .map(DefaultBodyLimit::max),
+            ))
             .layer(ExtensionsLayer {
                 pagination,
                 cursor: extensions.cursor,

@@ -65,8 +65,13 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         TimeoutFuture {
+            // Only the deadline now: the timer is made when the inner future first waits, so
+            // a handler that answers at once never touches the timer wheel.
+            deadline: self
+                .timeout
+                .map(|timeout| tokio::time::Instant::now() + timeout),
             inner: self.inner.call(req),
-            sleep: self.timeout.map(tokio::time::sleep),
+            sleep: None,
         }
     }
 }
@@ -76,6 +81,7 @@ pin_project! {
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: F,
+        deadline: Option<tokio::time::Instant>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
     }
@@ -88,9 +94,12 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result);
+        }
+        if let (None, Some(deadline)) = (this.sleep.as_ref().as_pin_ref(), *this.deadline) {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(Ok(ChopinError::Timeout.into_response())),

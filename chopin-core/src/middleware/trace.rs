@@ -75,8 +75,14 @@ where
                 span: tracing::Span::none(),
             };
         }
+        // With `INFO` off the macro hands back a disabled span without evaluating its fields
+        // (no extension lookups, no formatting), and there is no span to enter.
         let span = make_request_span(&req);
-        let inner = span.in_scope(|| self.inner.call(req));
+        let inner = if span.is_disabled() {
+            self.inner.call(req)
+        } else {
+            span.in_scope(|| self.inner.call(req))
+        };
         RequestTraceFuture {
             inner,
             start: Some(Instant::now()),
@@ -103,37 +109,43 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
+        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
         let result = std::task::ready!(this.inner.poll(cx));
         if let (Ok(response), Some(start)) = (&result, this.start) {
             let status = response.status().as_u16();
-            let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // The latency (a clock read) is computed only when the event is enabled: the
+            // macros evaluate their fields after the level check.
             if status >= 500 {
-                tracing::error!(status, latency_us, "response");
+                tracing::error!(status, latency_us = micros_since(*start), "response");
             } else {
-                tracing::info!(status, latency_us, "response");
+                tracing::info!(status, latency_us = micros_since(*start), "response");
             }
         }
         Poll::Ready(result)
     }
 }
 
+/// Microseconds since `start`.
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The `request` span. Its fields are expressions inside the macro, so they are evaluated only
+/// when the span is enabled.
 fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(RequestId::as_str)
-        .unwrap_or("");
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("");
     tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
-        route,
-        request_id,
+        route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or(""),
+        request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(RequestId::as_str)
+            .unwrap_or(""),
     )
 }
