@@ -73,6 +73,27 @@ VARIANTS=(ts.columns ts.raw_timestamptz ts.tochar ts.textts ts.autosi_text ts.au
   post.row_to_json_lateral post.to_jsonb_subselect post.row_to_json_subselect_text_ts
   narrow.columns narrow.json_build_object narrow.row_to_json_subselect narrow.row_to_json_lateral)
 
+# Variants that claim the same bytes must produce them (md5 over all 100,000 rows).
+same_bytes() {
+  local first="" v sum
+  for v in "$@"; do
+    sum=$(psql -qXAt -v ON_ERROR_STOP=1 -v n=100000 <<SQL
+SET search_path = $SCHEMA;
+SELECT md5(string_agg(x::text, E'\n')) FROM (${Q[$v]}) AS r(x);
+SQL
+)
+    if [[ -z $first ]]; then first=$sum; elif [[ $sum != "$first" ]]; then
+      echo "projection-sql: $v prints other bytes than $1" >&2; exit 1
+    fi
+  done
+  CHECKED+=("$*")
+}
+CHECKED=()
+same_bytes post.row_to_json_subselect post.row_to_json_lateral post.row_to_json_subselect_text_ts
+same_bytes narrow.row_to_json_subselect narrow.row_to_json_lateral
+same_bytes ts.tochar ts.textts
+same_bytes ts.autosi_text ts.autosi_tochar
+
 # One psql session: rows=1000 repeated 30 times, rows=100000 once, per variant per round.
 SCRIPT="$WORK/run.sql"
 {
@@ -125,6 +146,9 @@ awk '{ k = $1 " " $2; v[k] = v[k] " " $3; c[k]++ }
                vs = base > 0 ? sprintf("%.2f", med[v " 1000"] / base) : "–";
                printf "| %s | %s | %d (%s) | %d (%s) | %s | %.2f |\n", s[1], s[2], med[v " 1000"], rng[v " 1000"],
                  med[v " 100000"], rng[v " 100000"], vs, med[v " 1000"] / col } }' "$WORK/medians" | sort
+  echo
+  echo "Checked to print the same bytes over all 100,000 rows (md5) before measuring:"
+  for c in "${CHECKED[@]}"; do echo "- ${c// / = }"; done
   echo
   echo "Variants (\`p\` is the posts table; \`post\` timestamps in the blog's format, RFC 3339 UTC milliseconds;"
   echo "\`ts\` compares timestamp formatters alone, inside the lateral \`row_to_json\`):"
