@@ -122,8 +122,15 @@ fn plain_columns_are_quoted_and_keys_camel_cased() {
     );
     assert_eq!(Author::SQLITE_FIELDS, Author::FIELDS);
     assert_eq!(
+        Author::POSTGRES_COLUMNS,
+        r#""id" AS "id", "display_name" AS "displayName", "email_address" AS "email", "type" AS "type""#
+    );
+    assert_eq!(
         Author::POSTGRES_JSON,
-        r#"json_build_object('id', "id", 'displayName', "display_name", 'email', "email_address", 'type', "type")"#
+        format!(
+            "(SELECT row_to_json(j) FROM (SELECT {}) j)",
+            Author::POSTGRES_COLUMNS
+        )
     );
     assert_eq!(
         Author::POSTGRES_JSONB,
@@ -172,7 +179,14 @@ fn table_qualification_overrides_rename_and_skip() {
     let pg_args = format!(
         r#"'id', p."id", 'title', p."title", 'body', p."body_text", 'createdAt', p."created_at", 'published', p.published, 'rating', p."rating", 'odd', p."Odd""Col", 'tags', {POST_TAGS_PG}, 'shout', upper(p.title), 'it''s', p.id * 2"#
     );
-    assert_eq!(Post::POSTGRES_JSON, format!("json_build_object({pg_args})"));
+    let pg_columns = format!(
+        r#"p."id" AS "id", p."title" AS "title", p."body_text" AS "body", p."created_at" AS "createdAt", p.published AS "published", p."rating" AS "rating", p."Odd""Col" AS "odd", {POST_TAGS_PG} AS "tags", upper(p.title) AS "shout", p.id * 2 AS "it's""#
+    );
+    assert_eq!(Post::POSTGRES_COLUMNS, pg_columns);
+    assert_eq!(
+        Post::POSTGRES_JSON,
+        format!("(SELECT row_to_json(j) FROM (SELECT {pg_columns}) j)")
+    );
     assert_eq!(
         Post::POSTGRES_JSONB,
         format!("jsonb_build_object({pg_args})")
@@ -366,6 +380,34 @@ async fn postgres_builds_the_struct_json() {
         .await
         .unwrap();
     check_rows("postgres json", &rows, true);
+
+    // The lateral form gives the same bytes.
+    let sql = format!(
+        "SELECT row_to_json(j)::text FROM post p CROSS JOIN LATERAL (SELECT {}) j ORDER BY p.id",
+        Post::POSTGRES_COLUMNS
+    );
+    let lateral: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(lateral, rows);
+
+    // An outer table aliased like the sub-select (`j`) still feeds the projection's columns.
+    db.execute_unprepared(
+        "CREATE TABLE author (id BIGINT, display_name TEXT, email_address TEXT, type TEXT);
+         INSERT INTO author VALUES (7, 'Ada', 'ada@example.com', 'admin');",
+    )
+    .await
+    .unwrap();
+    let sql = format!("SELECT {}::text FROM author j", Author::POSTGRES_JSON);
+    let author: String = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        author,
+        r#"{"id":7,"displayName":"Ada","email":"ada@example.com","type":"admin"}"#
+    );
 
     // jsonb stores keys sorted, so only the set is checked.
     let sql = format!(

@@ -12,8 +12,9 @@ mod sql;
 use proc_macro::TokenStream;
 
 /// Derives `chopin_core::passthrough::JsonProjection`: the SQL that makes the database build a
-/// struct's JSON, for PostgreSQL (`json_build_object` / `jsonb_build_object`) and SQLite
-/// (`json_object`), with the same camelCase keys serde and utoipa use for the struct.
+/// struct's JSON, for PostgreSQL (`row_to_json` over an aliased sub-select, and
+/// `jsonb_build_object`) and SQLite (`json_object`), with the same camelCase keys serde and
+/// utoipa use for the struct.
 ///
 /// Every string is computed at compile time and emitted as a literal.
 ///
@@ -34,9 +35,9 @@ use proc_macro::TokenStream;
 ///
 /// assert_eq!(
 ///     Post::POSTGRES_JSON,
-///     "json_build_object('id', p.\"id\", 'createdAt', p.\"created_at\", \
-///      'headline', p.\"title\", \
-///      'commentCount', (SELECT count(*) FROM comment c WHERE c.post_id = p.id))"
+///     "(SELECT row_to_json(j) FROM (SELECT p.\"id\" AS \"id\", \
+///      p.\"created_at\" AS \"createdAt\", p.\"title\" AS \"headline\", \
+///      (SELECT count(*) FROM comment c WHERE c.post_id = p.id) AS \"commentCount\") j)"
 /// );
 /// ```
 ///
@@ -73,8 +74,9 @@ use proc_macro::TokenStream;
 /// duplicate JSON keys, a missing or non-camelCase `rename_all`, `#[serde(flatten)]`,
 /// `#[serde(transparent)]`, the `rename(serialize = ...)` form, utoipa's `#[schema(rename)]` /
 /// `#[schema(ignore)]` (which would make the schema disagree with the SQL), field names on
-/// which serde and utoipa compute different camelCase, and more than 50 fields (PostgreSQL
-/// functions take at most 100 arguments).
+/// which serde and utoipa compute different camelCase, keys longer than 63 bytes (PostgreSQL
+/// truncates the column alias that names the key) and more than 50 fields (PostgreSQL
+/// functions take at most 100 arguments, which bounds `jsonb_build_object`).
 #[proc_macro_derive(JsonProjection, attributes(projection))]
 pub fn derive_json_projection(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

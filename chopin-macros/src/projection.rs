@@ -141,6 +141,22 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 serde_key
             }
         };
+        if key.len() > sql::MAX_KEY_BYTES {
+            let at = parsed
+                .rename
+                .as_ref()
+                .map_or_else(|| field_ident.to_token_stream(), ToTokens::to_token_stream);
+            errors.spanned(
+                at,
+                format!(
+                    "the JSON key `{key}` is {} bytes long: PostgreSQL truncates identifiers, \
+                     and so the column alias that names the key, to {} bytes; use a shorter \
+                     `#[serde(rename = \"...\")]`",
+                    key.len(),
+                    sql::MAX_KEY_BYTES
+                ),
+            );
+        }
         if let Some(previous) = seen.get(&key) {
             let at = parsed
                 .rename
@@ -202,6 +218,7 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     });
     let ProjectionSql {
         postgres_json,
+        postgres_columns,
         postgres_jsonb,
         sqlite,
     } = calls;
@@ -215,6 +232,7 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             const SQLITE_FIELDS: &'static [(&'static str, &'static str)] =
                 &[#(#sqlite_fields),*];
             const POSTGRES_JSON: &'static str = #postgres_json;
+            const POSTGRES_COLUMNS: &'static str = #postgres_columns;
             const POSTGRES_JSONB: &'static str = #postgres_jsonb;
             const SQLITE: &'static str = #sqlite;
         }

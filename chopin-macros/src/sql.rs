@@ -107,11 +107,41 @@ pub(crate) fn build_object<'a>(
     sql
 }
 
-/// The four strings the derive emits.
+/// PostgreSQL truncates identifiers, and so column aliases, to 63 bytes (`NAMEDATALEN - 1`):
+/// a longer key would come out of `row_to_json` shortened.
+pub(crate) const MAX_KEY_BYTES: usize = 63;
+
+/// The alias of the derived table whose row [`row_to_json_select`] turns into JSON.
+pub(crate) const ROW_ALIAS: &str = "j";
+
+/// `expr AS "key", expr2 AS "key2"`: a select list whose column names are the JSON keys.
+pub(crate) fn aliased_columns<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut sql = String::new();
+    for (i, (key, expr)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(expr);
+        sql.push_str(" AS ");
+        sql.push_str(&quote_ident(key));
+    }
+    sql
+}
+
+/// `(SELECT row_to_json(j) FROM (SELECT <columns>) j)`: one expression, usable wherever
+/// `json_build_object(...)` was, that PostgreSQL evaluates with less CPU per row and that
+/// prints compact JSON (`{"a":1}`, where `json_build_object` prints `{"a" : 1}`).
+pub(crate) fn row_to_json_select(columns: &str) -> String {
+    format!("(SELECT row_to_json({ROW_ALIAS}) FROM (SELECT {columns}) {ROW_ALIAS})")
+}
+
+/// The strings the derive emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProjectionSql {
-    /// `json_build_object(...)`.
+    /// `(SELECT row_to_json(j) FROM (SELECT ... AS "key", ...) j)`.
     pub postgres_json: String,
+    /// `... AS "key", ...`: the select list for `row_to_json` over a lateral sub-select.
+    pub postgres_columns: String,
     /// `jsonb_build_object(...)`.
     pub postgres_jsonb: String,
     /// `json_object(...)`.
@@ -122,8 +152,10 @@ impl ProjectionSql {
     /// The calls for `fields`, in order.
     pub(crate) fn new(fields: &[FieldSql]) -> Self {
         let postgres = || fields.iter().map(|f| (f.key.as_str(), f.postgres.as_str()));
+        let postgres_columns = aliased_columns(postgres());
         ProjectionSql {
-            postgres_json: build_object("json_build_object", postgres()),
+            postgres_json: row_to_json_select(&postgres_columns),
+            postgres_columns,
             postgres_jsonb: build_object("jsonb_build_object", postgres()),
             sqlite: build_object(
                 "json_object",
@@ -223,6 +255,18 @@ mod tests {
     }
 
     #[test]
+    fn aliases_are_quoted_identifiers() {
+        assert_eq!(
+            aliased_columns([("it's", "1"), ("a\"b", "x.\"y\"")]),
+            r#"1 AS "it's", x."y" AS "a""b""#
+        );
+        assert_eq!(
+            row_to_json_select(r#"1 AS "id""#),
+            r#"(SELECT row_to_json(j) FROM (SELECT 1 AS "id") j)"#
+        );
+    }
+
+    #[test]
     fn projection_uses_each_backends_expression() {
         let fields = [
             FieldSql {
@@ -239,7 +283,11 @@ mod tests {
         let sql = ProjectionSql::new(&fields);
         assert_eq!(
             sql.postgres_json,
-            r#"json_build_object('id', p."id", 'published', p.published)"#
+            r#"(SELECT row_to_json(j) FROM (SELECT p."id" AS "id", p.published AS "published") j)"#
+        );
+        assert_eq!(
+            sql.postgres_columns,
+            r#"p."id" AS "id", p.published AS "published""#
         );
         assert_eq!(
             sql.postgres_jsonb,

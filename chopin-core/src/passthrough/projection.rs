@@ -2,9 +2,19 @@
 //!
 //! The pass-through responder writes the JSON the database builds straight into the response.
 //! [`JsonProjection`] (trait and derive) writes that SQL for you: from a struct it produces
-//! the `json_build_object(...)` / `jsonb_build_object(...)` call for PostgreSQL and the
+//! a `row_to_json` expression (and `jsonb_build_object(...)`) for PostgreSQL and the
 //! `json_object(...)` call for SQLite, with camelCase keys, so the database already emits the
 //! keys the API documents and the runtime key rewriter is not needed.
+//!
+//! On PostgreSQL, `row_to_json` over a sub-select whose columns are aliased to the JSON keys
+//! costs less CPU per row than `json_build_object` and prints compact JSON (`{"id":1}`, as
+//! serde does; `json_build_object` prints `{"id" : 1}`). [`POSTGRES_JSON`] is that expression;
+//! [`POSTGRES_COLUMNS`] is its select list, for the cheaper still lateral form
+//! `SELECT row_to_json(j) FROM post p CROSS JOIN LATERAL (SELECT <columns>) j WHERE …`.
+//! `docs/passthrough.md` has the measurements (`bench/projection-sql.sh`).
+//!
+//! [`POSTGRES_JSON`]: JsonProjection::POSTGRES_JSON
+//! [`POSTGRES_COLUMNS`]: JsonProjection::POSTGRES_COLUMNS
 //!
 //! The derive requires `#[serde(rename_all = "camelCase")]`, so one struct carrying
 //! `#[derive(JsonProjection, serde::Serialize, utoipa::ToSchema)]` describes one shape three
@@ -39,16 +49,23 @@
 //! // The constants are string literals: build the query text once.
 //! let sql = format!(
 //!     "SELECT {} FROM post p WHERE p.published ORDER BY p.id",
-//!     PostSummary::POSTGRES_JSONB,
+//!     PostSummary::POSTGRES_JSON,
 //! );
 //! assert_eq!(
 //!     sql,
-//!     "SELECT jsonb_build_object('id', p.\"id\", 'title', p.\"title\", \
-//!      'createdAt', p.\"created_at\", \
-//!      'commentCount', (SELECT count(*) FROM comment c WHERE c.post_id = p.id), \
-//!      'published', p.published) \
+//!     "SELECT (SELECT row_to_json(j) FROM (SELECT p.\"id\" AS \"id\", \
+//!      p.\"title\" AS \"title\", p.\"created_at\" AS \"createdAt\", \
+//!      (SELECT count(*) FROM comment c WHERE c.post_id = p.id) AS \"commentCount\", \
+//!      p.published AS \"published\") j) \
 //!      FROM post p WHERE p.published ORDER BY p.id"
 //! );
+//! // The cheapest form on PostgreSQL: the same columns in a lateral sub-select.
+//! let lateral = format!(
+//!     "SELECT row_to_json(j) FROM post p CROSS JOIN LATERAL (SELECT {}) j \
+//!      WHERE p.published ORDER BY p.id",
+//!     PostSummary::POSTGRES_COLUMNS,
+//! );
+//! assert!(lateral.contains("p.published AS \"published\") j WHERE"));
 //! assert_eq!(
 //!     PostSummary::SQLITE,
 //!     "json_object('id', p.\"id\", 'title', p.\"title\", 'createdAt', p.\"created_at\", \
@@ -73,8 +90,17 @@
 //!   `json(...)`, e.g. `sqlite = "json(p.metadata)"` (wrapping valid JSON is always safe).
 //! * Booleans: SQLite stores them as integers, so `json_object` emits `0`/`1`; turn them into
 //!   JSON booleans with `json(iif(col, 'true', 'false'))` as in the example above.
-//! * PostgreSQL's `json_agg` returns `NULL` (not `[]`) over no rows:
-//!   `coalesce(json_agg(...), '[]')`.
+//! * On PostgreSQL every expression is evaluated inside a sub-select (see
+//!   [`POSTGRES_JSON`]): an aggregate whose arguments do not reference the outer query, such
+//!   as `count(*)`, is computed by that sub-select (one row) rather than by a `GROUP BY` of
+//!   the outer query. Compute such aggregates in the outer query's `FROM` (a derived table)
+//!   or in a correlated subquery, as `commentCount` above does.
+//! * Compact nesting on PostgreSQL: `json_agg` and `json_build_object` print `", "` and
+//!   `" : "`; `row_to_json` and `array_to_json` print no spaces. For byte-identical output
+//!   nest `(SELECT row_to_json(a) FROM (SELECT … AS "key") a)` objects and
+//!   `coalesce(array_to_json(array_agg(…)), '[]')` arrays (`array_agg` of a text or number
+//!   column is already a compact JSON array inside `row_to_json`). `json_agg` and
+//!   `array_agg` return `NULL` (not `[]`) over no rows: wrap them in `coalesce(…, '[]')`.
 
 pub use chopin_macros::JsonProjection;
 
@@ -103,8 +129,12 @@ pub use chopin_macros::JsonProjection;
 /// );
 /// assert_eq!(
 ///     User::POSTGRES_JSON,
-///     "json_build_object('id', \"id\", 'displayName', \"display_name\", \
-///      'email', \"email_address\")"
+///     "(SELECT row_to_json(j) FROM (SELECT \"id\" AS \"id\", \
+///      \"display_name\" AS \"displayName\", \"email_address\" AS \"email\") j)"
+/// );
+/// assert_eq!(
+///     User::POSTGRES_COLUMNS,
+///     "\"id\" AS \"id\", \"display_name\" AS \"displayName\", \"email_address\" AS \"email\""
 /// );
 /// assert_eq!(
 ///     User::POSTGRES_JSONB,
@@ -124,9 +154,20 @@ pub trait JsonProjection {
     /// The same pairs with the SQLite expression for a field that has one per backend;
     /// identical to [`FIELDS`](Self::FIELDS) otherwise.
     const SQLITE_FIELDS: &'static [(&'static str, &'static str)];
-    /// `json_build_object('id', "id", 'createdAt', "created_at")`: PostgreSQL `json`, which
-    /// keeps the keys in declaration order.
+    /// `(SELECT row_to_json(j) FROM (SELECT "id" AS "id", "created_at" AS "createdAt") j)`:
+    /// one expression of PostgreSQL type `json`, keys in declaration order, printed compact
+    /// (`{"id":1,"createdAt":…}`, the bytes serde writes for the same values). Paste it into
+    /// any select list; the sub-select sees the outer query's tables.
+    ///
+    /// It used to be `json_build_object(…)`, which costs more CPU per row and prints
+    /// `{"id" : 1, …}`.
     const POSTGRES_JSON: &'static str;
+    /// `"id" AS "id", "created_at" AS "createdAt"`: the select list of
+    /// [`POSTGRES_JSON`](Self::POSTGRES_JSON), for the cheapest PostgreSQL form, a lateral
+    /// sub-select the planner flattens into the scan:
+    /// `SELECT row_to_json(j) FROM post p CROSS JOIN LATERAL (SELECT <columns>) j WHERE … ORDER BY …`.
+    /// Same bytes as `POSTGRES_JSON`.
+    const POSTGRES_COLUMNS: &'static str;
     /// `jsonb_build_object('id', "id", 'createdAt', "created_at")`: PostgreSQL `jsonb` (keys
     /// come out sorted by length, then bytes, as `jsonb` stores them).
     const POSTGRES_JSONB: &'static str;
