@@ -36,7 +36,7 @@ pub use self::cache::{
     DEFAULT_CACHE_MEMORY, DEFAULT_CACHE_NAMESPACE, DEFAULT_CACHE_TIMEOUT, DEFAULT_REDIS_URL,
     is_valid_cache_namespace,
 };
-pub use self::database::{DEFAULT_DATABASE_URL, DatabaseConfig};
+pub use self::database::{BreakerConfig, DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::openapi::OpenApiConfig;
