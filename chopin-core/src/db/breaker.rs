@@ -46,6 +46,8 @@ struct Inner {
     probe_timeout: Duration,
     target: ProbeTarget,
     open: AtomicBool,
+    /// Woken when the breaker opens (queries waiting in `watch_abandoning`).
+    opened: tokio::sync::Notify,
     failures: AtomicU32,
     probing: AtomicBool,
 }
@@ -61,6 +63,7 @@ impl Breaker {
             probe_timeout,
             target,
             open: AtomicBool::new(false),
+            opened: tokio::sync::Notify::new(),
             failures: AtomicU32::new(0),
             probing: AtomicBool::new(false),
         }))
@@ -85,7 +88,7 @@ impl Breaker {
         if self.is_closed() {
             Ok(())
         } else {
-            Err(DbErr::Conn(RuntimeErr::Internal(OPEN_MESSAGE.into())))
+            Err(open_db_error())
         }
     }
 
@@ -104,6 +107,37 @@ impl Breaker {
             () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(),
         }
         fut.await
+    }
+
+    /// Like [`Breaker::watch`], and once the query is slow, also stop waiting for it as soon
+    /// as the breaker opens, answering `on_open()` instead: a request that was waiting for a
+    /// connection when the database went away gets its 503 when the probe fails, not after
+    /// the pool's whole acquire timeout. (Not for transactions: see `Db::transaction`.)
+    pub(super) async fn watch_abandoning<F: Future>(
+        &self,
+        fut: F,
+        on_open: impl FnOnce() -> F::Output,
+    ) -> F::Output {
+        if !self.0.config.enabled {
+            return fut.await;
+        }
+        let mut fut = std::pin::pin!(fut);
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(),
+        }
+        let opened = self.0.opened.notified();
+        let mut opened = std::pin::pin!(opened);
+        opened.as_mut().enable();
+        if !self.is_closed() {
+            return on_open();
+        }
+        tokio::select! {
+            biased;
+            out = &mut fut => out,
+            () = opened => on_open(),
+        }
     }
 
     /// A query succeeded.
@@ -153,6 +187,7 @@ impl Breaker {
 
     fn open(&self, why: &'static str) {
         if !self.0.open.swap(true, Ordering::AcqRel) {
+            self.0.opened.notify_waiters();
             tracing::warn!(
                 reason = why,
                 probe_interval = ?self.0.config.probe_interval,
@@ -284,6 +319,12 @@ enum ProbeError {
     Reachable(String),
 }
 
-fn open_error() -> ChopinError {
+/// The breaker's 503 as a sea-orm error.
+pub(super) fn open_db_error() -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(OPEN_MESSAGE.into()))
+}
+
+/// The breaker's 503.
+pub(super) fn open_error() -> ChopinError {
     ChopinError::unavailable(OPEN_MESSAGE, DEFAULT_RETRY_AFTER)
 }

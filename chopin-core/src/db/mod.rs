@@ -465,9 +465,15 @@ impl Db {
         self.breaker.observe_sqlx(err);
     }
 
-    /// For the pass-through path: run a query, starting a probe if it is slow.
-    pub(crate) async fn watch<F: Future>(&self, fut: F) -> F::Output {
-        self.breaker.watch(fut).await
+    /// For the pass-through path: run a query, starting a probe if it is slow, and giving up
+    /// with the breaker's 503 if the breaker opens while it waits.
+    pub(crate) async fn watch<T>(
+        &self,
+        fut: impl Future<Output = Result<T, crate::error::ChopinError>>,
+    ) -> Result<T, crate::error::ChopinError> {
+        self.breaker
+            .watch_abandoning(fut, || Err(breaker::open_error()))
+            .await
     }
 
     /// For the pass-through path: a query succeeded.
@@ -478,7 +484,10 @@ impl Db {
     /// Run `fut` unless the breaker is open, and report its outcome to the breaker.
     async fn guarded<T>(&self, fut: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
         self.breaker.check_db()?;
-        let result = self.breaker.watch(fut).await;
+        let result = self
+            .breaker
+            .watch_abandoning(fut, || Err(breaker::open_db_error()))
+            .await;
         match &result {
             Ok(_) => self.breaker.success(),
             Err(err) => self.breaker.observe_db(err),
@@ -625,7 +634,10 @@ impl StreamTrait for Db {
     ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
             self.breaker.check_db()?;
-            let result = self.breaker.watch(self.conn.stream_raw(stmt)).await;
+            let result = self
+                .breaker
+                .watch_abandoning(self.conn.stream_raw(stmt), || Err(breaker::open_db_error()))
+                .await;
             if let Err(err) = &result {
                 self.breaker.observe_db(err);
             }

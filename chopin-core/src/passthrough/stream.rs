@@ -123,17 +123,21 @@ async fn produce(
     #[cfg(feature = "postgres")]
     if let Some(pool) = db.postgres_pool() {
         let setup = async {
-            let mut conn = pool.acquire().await?;
+            let observed = |err: sqlx::Error| {
+                db.observe_error(&err);
+                ChopinError::from(err)
+            };
+            let mut conn = pool.acquire().await.map_err(observed)?;
             let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(&mut *conn)
-                .await?;
-            Ok::<_, sqlx::Error>((conn, pid))
+                .await
+                .map_err(observed)?;
+            Ok::<_, ChopinError>((conn, pid))
         };
         let (mut conn, pid) = match db.watch(setup).await {
             Ok(v) => v,
             Err(err) => {
-                db.observe_error(&err);
-                let _ = tx.send(Msg::Failed(err.into())).await;
+                let _ = tx.send(Msg::Failed(err)).await;
                 return;
             }
         };
