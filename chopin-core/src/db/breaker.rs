@@ -13,6 +13,8 @@
 //!   Queries fail at once with `SERVICE_UNAVAILABLE` without touching the pool; the probe
 //!   (`SELECT 1` on an idle pooled connection, else on a fresh one, bounded by the acquire
 //!   timeout) repeats every `probe_interval`.
+//!   A query (not a transaction callback) already waiting when it opens gives up with the
+//!   same 503 instead of waiting out the acquire timeout.
 //! * The first successful probe closes the breaker.
 //!
 //! The state is two atomics read on every query; the probe is one tokio task at most.
