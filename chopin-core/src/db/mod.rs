@@ -25,6 +25,7 @@ mod breaker;
 mod migrate;
 
 pub use self::migrate::MigrationLock;
+#[cfg(feature = "auth")]
 pub(crate) use self::migrate::lock as migrate_lock;
 
 use std::str::FromStr;
