@@ -644,3 +644,51 @@ async fn instances_starting_together_migrate_once_under_the_lock() {
         .expect("lock");
     lock.release().await.expect("release");
 }
+
+/// A healthy database that is merely busy never opens the breaker: a slow query on an
+/// in-memory SQLite database (one connection, so the probe finds none idle) starts a probe,
+/// which must not count the busy pool as down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_on_a_busy_healthy_database_keeps_the_breaker_closed() {
+    let db = Db::connect(&DatabaseConfig {
+        breaker: BreakerConfig {
+            probe_interval: Duration::from_millis(20),
+            ..BreakerConfig::default()
+        },
+        acquire_timeout: Some(Duration::from_millis(100)),
+        ..DatabaseConfig::new("sqlite::memory:")
+    })
+    .await
+    .expect("in-memory SQLite");
+    let slow = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = db
+                .execute_unprepared(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                     WHERE x < 4000000) SELECT count(*) FROM c",
+                )
+                .await;
+            (result, start.elapsed())
+        })
+    };
+    let mut stayed_closed = true;
+    while !slow.is_finished() {
+        stayed_closed &= db.is_available();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (result, took) = slow.await.expect("the slow query's task");
+    result.expect("the slow query succeeds");
+    assert!(
+        took >= Duration::from_millis(250),
+        "the query took only {took:?}: too fast to outlast the probe's timeout"
+    );
+    assert!(
+        stayed_closed && db.is_available(),
+        "a busy pool opened the breaker"
+    );
+    db.execute_unprepared("SELECT 1")
+        .await
+        .expect("still usable");
+}

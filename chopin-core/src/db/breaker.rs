@@ -283,7 +283,12 @@ impl Breaker {
         let run = async {
             match &self.0.target {
                 #[cfg(feature = "sqlite")]
-                ProbeTarget::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+                // A SQLite file does not go away like a server: a pool with every connection
+                // busy (an in-memory database has one) is busy, not down.
+                ProbeTarget::Sqlite(pool) => match pool.try_acquire() {
+                    Some(mut conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop),
+                    None => Ok(()),
+                },
                 #[cfg(feature = "postgres")]
                 ProbeTarget::Postgres(pool) => {
                     use sqlx::Connection;
