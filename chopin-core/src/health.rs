@@ -4,7 +4,8 @@
 //! * `GET /health/ready` runs every registered check concurrently (each bounded by a timeout)
 //!   and answers 200 with each check's status, or 503 `SERVICE_UNAVAILABLE` naming the checks
 //!   that failed, with `Retry-After`. [`App::database`](crate::App::database) registers a
-//!   `database` check, [`App::cache`](crate::App::cache) a `cache` check;
+//!   `database` check (`Db::ping`, which fails at once while the database circuit breaker is
+//!   open, so readiness reflects an outage without waiting on a timeout), [`App::cache`](crate::App::cache) a `cache` check;
 //!   [`App::health_check`](crate::App::health_check) adds others.
 
 use std::collections::BTreeMap;

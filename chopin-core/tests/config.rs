@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 76] = [
+const DOCUMENTED: [&str; 79] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -21,6 +21,9 @@ const DOCUMENTED: [&str; 76] = [
     "DATABASE_ACQUIRE_TIMEOUT",
     "DATABASE_IDLE_TIMEOUT",
     "DATABASE_MAX_LIFETIME",
+    "CHOPIN_DB_BREAKER",
+    "CHOPIN_DB_BREAKER_THRESHOLD",
+    "CHOPIN_DB_PROBE_INTERVAL",
     "CHOPIN_CORS_ORIGINS",
     "CHOPIN_CORS_CREDENTIALS",
     "CHOPIN_BODY_LIMIT",
@@ -210,6 +213,15 @@ fn every_variable_has_an_effect() {
         }),
         ("DATABASE_MAX_LIFETIME", "3600", |c| {
             c.database.max_lifetime == Some(Duration::from_secs(3600))
+        }),
+        ("CHOPIN_DB_BREAKER", "false", |c| {
+            !c.database.breaker.enabled
+        }),
+        ("CHOPIN_DB_BREAKER_THRESHOLD", "9", |c| {
+            c.database.breaker.threshold == 9
+        }),
+        ("CHOPIN_DB_PROBE_INTERVAL", "2s", |c| {
+            c.database.breaker.probe_interval == Duration::from_secs(2)
         }),
         (
             "CHOPIN_CORS_ORIGINS",

@@ -84,14 +84,18 @@ pub struct AuthStore {
 const DEFAULT_LEEWAY_SECS: i64 = 60;
 
 impl AuthStore {
-    /// Use `db` and apply the auth migrations (recorded in `chopin_auth_migrations`).
+    /// Use `db` and apply the auth migrations (recorded in `chopin_auth_migrations`), under
+    /// the migration lock `auth` (see [`Db::migration_lock`](crate::db::Db::migration_lock)).
     pub async fn new(db: &crate::db::Db) -> Result<AuthStore, sea_orm::DbErr> {
         AuthStore::from_connection(db.conn().clone()).await
     }
 
     /// Like [`AuthStore::new`], from a sea-orm connection.
     pub async fn from_connection(db: DatabaseConnection) -> Result<AuthStore, sea_orm::DbErr> {
+        // Several instances starting together take turns (a PostgreSQL advisory lock).
+        let lock = crate::db::migrate_lock(&db, "auth").await?;
         AuthMigrator::up(&db, None).await?;
+        lock.release().await?;
         Ok(AuthStore {
             db,
             leeway: DEFAULT_LEEWAY_SECS,

@@ -1,9 +1,10 @@
-//! Database connection and pool settings (`DATABASE_*`).
+//! Database connection and pool settings (`DATABASE_*`) and the database circuit breaker
+//! (`CHOPIN_DB_BREAKER*`, `CHOPIN_DB_PROBE_INTERVAL`).
 
 use std::fmt;
 use std::time::Duration;
 
-use super::reader::{Reader, parse_duration, parse_positive};
+use super::reader::{Reader, parse_bool, parse_duration, parse_positive};
 use super::secret::redact_url;
 
 /// Database connection and pool settings.
@@ -27,6 +28,54 @@ pub struct DatabaseConfig {
     pub idle_timeout: Option<Duration>,
     /// `DATABASE_MAX_LIFETIME`: connections are recycled after this.
     pub max_lifetime: Option<Duration>,
+    /// The circuit breaker that answers 503 at once while the database is down
+    /// (`CHOPIN_DB_BREAKER`, `CHOPIN_DB_BREAKER_THRESHOLD`, `CHOPIN_DB_PROBE_INTERVAL`).
+    pub breaker: BreakerConfig,
+}
+
+/// Settings of the database circuit breaker (see [`crate::db`] and docs/database.md).
+///
+/// When the breaker is open, every query through [`Db`](crate::db::Db) fails at once with a
+/// 503 `SERVICE_UNAVAILABLE` (with `Retry-After`) without touching the pool, and a background
+/// probe (`SELECT 1`) runs every [`probe_interval`](Self::probe_interval) until the database
+/// answers, which closes the breaker.
+///
+/// ```
+/// use std::time::Duration;
+/// use chopin_core::config::{BreakerConfig, DatabaseConfig};
+///
+/// let config = DatabaseConfig {
+///     breaker: BreakerConfig {
+///         probe_interval: Duration::from_millis(100),
+///         ..BreakerConfig::default()
+///     },
+///     ..DatabaseConfig::new("postgres://app@db.internal/app")
+/// };
+/// assert!(config.breaker.enabled);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// `CHOPIN_DB_BREAKER` (default `true`): `false` turns the breaker off; every query then
+    /// waits for the pool as before.
+    pub enabled: bool,
+    /// `CHOPIN_DB_BREAKER_THRESHOLD` (default 3): connection failures seen by requests in a
+    /// row (refused, reset, DNS, I/O or a connection lost mid-query) that open the breaker
+    /// without waiting for the probe. The first such failure (or a pool acquire timeout)
+    /// starts a probe at once, and a failed probe opens the breaker by itself.
+    pub threshold: u32,
+    /// `CHOPIN_DB_PROBE_INTERVAL` (default `500ms`): time between probes while the database
+    /// is down; the probe's own timeout is the pool's acquire timeout.
+    pub probe_interval: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            enabled: true,
+            threshold: 3,
+            probe_interval: Duration::from_millis(500),
+        }
+    }
 }
 
 /// `DATABASE_URL`'s default: a SQLite file in the working directory, created if missing.
@@ -61,6 +110,7 @@ impl DatabaseConfig {
             acquire_timeout: None,
             idle_timeout: None,
             max_lifetime: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -81,6 +131,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -100,6 +151,7 @@ impl DatabaseConfig {
             acquire_timeout: r.get("DATABASE_ACQUIRE_TIMEOUT", parse_duration),
             idle_timeout: r.get("DATABASE_IDLE_TIMEOUT", parse_duration),
             max_lifetime: r.get("DATABASE_MAX_LIFETIME", parse_duration),
+            breaker: BreakerConfig::from_reader(r),
         };
         if let (Some(min), Some(max)) = (database.min_connections, database.max_connections)
             && min > max
@@ -111,6 +163,33 @@ impl DatabaseConfig {
             );
         }
         database
+    }
+}
+
+impl BreakerConfig {
+    /// Read `CHOPIN_DB_BREAKER`, `CHOPIN_DB_BREAKER_THRESHOLD` and `CHOPIN_DB_PROBE_INTERVAL`.
+    fn from_reader(r: &mut Reader<'_>) -> BreakerConfig {
+        let defaults = BreakerConfig::default();
+        let probe_interval = r
+            .get("CHOPIN_DB_PROBE_INTERVAL", |s| {
+                parse_duration(s).and_then(|d| {
+                    if d.is_zero() {
+                        Err("must be longer than zero".to_string())
+                    } else {
+                        Ok(d)
+                    }
+                })
+            })
+            .unwrap_or(defaults.probe_interval);
+        BreakerConfig {
+            enabled: r
+                .get("CHOPIN_DB_BREAKER", parse_bool)
+                .unwrap_or(defaults.enabled),
+            threshold: r
+                .get("CHOPIN_DB_BREAKER_THRESHOLD", parse_positive::<u32>)
+                .unwrap_or(defaults.threshold),
+            probe_interval,
+        }
     }
 }
 
@@ -141,5 +220,42 @@ mod tests {
         };
         assert_eq!(c.url, "postgres://u@h/db");
         assert_eq!((c.max_connections, c.min_connections), (Some(20), None));
+    }
+
+    #[test]
+    fn breaker_settings_from_env() {
+        let c = from(&[]).unwrap().database.breaker;
+        assert_eq!(c, BreakerConfig::default());
+        assert!(c.enabled);
+        let c = from(&[
+            ("CHOPIN_DB_BREAKER", "off"),
+            ("CHOPIN_DB_BREAKER_THRESHOLD", "7"),
+            ("CHOPIN_DB_PROBE_INTERVAL", "250ms"),
+        ])
+        .unwrap()
+        .database
+        .breaker;
+        assert_eq!(
+            c,
+            BreakerConfig {
+                enabled: false,
+                threshold: 7,
+                probe_interval: Duration::from_millis(250),
+            }
+        );
+        let err = from(&[
+            ("CHOPIN_DB_BREAKER", "maybe"),
+            ("CHOPIN_DB_BREAKER_THRESHOLD", "0"),
+            ("CHOPIN_DB_PROBE_INTERVAL", "0s"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "CHOPIN_DB_BREAKER",
+            "CHOPIN_DB_BREAKER_THRESHOLD",
+            "CHOPIN_DB_PROBE_INTERVAL",
+        ] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
     }
 }

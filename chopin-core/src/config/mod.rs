@@ -43,7 +43,7 @@ pub use self::cache::{
     is_valid_cache_namespace,
 };
 pub use self::cursor::{CURSOR_KEY_INFO, CursorConfig, DEFAULT_CURSOR_TTL};
-pub use self::database::{DEFAULT_DATABASE_URL, DatabaseConfig};
+pub use self::database::{BreakerConfig, DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};

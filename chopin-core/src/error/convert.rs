@@ -107,6 +107,12 @@ fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
             "the database is unavailable",
             DEFAULT_RETRY_AFTER,
         )),
+        E::Database(db) if db.code().is_some_and(|c| is_connection_sqlstate(&c)) => {
+            Some(ChopinError::unavailable(
+                "the database connection was lost; retry shortly",
+                DEFAULT_RETRY_AFTER,
+            ))
+        }
         E::Database(db) => match db.kind() {
             ErrorKind::UniqueViolation => Some(ChopinError::Conflict(
                 "a resource with the same unique value already exists".into(),
@@ -117,6 +123,27 @@ fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// SQLSTATEs that say the connection (not the statement) failed: class 08 (connection
+/// exception) and 57P01–57P03 (admin shutdown, crash shutdown, cannot connect now).
+#[cfg(chopin_db)]
+fn is_connection_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// Whether `err` means the connection to the database failed or was lost — refused, reset,
+/// DNS, TLS or I/O while connecting or mid-query, or a server shutting down — as opposed to a
+/// statement error or a busy pool (`PoolTimedOut`). The database circuit breaker counts
+/// these.
+#[cfg(chopin_db)]
+pub(crate) fn is_connection_failure(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match err {
+        E::Io(_) | E::Tls(_) => true,
+        E::Database(db) => db.code().is_some_and(|c| is_connection_sqlstate(&c)),
+        _ => false,
     }
 }
 
@@ -204,5 +231,110 @@ fn describe_validation(
         "url" => "must be a valid URL".into(),
         "required" => "is required".into(),
         other => format!("is invalid ({other})"),
+    }
+}
+
+#[cfg(all(test, chopin_db))]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use http::StatusCode;
+    use sea_orm::sqlx;
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+    use sea_orm::{DbErr, RuntimeErr};
+
+    use super::*;
+
+    /// A server error with a SQLSTATE, as PostgreSQL sends it.
+    #[derive(Debug)]
+    struct PgLike(&'static str);
+
+    impl std::fmt::Display for PgLike {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for PgLike {}
+
+    impl DatabaseError for PgLike {
+        fn message(&self) -> &str {
+            "terminating connection due to administrator command"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn db_error(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(PgLike(code)))
+    }
+
+    fn status_and_retry(err: ChopinError) -> (StatusCode, Option<std::time::Duration>) {
+        (err.status(), err.retry_after())
+    }
+
+    #[test]
+    fn a_connection_lost_mid_query_is_503_with_retry_after() {
+        let lost = [
+            db_error("57P01"),
+            db_error("57P02"),
+            db_error("57P03"),
+            db_error("08006"),
+            db_error("08003"),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        ];
+        for err in lost {
+            let text = err.to_string();
+            assert!(is_connection_failure(&err), "{text}");
+            // Through sea-orm, as an entity query reports it.
+            let via_sea_orm = DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)));
+            let (status, retry) = status_and_retry(ChopinError::from(via_sea_orm));
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+            assert_eq!(retry, Some(DEFAULT_RETRY_AFTER), "{text}");
+        }
+        // Directly from sqlx, as the pass-through path reports it.
+        let (status, retry) = status_and_retry(ChopinError::from(db_error("57P01")));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry, Some(DEFAULT_RETRY_AFTER));
+        let exec = DbErr::Exec(RuntimeErr::SqlxError(Arc::new(db_error("08006"))));
+        assert_eq!(
+            ChopinError::from(exec).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn statement_errors_stay_500_and_a_busy_pool_is_not_a_connection_failure() {
+        for code in ["42P01", "57014", "22P02", "XX000"] {
+            let err = db_error(code);
+            assert!(!is_connection_failure(&err), "{code}");
+            let via_sea_orm = DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)));
+            assert_eq!(
+                ChopinError::from(via_sea_orm).status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{code}"
+            );
+        }
+        assert!(!is_connection_failure(&sqlx::Error::PoolTimedOut));
+        assert!(!is_connection_failure(&sqlx::Error::RowNotFound));
+        assert_eq!(
+            ChopinError::from(sqlx::Error::PoolTimedOut).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -24,6 +24,8 @@ use crate::context;
 use crate::json;
 
 mod convert;
+#[cfg(chopin_db)]
+pub(crate) use convert::is_connection_failure;
 
 /// The stable, documented machine-readable code of an error.
 ///

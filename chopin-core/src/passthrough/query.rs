@@ -166,26 +166,42 @@ impl JsonQuery {
         db: &Db,
         mut f: impl FnMut(RawJson<'_>) -> Result<ControlFlow<()>, ChopinError>,
     ) -> Result<(), ChopinError> {
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = db.postgres_pool() {
-            let mut rows = self.statement.pg_query().fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                if f(pg_raw(&row)?)?.is_break() {
-                    break;
+        // While the database is down, answer 503 at once instead of waiting for the pool.
+        db.breaker_check()?;
+        // A slow first row may be a pool that cannot connect: the breaker then probes.
+        db.watch(async move {
+            #[cfg(feature = "postgres")]
+            if let Some(pool) = db.postgres_pool() {
+                let mut rows = self
+                    .statement
+                    .pg_query()
+                    .fetch(pool)
+                    .inspect_err(|e| db.observe_error(e));
+                while let Some(row) = rows.try_next().await? {
+                    if f(pg_raw(&row)?)?.is_break() {
+                        break;
+                    }
                 }
+                db.observe_success();
+                return Ok(());
             }
-            return Ok(());
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(pool) = db.sqlite_pool() {
-            let mut rows = self.statement.sqlite_query().fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                if f(sqlite_raw(&row)?)?.is_break() {
-                    break;
+            #[cfg(feature = "sqlite")]
+            if let Some(pool) = db.sqlite_pool() {
+                let mut rows = self
+                    .statement
+                    .sqlite_query()
+                    .fetch(pool)
+                    .inspect_err(|e| db.observe_error(e));
+                while let Some(row) = rows.try_next().await? {
+                    if f(sqlite_raw(&row)?)?.is_break() {
+                        break;
+                    }
                 }
+                db.observe_success();
+                return Ok(());
             }
-            return Ok(());
-        }
-        Err(ChopinError::internal("no database backend compiled in"))
+            Err(ChopinError::internal("no database backend compiled in"))
+        })
+        .await
     }
 }

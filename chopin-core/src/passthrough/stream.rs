@@ -62,6 +62,8 @@ impl JsonStream {
         chunk: usize,
         db: Db,
     ) -> Result<JsonStream, ChopinError> {
+        // While the database is down, answer 503 at once instead of waiting for the pool.
+        db.breaker_check()?;
         let (tx, mut rx) = mpsc::channel(1);
         tokio::spawn(produce(statement, encoder, chunk, db, tx));
         match rx.recv().await {
@@ -121,13 +123,18 @@ async fn produce(
     #[cfg(feature = "postgres")]
     if let Some(pool) = db.postgres_pool() {
         let setup = async {
-            let mut conn = pool.acquire().await?;
+            let observed = |err: sqlx::Error| {
+                db.observe_error(&err);
+                ChopinError::from(err)
+            };
+            let mut conn = pool.acquire().await.map_err(observed)?;
             let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(&mut *conn)
-                .await?;
+                .await
+                .map_err(observed)?;
             Ok::<_, ChopinError>((conn, pid))
         };
-        let (mut conn, pid) = match setup.await {
+        let (mut conn, pid) = match db.watch(setup).await {
             Ok(v) => v,
             Err(err) => {
                 let _ = tx.send(Msg::Failed(err)).await;
@@ -135,7 +142,10 @@ async fn produce(
             }
         };
         let outcome = {
-            let rows = statement.pg_query().fetch(&mut *conn);
+            let rows = statement
+                .pg_query()
+                .fetch(&mut *conn)
+                .inspect_err(|e| db.observe_error(e));
             pump(rows, super::statement::pg_raw, &encoder, chunk, &tx).await
         };
         if outcome != Outcome::Done {
@@ -151,7 +161,10 @@ async fn produce(
     #[cfg(feature = "sqlite")]
     if let Some(pool) = db.sqlite_pool() {
         // Dropping the row stream stops SQLite from stepping the statement.
-        let rows = statement.sqlite_query().fetch(pool);
+        let rows = statement
+            .sqlite_query()
+            .fetch(pool)
+            .inspect_err(|e| db.observe_error(e));
         pump(rows, super::statement::sqlite_raw, &encoder, chunk, &tx).await;
         return;
     }

@@ -99,7 +99,10 @@ pub enum StartError {
 /// Chopin's default layers.
 pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
     let db = Db::connect(&config.database).await?;
+    // Instances starting together take turns (a PostgreSQL advisory lock; no-op on SQLite).
+    let lock = db.migration_lock("blog").await?;
     migration::Migrator::up(db.conn(), None).await?;
+    lock.release().await?;
     let cache = Cache::from_config(&config.cache).await?;
     let auth = Auth::from_config(&config).await?;
     // Mails through CHOPIN_SMTP_URL when it is set; otherwise the log in development, memory

@@ -13,6 +13,20 @@
 //!   enforced foreign keys.
 //! * When every connection is busy, a query waits up to `acquire_timeout` and then fails with
 //!   a [`ChopinError::ServiceUnavailable`](crate::ChopinError) (503 with `Retry-After`).
+//! * A circuit breaker ([`BreakerConfig`]) answers that 503 at once while the database is
+//!   down: connection failures (refused, reset, DNS, I/O, a connection lost mid-query) or a
+//!   failed background probe open it, and the first successful probe (`SELECT 1`, every
+//!   `CHOPIN_DB_PROBE_INTERVAL`) closes it. Every query through `Db` — sea-orm's traits,
+//!   [`Db::ping`] and the pass-through responders — checks it; [`Db::is_available`] reads it.
+//! * [`Db::migration_lock`] serialises migrations of several instances starting together
+//!   (a PostgreSQL advisory lock).
+
+mod breaker;
+mod migrate;
+
+pub use self::migrate::MigrationLock;
+#[cfg(feature = "auth")]
+pub(crate) use self::migrate::lock as migrate_lock;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +42,9 @@ use sea_orm::{
     StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
+use self::breaker::{Breaker, ProbeTarget};
+#[cfg(doc)]
+use crate::config::BreakerConfig;
 use crate::config::{DatabaseConfig, parse_duration, redact_url};
 
 /// Why the database could not be set up.
@@ -173,6 +190,7 @@ pub struct Db {
     conn: DatabaseConnection,
     pool: Pool,
     settings: PoolSettings,
+    breaker: Breaker,
 }
 
 impl std::ops::Deref for Db {
@@ -312,6 +330,11 @@ impl Db {
                         .map_err(connect_err)?;
                     Ok(Db {
                         conn: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+                        breaker: Breaker::new(
+                            config.breaker,
+                            settings.acquire_timeout,
+                            ProbeTarget::Sqlite(pool.clone()),
+                        ),
                         pool: Pool::Sqlite(pool),
                         settings,
                     })
@@ -333,6 +356,11 @@ impl Db {
                         .map_err(connect_err)?;
                     Ok(Db {
                         conn: sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                        breaker: Breaker::new(
+                            config.breaker,
+                            settings.acquire_timeout,
+                            ProbeTarget::Postgres(pool.clone()),
+                        ),
                         pool: Pool::Postgres(pool),
                         settings,
                     })
@@ -431,9 +459,58 @@ impl Db {
         }
     }
 
-    /// Check that a connection can be acquired and answers a trivial query.
+    /// Check that a connection can be acquired and answers a trivial query. Fails at once
+    /// while the circuit breaker is open (this is what `/health/ready`'s `database` check
+    /// runs).
     pub async fn ping(&self) -> Result<(), sea_orm::DbErr> {
-        self.conn.ping().await
+        self.guarded(self.conn.ping()).await
+    }
+
+    /// `false` while the circuit breaker is open: the database was found unreachable and
+    /// queries through this `Db` answer 503 at once until a background probe succeeds.
+    /// Always `true` when the breaker is switched off (`CHOPIN_DB_BREAKER=false`).
+    pub fn is_available(&self) -> bool {
+        self.breaker.is_closed()
+    }
+
+    /// For the pass-through path: a 503 at once while the breaker is open.
+    pub(crate) fn breaker_check(&self) -> Result<(), crate::error::ChopinError> {
+        self.breaker.check()
+    }
+
+    /// For the pass-through path: report a query's sqlx error to the breaker.
+    pub(crate) fn observe_error(&self, err: &sqlx::Error) {
+        self.breaker.observe_sqlx(err);
+    }
+
+    /// For the pass-through path: run a query, starting a probe if it is slow, and giving up
+    /// with the breaker's 503 if the breaker opens while it waits.
+    pub(crate) async fn watch<T>(
+        &self,
+        fut: impl Future<Output = Result<T, crate::error::ChopinError>>,
+    ) -> Result<T, crate::error::ChopinError> {
+        self.breaker
+            .watch_abandoning(fut, || Err(breaker::open_error()))
+            .await
+    }
+
+    /// For the pass-through path: a query succeeded.
+    pub(crate) fn observe_success(&self) {
+        self.breaker.success();
+    }
+
+    /// Run `fut` unless the breaker is open, and report its outcome to the breaker.
+    async fn guarded<T>(&self, fut: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
+        self.breaker.check_db()?;
+        let result = self
+            .breaker
+            .watch_abandoning(fut, || Err(breaker::open_db_error()))
+            .await;
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(err) => self.breaker.observe_db(err),
+        }
+        result
     }
 
     /// Close the pool, waiting for connections in use to be returned.
@@ -447,8 +524,19 @@ impl Db {
     }
 }
 
-// `Db` is a sea-orm connection: every call goes to the inner `DatabaseConnection`, so `&db`
-// works wherever sea-orm takes `&impl ConnectionTrait` (`.all(&db)`, `.exec(&db)`, …).
+impl Db {
+    fn observe_transaction<T, E>(&self, result: &Result<T, TransactionError<E>>) {
+        match result {
+            Ok(_) => self.breaker.success(),
+            Err(TransactionError::Connection(err)) => self.breaker.observe_db(err),
+            Err(TransactionError::Transaction(_)) => {}
+        }
+    }
+}
+
+// `Db` is a sea-orm connection: every call goes to the inner `DatabaseConnection` (after the
+// circuit breaker's check), so `&db` works wherever sea-orm takes `&impl ConnectionTrait`
+// (`.all(&db)`, `.exec(&db)`, …).
 
 #[async_trait]
 impl ConnectionTrait for Db {
@@ -457,19 +545,19 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.conn.execute_raw(stmt).await
+        self.guarded(self.conn.execute_raw(stmt)).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.conn.execute_unprepared(sql).await
+        self.guarded(self.conn.execute_unprepared(sql)).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.conn.query_one_raw(stmt).await
+        self.guarded(self.conn.query_one_raw(stmt)).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.conn.query_all_raw(stmt).await
+        self.guarded(self.conn.query_all_raw(stmt)).await
     }
 
     fn support_returning(&self) -> bool {
@@ -486,7 +574,7 @@ impl TransactionTrait for Db {
     type Transaction = DatabaseTransaction;
 
     async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        self.conn.begin().await
+        self.guarded(self.conn.begin()).await
     }
 
     async fn begin_with_config(
@@ -494,8 +582,7 @@ impl TransactionTrait for Db {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DatabaseTransaction, DbErr> {
-        self.conn
-            .begin_with_config(isolation_level, access_mode)
+        self.guarded(self.conn.begin_with_config(isolation_level, access_mode))
             .await
     }
 
@@ -503,7 +590,7 @@ impl TransactionTrait for Db {
         &self,
         options: TransactionOptions,
     ) -> Result<DatabaseTransaction, DbErr> {
-        self.conn.begin_with_options(options).await
+        self.guarded(self.conn.begin_with_options(options)).await
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -515,7 +602,12 @@ impl TransactionTrait for Db {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        self.conn.transaction(callback).await
+        self.breaker
+            .check_db()
+            .map_err(TransactionError::Connection)?;
+        let result = self.breaker.watch(self.conn.transaction(callback)).await;
+        self.observe_transaction(&result);
+        result
     }
 
     async fn transaction_with_config<F, T, E>(
@@ -532,9 +624,18 @@ impl TransactionTrait for Db {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        self.conn
-            .transaction_with_config(callback, isolation_level, access_mode)
-            .await
+        self.breaker
+            .check_db()
+            .map_err(TransactionError::Connection)?;
+        let result = self
+            .breaker
+            .watch(
+                self.conn
+                    .transaction_with_config(callback, isolation_level, access_mode),
+            )
+            .await;
+        self.observe_transaction(&result);
+        result
     }
 }
 
@@ -549,7 +650,17 @@ impl StreamTrait for Db {
         &'a self,
         stmt: Statement,
     ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-        self.conn.stream_raw(stmt)
+        Box::pin(async move {
+            self.breaker.check_db()?;
+            let result = self
+                .breaker
+                .watch_abandoning(self.conn.stream_raw(stmt), || Err(breaker::open_db_error()))
+                .await;
+            if let Err(err) = &result {
+                self.breaker.observe_db(err);
+            }
+            result
+        })
     }
 }
 

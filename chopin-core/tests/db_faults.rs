@@ -1,0 +1,694 @@
+//! Database faults for real: a private PostgreSQL server (started by the test with
+//! `initdb` / `pg_ctl` on a free port in a temporary directory, as the `postgres` user when
+//! the test runs as root) is stopped under load and started again, and the circuit breaker's
+//! promises are checked on the answers of a real HTTP server built on `App`; and concurrent
+//! migrations of a fresh database on the shared server all succeed under the migration lock.
+//!
+//! The private server never touches the shared one. Without PostgreSQL's server binaries
+//! (`/usr/lib/postgresql/*/bin`) the outage test prints why and passes, except under
+//! `CI=true`, where it fails; the migration test needs the shared server
+//! (`CHOPIN_TEST_POSTGRES_URL`) on the same terms.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chopin_core::config::{BreakerConfig, DatabaseConfig};
+use chopin_core::passthrough::JsonQuery;
+use chopin_core::prelude::*;
+use chopin_core::testing::{TestPostgres, in_ci};
+use sea_orm::{ConnectionTrait, Statement};
+
+// ---------------------------------------------------------------------------------------------
+// A private PostgreSQL server
+// ---------------------------------------------------------------------------------------------
+
+/// A PostgreSQL server of the test's own, in a temporary directory, on a free port; stopped
+/// (immediately) when dropped.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb` and `pg_ctl`.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+impl PrivatePostgres {
+    /// `initdb` and start a server; `None` (after printing why) when the server binaries are
+    /// missing, outside CI.
+    fn start() -> Option<PrivatePostgres> {
+        let missing = |why: String| {
+            assert!(
+                !in_ci(),
+                "{why} (CI=true: the database fault tests must run)"
+            );
+            eprintln!("skipping the database outage test: {why}");
+            None
+        };
+        let Some(bin) = postgres_bin() else {
+            return missing("no initdb / pg_ctl under /usr/lib/postgresql/*/bin".into());
+        };
+        let as_postgres_user = running_as_root();
+        if as_postgres_user
+            && !Command::new("id")
+                .arg("postgres")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            return missing("running as root and there is no `postgres` user for initdb".into());
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        if as_postgres_user {
+            let chown = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(chown.success(), "chown postgres: {}", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let server = PrivatePostgres {
+            dir,
+            bin,
+            port,
+            as_postgres_user,
+        };
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        server.pg_ctl_start();
+        Some(server)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?{query}",
+            self.port
+        )
+    }
+
+    /// Run one of the server binaries (as `postgres` under root), bounded by `pg_ctl -t`.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start and wait (at most 20 s) until the server accepts connections.
+    fn pg_ctl_start(&self) {
+        let data = self.data_dir();
+        let log = self.dir.path().join("postgres.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.path().display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "20",
+                "start",
+            ],
+        );
+    }
+
+    /// Stop (`-m fast`: sessions are terminated with SQLSTATE 57P01, as in a real shutdown)
+    /// and wait at most 20 s.
+    fn pg_ctl_stop(&self, mode: &str) {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", mode, "-w", "-t", "20", "stop"],
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let program = self.bin.join("pg_ctl");
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let _ = command
+            .args([
+                "-D",
+                path_str(&data),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "10",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The application under test
+// ---------------------------------------------------------------------------------------------
+
+/// `/orm`: a sea-orm query through `Db`'s `ConnectionTrait`; `/pass`: a pass-through list.
+fn routes() -> Router<Db> {
+    async fn orm(State(db): State<Db>) -> Result<ApiResponse<i64>, ChopinError> {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT count(*) AS n FROM item",
+            ))
+            .await?;
+        let n = row
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or_default();
+        Ok(ApiResponse::success(n))
+    }
+    async fn pass(State(db): State<Db>) -> Result<impl axum::response::IntoResponse, ChopinError> {
+        JsonQuery::new("SELECT json_build_object('id', id, 'name', name) FROM item ORDER BY id")
+            .list(&db)
+            .await
+    }
+    Router::new()
+        .route("/orm", get(orm))
+        .route("/pass", get(pass))
+}
+
+/// Serve the app (with its `/health/ready` database check) over real TCP.
+async fn serve(db: &Db) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let app = App::with_state(Config::for_environment(Environment::Test), db.clone())
+        .database(db)
+        .router(routes());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = app.serve_with(listener, shutdown).await {
+            eprintln!("test server failed: {e}");
+        }
+    });
+    (base, stop)
+}
+
+/// One answer seen by a load worker.
+#[derive(Debug, Clone)]
+struct Sample {
+    path: &'static str,
+    start: Instant,
+    took: Duration,
+    /// HTTP status; 0 when the request failed without an answer.
+    status: u16,
+    retry_after: bool,
+}
+
+/// Clients requesting `/orm` and `/pass` in a loop until `stop` is set.
+fn load(base: &str, clients: usize, stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<Sample>>> {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client");
+    for i in 0..clients {
+        let (http, base, stop, samples) = (
+            http.clone(),
+            base.to_string(),
+            stop.clone(),
+            samples.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                let path = if n % 2 == 0 { "/orm" } else { "/pass" };
+                n += 1;
+                let start = Instant::now();
+                let (status, retry_after) = match http.get(format!("{base}{path}")).send().await {
+                    Ok(r) => (
+                        r.status().as_u16(),
+                        r.headers().contains_key(http::header::RETRY_AFTER),
+                    ),
+                    Err(_) => (0, false),
+                };
+                let sample = Sample {
+                    path,
+                    start,
+                    took: start.elapsed(),
+                    status,
+                    retry_after,
+                };
+                samples.lock().expect("samples").push(sample);
+                // Answers during the outage come at once: do not spin the test machine.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+    samples
+}
+
+/// Poll `cond` every 5 ms for at most `limit`; the time it took, or `None`.
+async fn wait_for(limit: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond().then(|| start.elapsed())
+}
+
+async fn blocking(f: impl FnOnce() + Send + 'static) {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a blocking task");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
+    let test_start = Instant::now();
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    let pg = Arc::new(pg);
+    let breaker = BreakerConfig {
+        probe_interval: Duration::from_millis(100),
+        ..BreakerConfig::default()
+    };
+    let db = Db::connect(&DatabaseConfig {
+        breaker,
+        ..DatabaseConfig::new(pg.url("max_connections=4&acquire_timeout=2s"))
+    })
+    .await
+    .expect("connect to the private server");
+    // The same server without the breaker: queries wait for the pool as they always did.
+    let unguarded = Db::connect(&DatabaseConfig {
+        breaker: BreakerConfig {
+            enabled: false,
+            ..breaker
+        },
+        ..DatabaseConfig::new(pg.url("max_connections=2&acquire_timeout=500ms"))
+    })
+    .await
+    .expect("connect to the private server");
+    db.execute_unprepared(
+        "CREATE TABLE item (id bigint PRIMARY KEY, name text NOT NULL);
+         INSERT INTO item VALUES (1, 'one'), (2, 'two')",
+    )
+    .await
+    .expect("seed");
+    let (base, stop_server) = serve(&db).await;
+    let http = reqwest::Client::new();
+
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let samples = load(&base, 6, &stop_load);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // The outage.
+    let stopped_at = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_stop("fast")).await;
+    wait_for(Duration::from_secs(5), || !db.is_available())
+        .await
+        .expect("the breaker opens within 5 s of the stop");
+    let opened_at = Instant::now();
+    let opened_after = opened_at - stopped_at;
+
+    // Readiness says so at once, with Retry-After.
+    let asked = Instant::now();
+    let ready = http
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("/health/ready answers");
+    let ready_took = asked.elapsed();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key(http::header::RETRY_AFTER));
+    assert!(
+        ready_took < Duration::from_millis(100),
+        "/health/ready took {ready_took:?} with the breaker open"
+    );
+    // With the breaker off, a query waits for the pool's acquire timeout instead.
+    let asked = Instant::now();
+    let err = unguarded
+        .execute_unprepared("SELECT 1")
+        .await
+        .expect_err("the server is down");
+    let unguarded_took = asked.elapsed();
+    assert!(
+        unguarded.is_available(),
+        "a switched-off breaker never opens"
+    );
+    assert!(
+        unguarded_took >= Duration::from_millis(400),
+        "without the breaker the query waited only {unguarded_took:?}: {err}"
+    );
+    assert_eq!(
+        ChopinError::from(err).status(),
+        http::StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    tokio::time::sleep(
+        (opened_at + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let restart_began = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_start()).await;
+    let up_at = Instant::now();
+    let closed_after = wait_for(Duration::from_secs(1), || db.is_available())
+        .await
+        .expect("the breaker closes within 1 s of the restart");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop_load.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_server.send(());
+    let samples = samples.lock().expect("samples").clone();
+
+    // No answer is a 500 (or no answer at all), before, during or after the outage.
+    let bad: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.status != 200 && s.status != 503)
+        .collect();
+    assert!(bad.is_empty(), "answers other than 200 / 503: {bad:?}");
+    // Before the stop, every answer is a 200.
+    let before: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took < stopped_at)
+        .collect();
+    assert!(
+        before.len() >= 10,
+        "only {} answers before the stop",
+        before.len()
+    );
+    assert!(before.iter().all(|s| s.status == 200), "{before:?}");
+    // Requests in flight when the server stopped do not wait out the 2 s acquire timeout:
+    // they get their 503 when the breaker opens.
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took >= stopped_at && s.start < restart_began)
+        .collect();
+    let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
+    assert!(
+        slowest_during < Duration::from_secs(1),
+        "an answer during the outage took {slowest_during:?}"
+    );
+    // Once the breaker is open and until the restart: 503 with Retry-After within 100 ms.
+    let open: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= opened_at && s.start + s.took <= restart_began)
+        .collect();
+    assert!(
+        open.len() >= 50,
+        "only {} answers during the outage",
+        open.len()
+    );
+    for s in &open {
+        assert_eq!(s.status, 503, "{s:?}");
+        assert!(s.retry_after, "503 without Retry-After: {s:?}");
+        assert!(s.took < Duration::from_millis(100), "{s:?}");
+    }
+    for path in ["/orm", "/pass"] {
+        assert!(
+            open.iter().any(|s| s.path == path),
+            "no {path} answer during the outage"
+        );
+    }
+    // From one second after the restart, every request succeeds.
+    let after: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= up_at + Duration::from_secs(1))
+        .collect();
+    assert!(
+        after.len() >= 10,
+        "only {} answers after the restart",
+        after.len()
+    );
+    assert!(
+        after.iter().all(|s| s.status == 200),
+        "{:?}",
+        after.iter().filter(|s| s.status != 200).collect::<Vec<_>>()
+    );
+    let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "outage: breaker open {opened_after:?} after `pg_ctl stop` began; slowest answer in \
+         the outage {slowest_during:?}; {} answers while open, slowest {slowest_open:?}; breaker closed {closed_after:?} after the server accepted \
+         connections again; test took {:?}",
+        open.len(),
+        test_start.elapsed()
+    );
+    assert!(
+        test_start.elapsed() < Duration::from_secs(30),
+        "the outage test took {:?}",
+        test_start.elapsed()
+    );
+}
+
+/// A user's own migrator, run through `Db::migration_lock`.
+mod app_migrations {
+    use sea_orm_migration::prelude::*;
+
+    pub struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(CreateWidget)]
+        }
+    }
+
+    struct CreateWidget;
+
+    impl MigrationName for CreateWidget {
+        fn name(&self) -> &str {
+            "m20260101_000001_create_widget"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreateWidget {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // No IF NOT EXISTS: two instances creating it at once fail without the lock.
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("widget"))
+                        .col(
+                            ColumnDef::new(Alias::new("id"))
+                                .big_integer()
+                                .not_null()
+                                .primary_key(),
+                        )
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_migrate_once_under_the_lock() {
+    use sea_orm_migration::MigratorTrait;
+
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    const INSTANCES: usize = 6;
+    let mut dbs = Vec::new();
+    for _ in 0..INSTANCES {
+        let db = Db::connect(&DatabaseConfig::new(format!(
+            "{}?max_connections=2",
+            pg.url()
+        )))
+        .await
+        .expect("connect");
+        dbs.push(db);
+    }
+    // Every "instance" (its own pool) starts at once: the auth store's migrations, then the
+    // application's own migrator under `Db::migration_lock`.
+    let runs = dbs.iter().cloned().map(|db| {
+        tokio::spawn(async move {
+            chopin_core::auth::AuthStore::new(&db).await?;
+            let lock = db.migration_lock("app").await?;
+            app_migrations::Migrator::up(&db, None).await?;
+            lock.release().await
+        })
+    });
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(runs),
+    )
+    .await
+    .expect("the migrations finish within 20 s");
+    for outcome in outcomes {
+        outcome
+            .expect("the migration task")
+            .expect("every instance's migrations succeed");
+    }
+    let db = &dbs[0];
+    let count = |sql: &'static str| async move {
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect(sql)
+            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+            .expect(sql)
+    };
+    // Each migration is recorded once, and each table exists once in the database.
+    let auth_migrations = chopin_core::auth::migration::AuthMigrator::migrations().len();
+    assert_eq!(
+        count("SELECT count(*) FROM chopin_auth_migrations").await,
+        auth_migrations as i64
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT version) FROM chopin_auth_migrations").await,
+        auth_migrations as i64
+    );
+    assert_eq!(count("SELECT count(*) FROM seaql_migrations").await, 1);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name = 'widget'"
+        )
+        .await,
+        1
+    );
+    // The locks are free again: a later instance takes them at once.
+    let lock = tokio::time::timeout(Duration::from_secs(2), db.migration_lock("app"))
+        .await
+        .expect("the lock is free")
+        .expect("lock");
+    lock.release().await.expect("release");
+}
+
+/// A healthy database that is merely busy never opens the breaker: a slow query on an
+/// in-memory SQLite database (one connection, so the probe finds none idle) starts a probe,
+/// which must not count the busy pool as down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_on_a_busy_healthy_database_keeps_the_breaker_closed() {
+    let db = Db::connect(&DatabaseConfig {
+        breaker: BreakerConfig {
+            probe_interval: Duration::from_millis(20),
+            ..BreakerConfig::default()
+        },
+        acquire_timeout: Some(Duration::from_millis(100)),
+        ..DatabaseConfig::new("sqlite::memory:")
+    })
+    .await
+    .expect("in-memory SQLite");
+    let slow = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = db
+                .execute_unprepared(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                     WHERE x < 4000000) SELECT count(*) FROM c",
+                )
+                .await;
+            (result, start.elapsed())
+        })
+    };
+    let mut stayed_closed = true;
+    while !slow.is_finished() {
+        stayed_closed &= db.is_available();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (result, took) = slow.await.expect("the slow query's task");
+    result.expect("the slow query succeeds");
+    assert!(
+        took >= Duration::from_millis(250),
+        "the query took only {took:?}: too fast to outlast the probe's timeout"
+    );
+    assert!(
+        stayed_closed && db.is_available(),
+        "a busy pool opened the breaker"
+    );
+    db.execute_unprepared("SELECT 1")
+        .await
+        .expect("still usable");
+}
