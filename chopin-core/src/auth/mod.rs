@@ -404,6 +404,7 @@ impl Auth {
     ///
     /// ```
     /// use chopin_core::auth::{Auth, AuthError, Claims, JwtKeys, TokenSettings};
+    /// use chopin_core::config::Environment;
     ///
     /// #[derive(serde::Serialize, serde::Deserialize)]
     /// struct Invite { team: String, exp: i64 }
@@ -411,6 +412,7 @@ impl Auth {
     /// let auth = Auth::new(
     ///     JwtKeys::hs256("k1", b"a-secret-of-at-least-thirty-two-bytes").unwrap(),
     ///     TokenSettings::default(),
+    ///     Environment::Development,
     /// );
     /// let exp = auth.claims_for("42").exp; // the access-token lifetime from now
     /// let token = auth.sign(&Invite { team: "core".into(), exp }).unwrap();
