@@ -33,9 +33,9 @@ fn sanitize_request_id(value: &HeaderValue) -> Option<HeaderValue> {
 }
 
 /// A new lowercase UUID v4. `uuid`'s `fast-rng` feature draws it from a per-thread ChaCha
-/// generator seeded by the operating system: about 90 instructions, measured with
-/// `bench/profile-core.sh` (the request id's cost is in the headers and extensions it writes,
-/// not in the generator).
+/// generator seeded by the operating system, so generating one is cheap: the request id's cost
+/// is in the headers and extensions it writes, not in the generator (`bench/profile-core.sh`
+/// measures it; docs/performance.md has the figures).
 fn generate_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
