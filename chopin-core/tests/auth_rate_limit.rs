@@ -8,7 +8,7 @@
 mod common;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,9 +84,9 @@ fn only(config: AuthRateLimitConfig) -> Option<AuthRateLimits> {
     Some(AuthRateLimits::memory(config))
 }
 
-/// `POST /auth<path>` with a JSON body from client address `ip`.
+/// `POST /auth<path>` with a JSON body from client address `ip` (IPv4 or IPv6).
 async fn post(c: &TestClient, ip: &str, path: &str, body: &Value) -> TestResponse {
-    let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+    let addr = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), 40000);
     let req = Request::builder()
         .method("POST")
         .uri(format!("/auth{path}"))
@@ -292,6 +292,34 @@ async fn login_attempts_and_signups_are_limited_per_address() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test]
+async fn ipv6_addresses_of_one_64_share_the_per_address_budgets() {
+    let (_dir, db) = common::sqlite("").await;
+    let config = AuthRateLimitConfig {
+        login: rate(2, 60),
+        ..AuthRateLimitConfig::off()
+    };
+    let (c, _) = module(&db, auth(), only(config)).await;
+    let wrong = creds("ada@example.com", "wrong");
+    // Two addresses of 2001:db8:1:2::/64: one client, one budget.
+    let r = post(&c, "2001:db8:1:2::1", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "2001:db8:1:2:ffff::9", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "2001:db8:1:2:abcd::42", "/login", &wrong).await;
+    assert_limited(&r, "login", 2, 60);
+    // The next /64 is another client.
+    let r = post(&c, "2001:db8:1:3::1", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // An IPv4-mapped address is its IPv4 address.
+    let r = post(&c, "10.0.0.7", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "::ffff:10.0.0.7", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "10.0.0.7", "/login", &wrong).await;
+    assert_limited(&r, "login", 2, 60);
 }
 
 #[tokio::test]

@@ -187,7 +187,7 @@ mod routes {
     use crate::auth::AuthStore;
     use crate::auth::jwt::hex;
     use crate::error::ChopinError;
-    use crate::middleware::rate_limit::{Limiter, limited};
+    use crate::middleware::rate_limit::{Limiter, address_key, limited};
     use crate::rate_limit::client_ip;
 
     /// The largest auth request body the layer reads to find the account (a login body is
@@ -331,7 +331,8 @@ mod routes {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let ip = client_ip(req.headers(), peer, &limits.trusted).map(|ip| ip.to_string());
+        // Keyed as the main layer keys addresses: an IPv6 client is its /64, not each address.
+        let ip = client_ip(req.headers(), peer, &limits.trusted).map(address_key);
         if ip.is_none() && route != Route::Refresh {
             warn_no_peer();
         }

@@ -26,6 +26,9 @@ mod store;
 
 pub(crate) use headers::{limited, policy_value};
 pub use key::{Buckets, KeyFuture, RateLimitKey, RateLimitRequest, client_ip};
+// Used by the auth routes' limits, which need a database feature.
+#[cfg_attr(not(chopin_db), allow(unused_imports))]
+pub(crate) use key::address_key;
 pub(crate) use store::{Backend, Limiter};
 
 /// The rate-limiting layer (see the [module docs](crate::rate_limit)). A cheap clone; clones
