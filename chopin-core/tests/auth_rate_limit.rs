@@ -358,6 +358,40 @@ async fn password_resets_are_limited_per_account_and_address() {
 }
 
 #[tokio::test]
+async fn password_resets_are_limited_per_address_whatever_the_account() {
+    let (_dir, db) = common::sqlite("").await;
+    let config = AuthRateLimitConfig {
+        password_reset: rate(2, 3600),
+        password_reset_ip: rate(3, 3600),
+        ..AuthRateLimitConfig::off()
+    };
+    let (c, _) = module(&db, auth(), only(config)).await;
+    let reset = |ip: &'static str, email: String| {
+        let c = c.clone();
+        async move { post(&c, ip, "/password-reset", &json!({"email": email})).await }
+    };
+    // A distinct account each time: the per-(account, address) limit never trips.
+    for n in 0..3 {
+        let r = reset("10.0.0.1", format!("u{n}@example.com")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    let r = reset("10.0.0.1", "u9@example.com".into()).await;
+    assert_limited(&r, "password-reset-ip", 3, 3600);
+    // Both policies are announced.
+    assert!(
+        r.header("ratelimit-policy")
+            .unwrap()
+            .contains("password-reset;q=2;w=3600")
+    );
+    // Whatever the body: it is charged before the body is read.
+    let r = post(&c, "10.0.0.1", "/password-reset", &json!({"nonsense": 1})).await;
+    assert_limited(&r, "password-reset-ip", 3, 3600);
+    // Another address has its own budget.
+    let r = reset("10.0.0.2", "u9@example.com".into()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+}
+
+#[tokio::test]
 async fn failed_token_redemptions_are_limited_per_address() {
     let (_dir, db) = common::sqlite("").await;
     let config = AuthRateLimitConfig {
@@ -501,6 +535,7 @@ async fn the_limits_are_on_by_default_and_follow_the_configuration() {
     assert_eq!(defaults.login_failures, rate(5, 900));
     assert_eq!(defaults.signup, rate(10, 3600));
     assert_eq!(defaults.password_reset, rate(5, 3600));
+    assert_eq!(defaults.password_reset_ip, rate(20, 3600));
     assert_eq!(defaults.verification, rate(5, 3600));
     assert_eq!(defaults.refresh, rate(60, 60));
     let store = AuthStore::new(&db).await.unwrap();

@@ -42,7 +42,8 @@ impl RateLimitLayer {
 }
 
 /// The auth module's own limits (see `docs/auth.md`): per client address on `/login`
-/// attempts and `/signup`; per (account, address) on failed logins and on `/password-reset`;
+/// attempts, `/signup` and `/password-reset`; per (account, address) on failed logins and on
+/// `/password-reset`;
 /// per address on failed one-time-token redemptions (`/verify-email`,
 /// `/password-reset/confirm`); per user on `/refresh`. Never per account alone, so nobody
 /// can lock a victim out. A cheap clone; clones share their counters.
@@ -59,6 +60,7 @@ pub struct AuthRateLimits {
     pub(crate) login_failures: Option<Limiter>,
     pub(crate) signup: Option<Limiter>,
     pub(crate) password_reset: Option<Limiter>,
+    pub(crate) password_reset_ip: Option<Limiter>,
     pub(crate) verification: Option<Limiter>,
     pub(crate) refresh: Option<Limiter>,
     pub(crate) trusted: Arc<[IpNet]>,
@@ -94,6 +96,7 @@ impl AuthRateLimits {
             login_failures: limiter("login-failures", config.login_failures),
             signup: limiter("signup", config.signup),
             password_reset: limiter("password-reset", config.password_reset),
+            password_reset_ip: limiter("password-reset-ip", config.password_reset_ip),
             verification: limiter("verification", config.verification),
             refresh: limiter("refresh", config.refresh),
             trusted: Arc::from(Vec::new()),
@@ -213,7 +216,10 @@ mod routes {
             RouteLimits {
                 login: AuthRateLimits::policies([&limits.login, &limits.login_failures]),
                 signup: one(&limits.signup),
-                reset: one(&limits.password_reset),
+                reset: AuthRateLimits::policies([
+                    &limits.password_reset_ip,
+                    &limits.password_reset,
+                ]),
                 verification: one(&limits.verification),
                 refresh: one(&limits.refresh),
                 limits,
@@ -361,6 +367,9 @@ mod routes {
                 Ok(next.run(req).await)
             }
             (Route::PasswordReset, Some(ip)) => {
+                // Per address first, whatever the account: one address cannot ask resets
+                // for endless distinct accounts (each costs a lookup and maybe an e-mail).
+                check(&limits.password_reset_ip, &ip, &state.reset, false).await?;
                 if limits.password_reset.is_none() {
                     return Ok(next.run(req).await);
                 }

@@ -1,7 +1,7 @@
 //! Rate-limit settings: the general layer (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`,
 //! `CHOPIN_RATE_LIMIT_BACKEND`) and the auth module's own limits
 //! (`CHOPIN_RATE_LIMIT_LOGIN`, `…_LOGIN_FAILURES`, `…_SIGNUP`, `…_PASSWORD_RESET`,
-//! `…_VERIFICATION`, `…_REFRESH`).
+//! `…_PASSWORD_RESET_IP`, `…_VERIFICATION`, `…_REFRESH`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -88,6 +88,10 @@ pub struct AuthRateLimitConfig {
     /// `CHOPIN_RATE_LIMIT_PASSWORD_RESET` (`5/1h`): `POST /password-reset` per (account,
     /// client address).
     pub password_reset: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP` (`20/1h`): `POST /password-reset` per client
+    /// address, whatever the account: each request may cost a database lookup and an e-mail,
+    /// so one address cannot send them for endless distinct accounts.
+    pub password_reset_ip: Option<Rate>,
     /// `CHOPIN_RATE_LIMIT_VERIFICATION` (`5/1h`): *failed* redemptions of one-time tokens
     /// (`POST /verify-email`, `POST /password-reset/confirm`) per client address. These
     /// requests name no account, only a token.
@@ -110,6 +114,7 @@ impl Default for AuthRateLimitConfig {
             login_failures: rate(5, 15 * 60),
             signup: rate(10, 3600),
             password_reset: rate(5, 3600),
+            password_reset_ip: rate(20, 3600),
             verification: rate(5, 3600),
             refresh: rate(60, 60),
         }
@@ -124,6 +129,7 @@ impl AuthRateLimitConfig {
             login_failures: None,
             signup: None,
             password_reset: None,
+            password_reset_ip: None,
             verification: None,
             refresh: None,
         }
@@ -159,6 +165,10 @@ impl RateLimitConfig {
             login_failures: auth_rate("CHOPIN_RATE_LIMIT_LOGIN_FAILURES", defaults.login_failures),
             signup: auth_rate("CHOPIN_RATE_LIMIT_SIGNUP", defaults.signup),
             password_reset: auth_rate("CHOPIN_RATE_LIMIT_PASSWORD_RESET", defaults.password_reset),
+            password_reset_ip: auth_rate(
+                "CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP",
+                defaults.password_reset_ip,
+            ),
             verification: auth_rate("CHOPIN_RATE_LIMIT_VERIFICATION", defaults.verification),
             refresh: auth_rate("CHOPIN_RATE_LIMIT_REFRESH", defaults.refresh),
         };
