@@ -190,7 +190,7 @@ mod routes {
     use crate::auth::AuthStore;
     use crate::auth::jwt::hex;
     use crate::error::ChopinError;
-    use crate::middleware::rate_limit::{Limiter, address_key, limited};
+    use crate::middleware::rate_limit::{Limiter, address_key, limited, warn_no_peer};
     use crate::rate_limit::client_ip;
 
     /// The largest auth request body the layer reads to find the account (a login body is
@@ -302,18 +302,6 @@ mod routes {
             limiter.check(key).await
         };
         decision.map_err(|wait| limited(limiter, policies, wait))
-    }
-
-    /// Logged once per process: an auth route was called without `ConnectInfo`.
-    fn warn_no_peer() {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(
-                "auth rate limits: requests carry no client address (ConnectInfo<SocketAddr>), \
-                 so the per-address limits of the auth routes do not apply; serve with \
-                 App::serve or into_make_service_with_connect_info::<SocketAddr>()"
-            );
-        });
     }
 
     /// The auth routes' limits, before their handlers (see [`AuthRateLimits`]). Each limit

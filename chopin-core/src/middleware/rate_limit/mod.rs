@@ -214,14 +214,15 @@ fn address_bucket(ip_key: &str) -> &str {
     ip_key.strip_prefix("ip:").unwrap_or(ip_key)
 }
 
-/// Logged once per process: a request reached the layer without `ConnectInfo`.
-fn warn_no_peer() {
+/// Logged once per process: a request reached a per-address limit (this layer's, or the
+/// auth routes') without `ConnectInfo`.
+pub(crate) fn warn_no_peer() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         tracing::warn!(
-            "rate limit: requests carry no client address (ConnectInfo<SocketAddr>), so they \
-             are not limited per IP; serve with App::serve or \
-             into_make_service_with_connect_info::<SocketAddr>()"
+            "rate limit: requests carry no client address (ConnectInfo<SocketAddr>), so the \
+             per-address limits (CHOPIN_RATE_LIMIT_IP, the auth routes') do not apply; serve \
+             with App::serve or into_make_service_with_connect_info::<SocketAddr>()"
         );
     });
 }
