@@ -48,6 +48,12 @@ impl Rate {
             period: self.period,
         }
     }
+
+    /// The per-address rate that goes with this per-client rate when `CHOPIN_RATE_LIMIT_IP`
+    /// is unset: [`IP_RATE_MULTIPLE`] times it.
+    pub(crate) fn default_ip_rate(self) -> Rate {
+        self.times(IP_RATE_MULTIPLE)
+    }
 }
 
 /// The per-address rate is this many times the per-client rate unless
@@ -187,6 +193,6 @@ impl RateLimitConfig {
     /// The per-address rate in effect: `ip_rate`, or [`IP_RATE_MULTIPLE`] × `rate`.
     pub fn effective_ip_rate(&self) -> Option<Rate> {
         self.ip_rate
-            .or_else(|| self.rate.map(|r| r.times(IP_RATE_MULTIPLE)))
+            .or_else(|| self.rate.map(Rate::default_ip_rate))
     }
 }
