@@ -8,7 +8,7 @@
 mod common;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,9 +84,9 @@ fn only(config: AuthRateLimitConfig) -> Option<AuthRateLimits> {
     Some(AuthRateLimits::memory(config))
 }
 
-/// `POST /auth<path>` with a JSON body from client address `ip`.
+/// `POST /auth<path>` with a JSON body from client address `ip` (IPv4 or IPv6).
 async fn post(c: &TestClient, ip: &str, path: &str, body: &Value) -> TestResponse {
-    let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+    let addr = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), 40000);
     let req = Request::builder()
         .method("POST")
         .uri(format!("/auth{path}"))
@@ -295,6 +295,34 @@ async fn login_attempts_and_signups_are_limited_per_address() {
 }
 
 #[tokio::test]
+async fn ipv6_addresses_of_one_64_share_the_per_address_budgets() {
+    let (_dir, db) = common::sqlite("").await;
+    let config = AuthRateLimitConfig {
+        login: rate(2, 60),
+        ..AuthRateLimitConfig::off()
+    };
+    let (c, _) = module(&db, auth(), only(config)).await;
+    let wrong = creds("ada@example.com", "wrong");
+    // Two addresses of 2001:db8:1:2::/64: one client, one budget.
+    let r = post(&c, "2001:db8:1:2::1", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "2001:db8:1:2:ffff::9", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "2001:db8:1:2:abcd::42", "/login", &wrong).await;
+    assert_limited(&r, "login", 2, 60);
+    // The next /64 is another client.
+    let r = post(&c, "2001:db8:1:3::1", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // An IPv4-mapped address is its IPv4 address.
+    let r = post(&c, "10.0.0.7", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "::ffff:10.0.0.7", "/login", &wrong).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = post(&c, "10.0.0.7", "/login", &wrong).await;
+    assert_limited(&r, "login", 2, 60);
+}
+
+#[tokio::test]
 async fn password_resets_are_limited_per_account_and_address() {
     let (_dir, db) = common::sqlite("").await;
     let config = AuthRateLimitConfig {
@@ -327,6 +355,40 @@ async fn password_resets_are_limited_per_account_and_address() {
         reset("10.0.0.2", "ada@example.com").await.status,
         StatusCode::ACCEPTED
     );
+}
+
+#[tokio::test]
+async fn password_resets_are_limited_per_address_whatever_the_account() {
+    let (_dir, db) = common::sqlite("").await;
+    let config = AuthRateLimitConfig {
+        password_reset: rate(2, 3600),
+        password_reset_ip: rate(3, 3600),
+        ..AuthRateLimitConfig::off()
+    };
+    let (c, _) = module(&db, auth(), only(config)).await;
+    let reset = |ip: &'static str, email: String| {
+        let c = c.clone();
+        async move { post(&c, ip, "/password-reset", &json!({"email": email})).await }
+    };
+    // A distinct account each time: the per-(account, address) limit never trips.
+    for n in 0..3 {
+        let r = reset("10.0.0.1", format!("u{n}@example.com")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    let r = reset("10.0.0.1", "u9@example.com".into()).await;
+    assert_limited(&r, "password-reset-ip", 3, 3600);
+    // Both policies are announced.
+    assert!(
+        r.header("ratelimit-policy")
+            .unwrap()
+            .contains("password-reset;q=2;w=3600")
+    );
+    // Whatever the body: it is charged before the body is read.
+    let r = post(&c, "10.0.0.1", "/password-reset", &json!({"nonsense": 1})).await;
+    assert_limited(&r, "password-reset-ip", 3, 3600);
+    // Another address has its own budget.
+    let r = reset("10.0.0.2", "u9@example.com".into()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
 }
 
 #[tokio::test]
@@ -473,6 +535,7 @@ async fn the_limits_are_on_by_default_and_follow_the_configuration() {
     assert_eq!(defaults.login_failures, rate(5, 900));
     assert_eq!(defaults.signup, rate(10, 3600));
     assert_eq!(defaults.password_reset, rate(5, 3600));
+    assert_eq!(defaults.password_reset_ip, rate(20, 3600));
     assert_eq!(defaults.verification, rate(5, 3600));
     assert_eq!(defaults.refresh, rate(60, 60));
     let store = AuthStore::new(&db).await.unwrap();

@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 79] = [
+const DOCUMENTED: [&str; 80] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -67,6 +67,7 @@ const DOCUMENTED: [&str; 79] = [
     "CHOPIN_RATE_LIMIT_LOGIN_FAILURES",
     "CHOPIN_RATE_LIMIT_SIGNUP",
     "CHOPIN_RATE_LIMIT_PASSWORD_RESET",
+    "CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP",
     "CHOPIN_RATE_LIMIT_VERIFICATION",
     "CHOPIN_RATE_LIMIT_REFRESH",
     "CHOPIN_RATE_LIMIT_BACKEND",
@@ -396,6 +397,12 @@ fn every_variable_has_an_effect() {
                 .auth
                 .password_reset
                 .is_some_and(|r| r.burst == 1)
+        }),
+        ("CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP", "7/1h", |c| {
+            c.rate_limit
+                .auth
+                .password_reset_ip
+                .is_some_and(|r| r.burst == 7)
         }),
         ("CHOPIN_RATE_LIMIT_VERIFICATION", "off", |c| {
             c.rate_limit.auth.verification.is_none()

@@ -275,7 +275,13 @@ impl Auth {
         revocations: Revocations,
         environment: crate::config::Environment,
     ) -> Auth {
-        Auth::build(keys, settings, revocations, environment)
+        Auth::build(
+            keys,
+            settings,
+            revocations,
+            environment,
+            AuthRateLimits::default(),
+        )
     }
 
     fn build(
@@ -283,6 +289,7 @@ impl Auth {
         settings: TokenSettings,
         revocations: Revocations,
         environment: crate::config::Environment,
+        route_limits: AuthRateLimits,
     ) -> Auth {
         Auth {
             inner: Arc::new(AuthInner {
@@ -293,7 +300,7 @@ impl Auth {
                     .max_capacity(VERIFIED_CAPACITY)
                     .expire_after(UntilTokenExpiry)
                     .build(),
-                route_limits: AuthRateLimits::default(),
+                route_limits,
             }),
         }
     }
@@ -323,16 +330,13 @@ impl Auth {
                 Revocations::from_cache_config(&config.cache).await?
             }
         };
-        let mut auth = Auth::build(
+        Ok(Auth::build(
             keys,
             TokenSettings::from(&config.auth),
             revocations,
             config.environment,
-        );
-        if let Some(inner) = Arc::get_mut(&mut auth.inner) {
-            inner.route_limits = AuthRateLimits::from_config(config)?;
-        }
-        Ok(auth)
+            AuthRateLimits::from_config(config)?,
+        ))
     }
 
     /// The environment this `Auth` was configured for: the configuration's with

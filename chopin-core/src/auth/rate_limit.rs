@@ -42,7 +42,8 @@ impl RateLimitLayer {
 }
 
 /// The auth module's own limits (see `docs/auth.md`): per client address on `/login`
-/// attempts and `/signup`; per (account, address) on failed logins and on `/password-reset`;
+/// attempts, `/signup` and `/password-reset`; per (account, address) on failed logins and on
+/// `/password-reset`;
 /// per address on failed one-time-token redemptions (`/verify-email`,
 /// `/password-reset/confirm`); per user on `/refresh`. Never per account alone, so nobody
 /// can lock a victim out. A cheap clone; clones share their counters.
@@ -59,6 +60,7 @@ pub struct AuthRateLimits {
     pub(crate) login_failures: Option<Limiter>,
     pub(crate) signup: Option<Limiter>,
     pub(crate) password_reset: Option<Limiter>,
+    pub(crate) password_reset_ip: Option<Limiter>,
     pub(crate) verification: Option<Limiter>,
     pub(crate) refresh: Option<Limiter>,
     pub(crate) trusted: Arc<[IpNet]>,
@@ -94,6 +96,7 @@ impl AuthRateLimits {
             login_failures: limiter("login-failures", config.login_failures),
             signup: limiter("signup", config.signup),
             password_reset: limiter("password-reset", config.password_reset),
+            password_reset_ip: limiter("password-reset-ip", config.password_reset_ip),
             verification: limiter("verification", config.verification),
             refresh: limiter("refresh", config.refresh),
             trusted: Arc::from(Vec::new()),
@@ -187,7 +190,7 @@ mod routes {
     use crate::auth::AuthStore;
     use crate::auth::jwt::hex;
     use crate::error::ChopinError;
-    use crate::middleware::rate_limit::{Limiter, limited};
+    use crate::middleware::rate_limit::{Limiter, address_key, limited, warn_no_peer};
     use crate::rate_limit::client_ip;
 
     /// The largest auth request body the layer reads to find the account (a login body is
@@ -213,7 +216,10 @@ mod routes {
             RouteLimits {
                 login: AuthRateLimits::policies([&limits.login, &limits.login_failures]),
                 signup: one(&limits.signup),
-                reset: one(&limits.password_reset),
+                reset: AuthRateLimits::policies([
+                    &limits.password_reset_ip,
+                    &limits.password_reset,
+                ]),
                 verification: one(&limits.verification),
                 refresh: one(&limits.refresh),
                 limits,
@@ -298,18 +304,6 @@ mod routes {
         decision.map_err(|wait| limited(limiter, policies, wait))
     }
 
-    /// Logged once per process: an auth route was called without `ConnectInfo`.
-    fn warn_no_peer() {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(
-                "auth rate limits: requests carry no client address (ConnectInfo<SocketAddr>), \
-                 so the per-address limits of the auth routes do not apply; serve with \
-                 App::serve or into_make_service_with_connect_info::<SocketAddr>()"
-            );
-        });
-    }
-
     /// The auth routes' limits, before their handlers (see [`AuthRateLimits`]). Each limit
     /// answers 429 `RATE_LIMITED` with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
     pub(crate) async fn limit_routes(
@@ -331,7 +325,8 @@ mod routes {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let ip = client_ip(req.headers(), peer, &limits.trusted).map(|ip| ip.to_string());
+        // Keyed as the main layer keys addresses: an IPv6 client is its /64, not each address.
+        let ip = client_ip(req.headers(), peer, &limits.trusted).map(address_key);
         if ip.is_none() && route != Route::Refresh {
             warn_no_peer();
         }
@@ -360,6 +355,9 @@ mod routes {
                 Ok(next.run(req).await)
             }
             (Route::PasswordReset, Some(ip)) => {
+                // Per address first, whatever the account: one address cannot ask resets
+                // for endless distinct accounts (each costs a lookup and maybe an e-mail).
+                check(&limits.password_reset_ip, &ip, &state.reset, false).await?;
                 if limits.password_reset.is_none() {
                     return Ok(next.run(req).await);
                 }

@@ -1,7 +1,7 @@
 //! Rate-limit settings: the general layer (`CHOPIN_RATE_LIMIT`, `CHOPIN_RATE_LIMIT_IP`,
 //! `CHOPIN_RATE_LIMIT_BACKEND`) and the auth module's own limits
 //! (`CHOPIN_RATE_LIMIT_LOGIN`, `…_LOGIN_FAILURES`, `…_SIGNUP`, `…_PASSWORD_RESET`,
-//! `…_VERIFICATION`, `…_REFRESH`).
+//! `…_PASSWORD_RESET_IP`, `…_VERIFICATION`, `…_REFRESH`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -48,6 +48,12 @@ impl Rate {
             period: self.period,
         }
     }
+
+    /// The per-address rate that goes with this per-client rate when `CHOPIN_RATE_LIMIT_IP`
+    /// is unset: [`IP_RATE_MULTIPLE`] times it.
+    pub(crate) fn default_ip_rate(self) -> Rate {
+        self.times(IP_RATE_MULTIPLE)
+    }
 }
 
 /// The per-address rate is this many times the per-client rate unless
@@ -88,6 +94,10 @@ pub struct AuthRateLimitConfig {
     /// `CHOPIN_RATE_LIMIT_PASSWORD_RESET` (`5/1h`): `POST /password-reset` per (account,
     /// client address).
     pub password_reset: Option<Rate>,
+    /// `CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP` (`20/1h`): `POST /password-reset` per client
+    /// address, whatever the account: each request may cost a database lookup and an e-mail,
+    /// so one address cannot send them for endless distinct accounts.
+    pub password_reset_ip: Option<Rate>,
     /// `CHOPIN_RATE_LIMIT_VERIFICATION` (`5/1h`): *failed* redemptions of one-time tokens
     /// (`POST /verify-email`, `POST /password-reset/confirm`) per client address. These
     /// requests name no account, only a token.
@@ -110,6 +120,7 @@ impl Default for AuthRateLimitConfig {
             login_failures: rate(5, 15 * 60),
             signup: rate(10, 3600),
             password_reset: rate(5, 3600),
+            password_reset_ip: rate(20, 3600),
             verification: rate(5, 3600),
             refresh: rate(60, 60),
         }
@@ -124,6 +135,7 @@ impl AuthRateLimitConfig {
             login_failures: None,
             signup: None,
             password_reset: None,
+            password_reset_ip: None,
             verification: None,
             refresh: None,
         }
@@ -159,6 +171,10 @@ impl RateLimitConfig {
             login_failures: auth_rate("CHOPIN_RATE_LIMIT_LOGIN_FAILURES", defaults.login_failures),
             signup: auth_rate("CHOPIN_RATE_LIMIT_SIGNUP", defaults.signup),
             password_reset: auth_rate("CHOPIN_RATE_LIMIT_PASSWORD_RESET", defaults.password_reset),
+            password_reset_ip: auth_rate(
+                "CHOPIN_RATE_LIMIT_PASSWORD_RESET_IP",
+                defaults.password_reset_ip,
+            ),
             verification: auth_rate("CHOPIN_RATE_LIMIT_VERIFICATION", defaults.verification),
             refresh: auth_rate("CHOPIN_RATE_LIMIT_REFRESH", defaults.refresh),
         };
@@ -177,6 +193,6 @@ impl RateLimitConfig {
     /// The per-address rate in effect: `ip_rate`, or [`IP_RATE_MULTIPLE`] × `rate`.
     pub fn effective_ip_rate(&self) -> Option<Rate> {
         self.ip_rate
-            .or_else(|| self.rate.map(|r| r.times(IP_RATE_MULTIPLE)))
+            .or_else(|| self.rate.map(Rate::default_ip_rate))
     }
 }

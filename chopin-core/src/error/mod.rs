@@ -503,6 +503,13 @@ impl ChopinError {
     }
 }
 
+/// `Retry-After` seconds for a wait: whole seconds, rounded up, at least 1 (a client told
+/// "0" would retry at once). The rate limiter's `RateLimit: …;t=` uses it too, so that both
+/// name the same point in time.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The envelope sent (in an HTTP error response or an SSE `error` event) when an error's own
 /// envelope cannot be serialised: a bare `INTERNAL_ERROR` without request id.
 pub(crate) const FALLBACK_ENVELOPE: &str = r#"{"success":false,"error":{"code":"INTERNAL_ERROR","message":"internal server error","request_id":null}}"#;
@@ -522,9 +529,10 @@ impl IntoResponse for ChopinError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         if let Some(after) = self.retry_after() {
-            // Round up: a client told "0" would retry immediately.
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(after)),
+            );
         }
         match self {
             ChopinError::Unauthorized(_) => {

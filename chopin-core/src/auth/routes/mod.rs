@@ -36,8 +36,8 @@ use bodies::{ONE_TIME_TTL_MINUTES, PURPOSE_RESET};
 ///
 /// The routes carry their own rate limits ([`AuthRateLimits`], on by default: login 10/min per
 /// address and 5 failures per 15 min per account and address, sign-up 10/h per address,
-/// password reset 5/h per account and address, 5 failed token redemptions per hour per
-/// address, refresh 60/min per user), answered with 429 `RATE_LIMITED`, `Retry-After`,
+/// password reset 5/h per account and address and 20/h per address, 5 failed token
+/// redemptions per hour per address, refresh 60/min per user; an IPv6 client counts by its /64), answered with 429 `RATE_LIMITED`, `Retry-After`,
 /// `RateLimit-Policy` and `RateLimit`.
 ///
 /// ```no_run

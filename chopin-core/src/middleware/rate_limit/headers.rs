@@ -12,17 +12,12 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue};
 
 use super::store::Limiter;
-use crate::error::ChopinError;
+use crate::error::{ChopinError, retry_after_secs};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// Whole seconds, rounded up, at least 1 (as `Retry-After`).
-fn ceil_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
-}
 
 /// One policy as a structured-field item: `<name>;q=<burst>;w=<period in seconds>`.
 fn policy_item(limiter: &Limiter) -> String {
@@ -31,7 +26,7 @@ fn policy_item(limiter: &Limiter) -> String {
         "{};q={};w={}",
         limiter.policy(),
         rate.burst,
-        ceil_secs(rate.period)
+        retry_after_secs(rate.period)
     )
 }
 
@@ -50,9 +45,45 @@ pub(crate) fn limited(refused_by: &Limiter, policies: &HeaderValue, wait: Durati
     if !policies.is_empty() {
         headers.insert(RATELIMIT_POLICY.clone(), policies.clone());
     }
-    let state = format!("{};r=0;t={}", refused_by.policy(), ceil_secs(wait));
+    let state = format!("{};r=0;t={}", refused_by.policy(), retry_after_secs(wait));
     if let Ok(value) = HeaderValue::try_from(state) {
         headers.insert(RATELIMIT.clone(), value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rate;
+    use crate::middleware::rate_limit::Backend;
+
+    #[test]
+    fn ratelimit_t_is_retry_after_for_every_wait() {
+        let rate = Rate {
+            burst: 1,
+            period: Duration::from_millis(1500),
+        };
+        let limiter = Limiter::new("client", rate, &Backend::Memory, false);
+        let policies = policy_value([&limiter]);
+        // A sub-second period is announced as a whole second, never `w=0`.
+        assert_eq!(policies, "client;q=1;w=2");
+        let waits = [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1001), 2),
+            (Duration::from_secs(17), 17),
+        ];
+        for (wait, secs) in waits {
+            let response = limited(&limiter, &policies, wait);
+            let headers = response.headers();
+            assert_eq!(headers["retry-after"], secs.to_string(), "{wait:?}");
+            assert_eq!(
+                headers["ratelimit"],
+                format!("client;r=0;t={secs}"),
+                "{wait:?}"
+            );
+        }
+    }
 }

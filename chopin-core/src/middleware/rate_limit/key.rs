@@ -96,14 +96,21 @@ impl<'a> RateLimitRequest<'a> {
     /// budgets; IPv4-mapped IPv6 addresses count as the IPv4 address). `None` without a peer
     /// address.
     pub fn ip_key(&self) -> Option<String> {
-        let ip = self.client_ip()?;
-        Some(match ip {
-            IpAddr::V4(v4) => format!("ip:{v4}"),
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                format!("ip:{}/64", std::net::Ipv6Addr::from(prefix))
-            }
-        })
+        Some(format!("ip:{}", address_key(self.client_ip()?)))
+    }
+}
+
+/// The key of a client address, as every per-address limit counts it: the IPv4 address, or
+/// `<first 64 bits>::/64` for IPv6 (one host usually holds a whole /64, so a per-address key
+/// would hand it endless fresh budgets). Pass it a [`client_ip`] (IPv4-mapped IPv6
+/// addresses already turned into IPv4).
+pub(crate) fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
     }
 }
 

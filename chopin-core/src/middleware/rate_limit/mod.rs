@@ -26,6 +26,9 @@ mod store;
 
 pub(crate) use headers::{limited, policy_value};
 pub use key::{Buckets, KeyFuture, RateLimitKey, RateLimitRequest, client_ip};
+// Used by the auth routes' limits, which need a database feature.
+#[cfg_attr(not(chopin_db), allow(unused_imports))]
+pub(crate) use key::address_key;
 pub(crate) use store::{Backend, Limiter};
 
 /// The rate-limiting layer (see the [module docs](crate::rate_limit)). A cheap clone; clones
@@ -78,7 +81,7 @@ impl RateLimitLayer {
     /// [`Rate::times`]`(`[`IP_RATE_MULTIPLE`](crate::config::IP_RATE_MULTIPLE)`)` of it
     /// (change it with [`ip_rate`](Self::ip_rate)), in this process.
     pub fn memory(rate: Rate) -> RateLimitLayer {
-        RateLimitLayer::with_backend(rate, Backend::Memory)
+        RateLimitLayer::with_backend(rate, None, Backend::Memory)
     }
 
     /// Limit each client to `rate` (and each address to four times that, see
@@ -91,17 +94,19 @@ impl RateLimitLayer {
         cache: &crate::config::CacheConfig,
     ) -> Result<RateLimitLayer, RateLimitError> {
         let shared = crate::redis_conn::SharedRedis::lazy(cache).map_err(RateLimitError)?;
-        Ok(RateLimitLayer::with_backend(rate, Backend::Redis(shared)))
+        Ok(RateLimitLayer::with_backend(
+            rate,
+            None,
+            Backend::Redis(shared),
+        ))
     }
 
-    fn with_backend(rate: Rate, backend: Backend) -> RateLimitLayer {
+    /// Each client limited to `rate`, each address to `ip_rate` (`None`:
+    /// [`IP_RATE_MULTIPLE`](crate::config::IP_RATE_MULTIPLE) times the client rate).
+    fn with_backend(rate: Rate, ip_rate: Option<Rate>, backend: Backend) -> RateLimitLayer {
         let client = Limiter::new("client", rate, &backend, false);
-        let ip = Limiter::new(
-            "ip",
-            client.rate().times(crate::config::IP_RATE_MULTIPLE),
-            &backend,
-            false,
-        );
+        let ip_rate = ip_rate.unwrap_or_else(|| client.rate().default_ip_rate());
+        let ip = Limiter::new("ip", ip_rate, &backend, false);
         RateLimitLayer {
             policies: policy_value([&ip, &client]),
             backend,
@@ -121,10 +126,8 @@ impl RateLimitLayer {
         };
         let backend = Backend::from_config(config.rate_limit.backend, &config.cache)
             .map_err(|e| RateLimitError(format!("CHOPIN_RATE_LIMIT_BACKEND: {e}")))?;
-        let mut layer = RateLimitLayer::with_backend(rate, backend);
-        if let Some(ip_rate) = config.rate_limit.ip_rate {
-            layer = layer.ip_rate(ip_rate);
-        }
+        let layer =
+            RateLimitLayer::with_backend(rate, config.rate_limit.effective_ip_rate(), backend);
         Ok(Some(
             layer.trusted_proxies(config.security.trusted_proxies.clone()),
         ))
@@ -211,14 +214,15 @@ fn address_bucket(ip_key: &str) -> &str {
     ip_key.strip_prefix("ip:").unwrap_or(ip_key)
 }
 
-/// Logged once per process: a request reached the layer without `ConnectInfo`.
-fn warn_no_peer() {
+/// Logged once per process: a request reached a per-address limit (this layer's, or the
+/// auth routes') without `ConnectInfo`.
+pub(crate) fn warn_no_peer() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         tracing::warn!(
-            "rate limit: requests carry no client address (ConnectInfo<SocketAddr>), so they \
-             are not limited per IP; serve with App::serve or \
-             into_make_service_with_connect_info::<SocketAddr>()"
+            "rate limit: requests carry no client address (ConnectInfo<SocketAddr>), so the \
+             per-address limits (CHOPIN_RATE_LIMIT_IP, the auth routes') do not apply; serve \
+             with App::serve or into_make_service_with_connect_info::<SocketAddr>()"
         );
     });
 }
