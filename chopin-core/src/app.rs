@@ -290,8 +290,7 @@ where
         addr: SocketAddr,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        tracing::debug!(environment = ?self.config.environment, "starting");
-        let server = crate::server::Server::from_config(&self.config);
+        let server = self.server();
         server.serve_at(addr, self.into_router(), shutdown).await
     }
 
@@ -303,6 +302,13 @@ where
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let server = self.server();
+        server.serve(listener, self.into_router(), shutdown).await
+    }
+
+    /// The server every serve path ([`serve`](App::serve), [`serve_at`](App::serve_at),
+    /// [`serve_with`](App::serve_with)) runs, after the start-up log lines they all share.
+    fn server(&self) -> crate::server::Server {
         tracing::debug!(environment = ?self.config.environment, "starting");
         if self.cursor.is_none() {
             tracing::warn!(
@@ -310,8 +316,7 @@ where
                  HS256); requests with CursorPagination answer 500 until then"
             );
         }
-        let server = crate::server::Server::from_config(&self.config);
-        server.serve(listener, self.into_router(), shutdown).await
+        crate::server::Server::from_config(&self.config)
     }
 }
 

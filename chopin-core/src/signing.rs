@@ -135,15 +135,21 @@ impl Signer {
         }
     }
 
-    /// A token carrying `payload` for `purpose`, valid for `ttl` from now.
+    /// A token carrying `payload` for `purpose`, valid for `ttl` from now. A `ttl` too large
+    /// for the clock (such as `Duration::MAX`) gives a token that never expires.
     pub fn sign(&self, purpose: &str, payload: &[u8], ttl: Duration) -> String {
-        self.sign_until(purpose, payload, SystemTime::now() + ttl)
+        let expiry = unix_secs(SystemTime::now()).saturating_add(ttl.as_secs());
+        self.sign_expiry(purpose, payload, expiry)
     }
 
     /// A token carrying `payload` for `purpose`, refused from `expires_at` on (rounded down to
     /// the second).
     pub fn sign_until(&self, purpose: &str, payload: &[u8], expires_at: SystemTime) -> String {
-        let expiry = unix_secs(expires_at);
+        self.sign_expiry(purpose, payload, unix_secs(expires_at))
+    }
+
+    /// A token refused from the Unix second `expiry` on.
+    fn sign_expiry(&self, purpose: &str, payload: &[u8], expiry: u64) -> String {
         let mut body = Vec::with_capacity(EXPIRY_LEN + payload.len());
         body.extend_from_slice(&expiry.to_be_bytes());
         body.extend_from_slice(payload);
@@ -206,6 +212,13 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_huge_ttl_does_not_panic_and_never_expires() {
+        let signer = Signer::random();
+        let token = signer.sign("p", b"x", Duration::MAX);
+        assert_eq!(signer.verify("p", &token).unwrap(), b"x");
+    }
 
     /// The lax decoder `Signer` used before: it ignores the trailing bits of the last
     /// character, so several spellings decode to the same bytes.

@@ -542,6 +542,22 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_JWT_LEEWAY", "301s"),
         ("CHOPIN_JWT_LEEWAY", "1h"),
         ("CHOPIN_JWT_ACCEPT_UNTYPED", "maybe"),
+        // Durations are capped at 365 days: larger ones would overflow clock arithmetic.
+        ("CHOPIN_REQUEST_TIMEOUT", "18446744073709551615"),
+        ("CHOPIN_SHUTDOWN_TIMEOUT", "366days"),
+        ("CHOPIN_HEADER_TIMEOUT", "18446744073709551615s"),
+        ("CHOPIN_KEEP_ALIVE_TIMEOUT", "400d"),
+        ("CHOPIN_WRITE_TIMEOUT", "500000000y"),
+        ("CHOPIN_MAX_CONNECTION_AGE", "2y"),
+        ("CHOPIN_HTTP2_KEEP_ALIVE_TIMEOUT", "366d"),
+        ("DATABASE_ACQUIRE_TIMEOUT", "366d"),
+        ("DATABASE_MAX_LIFETIME", "18446744073709551615"),
+        ("CHOPIN_CURSOR_TTL", "366d"),
+        ("CHOPIN_JWT_ACCESS_TTL", "18446744073709551615"),
+        ("CHOPIN_JWT_REFRESH_TTL", "2y"),
+        ("CHOPIN_CACHE_TIMEOUT", "366d"),
+        ("CHOPIN_WORKERS", "1025"),
+        ("CHOPIN_WORKERS", "18446744073709551615"),
     ];
     for (var, value) in cases {
         let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));

@@ -697,6 +697,27 @@ async fn trace_opens_a_request_span_and_logs_each_response() {
     assert!(has(&["event ERROR in request", "status=500"]), "{lines:#?}");
 }
 
+/// `serve_at` (hence `App::serve`) warns about a missing cursor key, as `serve_with` does.
+#[tokio::test(flavor = "current_thread")]
+async fn serve_at_warns_when_there_is_no_cursor_key() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    // Production without CHOPIN_CURSOR_SECRET or CHOPIN_JWT_SECRET: no cursor key.
+    let app = App::new(config(&[("CHOPIN_ENV", "production")])).router(routes());
+    app.serve_at("127.0.0.1:0".parse().unwrap(), async {})
+        .await
+        .unwrap();
+    let lines = capture.0.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("event WARN") && l.contains("no pagination cursor key")),
+        "{lines:#?}"
+    );
+}
+
 #[tokio::test]
 async fn tiny_responses_are_not_marked_as_varying() {
     // Under 32 bytes tower-http never compresses, so there is nothing to vary on.

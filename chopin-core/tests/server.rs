@@ -544,3 +544,45 @@ async fn http2_prior_knowledge_works_and_caps_concurrent_streams() {
     })
     .await;
 }
+
+/// A `ServerConfig` built by hand may hold values the environment refuses: a head limit
+/// below hyper's smallest buffer and timeouts too large for the clock. They serve (the head
+/// limit raised to 8 KiB, the timeouts meaning "none") instead of panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_built_config_with_extreme_values_serves() {
+    bounded(async {
+        let mut settings = config(&[]).server;
+        settings.max_header_size = 1024;
+        settings.header_timeout = Duration::MAX;
+        settings.keep_alive_timeout = Duration::MAX;
+        settings.write_timeout = Duration::MAX;
+        settings.max_connection_age = Some(Duration::MAX);
+        settings.http2_keep_alive_interval = Some(Duration::MAX);
+        settings.http2_keep_alive_timeout = Duration::MAX;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            Server::new(settings)
+                .serve(listener, routes(), async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            request(&mut stream, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        // A second request on the same connection: the idle timer was re-armed in between.
+        assert!(
+            request(&mut stream, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        drop(stream);
+        Running { addr, stop, handle }.stop().await;
+    })
+    .await;
+}

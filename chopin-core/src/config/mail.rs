@@ -91,8 +91,10 @@ impl SmtpConfig {
             );
         }
         let decode = |s: &str| {
-            percent_decode(s)
-                .ok_or_else(|| "the user name or password is not valid UTF-8".to_string())
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| "the user name or password is not valid UTF-8".to_string())
         };
         let username = match url.username() {
             "" => None,
@@ -139,25 +141,6 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Mail settings: where the auth module's mails go and what their links point to. See
@@ -252,6 +235,10 @@ mod tests {
         assert_eq!(s.password.as_ref().map(Secret::expose), Some("p:ss"));
         assert!(!format!("{s:?}").contains("p%3Ass"), "{s:?}");
         assert!(s.redacted().contains("***"));
+        // Only `%` and two hex digits is an escape: `%+1` is three characters, not byte 1.
+        let s = SmtpConfig::parse("smtps://u:p%+1ss@mail.example", dev).unwrap();
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("p%+1ss"));
+        assert!(SmtpConfig::parse("smtps://u:p%FFss@mail.example", dev).is_err());
         let s = SmtpConfig::parse("smtp://mail.example", dev).unwrap();
         assert_eq!((s.port, s.tls), (587, SmtpTls::StartTls));
         let s = SmtpConfig::parse("smtp://127.0.0.1:2525?tls=none", dev).unwrap();

@@ -49,13 +49,13 @@ pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};
 pub use self::openapi::OpenApiConfig;
 pub use self::rate_limit::{AuthRateLimitConfig, IP_RATE_MULTIPLE, Rate, RateLimitConfig};
-pub use self::reader::{ConfigError, ConfigProblem, parse_duration};
+pub use self::reader::{ConfigError, ConfigProblem, MAX_CONFIG_DURATION, parse_duration};
 pub use self::secret::{Secret, redact_url};
 pub use self::security::{IpNet, SecurityConfig};
 pub use self::server::{
     DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_HEADER_SIZE,
-    DEFAULT_WRITE_TIMEOUT, FALLBACK_MAX_CONNECTIONS, MIN_MAX_HEADER_SIZE, ServerConfig,
-    default_max_connections,
+    DEFAULT_WRITE_TIMEOUT, FALLBACK_MAX_CONNECTIONS, MAX_WORKERS, MIN_MAX_HEADER_SIZE,
+    ServerConfig, default_max_connections,
 };
 // `PaginationConfig` and `LimitOverflow` are public at `chopin_core::extractors`, next to the
 // extractor they configure; `pagination` is crate-visible only so that path can re-export them.

@@ -137,13 +137,23 @@ fn scrub_urls(text: &str) -> String {
     out
 }
 
-/// Parse a duration such as `500ms`, `30s`, `2m` or a plain number of seconds.
+/// Longest duration any setting accepts: 365 days. Timeouts, lifetimes and token lifetimes
+/// are added to clocks; a bound keeps every such sum far from overflowing, and no sensible
+/// setting is longer.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Parse a duration such as `500ms`, `30s`, `2m` or a plain number of seconds, at most
+/// [`MAX_CONFIG_DURATION`] (365 days).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("must be a duration such as 500ms, 30s or 2m ({e})"))?,
+    };
+    if d > MAX_CONFIG_DURATION {
+        return Err("must be at most 365 days".to_string());
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("must be a duration such as 500ms, 30s or 2m ({e})"))
+    Ok(d)
 }
 
 pub(super) fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {

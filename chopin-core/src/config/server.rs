@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 pub const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
 /// Default time a write may make no progress before the connection is closed: 30 s.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest accepted `CHOPIN_WORKERS`: 1024 (each worker is an OS thread with its own runtime
+/// and listener).
+pub const MAX_WORKERS: usize = 1024;
 /// Connection cap used when the open-file limit cannot be read (or is unlimited).
 pub const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
 
@@ -172,9 +175,10 @@ impl ServerConfig {
                 })
                 .unwrap_or(d.listen_backlog),
             workers: r
-                .get("CHOPIN_WORKERS", |s| {
-                    s.parse::<usize>()
-                        .map_err(|_| "must be a whole number (0 = off)".to_string())
+                .get("CHOPIN_WORKERS", |s| match s.parse::<usize>() {
+                    Ok(n) if n > MAX_WORKERS => Err(format!("must be at most {MAX_WORKERS}")),
+                    Ok(n) => Ok(n),
+                    Err(_) => Err("must be a whole number (0 = off)".to_string()),
                 })
                 .unwrap_or(d.workers),
         }

@@ -6,22 +6,27 @@
 //!   background probe. A pool acquire timeout is not counted (a busy pool gives it too) but
 //!   also starts a probe. Any successful query resets the count.
 //!   A query still unfinished after one probe interval starts a probe too (sqlx retries a
-//!   refused connection until the acquire timeout, so a refusal is never reported sooner).
+//!   refused connection until the acquire timeout, so a refusal is never reported sooner);
+//!   that probe only tries an idle pooled connection: with none idle the pool is busy, and a
+//!   slow database is not handed one more connection.
 //! * **Open**: reached when a probe cannot connect or gets no answer within the acquire
 //!   timeout, or when `threshold` failures in a row were seen. A probe that reaches the
 //!   server but gets an error (say, too many connections) counts as a success.
 //!   Queries fail at once with `SERVICE_UNAVAILABLE` without touching the pool; the probe
-//!   (`SELECT 1` on an idle pooled connection, else on a fresh one, bounded by the acquire
+//!   (`SELECT 1` on an idle pooled connection, else — once a connection failure or an
+//!   acquire timeout was seen, or while open — on a fresh one, bounded by the acquire
 //!   timeout) repeats every `probe_interval`.
 //!   A query (not a transaction callback) already waiting when it opens gives up with the
 //!   same 503 instead of waiting out the acquire timeout.
 //! * The first successful probe closes the breaker.
 //!
-//! The state is two atomics read on every query; the probe is one tokio task at most.
+//! The state is two atomics read on every query; the probe is one tokio task at most. It
+//! holds the breaker weakly (a dropped `Db` ends it and its pool closes), and its `probing`
+//! mark is cleared however it ends, even when its runtime is dropped.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sea_orm::sqlx;
@@ -52,6 +57,9 @@ struct Inner {
     opened: tokio::sync::Notify,
     failures: AtomicU32,
     probing: AtomicBool,
+    /// A connection failure or acquire timeout was seen since the last probe began: the
+    /// next probe may open a fresh connection when no pooled one is idle.
+    suspect: AtomicBool,
 }
 
 /// Shared breaker state of one pool (cheap to clone).
@@ -68,6 +76,7 @@ impl Breaker {
             opened: tokio::sync::Notify::new(),
             failures: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
         }))
     }
 
@@ -106,7 +115,7 @@ impl Breaker {
         tokio::select! {
             biased;
             out = &mut fut => return out,
-            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(),
+            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(false),
         }
         fut.await
     }
@@ -127,7 +136,7 @@ impl Breaker {
         tokio::select! {
             biased;
             out = &mut fut => return out,
-            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(),
+            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(false),
         }
         let opened = self.0.opened.notified();
         let mut opened = std::pin::pin!(opened);
@@ -157,7 +166,7 @@ impl Breaker {
         if is_connection_failure(err) {
             self.failure();
         } else if matches!(err, sqlx::Error::PoolTimedOut) {
-            self.start_probe();
+            self.start_probe(true);
         }
     }
 
@@ -167,7 +176,7 @@ impl Breaker {
             return;
         }
         match err {
-            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => self.start_probe(),
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => self.start_probe(true),
             DbErr::Conn(RuntimeErr::SqlxError(e))
             | DbErr::Exec(RuntimeErr::SqlxError(e))
             | DbErr::Query(RuntimeErr::SqlxError(e)) => self.observe_sqlx(e),
@@ -184,7 +193,7 @@ impl Breaker {
         if failures >= self.0.config.threshold {
             self.open("connection failures");
         }
-        self.start_probe();
+        self.start_probe(true);
     }
 
     fn open(&self, why: &'static str) {
@@ -206,7 +215,12 @@ impl Breaker {
     }
 
     /// Start the probe task unless one runs (or there is no runtime to run it on).
-    fn start_probe(&self) {
+    /// `suspect`: a connection failure or an acquire timeout was seen, so the probe may open
+    /// a fresh connection when no pooled one is idle.
+    fn start_probe(&self, suspect: bool) {
+        if suspect {
+            self.0.suspect.store(true, Ordering::Release);
+        }
         if self
             .0
             .probing
@@ -215,54 +229,15 @@ impl Breaker {
         {
             return;
         }
+        let probing = Probing {
+            inner: Arc::downgrade(&self.0),
+            held: true,
+        };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(self.clone().probe_loop());
-            }
-            Err(_) => self.0.probing.store(false, Ordering::Release),
-        }
-    }
-
-    async fn probe_loop(self) {
-        loop {
-            loop {
-                if self.target_closed() {
-                    self.0.probing.store(false, Ordering::Release);
-                    return;
-                }
-                match self.probe_once().await {
-                    Ok(()) => {
-                        self.close();
-                        break;
-                    }
-                    Err(ProbeError::Reachable(err)) => {
-                        // The server answered (too many connections, a permission error…):
-                        // it is up, and the pool's own connections may well work.
-                        tracing::debug!(%err, "database probe answered with an error");
-                        self.close();
-                        break;
-                    }
-                    Err(ProbeError::Down(err)) => {
-                        tracing::debug!(%err, "database probe failed");
-                        self.open("probe failed");
-                    }
-                }
-                tokio::time::sleep(self.0.config.probe_interval).await;
-            }
-            self.0.probing.store(false, Ordering::Release);
-            // A failure reported while this task was finishing found `probing` set and
-            // started no task: take the probe over again rather than leave it unattended.
-            let pending =
-                self.0.open.load(Ordering::Acquire) || self.0.failures.load(Ordering::Acquire) > 0;
-            if !pending
-                || self
-                    .0
-                    .probing
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                return;
-            }
+            // The task owns `probing` from here: dropped unpolled (its runtime shutting
+            // down) or finished, the mark is cleared.
+            Ok(handle) => drop(handle.spawn(probe_loop(probing, self.0.config.probe_interval))),
+            Err(_) => drop(probing),
         }
     }
 
@@ -277,9 +252,15 @@ impl Breaker {
 
     /// `SELECT 1` on an idle pooled connection if there is one that answers, else on a fresh
     /// connection (which is what proves the server accepts connections again), bounded by the
-    /// probe timeout.
+    /// probe timeout. With no idle connection, and neither a connection failure nor an
+    /// acquire timeout seen (only a slow query) while the breaker is closed, the pool is busy:
+    /// no fresh connection is opened beside it.
     async fn probe_once(&self) -> Result<(), ProbeError> {
         let timeout = self.0.probe_timeout;
+        // (SQLite never opens a fresh connection; the swap still clears the mark.)
+        #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+        let may_connect =
+            self.0.suspect.swap(false, Ordering::AcqRel) || self.0.open.load(Ordering::Acquire);
         let run = async {
             match &self.0.target {
                 #[cfg(feature = "sqlite")]
@@ -297,8 +278,12 @@ impl Breaker {
                         if ok {
                             return Ok(());
                         }
-                        // A dead connection: do not hand it back to a request.
+                        // A dead connection: do not hand it back to a request; it is a
+                        // connection failure, so a fresh connection decides.
                         pooled.close_on_drop();
+                    } else if !may_connect {
+                        // Every connection busy (or being opened): busy, not down.
+                        return Ok(());
                     }
                     let mut conn =
                         sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
@@ -318,6 +303,84 @@ impl Breaker {
     }
 }
 
+/// The probe task's claim on `probing`, cleared when dropped while `held`: however the task
+/// ends (finished, or dropped with its runtime), the next failure can start a probe again.
+struct Probing {
+    inner: Weak<Inner>,
+    held: bool,
+}
+
+impl Probing {
+    /// The breaker, unless every `Db` sharing it is gone.
+    fn breaker(&self) -> Option<Breaker> {
+        self.inner.upgrade().map(Breaker)
+    }
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        if self.held
+            && let Some(inner) = self.inner.upgrade()
+        {
+            inner.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The probe task: probe every `interval` until the database answers (closing the breaker).
+/// It holds the breaker only while probing, so dropping the last `Db` ends it.
+async fn probe_loop(mut probing: Probing, interval: Duration) {
+    loop {
+        loop {
+            let Some(breaker) = probing.breaker() else {
+                return;
+            };
+            if breaker.target_closed() {
+                return;
+            }
+            match breaker.probe_once().await {
+                Ok(()) => {
+                    breaker.close();
+                    break;
+                }
+                Err(ProbeError::Reachable(err)) => {
+                    // The server answered (too many connections, a permission error…): it is
+                    // up, and the pool's own connections may well work.
+                    tracing::debug!(%err, "database probe answered with an error");
+                    breaker.close();
+                    break;
+                }
+                Err(ProbeError::Down(err)) => {
+                    tracing::debug!(%err, "database probe failed");
+                    breaker.open("probe failed");
+                }
+            }
+            drop(breaker);
+            tokio::time::sleep(interval).await;
+        }
+        let Some(breaker) = probing.breaker() else {
+            return;
+        };
+        probing.held = false;
+        breaker.0.probing.store(false, Ordering::Release);
+        // A failure reported while this task was finishing found `probing` set and started
+        // no task: take the probe over again rather than leave it unattended.
+        let inner = &breaker.0;
+        let pending = inner.open.load(Ordering::Acquire)
+            || inner.failures.load(Ordering::Acquire) > 0
+            || inner.suspect.load(Ordering::Acquire);
+        if !pending
+            || inner
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        probing.held = true;
+    }
+}
+
 /// Why a probe did not succeed.
 enum ProbeError {
     /// No connection, or no answer in time: the database is down.
@@ -334,4 +397,102 @@ pub(super) fn open_db_error() -> DbErr {
 /// The breaker's 503.
 pub(super) fn open_error() -> ChopinError {
     ChopinError::unavailable(OPEN_MESSAGE, DEFAULT_RETRY_AFTER)
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+
+    /// A pool with no connection, whose server refuses every connection.
+    async fn refusing_pool() -> sqlx::PgPool {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("nobody");
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options)
+    }
+
+    fn breaker(pool: sqlx::PgPool) -> Breaker {
+        let config = BreakerConfig {
+            probe_interval: Duration::from_millis(10),
+            ..BreakerConfig::default()
+        };
+        Breaker::new(config, Duration::from_secs(1), ProbeTarget::Postgres(pool))
+    }
+
+    async fn probe_finished(b: &Breaker) {
+        for _ in 0..500 {
+            if !b.0.probing.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the probe did not finish");
+    }
+
+    #[tokio::test]
+    async fn a_slow_query_with_no_idle_connection_opens_no_connection_beside_the_pool() {
+        let b = breaker(refusing_pool().await);
+        // A slow query: nothing idle, no failure seen. A fresh connection would be refused
+        // and open the breaker; the probe must take the pool as busy instead.
+        b.start_probe(false);
+        probe_finished(&b).await;
+        assert!(b.is_closed());
+        // After an acquire timeout the probe does connect, and the refusal opens it.
+        b.observe_sqlx(&sqlx::Error::PoolTimedOut);
+        let mut opened = false;
+        for _ in 0..500 {
+            if !b.is_closed() {
+                opened = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            opened,
+            "a probe after an acquire timeout connects and fails"
+        );
+    }
+
+    #[test]
+    fn a_probe_dropped_with_its_runtime_clears_the_probing_mark() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = runtime.block_on(async {
+            let b = breaker(refusing_pool().await);
+            b.observe_sqlx(&sqlx::Error::PoolTimedOut);
+            assert!(b.0.probing.load(Ordering::Acquire));
+            b
+        });
+        drop(runtime);
+        assert!(
+            !b.0.probing.load(Ordering::Acquire),
+            "the probe task is gone: a new failure must be able to start one"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_probe_task_does_not_keep_a_dropped_breaker_alive() {
+        let b = breaker(refusing_pool().await);
+        b.observe_sqlx(&sqlx::Error::PoolTimedOut);
+        // Probing every 10 ms while the server refuses: the loop would run forever.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!b.is_closed());
+        let weak = Arc::downgrade(&b.0);
+        drop(b);
+        for _ in 0..500 {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the probe task still holds the breaker (and its pool)");
+    }
 }

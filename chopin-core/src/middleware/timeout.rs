@@ -66,10 +66,11 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         TimeoutFuture {
             // Only the deadline now: the timer is made when the inner future first waits, so
-            // a handler that answers at once never touches the timer wheel.
+            // a handler that answers at once never touches the timer wheel. A timeout too
+            // large for the clock means no deadline.
             deadline: self
                 .timeout
-                .map(|timeout| tokio::time::Instant::now() + timeout),
+                .and_then(|timeout| tokio::time::Instant::now().checked_add(timeout)),
             inner: self.inner.call(req),
             sleep: None,
         }
@@ -105,5 +106,26 @@ where
             Some(Poll::Ready(())) => Poll::Ready(Ok(ChopinError::Timeout.into_response())),
             Some(Poll::Pending) | None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timeout_too_large_for_the_clock_means_no_deadline() {
+        let service = TimeoutLayer::new(Duration::MAX).layer(tower::service_fn(
+            |_req: http::Request<()>| async {
+                tokio::task::yield_now().await;
+                Ok::<_, Infallible>(Response::new(axum::body::Body::from("ok")))
+            },
+        ));
+        let response = service.oneshot(http::Request::new(())).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
     }
 }

@@ -30,7 +30,19 @@ use tower::Service;
 
 use super::write_timeout::WriteTimeout;
 use super::{ABORT, DRAIN};
-use crate::config::ServerConfig;
+use crate::config::{MIN_MAX_HEADER_SIZE, ServerConfig};
+
+/// How far ahead a deadline too large for the clock is put: 30 years, as tokio does.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `start + after`, or far in the future when that is beyond the clock: a `Duration::MAX`
+/// timeout in a hand-built `ServerConfig` means no deadline rather than a panic.
+fn deadline(start: Instant, after: Duration) -> Instant {
+    start
+        .checked_add(after)
+        .or_else(|| start.checked_add(FAR_FUTURE))
+        .unwrap_or(start)
+}
 
 /// What every connection of one server shares: the configured hyper builder and the
 /// timeouts Chopin enforces itself.
@@ -48,16 +60,18 @@ impl ConnSettings {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
+            // hyper adds its timeouts to the clock unchecked: cap them at the far future.
+            .header_read_timeout(config.header_timeout.min(FAR_FUTURE))
             .keep_alive(true)
-            // The head must fit in the read buffer: a larger one is answered 431.
-            .max_buf_size(config.max_header_size);
+            // The head must fit in the read buffer: a larger one is answered 431. hyper panics
+            // below its smallest buffer (8 KiB), which a hand-built `ServerConfig` may ask for.
+            .max_buf_size(config.max_header_size.max(MIN_MAX_HEADER_SIZE));
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(config.http2_max_concurrent_streams)
-            .keep_alive_interval(config.http2_keep_alive_interval)
-            .keep_alive_timeout(config.http2_keep_alive_timeout)
+            .keep_alive_interval(config.http2_keep_alive_interval.map(|d| d.min(FAR_FUTURE)))
+            .keep_alive_timeout(config.http2_keep_alive_timeout.min(FAR_FUTURE))
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .max_pending_accept_reset_streams(config.http2_max_pending_accept_reset_streams)
             .max_local_error_reset_streams(config.http2_max_local_error_reset_streams);
@@ -96,10 +110,10 @@ impl Activity {
         }
         if self.started.load(Ordering::Relaxed) == 0 {
             // Nothing received yet: the first request head is due within the header timeout.
-            return Some(self.start + header_timeout.min(keep_alive));
+            return Some(deadline(self.start, header_timeout.min(keep_alive)));
         }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
-        Some(self.start + since + keep_alive)
+        Some(deadline(self.start, since.saturating_add(keep_alive)))
     }
 }
 
@@ -184,8 +198,14 @@ pub(super) async fn serve(
     let io = TokioIo::new(WriteTimeout::new(stream, settings.write_timeout));
     let conn = settings.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let age_deadline = settings.max_age.map(|age| activity.start + age);
-    let first = activity.start + settings.header_timeout.min(settings.keep_alive_timeout);
+    // An age too large for the clock is no age limit.
+    let age_deadline = settings
+        .max_age
+        .and_then(|age| activity.start.checked_add(age));
+    let first = deadline(
+        activity.start,
+        settings.header_timeout.min(settings.keep_alive_timeout),
+    );
     let timer = tokio::time::sleep_until(age_deadline.map_or(first, |age| age.min(first)));
     tokio::pin!(timer);
     let mut closing = false;
@@ -215,13 +235,17 @@ pub(super) async fn serve(
             () = &mut timer, if !closing => {
                 let now = Instant::now();
                 if age_deadline.is_some_and(|age| now >= age) {
+                    tracing::debug!(%remote, "closing the connection: maximum age reached");
                     closing = true;
                 } else {
                     match activity.idle_deadline(settings.header_timeout, settings.keep_alive_timeout) {
-                        Some(idle) if now >= idle => closing = true,
+                        Some(idle) if now >= idle => {
+                            tracing::debug!(%remote, "closing the connection: idle timeout");
+                            closing = true;
+                        }
                         Some(idle) => timer.as_mut().reset(age_deadline.map_or(idle, |a| a.min(idle))),
                         None => {
-                            let next = now + settings.keep_alive_timeout;
+                            let next = deadline(now, settings.keep_alive_timeout);
                             timer.as_mut().reset(age_deadline.map_or(next, |a| a.min(next)));
                         }
                     }

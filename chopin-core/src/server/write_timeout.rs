@@ -48,7 +48,10 @@ fn check<R>(
         *armed = false;
         return result;
     }
-    let deadline = Instant::now() + timeout;
+    let Some(deadline) = Instant::now().checked_add(timeout) else {
+        // A timeout too large for the clock: no deadline.
+        return result;
+    };
     let sleep = match stall {
         Some(sleep) => {
             if !*armed {
@@ -116,5 +119,26 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
         let this = self.project();
         let result = this.inner.poll_shutdown(cx);
         check(this.stall, this.armed, *this.timeout, cx, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timeout_too_large_for_the_clock_never_fires() {
+        // A 1-byte pipe nobody reads: the second write blocks.
+        let (writer, _reader) = tokio::io::duplex(1);
+        let mut writer = Box::pin(WriteTimeout::new(writer, Duration::MAX));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            writer.as_mut().poll_write(&mut cx, b"a"),
+            Poll::Ready(Ok(1))
+        ));
+        assert!(writer.as_mut().poll_write(&mut cx, b"b").is_pending());
+        assert!(writer.as_mut().poll_flush(&mut cx).is_ready());
     }
 }

@@ -10,6 +10,7 @@ use chopin_core::Config;
 use chopin_core::auth::AuthStore;
 use chopin_core::db::Db;
 use chopin_core::testing::{TestClient, TestPostgres, TestResponse};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 fn config(database_url: &str) -> Config {
@@ -267,4 +268,15 @@ async fn exercise(router: Router, db: &Db) {
     assert_eq!(published.status, StatusCode::OK, "{}", published.text());
     assert_eq!(show(&anonymous, draft).await.0, StatusCode::OK);
     assert_eq!(lists(&anonymous).await[0], titles(&["Draft", "Public"], 2));
+
+    // An anonymous reader is no account, not even 0: a draft whose author id is 0 (nothing in
+    // the schema forbids one) stays hidden from it on both paths.
+    let orphan = create(&other, "Orphan draft", "orphan-draft", false).await;
+    db.execute_unprepared(&format!(
+        "UPDATE posts SET author_id = 0 WHERE id = {orphan}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(show(&anonymous, orphan).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(lists(&anonymous).await[1], titles(&[], 0));
 }

@@ -33,38 +33,54 @@ struct Statements {
     one: SqlStr,
 }
 
-/// The posts a reader may see, with the reader's two parameters ([`Reader::sql_params`]) as
-/// placeholders `see_all` and `account`.
-fn visible(see_all: &str, account: &str) -> String {
-    format!(r#"("published" OR {see_all} OR "author_id" = {account})"#)
+/// The posts a reader may see, with the reader's parameters ([`Reader::sql_params`]) as
+/// placeholders: `see_all`, then `is_account` and `account` (the account id, or 0 when
+/// `is_account` is false: the comparison is then never made, so no id stands for "nobody").
+fn visible(see_all: &str, is_account: &str, account: &str) -> String {
+    format!(r#"("published" OR {see_all} OR ({is_account} AND "author_id" = {account}))"#)
 }
 
-/// Parameters, in order: the visibility condition's two (`see_all`, `account`), then `list`:
-/// limit, offset; `list_filtered`: published, limit, offset; `one`: id.
-fn statements(projection: &str, p: [&str; 5]) -> Statements {
+/// Parameters, in order: the visibility condition's three (`see_all`, `is_account`,
+/// `account`), then `list`: limit, offset; `list_filtered`: published, limit, offset; `one`:
+/// id.
+fn statements(projection: &str, p: [&str; 6]) -> Statements {
     let sql = |s: String| AssertSqlSafe(s).into_sql_str();
     let order = r#"ORDER BY "created_at" DESC, "id" DESC"#;
-    let visible = visible(p[0], p[1]);
+    let visible = visible(p[0], p[1], p[2]);
     Statements {
         list: sql(format!(
             "SELECT {projection} FROM posts WHERE {visible} {order} LIMIT {} OFFSET {}",
-            p[2], p[3]
+            p[3], p[4]
         )),
         list_filtered: sql(format!(
             r#"SELECT {projection} FROM posts WHERE {visible} AND "published" = {} {order} LIMIT {} OFFSET {}"#,
-            p[2], p[3], p[4]
+            p[3], p[4], p[5]
         )),
         one: sql(format!(
             r#"SELECT {projection} FROM posts WHERE {visible} AND "id" = {}"#,
-            p[2]
+            p[3]
         )),
     }
 }
 
-static POSTGRES: LazyLock<Statements> =
-    LazyLock::new(|| statements(PostView::POSTGRES_JSON, ["$1", "$2", "$3", "$4", "$5"]));
+static POSTGRES: LazyLock<Statements> = LazyLock::new(|| {
+    statements(
+        PostView::POSTGRES_JSON,
+        ["$1", "$2", "$3", "$4", "$5", "$6"],
+    )
+});
 static SQLITE: LazyLock<Statements> =
-    LazyLock::new(|| statements(PostView::SQLITE, ["?1", "?2", "?3", "?4", "?5"]));
+    LazyLock::new(|| statements(PostView::SQLITE, ["?1", "?2", "?3", "?4", "?5", "?6"]));
+
+/// `query` with the visibility condition's three parameters bound for `reader`. Always the
+/// same types (bool, bool, bigint), so one prepared statement serves every reader.
+fn bind_reader(query: JsonQuery, reader: Reader) -> JsonQuery {
+    let (see_all, account) = reader.sql_params();
+    query
+        .bind(see_all)
+        .bind(account.is_some())
+        .bind(account.unwrap_or(0))
+}
 
 fn sql_for(db: &Db) -> &'static Statements {
     match db.get_database_backend() {
@@ -94,19 +110,13 @@ pub async fn list_posts(
 ) -> Result<JsonRows, ChopinError> {
     let statements = sql_for(&state.db);
     let reader = Reader::of(user.as_ref());
-    let (see_all, account) = reader.sql_params();
     let mut count = post::Entity::find().filter(reader.condition());
     let query = match filter.published {
         Some(published) => {
             count = count.filter(post::Column::Published.eq(published));
-            JsonQuery::new(statements.list_filtered.clone())
-                .bind(see_all)
-                .bind(account)
-                .bind(published)
+            bind_reader(JsonQuery::new(statements.list_filtered.clone()), reader).bind(published)
         }
-        None => JsonQuery::new(statements.list.clone())
-            .bind(see_all)
-            .bind(account),
+        None => bind_reader(JsonQuery::new(statements.list.clone()), reader),
     };
     let total = count.count(&*state.db).await?;
     let rows = query
@@ -137,10 +147,8 @@ pub async fn get_post(
     user: Option<AuthUser>,
     Id(id): Id,
 ) -> Result<JsonRows, ChopinError> {
-    let (see_all, account) = Reader::of(user.as_ref()).sql_params();
-    JsonQuery::new(sql_for(&state.db).one.clone())
-        .bind(see_all)
-        .bind(account)
+    let reader = Reader::of(user.as_ref());
+    bind_reader(JsonQuery::new(sql_for(&state.db).one.clone()), reader)
         .bind(id)
         .trust_text()
         .not_found(post_not_found_message(id))

@@ -56,15 +56,14 @@ impl Reader {
         }
     }
 
-    /// The two parameters of the pass-through statements' visibility condition
-    /// `("published" OR <see all> OR "author_id" = <account>)`: whether the reader sees every
-    /// post, and its account id (0 for anonymous readers and admins: account ids start at 1,
-    /// so 0 is nobody's).
-    pub fn sql_params(self) -> (bool, i64) {
+    /// What the pass-through statements' visibility condition needs: whether the reader sees
+    /// every post, and its account id — `None` for anonymous readers and admins, so that no
+    /// id (not even 0, which no account has) ever stands for "nobody" in a comparison.
+    pub fn sql_params(self) -> (bool, Option<i64>) {
         match self {
-            Reader::Admin => (true, 0),
-            Reader::Account(me) => (false, me),
-            Reader::Anonymous => (false, 0),
+            Reader::Admin => (true, None),
+            Reader::Account(me) => (false, Some(me)),
+            Reader::Anonymous => (false, None),
         }
     }
 }
@@ -86,8 +85,8 @@ mod tests {
         assert!(!Reader::Account(7).may_see(false, None));
         assert!(Reader::Admin.may_see(false, Some(8)));
         assert!(Reader::Admin.may_see(false, None));
-        assert_eq!(Reader::Anonymous.sql_params(), (false, 0));
-        assert_eq!(Reader::Account(7).sql_params(), (false, 7));
-        assert_eq!(Reader::Admin.sql_params(), (true, 0));
+        assert_eq!(Reader::Anonymous.sql_params(), (false, None));
+        assert_eq!(Reader::Account(7).sql_params(), (false, Some(7)));
+        assert_eq!(Reader::Admin.sql_params(), (true, None));
     }
 }
