@@ -222,7 +222,7 @@ impl Limiter {
 
     /// Whether a request for `key` would be let through, without counting it. A `governor`
     /// store cannot tell and answers `Ok` (`Limiter::new` builds a peekable store on request).
-    #[cfg_attr(not(chopin_db), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "auth", chopin_db)), allow(dead_code))]
     pub(crate) async fn peek(&self, key: &str) -> Result<(), Duration> {
         self.decide(key, true).await
     }
