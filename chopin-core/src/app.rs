@@ -253,7 +253,15 @@ where
             #[cfg(not(feature = "auth"))]
             handle: None::<()>,
         };
-        layers.apply_with(router, extensions)
+        let router = layers.apply_with(router, extensions);
+        // Outside every layer: a scrape is never cached, rate limited or traced.
+        #[cfg(feature = "metrics")]
+        let router = if self.config.metrics.on_main {
+            router.merge(crate::metrics::router(self.config.metrics.token.clone()))
+        } else {
+            router
+        };
+        router
     }
 
     /// Serve on per-core workers: `workers` single-threaded tokio runtimes, each with its own
@@ -270,6 +278,12 @@ where
     /// until SIGINT or SIGTERM; then stop accepting connections and let in-flight requests
     /// finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`. With `CHOPIN_WORKERS` (or
     /// [`workers`](App::workers)) set, serves on per-core workers.
+    ///
+    /// With chopin-core's `metrics` feature it also serves `/metrics` on
+    /// `CHOPIN_METRICS_ADDR` (default `127.0.0.1:9464`; `off` for none), failing to start when
+    /// that address cannot be bound. [`serve_at`](App::serve_at) and
+    /// [`serve_with`](App::serve_with) serve only the address or listener they are given:
+    /// there, set `CHOPIN_METRICS_ON_MAIN` or run [`metrics::serve`](crate::metrics::serve).
     pub async fn serve(self) -> Result<(), ServeError> {
         crate::telemetry::init(&self.config.log);
         let host = self.config.host.clone();
@@ -280,7 +294,40 @@ where
                 addr: format!("{host}:{port}"),
                 source,
             })?;
-        self.serve_at(addr, shutdown_signal()).await
+        #[cfg(feature = "metrics")]
+        let metrics = match self.config.metrics.addr {
+            Some(metrics_addr) => Some(self.serve_metrics(metrics_addr).await?),
+            None => None,
+        };
+        let served = self.serve_at(addr, shutdown_signal()).await;
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        served
+    }
+
+    /// Bind `addr` and serve `/metrics` there until the returned task is aborted.
+    #[cfg(feature = "metrics")]
+    async fn serve_metrics(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
+        let token = self.config.metrics.token.clone();
+        Ok(tokio::spawn(async move {
+            if let Err(error) = crate::metrics::serve(listener, token, std::future::pending()).await
+            {
+                tracing::error!(%error, "metrics listener stopped");
+            }
+        }))
     }
 
     /// Bind `addr` (one `SO_REUSEPORT` socket per worker in per-core mode) and serve until

@@ -4,6 +4,7 @@
 //!
 //! | layer | effect | configured by |
 //! |---|---|---|
+//! | metrics | request duration, body sizes, requests in flight by method, route template and status (feature `metrics`) | [`Layers::metrics`] |
 //! | request id | propagates a sane `x-request-id` or generates one; puts it in the response, in every error body and in the tracing span | [`Layers::request_id`] |
 //! | trace | one `request` span per request, a log line per response | [`Layers::trace`] |
 //! | catch panic | a panicking handler becomes a 500 envelope, the process lives on | [`Layers::catch_panic`] |
@@ -25,6 +26,9 @@ pub use crate::middleware::{
     SecurityHeadersFuture, SecurityHeadersLayer, SecurityHeadersService, TimeoutFuture,
     TimeoutLayer, TimeoutService, X_REQUEST_ID,
 };
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::middleware::{HttpMetricsFuture, HttpMetricsLayer, HttpMetricsService};
 
 /// The former name of [`SecurityHeadersService`] (every Chopin layer `FooLayer` now builds a
 /// `FooService<S>`).

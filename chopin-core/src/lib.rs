@@ -43,7 +43,8 @@
 //! * [`rate_limit`]: per-client GCRA rate limiting, in process or shared through Redis;
 //! * [`signing`]: HMAC-signed opaque tokens (cursors and the like);
 //! * [`sse`]: server-sent events with JSON data from the same engine;
-//! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI.
+//! * [`health`], [`openapi`]: health endpoints and the OpenAPI spec / docs UI;
+//! * `metrics` (feature `metrics`): Prometheus metrics and the `/metrics` endpoint.
 //!
 //! Chopin sets no global allocator: that choice belongs to the application.
 
@@ -89,6 +90,9 @@ pub mod extractors;
 pub mod health;
 pub mod json;
 pub mod layers;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod middleware;
 pub mod openapi;
 pub mod passthrough;

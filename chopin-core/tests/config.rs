@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 80] = [
+const DOCUMENTED: [&str; 84] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -24,6 +24,10 @@ const DOCUMENTED: [&str; 80] = [
     "CHOPIN_DB_BREAKER",
     "CHOPIN_DB_BREAKER_THRESHOLD",
     "CHOPIN_DB_PROBE_INTERVAL",
+    "CHOPIN_DB_SLOW_QUERY",
+    "CHOPIN_METRICS_ADDR",
+    "CHOPIN_METRICS_ON_MAIN",
+    "CHOPIN_METRICS_TOKEN",
     "CHOPIN_CORS_ORIGINS",
     "CHOPIN_CORS_CREDENTIALS",
     "CHOPIN_BODY_LIMIT",
@@ -456,6 +460,17 @@ fn every_variable_has_an_effect() {
             c.server.listen_backlog == 64
         }),
         ("CHOPIN_WORKERS", "2", |c| c.server.workers == 2),
+        ("CHOPIN_DB_SLOW_QUERY", "250ms", |c| {
+            c.database.slow_query == Some(Duration::from_millis(250))
+        }),
+        ("CHOPIN_METRICS_ADDR", "off", |c| c.metrics.addr.is_none()),
+        ("CHOPIN_METRICS_ON_MAIN", "true", |c| c.metrics.on_main),
+        ("CHOPIN_METRICS_TOKEN", "a-long-scrape-token", |c| {
+            c.metrics
+                .token
+                .as_ref()
+                .is_some_and(|t| t.expose() == "a-long-scrape-token")
+        }),
     ];
     let covered: BTreeSet<&str> = cases.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(covered, DOCUMENTED.into_iter().collect::<BTreeSet<_>>());

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::reader::{Reader, parse_bool, parse_duration, parse_positive};
+use super::reader::{Reader, parse_bool, parse_duration, parse_optional_duration, parse_positive};
 use super::secret::redact_url;
 
 /// Database connection and pool settings.
@@ -31,7 +31,14 @@ pub struct DatabaseConfig {
     /// The circuit breaker that answers 503 at once while the database is down
     /// (`CHOPIN_DB_BREAKER`, `CHOPIN_DB_BREAKER_THRESHOLD`, `CHOPIN_DB_PROBE_INTERVAL`).
     pub breaker: BreakerConfig,
+    /// `CHOPIN_DB_SLOW_QUERY` (default `1s`; `off` for none): a statement that runs longer is
+    /// logged at `WARN` (target `sqlx::query`, inside the request's span, so with its request
+    /// id) and counted in `chopin_db_slow_queries_total` (feature `metrics`).
+    pub slow_query: Option<Duration>,
 }
+
+/// `CHOPIN_DB_SLOW_QUERY`'s default (sqlx's own threshold).
+pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
 
 /// Settings of the database circuit breaker (see [`crate::db`] and docs/database.md).
 ///
@@ -111,6 +118,7 @@ impl DatabaseConfig {
             idle_timeout: None,
             max_lifetime: None,
             breaker: BreakerConfig::default(),
+            slow_query: Some(DEFAULT_SLOW_QUERY),
         }
     }
 }
@@ -132,6 +140,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("breaker", &self.breaker)
+            .field("slow_query", &self.slow_query)
             .finish()
     }
 }
@@ -152,6 +161,9 @@ impl DatabaseConfig {
             idle_timeout: r.get("DATABASE_IDLE_TIMEOUT", parse_duration),
             max_lifetime: r.get("DATABASE_MAX_LIFETIME", parse_duration),
             breaker: BreakerConfig::from_reader(r),
+            slow_query: r
+                .get("CHOPIN_DB_SLOW_QUERY", parse_optional_duration)
+                .unwrap_or(Some(DEFAULT_SLOW_QUERY)),
         };
         if let (Some(min), Some(max)) = (database.min_connections, database.max_connections)
             && min > max

@@ -22,6 +22,7 @@ mod database;
 mod http;
 mod log;
 mod mail;
+mod metrics;
 mod openapi;
 pub(crate) mod pagination;
 mod rate_limit;
@@ -43,10 +44,11 @@ pub use self::cache::{
     is_valid_cache_namespace,
 };
 pub use self::cursor::{CURSOR_KEY_INFO, CursorConfig, DEFAULT_CURSOR_TTL};
-pub use self::database::{BreakerConfig, DEFAULT_DATABASE_URL, DatabaseConfig};
+pub use self::database::{BreakerConfig, DEFAULT_DATABASE_URL, DEFAULT_SLOW_QUERY, DatabaseConfig};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};
+pub use self::metrics::{DEFAULT_METRICS_ADDR, MetricsConfig};
 pub use self::openapi::OpenApiConfig;
 pub use self::rate_limit::{AuthRateLimitConfig, IP_RATE_MULTIPLE, Rate, RateLimitConfig};
 pub use self::reader::{ConfigError, ConfigProblem, MAX_CONFIG_DURATION, parse_duration};
@@ -173,6 +175,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// Chopin's server: connection timeouts and limits, HTTP/2, TCP, per-core workers.
     pub server: ServerConfig,
+    /// Where `/metrics` is served (feature `metrics`).
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -304,6 +308,7 @@ impl Config {
             );
         }
         let server = ServerConfig::from_reader(&mut r);
+        let metrics = MetricsConfig::from_reader(&mut r, environment);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -326,6 +331,7 @@ impl Config {
             security,
             mail,
             server,
+            metrics,
         })
     }
 

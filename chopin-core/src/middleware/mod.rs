@@ -2,7 +2,7 @@
 //!
 //! The public paths are `crate::layers` (the default stack's layers), `crate::rate_limit` and
 //! `crate::cache::http` (ETags and the response cache); this module is private. From the
-//! outside in, the default stack is: request id, trace, security headers, catch panic,
+//! outside in, the default stack is: metrics (feature `metrics`), request id, trace, security headers, catch panic,
 //! compression, CORS, rate limit, timeout, body limit, the extensions `App` hands to
 //! extractors, then the router with its fallbacks. Every layer `FooLayer` builds a
 //! `FooService<S>`.
@@ -14,6 +14,8 @@ mod cors;
 mod etag;
 mod extensions;
 mod fallback;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub(crate) mod rate_limit;
 mod request_id;
 mod response_cache;
@@ -27,6 +29,8 @@ pub use catch_panic::{CatchPanicFuture, CatchPanicLayer, CatchPanicService};
 pub use compression::{CompressionLayer, CompressionService};
 pub use etag::{DEFAULT_ETAG_MAX_SIZE, ETagFuture, ETagLayer, ETagService};
 pub(crate) use extensions::RequestExtensions;
+#[cfg(feature = "metrics")]
+pub use metrics::{HttpMetricsFuture, HttpMetricsLayer, HttpMetricsService};
 pub use rate_limit::RateLimitLayer;
 pub use request_id::{RequestIdFuture, RequestIdLayer, RequestIdService, X_REQUEST_ID};
 pub use response_cache::{

@@ -25,6 +25,9 @@ const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Which default layers [`App`](crate::App) installs, and their settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layers {
+    /// Request metrics (`http_server_*`), outermost; needs chopin-core's `metrics` feature
+    /// (without it this switch does nothing).
+    pub metrics: bool,
     /// Request-id propagation / generation (and the request context errors read).
     pub request_id: bool,
     /// A tracing span per request and a log event per response.
@@ -52,6 +55,7 @@ impl Layers {
     /// The full default stack, configured from `config`.
     pub fn from_config(config: &Config) -> Self {
         Self {
+            metrics: cfg!(feature = "metrics"),
             request_id: true,
             trace: true,
             catch_panic: true,
@@ -79,6 +83,7 @@ impl Layers {
     /// for applications that bring their own stack.
     pub fn minimal() -> Self {
         Self {
+            metrics: false,
             request_id: false,
             trace: false,
             catch_panic: false,
@@ -110,7 +115,8 @@ impl Layers {
         let pagination = extensions
             .pagination
             .filter(|p| *p != PaginationConfig::default());
-        let nothing_enabled = !(self.request_id
+        let nothing_enabled = !(self.metrics_on()
+            || self.request_id
             || self.trace
             || self.catch_panic
             || self.compression
@@ -142,6 +148,7 @@ impl Layers {
         // (compression, CORS, axum's body limit) and the rate limit (whose future is boxed
         // anyway) are `Either`s (`option_layer`).
         let stack = ServiceBuilder::new()
+            .layer(self.metrics_layer())
             .layer(or_off(
                 self.request_id
                     .then(|| RequestIdLayer::new(self.expose_internal_errors)),
@@ -167,6 +174,23 @@ impl Layers {
                 handle: extensions.handle,
             });
         router.layer(stack)
+    }
+}
+
+impl Layers {
+    /// Whether the metrics layer is installed (on, and the feature compiled in).
+    fn metrics_on(&self) -> bool {
+        cfg!(feature = "metrics") && self.metrics
+    }
+
+    #[cfg(feature = "metrics")]
+    fn metrics_layer(&self) -> super::HttpMetricsLayer {
+        super::HttpMetricsLayer::new().enabled(self.metrics)
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn metrics_layer(&self) -> tower::layer::util::Identity {
+        tower::layer::util::Identity::new()
     }
 }
 
