@@ -24,7 +24,7 @@ bench_init profile-core.sh
 MEASURE="${MEASURE:-4}"
 # Smoke mode: one server of each kind (hyper, epoll, Chopin's stack) on one endpoint.
 [[ "$BENCH_SMOKE" != 1 ]] || : "${SERVERS:=axum epoll chopin-full}" "${ENDPOINTS:=json}"
-ALL_SERVERS="axum actix epoll chopin-minimal chopin-full"
+ALL_SERVERS="axum actix epoll chopin-minimal chopin-nometrics chopin-full"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 ENDPOINTS="${ENDPOINTS:-json plaintext}"
 OUT="$(bench_out bench/results/core-callgrind.md)"
@@ -37,7 +37,7 @@ for server in "${servers[@]}"; do
         axum) packages+=(-p axum-baseline) ;;
         actix) packages+=(-p actix-baseline) ;;
         epoll) ;;
-        chopin-minimal | chopin-full)
+        chopin-minimal | chopin-nometrics | chopin-full)
             [[ " ${packages[*]-} " == *" chopin-bench-example "* ]] || packages+=(-p chopin-bench-example) ;;
         *) die "unknown server '$server' (known: $ALL_SERVERS)" ;;
     esac

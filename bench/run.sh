@@ -21,7 +21,7 @@ invocation="$(bench_invocation bench/run.sh TARGETS ENDPOINTS MODE ROUNDS DURATI
     WRK_THREADS SERVER_CPU CLIENT_CPU QUIET_WAIT CARGO_EXTRA_ARGS CARGO_PROFILE CHOPIN_BIN BENCH_SMOKE)"
 bench_init run.sh
 
-ALL_TARGETS="axum actix epoll chopin-full chopin-minimal chopin-full-percore chopin-minimal-percore"
+ALL_TARGETS="axum actix epoll chopin-full chopin-nometrics chopin-minimal chopin-full-percore chopin-minimal-percore"
 ENDPOINTS="${ENDPOINTS:-json plaintext}"
 MODE="${MODE:-single}"
 TARGETS="${TARGETS:-$ALL_TARGETS}"
@@ -119,7 +119,7 @@ for t in "${targets[@]}"; do
         axum) packages+=(-p axum-baseline) ;;
         actix) packages+=(-p actix-baseline) ;;
         epoll) want_epoll=1 ;;
-        chopin-full | chopin-minimal | chopin-full-percore | chopin-minimal-percore)
+        chopin-full | chopin-nometrics | chopin-minimal | chopin-full-percore | chopin-minimal-percore)
             [[ " ${packages[*]-} " == *" chopin-bench-example "* ]] || packages+=(-p chopin-bench-example) ;;
         *) die "unknown target '$t' (known: $ALL_TARGETS)" ;;
     esac

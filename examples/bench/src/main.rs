@@ -13,7 +13,9 @@
 //! `?rows=N`. Without it no database is opened and only the two endpoints above exist.
 //!
 //! `CHOPIN_BENCH_STACK=full` (default) serves with Chopin's full default layer stack as
-//! configured by the environment; `minimal` with [`Layers::minimal`]. Listens on `BIND`
+//! configured by the environment, request metrics included; `nometrics` with the same stack
+//! but the metrics layer off (what metrics cost per request); `minimal` with
+//! [`Layers::minimal`]. Listens on `BIND`
 //! (default `127.0.0.1:3003`).
 //!
 //! `CHOPIN_WORKERS=N` serves on N per-core workers (single-threaded runtimes, one
@@ -91,10 +93,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     match stack.as_str() {
         "full" => {}
+        "nometrics" => app.layers_mut().metrics = false,
         "minimal" => app = app.layers(Layers::minimal()),
         other => {
             return Err(
-                format!("CHOPIN_BENCH_STACK must be full or minimal, got {other:?}").into(),
+                format!("CHOPIN_BENCH_STACK must be full, nometrics or minimal, got {other:?}").into(),
             );
         }
     }
