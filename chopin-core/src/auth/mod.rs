@@ -162,6 +162,18 @@ impl From<AuthError> for ChopinError {
     }
 }
 
+/// The `reason` label of a refused token.
+#[cfg(feature = "metrics")]
+fn failure_reason(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::Expired => "expired",
+        AuthError::Revoked => "revoked",
+        // The check could not be made (the store, or a failure of ours): refused all the same.
+        AuthError::Unavailable | AuthError::Internal(_) | AuthError::Config(_) => "unavailable",
+        _ => "invalid",
+    }
+}
+
 impl axum::response::IntoResponse for AuthError {
     fn into_response(self) -> axum::response::Response {
         ChopinError::from(self).into_response()
@@ -448,7 +460,24 @@ impl Auth {
     /// issuer and audience work, which cannot change for the same bytes and the same keys;
     /// `exp` and `nbf` are checked again, the claims deserialised again, and revocation is
     /// checked on every call.
+    ///
+    /// With the `metrics` feature, every refusal is counted in
+    /// `chopin_auth_token_verification_failures_total` by `reason`: `expired`, `revoked`,
+    /// `unavailable` (the revocation store could not be asked: refused, fail closed) or
+    /// `invalid` (anything else: malformed, bad signature, wrong algorithm, type, issuer or
+    /// audience, unknown `kid`, missing claims, not yet valid).
     pub async fn verify<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
+        let result = self.verify_uncounted(token).await;
+        #[cfg(feature = "metrics")]
+        if let Err(err) = &result {
+            crate::metrics::global()
+                .auth
+                .verification_failure(failure_reason(err));
+        }
+        result
+    }
+
+    async fn verify_uncounted<C: AuthClaims>(&self, token: &str) -> Result<C, AuthError> {
         let leeway = self.settings().leeway.as_secs() as i64;
         let claims: C = match self.inner.verified.get(token).await {
             Some(known) => known.claims(leeway)?,

@@ -304,6 +304,13 @@ mod routes {
         decision.map_err(|wait| limited(limiter, policies, wait))
     }
 
+    /// Count a login the login limits refused (`chopin_auth_logins_total{outcome="rate_limited"}`);
+    /// the 429 itself is counted by `limited`.
+    fn login_refused() {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().auth.login("rate_limited");
+    }
+
     /// The auth routes' limits, before their handlers (see [`AuthRateLimits`]). Each limit
     /// answers 429 `RATE_LIMITED` with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
     pub(crate) async fn limit_routes(
@@ -332,7 +339,9 @@ mod routes {
         }
         match (route, ip) {
             (Route::Login, Some(ip)) => {
-                check(&limits.login, &ip, &state.login, false).await?;
+                check(&limits.login, &ip, &state.login, false)
+                    .await
+                    .inspect_err(|_| login_refused())?;
                 let Some(failures) = &limits.login_failures else {
                     return Ok(next.run(req).await);
                 };
@@ -342,7 +351,9 @@ mod routes {
                     return Ok(next.run(req).await);
                 };
                 let key = format!("{ip}|{}", account_key(&email));
-                check(&limits.login_failures, &key, &state.login, true).await?;
+                check(&limits.login_failures, &key, &state.login, true)
+                    .await
+                    .inspect_err(|_| login_refused())?;
                 let response = next.run(req).await;
                 if response.status() == StatusCode::UNAUTHORIZED {
                     // Counted; whether this failure used up the budget shows on the next try.

@@ -10,7 +10,7 @@ use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
-use super::stats::{Counters, bump};
+use super::stats::{Counters, Event, Tier, bump, record};
 
 /// One cached value.
 #[derive(Clone)]
@@ -78,10 +78,19 @@ fn weight(key: &str, entry: &Entry) -> u32 {
     u32::try_from(key.len() + entry.value.len() + tags).unwrap_or(u32::MAX)
 }
 
-/// A moka cache of [`Entry`] values bounded by bytes.
+/// A moka cache of [`Entry`] values bounded by bytes. Its size is reported by
+/// `chopin_cache_memory_bytes` (feature `metrics`) for as long as it lives.
 #[derive(Clone)]
 pub(crate) struct MemoryTier {
-    cache: Moka<String, Entry>,
+    // In an `Arc` so that the metrics can watch it through a `Weak`.
+    cache: Arc<Moka<String, Entry>>,
+}
+
+#[cfg(feature = "metrics")]
+impl crate::metrics::MemorySource for Moka<String, Entry> {
+    fn bytes(&self) -> u64 {
+        self.weighted_size()
+    }
 }
 
 impl MemoryTier {
@@ -93,11 +102,23 @@ impl MemoryTier {
             .weigher(|key: &String, entry: &Entry| weight(key, entry))
             .expire_after(PerEntryTtl)
             .eviction_listener(move |_key, _entry, cause| match cause {
-                RemovalCause::Size => bump(&counters.evictions),
-                RemovalCause::Expired => bump(&counters.expirations),
+                RemovalCause::Size => {
+                    bump(&counters.evictions);
+                    record(Tier::Memory, Event::Eviction);
+                }
+                RemovalCause::Expired => {
+                    bump(&counters.expirations);
+                    record(Tier::Memory, Event::Eviction);
+                }
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
             .build();
+        let cache = Arc::new(cache);
+        #[cfg(feature = "metrics")]
+        {
+            let source = Arc::downgrade(&cache);
+            crate::metrics::global().cache.watch_memory(source);
+        }
         MemoryTier { cache }
     }
 
@@ -109,6 +130,7 @@ impl MemoryTier {
     /// Store `entry` under `key`, replacing any previous value.
     pub async fn insert(&self, key: &str, entry: Entry) {
         self.cache.insert(key.to_string(), entry).await;
+        record(Tier::Memory, Event::Set);
     }
 
     /// Remove `key`.

@@ -74,7 +74,37 @@ use crate::error::{BoxError, ChopinError, DEFAULT_RETRY_AFTER};
 use crate::json;
 use flight::{Flights, Role};
 use memory::{Entry, MemoryTier};
-use stats::{Counters, bump};
+use stats::{Counters, Event, Tier, bump, record};
+
+/// What a read found, and which tiers it asked (for [`CacheStats`] and the metrics).
+pub(crate) struct Lookup {
+    /// The stored bytes, if a tier had them.
+    value: Option<Bytes>,
+    /// The tier that answered: the one holding the value, or the last one asked.
+    tier: Tier,
+    /// Whether the in-process tier was asked first and missed (`tiered` only).
+    memory_missed: bool,
+}
+
+impl Lookup {
+    /// `value`, found in `tier`.
+    pub(crate) fn found(value: Bytes, tier: Tier, memory_missed: bool) -> Lookup {
+        Lookup {
+            value: Some(value),
+            tier,
+            memory_missed,
+        }
+    }
+
+    /// Nothing; `tier` was the last asked.
+    pub(crate) fn missed(tier: Tier, memory_missed: bool) -> Lookup {
+        Lookup {
+            value: None,
+            tier,
+            memory_missed,
+        }
+    }
+}
 
 /// The longest time a `tiered` cache keeps an entry in its in-process tier, whatever the
 /// entry's TTL in Redis: the bound on staleness should an invalidation bypass Chopin (a `DEL`
@@ -123,6 +153,15 @@ pub enum CacheError {
     /// The configured backend needs a cargo feature this build of chopin-core lacks.
     #[error("the `{0}` cache backend needs chopin-core's `redis` cargo feature")]
     FeatureDisabled(CacheBackend),
+}
+
+/// A Redis that could not be reached when a cache was built is an error of the Redis tier
+/// in the metrics (the cache, and its [`CacheStats`], never came to be).
+#[cfg(feature = "redis")]
+fn count_connect_failure(err: &CacheError) {
+    if matches!(err, CacheError::Connect { .. }) {
+        record(Tier::Redis, Event::Error);
+    }
 }
 
 impl From<CacheError> for ChopinError {
@@ -216,7 +255,9 @@ impl Cache {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(config: &CacheConfig) -> Result<Cache, CacheError> {
         let counters = Arc::new(Counters::default());
-        let tier = redis::RedisTier::connect(config, Arc::clone(&counters)).await?;
+        let tier = redis::RedisTier::connect(config, Arc::clone(&counters))
+            .await
+            .inspect_err(count_connect_failure)?;
         Ok(Cache::build(
             Backend::Redis {
                 tier: Box::new(tier),
@@ -236,7 +277,9 @@ impl Cache {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn tiered(config: &CacheConfig) -> Result<Cache, CacheError> {
         let counters = Arc::new(Counters::default());
-        let tiered = tiered::Tiered::connect(config, Arc::clone(&counters)).await?;
+        let tiered = tiered::Tiered::connect(config, Arc::clone(&counters))
+            .await
+            .inspect_err(count_connect_failure)?;
         Ok(Cache::build(
             Backend::Tiered(tiered),
             CacheBackend::Tiered,
@@ -269,40 +312,64 @@ impl Cache {
         &self.inner.namespace
     }
 
-    /// The stored bytes and whether the in-process tier answered; not counted in stats.
-    async fn fetch(&self, key: &str) -> Option<(Bytes, bool)> {
+    /// The stored bytes and the tiers asked; not counted in stats.
+    async fn fetch(&self, key: &str) -> Lookup {
         match &self.inner.backend {
-            Backend::Memory(tier) => tier.get(key).await.map(|v| (v, true)),
+            Backend::Memory(tier) => match tier.get(key).await {
+                Some(value) => Lookup::found(value, Tier::Memory, false),
+                None => Lookup::missed(Tier::Memory, false),
+            },
             #[cfg(feature = "redis")]
-            Backend::Redis { tier, .. } => tier.get(key).await.ok().flatten().map(|v| (v, false)),
+            Backend::Redis { tier, .. } => match tier.get(key).await {
+                Ok(Some(value)) => Lookup::found(value, Tier::Redis, false),
+                // A failure was counted as an error where it happened; it reads as a miss.
+                Ok(None) | Err(_) => Lookup::missed(Tier::Redis, false),
+            },
             #[cfg(feature = "redis")]
             Backend::Tiered(tiered) => tiered.get(key).await,
         }
     }
 
-    fn record_hit(&self, local: bool) {
+    /// Count a read that returned a value: in stats, and as a hit of the tier that answered
+    /// (after a miss of the in-process tier when it was asked first) in the metrics.
+    fn record_hit(&self, lookup: &Lookup) {
         bump(&self.inner.counters.hits);
-        if local {
+        if lookup.tier == Tier::Memory {
             bump(&self.inner.counters.local_hits);
         }
+        if lookup.memory_missed {
+            record(Tier::Memory, Event::Miss);
+        }
+        record(lookup.tier, Event::Hit);
+    }
+
+    /// Count a read that returned nothing: a miss of every tier it asked.
+    fn record_miss(&self, lookup: &Lookup) {
+        bump(&self.inner.counters.misses);
+        if lookup.memory_missed {
+            record(Tier::Memory, Event::Miss);
+        }
+        record(lookup.tier, Event::Miss);
     }
 
     /// The value under `key`, decoded from JSON; `None` when absent, expired, not decodable
     /// as `T` (counted in [`CacheStats::codec_errors`]), or when Redis fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let counters = &self.inner.counters;
-        let Some((bytes, local)) = self.fetch(key).await else {
-            bump(&counters.misses);
+        let lookup = self.fetch(key).await;
+        let Some(bytes) = &lookup.value else {
+            self.record_miss(&lookup);
             return None;
         };
-        match json::from_slice::<T>(&bytes) {
+        match json::from_slice::<T>(bytes) {
             Ok(value) => {
-                self.record_hit(local);
+                self.record_hit(&lookup);
                 Some(value)
             }
             Err(e) => {
-                bump(&counters.codec_errors);
-                bump(&counters.misses);
+                // Bad stored data: an error of the tier that held it, and a miss.
+                bump(&self.inner.counters.codec_errors);
+                record(lookup.tier, Event::Error);
+                self.record_miss(&lookup);
                 tracing::debug!(key, error = %e, "cached value does not decode; treated as a miss");
                 None
             }
@@ -323,13 +390,14 @@ impl Cache {
 
     /// The raw bytes under `key`.
     pub async fn get_bytes(&self, key: &str) -> Option<Bytes> {
-        match self.fetch(key).await {
-            Some((bytes, local)) => {
-                self.record_hit(local);
+        let mut lookup = self.fetch(key).await;
+        match lookup.value.take() {
+            Some(bytes) => {
+                self.record_hit(&lookup);
                 Some(bytes)
             }
             None => {
-                bump(&self.inner.counters.misses);
+                self.record_miss(&lookup);
                 None
             }
         }
@@ -458,6 +526,8 @@ impl Cache {
                     if let Ok(done) = result.wait_for(Option::is_some).await
                         && let Some(result) = done.as_ref()
                     {
+                        #[cfg(feature = "metrics")]
+                        crate::metrics::global().cache.coalesced.inc();
                         return result.clone();
                     }
                     // The leader went away without a result: start over.
@@ -465,7 +535,7 @@ impl Cache {
             }
         };
         // Another leader may have stored the value between our miss and our turn.
-        if let Some((bytes, _)) = self.fetch(key).await
+        if let Some(bytes) = self.fetch(key).await.value
             && let Ok(value) = json::from_slice::<T>(&bytes)
         {
             if let Some(guard) = leader {

@@ -2,7 +2,8 @@
 //! key namespaced `<namespace>:<key>`, every round trip bounded by the configured timeout.
 //!
 //! Failures never reach the caller as panics or hangs: a round trip that errors or exceeds the
-//! timeout is counted in [`CacheStats::errors`](super::CacheStats::errors), logged (a warning
+//! timeout is counted in [`CacheStats::errors`](super::CacheStats::errors) (and, with the
+//! `metrics` feature, `chopin_cache_errors_total{tier="redis"}`), logged (a warning
 //! when Redis starts failing, one when it is back, details at `debug`), and reported as
 //! [`Failed`]; the `Cache` turns that into a miss, a no-op or
 //! [`CacheError::Unavailable`](super::CacheError::Unavailable).
@@ -16,7 +17,7 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
 use bytes::Bytes;
 
-use super::stats::{Counters, bump};
+use super::stats::{Counters, Event, Tier, record, redis_error};
 use super::{CacheError, ttl_millis};
 use crate::config::CacheConfig;
 use crate::redis_conn::{self, background_timeout};
@@ -241,7 +242,7 @@ impl RedisTier {
     }
 
     fn failed(&self, what: &'static str, reason: &str) {
-        bump(&self.counters.errors);
+        redis_error(&self.counters);
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 namespace = %self.prefix,
@@ -314,7 +315,9 @@ impl RedisTier {
             if let Some(message) = message {
                 p.cmd("PUBLISH").arg(&self.channel).arg(message).ignore();
             }
-            return self.call("SET", p.query_async::<()>(&mut conn)).await;
+            self.call("SET", p.query_async::<()>(&mut conn)).await?;
+            record(Tier::Redis, Event::Set);
+            return Ok(());
         }
         let mut invocation = self.set_tagged.prepare_invoke();
         invocation.key(&full);
@@ -327,8 +330,9 @@ impl RedisTier {
             None => invocation.arg("").arg(""),
         };
         self.call("SET (tagged)", invocation.invoke_async::<Value>(&mut conn))
-            .await
-            .map(|_| ())
+            .await?;
+        record(Tier::Redis, Event::Set);
+        Ok(())
     }
 
     /// `UNLINK` the key, then `PUBLISH` `message` when given — one round trip. Returns how

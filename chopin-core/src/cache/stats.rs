@@ -79,6 +79,64 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A cache tier, as the process-wide metrics label it (`tier="memory"`, `tier="redis"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// The in-process moka tier.
+    Memory,
+    /// The Redis tier.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis,
+}
+
+/// What a tier did, for the process-wide metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// `chopin_cache_hits_total`.
+    Hit,
+    /// `chopin_cache_misses_total`.
+    Miss,
+    /// `chopin_cache_sets_total`.
+    Set,
+    /// `chopin_cache_evictions_total`.
+    Eviction,
+    /// `chopin_cache_errors_total`.
+    Error,
+}
+
+/// Count `event` on `tier` in the process-wide metrics (`chopin_cache_*`; feature `metrics`,
+/// nothing without it): one atomic add. Called at the points that update [`Counters`], so a
+/// `memory` cache's [`CacheStats`] and the metrics agree.
+#[inline]
+pub(crate) fn record(tier: Tier, event: Event) {
+    #[cfg(feature = "metrics")]
+    {
+        use crate::metrics::{CacheEvent, CacheTier};
+        let tier = match tier {
+            Tier::Memory => CacheTier::Memory,
+            Tier::Redis => CacheTier::Redis,
+        };
+        let event = match event {
+            Event::Hit => CacheEvent::Hit,
+            Event::Miss => CacheEvent::Miss,
+            Event::Set => CacheEvent::Set,
+            Event::Eviction => CacheEvent::Eviction,
+            Event::Error => CacheEvent::Error,
+        };
+        crate::metrics::global().cache.record(tier, event);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (tier, event);
+}
+
+/// A failed Redis round trip (or unconfirmed invalidation): [`CacheStats::errors`] and
+/// `chopin_cache_errors_total{tier="redis"}`.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_error(counters: &Counters) {
+    bump(&counters.errors);
+    record(Tier::Redis, Event::Error);
+}
+
 impl Counters {
     /// A snapshot; `entries` and `bytes` come from the in-process tier, if any.
     pub fn snapshot(&self, backend: CacheBackend, entries: u64, bytes: u64) -> CacheStats {

@@ -51,8 +51,8 @@ use tokio::task::JoinHandle;
 
 use super::memory::{Entry, MemoryTier};
 use super::redis::{Failed, RedisTier};
-use super::stats::{Counters, bump};
-use super::{CacheError, TIERED_LOCAL_TTL_MAX};
+use super::stats::{Counters, Event, Tier, bump, record, redis_error};
+use super::{CacheError, Lookup, TIERED_LOCAL_TTL_MAX};
 use crate::config::CacheConfig;
 use crate::json;
 use crate::redis_conn::background_timeout;
@@ -230,13 +230,13 @@ impl Tiered {
         self.shared.subscribed.load(Ordering::SeqCst)
     }
 
-    /// The value and whether it came from the local tier.
-    pub async fn get(&self, key: &str) -> Option<(Bytes, bool)> {
+    /// The value, and which tiers were asked: the local one first (only while subscribed),
+    /// then Redis.
+    pub async fn get(&self, key: &str) -> Lookup {
         let s = &self.shared;
-        if s.subscribed.load(Ordering::SeqCst)
-            && let Some(value) = s.local.get(key).await
-        {
-            return Some((value, true));
+        let local = s.subscribed.load(Ordering::SeqCst);
+        if local && let Some(value) = s.local.get(key).await {
+            return Lookup::found(value, Tier::Memory, false);
         }
         let stamp = s.stamp(key);
         match s.remote.get_with_ttl(key).await {
@@ -245,9 +245,9 @@ impl Tiered {
                     let entry = Entry::new(value.clone(), ttl.min(TIERED_LOCAL_TTL_MAX));
                     s.fill(key, entry, stamp).await;
                 }
-                Some((value, false))
+                Lookup::found(value, Tier::Redis, local)
             }
-            Ok(None) | Err(Failed) => None,
+            Ok(None) | Err(Failed) => Lookup::missed(Tier::Redis, local),
         }
     }
 
@@ -361,7 +361,7 @@ impl Shared {
     async fn await_acks(&self, mut wait: AckWait<'_>, receivers: u64) -> Result<(), CacheError> {
         if !self.subscribed.load(Ordering::SeqCst) {
             // Acks arrive through the subscription: without it nothing can be confirmed.
-            bump(&self.counters.errors);
+            redis_error(&self.counters);
             tracing::debug!("invalidation not confirmed: not subscribed");
             return Err(CacheError::Unavailable);
         }
@@ -372,7 +372,7 @@ impl Shared {
         if confirmed {
             return Ok(());
         }
-        bump(&self.counters.errors);
+        redis_error(&self.counters);
         let got = *wait.received.borrow();
         tracing::warn!(
             expected = receivers,
@@ -506,6 +506,7 @@ impl Shared {
                 // Fail closed: an invalidation we cannot read may have been for anything.
                 tracing::warn!(error = %e, "undecodable cache invalidation; clearing the local tier");
                 bump(&self.counters.codec_errors);
+                record(Tier::Redis, Event::Error);
                 self.invalidate(&Op::All).await;
                 return;
             }
@@ -536,7 +537,7 @@ impl Shared {
             publish.arg(channel).arg(id.to_string());
             let sent = tokio::time::timeout(timeout, publish.query_async::<Value>(&mut conn)).await;
             if !matches!(sent, Ok(Ok(_))) {
-                bump(&counters.errors);
+                redis_error(&counters);
                 tracing::debug!(id, "could not acknowledge a cache invalidation");
             }
         });

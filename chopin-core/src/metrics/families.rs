@@ -305,12 +305,16 @@ pub(crate) struct CacheMetrics {
     pub(crate) misses: PerTier,
     /// Values stored.
     pub(crate) sets: PerTier,
-    /// Values evicted for size (memory) or expired.
+    /// Values the in-process tier dropped for size (or refused) or expiry. Chopin never
+    /// deletes from Redis for size: the Redis tier's stays 0 (Redis reports its own
+    /// evictions as `evicted_keys`).
     pub(crate) evictions: PerTier,
-    /// Operations that failed (Redis unreachable, timeouts, bad stored data).
+    /// Operations that failed: Redis round trips that failed or timed out, invalidations not
+    /// confirmed, a Redis unreachable when a cache is built, stored values that do not
+    /// decode.
     pub(crate) errors: PerTier,
-    /// Bytes held by the in-process tier.
-    pub(crate) memory_bytes: Gauge,
+    /// The in-process tiers whose bytes `chopin_cache_memory_bytes` sums at each scrape.
+    memory: std::sync::Arc<MemoryTiers>,
     /// `get_or_load` calls that waited for another caller's load instead of loading.
     pub(crate) coalesced: Counter,
     /// Responses served from the response cache.
@@ -321,7 +325,6 @@ pub(crate) struct CacheMetrics {
 
 impl CacheMetrics {
     pub(super) fn new(registry: &mut Registry) -> Self {
-        let memory_bytes = Gauge::default();
         let coalesced = Counter::default();
         let http_hits = Counter::default();
         let not_modified = Counter::default();
@@ -351,17 +354,12 @@ impl CacheMetrics {
                 "chopin_cache_errors",
                 "Cache operations that failed, by tier",
             ),
-            memory_bytes,
+            memory: std::sync::Arc::default(),
             coalesced,
             http_hits,
             not_modified,
         };
-        registry.register_with_unit(
-            "chopin_cache_memory",
-            "Bytes held by the in-process cache tier",
-            Unit::Bytes,
-            this.memory_bytes.clone(),
-        );
+        registry.register_collector(Box::new(this.memory.clone()));
         registry.register(
             "chopin_cache_coalesced_loads",
             "get_or_load calls that waited for a concurrent load of the same key instead of loading",
@@ -378,6 +376,78 @@ impl CacheMetrics {
             this.not_modified.clone(),
         );
         this
+    }
+
+    /// Count one `event` on `tier`.
+    pub(crate) fn record(&self, tier: CacheTier, event: CacheEvent) {
+        let counters = match event {
+            CacheEvent::Hit => &self.hits,
+            CacheEvent::Miss => &self.misses,
+            CacheEvent::Set => &self.sets,
+            CacheEvent::Eviction => &self.evictions,
+            CacheEvent::Error => &self.errors,
+        };
+        counters.inc(tier);
+    }
+
+    /// Add `source`'s bytes to `chopin_cache_memory_bytes` for as long as it lives.
+    pub(crate) fn watch_memory(&self, source: Weak<dyn MemorySource>) {
+        let mut tiers = self.memory.0.lock().unwrap_or_else(PoisonError::into_inner);
+        tiers.retain(|s| s.strong_count() > 0);
+        tiers.push(source);
+    }
+}
+
+/// What a cache operation did, for [`CacheMetrics::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheEvent {
+    /// A lookup found a value.
+    Hit,
+    /// A lookup found nothing.
+    Miss,
+    /// A value was stored.
+    Set,
+    /// A value was dropped for size or expiry.
+    Eviction,
+    /// An operation failed.
+    Error,
+}
+
+/// An in-process cache tier watched by [`CacheMetrics`].
+pub(crate) trait MemorySource: Send + Sync {
+    /// The bytes it holds now.
+    fn bytes(&self) -> u64;
+}
+
+/// The in-process tiers alive now; a dropped tier disappears from the next scrape.
+#[derive(Default)]
+struct MemoryTiers(Mutex<Vec<Weak<dyn MemorySource>>>);
+
+impl std::fmt::Debug for MemoryTiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryTiers")
+    }
+}
+
+impl Collector for MemoryTiers {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let bytes: u64 = {
+            let mut tiers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            tiers.retain(|s| s.strong_count() > 0);
+            tiers
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|s| s.bytes())
+                .fold(0u64, u64::saturating_add)
+        };
+        let gauge = ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let family = encoder.encode_descriptor(
+            "chopin_cache_memory",
+            "Bytes (keys, values and tags) held by the in-process cache tiers now",
+            Some(&Unit::Bytes),
+            gauge.metric_type(),
+        )?;
+        gauge.encode(family)
     }
 }
 
@@ -478,12 +548,14 @@ impl AuthMetrics {
         this
     }
 
-    /// Count a login with `outcome`.
+    /// Count a login with `outcome` (by the auth routes, which need a database feature).
+    #[cfg_attr(not(all(feature = "auth", chopin_db)), allow(dead_code))]
     pub(crate) fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Count a token refused for `reason`.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn verification_failure(&self, reason: &'static str) {
         self.verification_failures
             .get_or_create(&ReasonLabel { reason })

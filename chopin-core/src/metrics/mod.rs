@@ -47,8 +47,8 @@ pub use prometheus_client;
 
 #[allow(unused_imports)] // Each is used by the part of Chopin it counts, some behind features.
 pub(crate) use self::families::{
-    AuthMetrics, CacheMetrics, CacheTier, DbMetrics, PassthroughMetrics, PoolSnapshot, PoolSource,
-    ServerMetrics,
+    AuthMetrics, CacheEvent, CacheMetrics, CacheTier, DbMetrics, MemorySource, PassthroughMetrics,
+    PoolSnapshot, PoolSource, ServerMetrics,
 };
 pub(crate) use self::http::{HttpMetrics, HttpSeries};
 use crate::config::Secret;

@@ -489,6 +489,8 @@ where
     };
     let head = req.method() == Method::HEAD;
     if let Some(stored) = layer.lookup(&base, req.headers()).await {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().cache.http_hits.inc();
         return Ok(hit(stored, req.headers(), head));
     }
     let request_headers = (!head).then(|| req.headers().clone());

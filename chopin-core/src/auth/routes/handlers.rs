@@ -66,9 +66,13 @@ pub(super) async fn login(
     )
     .await?;
     let Some(account) = account.filter(|_| ok) else {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().auth.login("failure");
         return Err(ChopinError::Unauthorized(LOGIN_FAILED.into()));
     };
     let pair = module.tokens_for(account.id, roles_of(&account)).await?;
+    #[cfg(feature = "metrics")]
+    crate::metrics::global().auth.login("success");
     Ok(ApiResponse::success(pair))
 }
 
@@ -96,6 +100,8 @@ pub(super) async fn refresh(
         Err(RefreshRefusal::Invalid) => Err(refused("the refresh token is invalid or expired")),
         Err(RefreshRefusal::Reused(live)) => {
             tracing::warn!("a spent refresh token was replayed; its family is revoked");
+            #[cfg(feature = "metrics")]
+            crate::metrics::global().auth.refresh_reuse.inc();
             module.revoke_access(live).await?;
             Err(refused("the refresh token was already used; sign in again"))
         }

@@ -108,8 +108,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     }
 }
 
-/// A bare `304 Not Modified` carrying `etag`.
+/// A bare `304 Not Modified` carrying `etag` (counted in `chopin_http_cache_not_modified_total`
+/// with the `metrics` feature).
 pub fn not_modified(etag: &EntityTag) -> Response {
+    #[cfg(feature = "metrics")]
+    crate::metrics::global().cache.not_modified.inc();
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NOT_MODIFIED;
     response
@@ -127,6 +130,8 @@ pub fn not_modified(etag: &EntityTag) -> Response {
 /// unknown size would be gzipped into a 20-byte "empty" stream). axum's router may then add
 /// `Content-Length: 0` in process; hyper does not write it for a `304` with an empty body.
 pub(crate) fn into_not_modified(mut parts: http::response::Parts) -> Response {
+    #[cfg(feature = "metrics")]
+    crate::metrics::global().cache.not_modified.inc();
     parts.status = StatusCode::NOT_MODIFIED;
     for name in [
         header::CONTENT_LENGTH,

@@ -39,7 +39,14 @@ pub(crate) fn policy_value<'a>(limiters: impl IntoIterator<Item = &'a Limiter>) 
 
 /// 429 `RATE_LIMITED` with `Retry-After`, `RateLimit-Policy: <policies>` and
 /// `RateLimit: <refusing policy>;r=0;t=<seconds>`.
+///
+/// Every 429 of a rate limit is made here, and counted (feature `metrics`) in
+/// `chopin_rate_limit_rejections_total` by the refusing policy's [`metric_key`].
 pub(crate) fn limited(refused_by: &Limiter, policies: &HeaderValue, wait: Duration) -> Response {
+    #[cfg(feature = "metrics")]
+    crate::metrics::global()
+        .auth
+        .rate_limited(metric_key(refused_by.policy()));
     let mut response = ChopinError::RateLimited { retry_after: wait }.into_response();
     let headers = response.headers_mut();
     if !policies.is_empty() {
@@ -52,11 +59,43 @@ pub(crate) fn limited(refused_by: &Limiter, policies: &HeaderValue, wait: Durati
     response
 }
 
+/// The `key` label of a policy's 429s: `ip` (the layer's per-address policy), `user` (its
+/// per-client policy: a signed-in user, or an anonymous client's address), and the auth
+/// routes' `login`, `login_failures`, `signup`, `password_reset` (per address and per
+/// account), `verification` and `refresh`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn metric_key(policy: &'static str) -> &'static str {
+    match policy {
+        "client" => "user",
+        "login-failures" => "login_failures",
+        "password-reset" | "password-reset-ip" => "password_reset",
+        // `ip`, `login`, `signup`, `verification`, `refresh`: the same word.
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Rate;
     use crate::middleware::rate_limit::Backend;
+
+    #[test]
+    fn every_policy_has_a_metric_key() {
+        for (policy, key) in [
+            ("ip", "ip"),
+            ("client", "user"),
+            ("login", "login"),
+            ("login-failures", "login_failures"),
+            ("signup", "signup"),
+            ("password-reset", "password_reset"),
+            ("password-reset-ip", "password_reset"),
+            ("verification", "verification"),
+            ("refresh", "refresh"),
+        ] {
+            assert_eq!(metric_key(policy), key);
+        }
+    }
 
     #[test]
     fn ratelimit_t_is_retry_after_for_every_wait() {
