@@ -6,8 +6,8 @@
 //!   [`Db::metrics_name`](super::Db::metrics_name) renames it. Pools under one name (a pool
 //!   per worker) are added up; a dropped `Db` (every clone) disappears from the next scrape.
 //! * **Errors** (`chopin_db_errors_total{kind}`): operations through `Db` that failed — sea-orm
-//!   calls on `&db`, transactions' begin and commit through `Db`, `Db::ping`, the pass-through
-//!   responders — by kind:
+//!   calls on `&db` (statements, streams, `begin`, the connection errors of `transaction`),
+//!   `Db::ping`, the pass-through responders — by kind:
 //!   * `connection`: the connection failed or was lost (refused, reset, DNS, TLS, I/O,
 //!     SQLSTATE class 08 or 57P01–57P03), or the pool is closed;
 //!   * `timeout`: no pooled connection within the acquire timeout (also counted in
