@@ -199,6 +199,8 @@ impl Breaker {
     fn open(&self, why: &'static str) {
         if !self.0.open.swap(true, Ordering::AcqRel) {
             self.0.opened.notify_waiters();
+            #[cfg(feature = "metrics")]
+            crate::metrics::global().db.breaker_opened.inc();
             tracing::warn!(
                 reason = why,
                 probe_interval = ?self.0.config.probe_interval,
@@ -285,8 +287,12 @@ impl Breaker {
                         // Every connection busy (or being opened): busy, not down.
                         return Ok(());
                     }
+                    #[cfg(feature = "metrics")]
+                    let start = std::time::Instant::now();
                     let mut conn =
                         sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
+                    #[cfg(feature = "metrics")]
+                    super::metrics::acquired(start.elapsed());
                     let result = sqlx::query("SELECT 1").execute(&mut conn).await.map(drop);
                     let _ = conn.close().await;
                     result

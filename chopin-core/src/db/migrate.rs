@@ -56,9 +56,13 @@ pub(crate) async fn lock(conn: &DatabaseConnection, name: &str) -> Result<Migrat
         use sea_orm::sqlx::{self, Connection};
         let pool = conn.get_postgres_connection_pool();
         let key = lock_key(name);
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
         let mut own = sqlx::PgConnection::connect_with(&pool.connect_options())
             .await
             .map_err(|e| DbErr::Conn(sqlx_err(e)))?;
+        #[cfg(feature = "metrics")]
+        super::metrics::acquired(start.elapsed());
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(key)
             .execute(&mut own)

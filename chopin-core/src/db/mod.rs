@@ -20,8 +20,14 @@
 //!   [`Db::ping`] and the pass-through responders — checks it; [`Db::is_available`] reads it.
 //! * [`Db::migration_lock`] serialises migrations of several instances starting together
 //!   (a PostgreSQL advisory lock).
+//! * A statement that runs longer than `CHOPIN_DB_SLOW_QUERY` (default 1 s, `off` for none) is
+//!   logged by sqlx at `WARN` (target `sqlx::query`, inside the current span, so with the
+//!   request id). With the `metrics` feature the pool reports its connections, errors and
+//!   slow statements under the name [`Db::metrics_name`] gives (`main` by default).
 
 mod breaker;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod migrate;
 
 pub use self::migrate::MigrationLock;
@@ -133,6 +139,21 @@ enum Pool {
     Postgres(sqlx::PgPool),
 }
 
+impl Pool {
+    /// Open and idle connections (idle never above open).
+    fn counts(&self) -> (u32, u32) {
+        let (size, idle) = match self {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => (p.size(), p.num_idle()),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => (p.size(), p.num_idle()),
+        };
+        // `size` and `num_idle` are read separately: never report more idle than open.
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        (size, idle)
+    }
+}
+
 /// The application's database: a sea-orm connection over a configured sqlx pool. Cheap to
 /// clone (the pool is shared).
 ///
@@ -191,6 +212,12 @@ pub struct Db {
     pool: Pool,
     settings: PoolSettings,
     breaker: Breaker,
+    /// What the metrics read at each scrape (held weakly there).
+    #[cfg(feature = "metrics")]
+    watched: std::sync::Arc<metrics::Watched>,
+    /// `CHOPIN_DB_SLOW_QUERY`, for the statements timed here.
+    #[cfg(feature = "metrics")]
+    slow_query: Option<Duration>,
 }
 
 impl std::ops::Deref for Db {
@@ -316,6 +343,7 @@ impl Db {
                         .synchronous(SqliteSynchronous::Normal)
                         .busy_timeout(Duration::from_secs(5))
                         .foreign_keys(true);
+                    let options = log_slow(options, config.slow_query);
                     if url.contains(":memory:") || url.contains("mode=memory") {
                         // Each connection to an in-memory database is a separate database:
                         // keep exactly one, forever.
@@ -328,16 +356,17 @@ impl Db {
                         .connect_with(options)
                         .await
                         .map_err(connect_err)?;
-                    Ok(Db {
-                        conn: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
-                        breaker: Breaker::new(
+                    Ok(Db::assemble(
+                        sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+                        Breaker::new(
                             config.breaker,
                             settings.acquire_timeout,
                             ProbeTarget::Sqlite(pool.clone()),
                         ),
-                        pool: Pool::Sqlite(pool),
+                        Pool::Sqlite(pool),
                         settings,
-                    })
+                        config,
+                    ))
                 }
                 #[cfg(not(feature = "sqlite"))]
                 Err(DbError::BackendDisabled {
@@ -350,20 +379,22 @@ impl Db {
                 {
                     let options = sqlx::postgres::PgConnectOptions::from_str(&url)
                         .map_err(|e| DbError::Config(e.to_string()))?;
+                    let options = log_slow(options, config.slow_query);
                     let pool = pool_options(&settings)
                         .connect_with(options)
                         .await
                         .map_err(connect_err)?;
-                    Ok(Db {
-                        conn: sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
-                        breaker: Breaker::new(
+                    Ok(Db::assemble(
+                        sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                        Breaker::new(
                             config.breaker,
                             settings.acquire_timeout,
                             ProbeTarget::Postgres(pool.clone()),
                         ),
-                        pool: Pool::Postgres(pool),
+                        Pool::Postgres(pool),
                         settings,
-                    })
+                        config,
+                    ))
                 }
                 #[cfg(not(feature = "postgres"))]
                 Err(DbError::BackendDisabled {
@@ -380,6 +411,72 @@ impl Db {
                 "DATABASE_URL is not a URL (expected sqlite://… or postgres://…)".into(),
             )),
         }
+    }
+
+    /// The `Db` around a connected pool; with the `metrics` feature, its pool is watched
+    /// under the name `main` and its statements are timed.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    fn assemble(
+        mut conn: DatabaseConnection,
+        breaker: Breaker,
+        pool: Pool,
+        settings: PoolSettings,
+        config: &DatabaseConfig,
+    ) -> Db {
+        #[cfg(feature = "metrics")]
+        {
+            let threshold = config.slow_query;
+            conn.set_metric_callback(move |info| metrics::statement(threshold, info.elapsed));
+            let watched = std::sync::Arc::new(metrics::Watched {
+                pool: pool.clone(),
+                max: settings.max_connections,
+                breaker: breaker.clone(),
+            });
+            let weak = std::sync::Arc::downgrade(&watched);
+            crate::metrics::global()
+                .db
+                .watch_pool(metrics::DEFAULT_POOL_NAME, weak);
+            Db {
+                conn,
+                pool,
+                settings,
+                breaker,
+                watched,
+                slow_query: threshold,
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = config;
+            Db {
+                conn,
+                pool,
+                settings,
+                breaker,
+            }
+        }
+    }
+
+    /// Report this pool's metrics (feature `metrics`) under `pool="<name>"` instead of
+    /// `main`: for an application with several databases (a primary and a replica, say).
+    /// Clones share the name; pools given the same name are reported as one (their
+    /// connections added up), which is what a pool per worker wants. Without the `metrics`
+    /// feature it changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn run(config: chopin_core::config::DatabaseConfig) -> Result<(), Box<dyn std::error::Error>> {
+    /// let replica = chopin_core::db::Db::connect(&config).await?.metrics_name("replica");
+    /// # let _ = replica; Ok(()) }
+    /// ```
+    pub fn metrics_name(self, name: &str) -> Db {
+        #[cfg(feature = "metrics")]
+        {
+            let weak = std::sync::Arc::downgrade(&self.watched);
+            crate::metrics::global().db.watch_pool(name, weak);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = name;
+        self
     }
 
     /// The sea-orm connection, for queries.
@@ -404,14 +501,7 @@ impl Db {
     /// # }
     /// ```
     pub fn get_pool_status(&self) -> PoolStatus {
-        let (size, idle) = match &self.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => (p.size(), p.num_idle() as u32),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => (p.size(), p.num_idle() as u32),
-        };
-        // `size` and `num_idle` are read separately: never report more idle than open.
-        let idle = idle.min(size);
+        let (size, idle) = self.pool.counts();
         let active = size - idle;
         #[allow(deprecated)]
         PoolStatus {
@@ -478,9 +568,39 @@ impl Db {
         self.breaker.check()
     }
 
-    /// For the pass-through path: report a query's sqlx error to the breaker.
+    /// For the pass-through path: report a query's sqlx error to the breaker (and count it).
     pub(crate) fn observe_error(&self, err: &sqlx::Error) {
         self.breaker.observe_sqlx(err);
+        #[cfg(feature = "metrics")]
+        metrics::sqlx_error(err);
+    }
+
+    /// For the pass-through path: a connection from `pool` (this `Db`'s), the wait timed
+    /// (feature `metrics`) and a failure reported like a query's.
+    pub(crate) async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, crate::error::ChopinError> {
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
+        match pool.acquire().await {
+            Ok(conn) => {
+                #[cfg(feature = "metrics")]
+                metrics::acquired(start.elapsed());
+                Ok(conn)
+            }
+            Err(err) => {
+                self.observe_error(&err);
+                Err(err.into())
+            }
+        }
+    }
+
+    /// For the pass-through path: a statement that started at `start` has finished; count
+    /// it if it was slow (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn statement_done(&self, start: std::time::Instant) {
+        metrics::statement(self.slow_query, start.elapsed());
     }
 
     /// For the pass-through path: run a query, starting a probe if it is slow, and giving up
@@ -499,9 +619,18 @@ impl Db {
         self.breaker.success();
     }
 
-    /// Run `fut` unless the breaker is open, and report its outcome to the breaker.
+    /// Run `fut` unless the breaker is open, and report its outcome to the breaker (and its
+    /// failure to the metrics: the breaker's own answers are not counted).
     async fn guarded<T>(&self, fut: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
         self.breaker.check_db()?;
+        #[cfg(feature = "metrics")]
+        let fut = async {
+            let result = fut.await;
+            if let Err(err) = &result {
+                metrics::db_error(err);
+            }
+            result
+        };
         let result = self
             .breaker
             .watch_abandoning(fut, || Err(breaker::open_db_error()))
@@ -528,7 +657,11 @@ impl Db {
     fn observe_transaction<T, E>(&self, result: &Result<T, TransactionError<E>>) {
         match result {
             Ok(_) => self.breaker.success(),
-            Err(TransactionError::Connection(err)) => self.breaker.observe_db(err),
+            Err(TransactionError::Connection(err)) => {
+                self.breaker.observe_db(err);
+                #[cfg(feature = "metrics")]
+                metrics::db_error(err);
+            }
             Err(TransactionError::Transaction(_)) => {}
         }
     }
@@ -549,7 +682,15 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.guarded(self.conn.execute_unprepared(sql)).await
+        // sea-orm times the other statements (the callback `assemble` sets), not this one.
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
+        let result = self.guarded(self.conn.execute_unprepared(sql)).await;
+        #[cfg(feature = "metrics")]
+        if result.is_ok() {
+            self.statement_done(start);
+        }
+        result
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
@@ -652,9 +793,19 @@ impl StreamTrait for Db {
     ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
             self.breaker.check_db()?;
+            let start = self.conn.stream_raw(stmt);
+            // Counted here, not after: the breaker's own answer is no database error.
+            #[cfg(feature = "metrics")]
+            let start = async {
+                let result = start.await;
+                if let Err(err) = &result {
+                    metrics::db_error(err);
+                }
+                result
+            };
             let result = self
                 .breaker
-                .watch_abandoning(self.conn.stream_raw(stmt), || Err(breaker::open_db_error()))
+                .watch_abandoning(start, || Err(breaker::open_db_error()))
                 .await;
             if let Err(err) = &result {
                 self.breaker.observe_db(err);
@@ -669,6 +820,14 @@ impl StreamTrait for Db {
 impl<'c> IntoDatabaseExecutor<'c> for &'c Db {
     fn into_database_executor(self) -> DatabaseExecutor<'c> {
         DatabaseExecutor::Connection(&self.conn)
+    }
+}
+
+/// sqlx's slow-statement log (`CHOPIN_DB_SLOW_QUERY`): `WARN` past `threshold`, or off.
+fn log_slow<O: sqlx::ConnectOptions>(options: O, threshold: Option<Duration>) -> O {
+    match threshold {
+        Some(threshold) => options.log_slow_statements(log::LevelFilter::Warn, threshold),
+        None => options.log_slow_statements(log::LevelFilter::Off, Duration::ZERO),
     }
 }
 

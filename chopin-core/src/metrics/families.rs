@@ -134,7 +134,9 @@ struct PoolStateLabel {
     state: &'static str,
 }
 
-/// The pools the gauges read, by name; a dropped pool disappears from the next scrape.
+/// The pools the gauges read, by name; a dropped pool disappears from the next scrape. Pools
+/// watched under one name (say one pool per worker, each connected by `Db::connect`) are
+/// reported as one: their figures are added up, and the breaker is open if any one is.
 #[derive(Default)]
 struct Pools(Mutex<Vec<(String, Weak<dyn PoolSource>)>>);
 
@@ -149,10 +151,22 @@ impl Collector for Pools {
         let pools: Vec<(String, PoolSnapshot)> = {
             let mut pools = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             pools.retain(|(_, source)| source.strong_count() > 0);
-            pools
-                .iter()
-                .filter_map(|(name, source)| Some((name.clone(), source.upgrade()?.snapshot())))
-                .collect()
+            let mut merged: Vec<(String, PoolSnapshot)> = Vec::with_capacity(pools.len());
+            for (name, source) in pools.iter() {
+                let Some(s) = source.upgrade().map(|source| source.snapshot()) else {
+                    continue;
+                };
+                match merged.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, sum)) => {
+                        sum.size = sum.size.saturating_add(s.size);
+                        sum.idle = sum.idle.saturating_add(s.idle);
+                        sum.max = sum.max.saturating_add(s.max);
+                        sum.breaker_open |= s.breaker_open;
+                    }
+                    None => merged.push((name.clone(), s)),
+                }
+            }
+            merged
         };
         if pools.is_empty() {
             return Ok(());
@@ -199,15 +213,15 @@ impl Collector for Pools {
 #[derive(Debug)]
 pub(crate) struct DbMetrics {
     pools: std::sync::Arc<Pools>,
-    /// Time to get a connection from the pool, for the acquisitions Chopin makes itself
-    /// (pass-through streams, migrations, the breaker's probe).
+    /// Time to get a connection, for the acquisitions Chopin makes itself (pass-through
+    /// queries from the pool; the migration lock's and the breaker probe's own connections).
     pub(crate) acquire: Histogram,
-    /// Requests that gave up waiting for a connection.
+    /// Operations through `Db` that gave up waiting for a pooled connection.
     pub(crate) acquire_timeouts: Counter,
-    /// Failed statements, by `kind` (`connection`, `timeout`, `constraint`, `not_found`,
-    /// `other`).
+    /// Failed operations through `Db`, by `kind` (`connection`, `timeout`, `constraint`,
+    /// `other`; see `db::metrics`).
     pub(crate) errors: Family<KindLabel, Counter>,
-    /// Statements slower than `CHOPIN_DB_SLOW_QUERY`.
+    /// Statements through `Db` slower than `CHOPIN_DB_SLOW_QUERY`.
     pub(crate) slow_queries: Counter,
     /// Times the circuit breaker opened.
     pub(crate) breaker_opened: Counter,
@@ -226,7 +240,7 @@ impl DbMetrics {
         registry.register_collector(Box::new(this.pools.clone()));
         registry.register_with_unit(
             "chopin_db_pool_acquire_duration",
-            "Time to get a pooled connection, for the acquisitions Chopin makes itself",
+            "Time to get a database connection, for the acquisitions Chopin makes itself (pass-through queries, migration lock, breaker probe)",
             Unit::Seconds,
             this.acquire.clone(),
         );
@@ -237,12 +251,12 @@ impl DbMetrics {
         );
         registry.register(
             "chopin_db_errors",
-            "Failed database operations, by kind",
+            "Failed database operations through Db, by kind (connection, timeout, constraint, other)",
             this.errors.clone(),
         );
         registry.register(
             "chopin_db_slow_queries",
-            "Statements slower than CHOPIN_DB_SLOW_QUERY",
+            "Statements through Db that ran longer than CHOPIN_DB_SLOW_QUERY",
             this.slow_queries.clone(),
         );
         registry.register(
@@ -253,14 +267,16 @@ impl DbMetrics {
         this
     }
 
-    /// Report `source`'s pool gauges under `pool="name"`, replacing a pool watched under
-    /// the same name.
+    #[cfg_attr(not(chopin_db), allow(dead_code))]
+    /// Report `source`'s pool gauges under `pool="name"` (added to those of other pools
+    /// watched under the same name). Watching a source again moves it to the new name.
     pub(crate) fn watch_pool(&self, name: &str, source: Weak<dyn PoolSource>) {
         let mut pools = self.pools.0.lock().unwrap_or_else(PoisonError::into_inner);
-        pools.retain(|(n, s)| n != name && s.strong_count() > 0);
+        pools.retain(|(_, s)| !s.ptr_eq(&source) && s.strong_count() > 0);
         pools.push((name.to_string(), source));
     }
 
+    #[cfg_attr(not(chopin_db), allow(dead_code))]
     /// Count a failed database operation of `kind`.
     pub(crate) fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabel { kind }).inc();
@@ -497,6 +513,7 @@ impl PassthroughMetrics {
         this
     }
 
+    #[cfg_attr(not(chopin_db), allow(dead_code))] // Only streams (a database) are cut off.
     /// Count a stream cut off for `reason`.
     pub(crate) fn aborted(&self, reason: &'static str) {
         self.aborted.get_or_create(&ReasonLabel { reason }).inc();

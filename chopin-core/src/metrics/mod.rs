@@ -61,6 +61,7 @@ pub struct Metrics {
     registry: RwLock<Registry>,
     pub(crate) http: HttpMetrics,
     pub(crate) server: ServerMetrics,
+    #[cfg_attr(not(chopin_db), allow(dead_code))] // Only a database records here.
     pub(crate) db: DbMetrics,
     pub(crate) cache: CacheMetrics,
     pub(crate) passthrough: PassthroughMetrics,

@@ -112,7 +112,8 @@ impl JsonQuery {
 
     /// All rows as a list envelope.
     pub async fn list(self, db: &Db) -> Result<JsonRows, ChopinError> {
-        let mut rows = JsonRows::list_with(self.encoder.clone(), self.capacity_hint);
+        let rows = JsonRows::list_with(self.encoder.clone(), self.capacity_hint);
+        let mut rows = started(rows);
         self.for_each_row(db, |raw| rows.push(raw).map(|()| ControlFlow::Continue(())))
             .await?;
         Ok(rows)
@@ -120,7 +121,11 @@ impl JsonQuery {
 
     /// All rows in a GraphQL-style envelope `{"data":{"<field>":[…]}}`.
     pub async fn graphql(self, db: &Db, field: &str) -> Result<JsonRows, ChopinError> {
-        let mut rows = JsonRows::graphql(field, self.encoder.clone(), self.capacity_hint);
+        let mut rows = started(JsonRows::graphql(
+            field,
+            self.encoder.clone(),
+            self.capacity_hint,
+        ));
         self.for_each_row(db, |raw| rows.push(raw).map(|()| ControlFlow::Continue(())))
             .await?;
         Ok(rows)
@@ -140,10 +145,13 @@ impl JsonQuery {
 
     /// The first row as a single-object envelope, or `"data":null` when there is none.
     pub async fn optional(self, db: &Db) -> Result<JsonRows, ChopinError> {
-        Ok(self.optional_row(db).await?.unwrap_or_else(JsonRows::null))
+        let null = started(JsonRows::null());
+        Ok(self.optional_row(db).await?.unwrap_or(null))
     }
 
     async fn optional_row(self, db: &Db) -> Result<Option<JsonRows>, ChopinError> {
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
         let encoder = self.encoder.clone();
         let mut found = None;
         self.for_each_row(db, |raw| {
@@ -151,6 +159,8 @@ impl JsonQuery {
             Ok(ControlFlow::Break(()))
         })
         .await?;
+        #[cfg(feature = "metrics")]
+        let found = found.map(|rows| rows.query_started(start));
         Ok(found)
     }
 
@@ -169,13 +179,18 @@ impl JsonQuery {
         // While the database is down, answer 503 at once instead of waiting for the pool.
         db.breaker_check()?;
         // A slow first row may be a pool that cannot connect: the breaker then probes.
+        // The connection is taken first, so that the wait for it is timed apart from the
+        // statement (feature `metrics`).
         db.watch(async move {
             #[cfg(feature = "postgres")]
             if let Some(pool) = db.postgres_pool() {
+                let mut conn = db.acquire(pool).await?;
+                #[cfg(feature = "metrics")]
+                let start = std::time::Instant::now();
                 let mut rows = self
                     .statement
                     .pg_query()
-                    .fetch(pool)
+                    .fetch(&mut *conn)
                     .inspect_err(|e| db.observe_error(e));
                 while let Some(row) = rows.try_next().await? {
                     if f(pg_raw(&row)?)?.is_break() {
@@ -183,14 +198,19 @@ impl JsonQuery {
                     }
                 }
                 db.observe_success();
+                #[cfg(feature = "metrics")]
+                db.statement_done(start);
                 return Ok(());
             }
             #[cfg(feature = "sqlite")]
             if let Some(pool) = db.sqlite_pool() {
+                let mut conn = db.acquire(pool).await?;
+                #[cfg(feature = "metrics")]
+                let start = std::time::Instant::now();
                 let mut rows = self
                     .statement
                     .sqlite_query()
-                    .fetch(pool)
+                    .fetch(&mut *conn)
                     .inspect_err(|e| db.observe_error(e));
                 while let Some(row) = rows.try_next().await? {
                     if f(sqlite_raw(&row)?)?.is_break() {
@@ -198,10 +218,25 @@ impl JsonQuery {
                     }
                 }
                 db.observe_success();
+                #[cfg(feature = "metrics")]
+                db.statement_done(start);
                 return Ok(());
             }
             Err(ChopinError::internal("no database backend compiled in"))
         })
         .await
+    }
+}
+
+/// `rows`, marked with the start of its query now (for `chopin_passthrough_first_byte_seconds`,
+/// feature `metrics`).
+fn started(rows: JsonRows) -> JsonRows {
+    #[cfg(feature = "metrics")]
+    {
+        rows.query_started(std::time::Instant::now())
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        rows
     }
 }

@@ -112,6 +112,9 @@ pub struct JsonRows {
     rows: usize,
     meta: Option<PageMeta>,
     encoder: RowEncoder,
+    /// When the query that produced the rows started (for the first-byte metric).
+    #[cfg(feature = "metrics")]
+    query_started: Option<std::time::Instant>,
 }
 
 impl JsonRows {
@@ -124,6 +127,8 @@ impl JsonRows {
             rows: 0,
             meta: None,
             encoder,
+            #[cfg(feature = "metrics")]
+            query_started: None,
         }
     }
 
@@ -224,6 +229,15 @@ impl JsonRows {
         self.buf
     }
 
+    /// Mark the start of the query these rows come from: the response then records the
+    /// time from it to the body (`chopin_passthrough_first_byte_seconds`).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(not(chopin_db), allow(dead_code))] // `JsonQuery` needs a database.
+    pub(crate) fn query_started(mut self, at: std::time::Instant) -> Self {
+        self.query_started = Some(at);
+        self
+    }
+
     /// The body as it would be sent (for tests and examples).
     pub fn body_preview(&self) -> Vec<u8> {
         self.clone().into_body()
@@ -232,7 +246,20 @@ impl JsonRows {
 
 impl IntoResponse for JsonRows {
     fn into_response(self) -> Response {
-        let mut response = (StatusCode::OK, self.into_body()).into_response();
+        #[cfg(feature = "metrics")]
+        let (rows, started) = (self.rows, self.query_started);
+        let body = self.into_body();
+        #[cfg(feature = "metrics")]
+        {
+            // The whole body is handed over at once: rows, bytes and the first byte now.
+            let metrics = &crate::metrics::global().passthrough;
+            metrics.rows.inc_by(rows as u64);
+            metrics.bytes.inc_by(body.len() as u64);
+            if let Some(started) = started {
+                metrics.first_byte.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        let mut response = (StatusCode::OK, body).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);

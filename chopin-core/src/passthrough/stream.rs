@@ -1,6 +1,8 @@
 //! Streaming pass-through: rows go to the client in chunks as the database produces them.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -20,10 +22,10 @@ use crate::response::SUCCESS_LIST_PREFIX;
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
 enum Msg {
-    /// A chunk of the body; more follow.
-    Chunk(Bytes),
-    /// The final chunk: the document is complete.
-    Last(Bytes),
+    /// A chunk of the body holding this many rows; more follow.
+    Chunk(Bytes, u64),
+    /// The final chunk, holding this many rows: the document is complete.
+    Last(Bytes, u64),
     /// The query failed. Before the first chunk this becomes an error response; after it,
     /// the body is aborted.
     Failed(ChopinError),
@@ -47,6 +49,9 @@ enum Msg {
 pub struct JsonStream {
     first: Msg,
     rx: mpsc::Receiver<Msg>,
+    /// When the query started (for the first-byte metric).
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for JsonStream {
@@ -62,42 +67,116 @@ impl JsonStream {
         chunk: usize,
         db: Db,
     ) -> Result<JsonStream, ChopinError> {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         // While the database is down, answer 503 at once instead of waiting for the pool.
         db.breaker_check()?;
         let (tx, mut rx) = mpsc::channel(1);
         tokio::spawn(produce(statement, encoder, chunk, db, tx));
         match rx.recv().await {
             Some(Msg::Failed(err)) => Err(err),
-            Some(first) => Ok(JsonStream { first, rx }),
+            Some(first) => Ok(JsonStream {
+                first,
+                rx,
+                #[cfg(feature = "metrics")]
+                started,
+            }),
             None => Err(ChopinError::internal("the streaming task ended early")),
+        }
+    }
+}
+
+/// The response body: the chunks as the producer sends them, counted as they are handed to
+/// the server (feature `metrics`).
+struct Chunks {
+    first: Option<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    /// The document is complete, or its body was aborted.
+    done: bool,
+    /// A chunk was handed over.
+    #[cfg(feature = "metrics")]
+    sent: bool,
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+}
+
+impl Chunks {
+    fn handing(&mut self, bytes: &Bytes, rows: u64) {
+        #[cfg(feature = "metrics")]
+        {
+            let metrics = &crate::metrics::global().passthrough;
+            if !self.sent {
+                self.sent = true;
+                metrics
+                    .first_byte
+                    .observe(self.started.elapsed().as_secs_f64());
+            }
+            metrics.rows.inc_by(rows);
+            metrics.bytes.inc_by(bytes.len() as u64);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (bytes, rows);
+    }
+}
+
+impl Stream for Chunks {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let msg = match this.first.take() {
+            Some(msg) => Some(msg),
+            None => std::task::ready!(this.rx.poll_recv(cx)),
+        };
+        Poll::Ready(Some(match msg {
+            Some(Msg::Chunk(bytes, rows)) => {
+                this.handing(&bytes, rows);
+                Ok(bytes)
+            }
+            Some(Msg::Last(bytes, rows)) => {
+                this.done = true;
+                this.handing(&bytes, rows);
+                Ok(bytes)
+            }
+            Some(Msg::Failed(err)) => {
+                this.done = true;
+                #[cfg(feature = "metrics")]
+                crate::metrics::global().passthrough.aborted("database");
+                Err(io::Error::other(err.to_string()))
+            }
+            // The producer vanished without finishing the document: abort the body.
+            None => {
+                this.done = true;
+                Err(io::Error::other("pass-through stream ended early"))
+            }
+        }))
+    }
+}
+
+/// A body dropped after its first chunk and before its end: the client went away.
+#[cfg(feature = "metrics")]
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        if self.sent && !self.done {
+            crate::metrics::global().passthrough.aborted("disconnect");
         }
     }
 }
 
 impl IntoResponse for JsonStream {
     fn into_response(self) -> Response {
-        let stream = futures_util::stream::unfold(
-            (Some(self.first), Some(self.rx)),
-            |(first, rx)| async move {
-                let mut rx = rx?;
-                let msg = match first {
-                    Some(msg) => Some(msg),
-                    None => rx.recv().await,
-                };
-                match msg {
-                    Some(Msg::Chunk(bytes)) => Some((Ok(bytes), (None, Some(rx)))),
-                    Some(Msg::Last(bytes)) => Some((Ok(bytes), (None, None))),
-                    Some(Msg::Failed(err)) => {
-                        Some((Err(io::Error::other(err.to_string())), (None, None)))
-                    }
-                    // The producer vanished without finishing the document: abort the body.
-                    None => Some((
-                        Err(io::Error::other("pass-through stream ended early")),
-                        (None, None),
-                    )),
-                }
-            },
-        );
+        let stream = Chunks {
+            first: Some(self.first),
+            rx: self.rx,
+            done: false,
+            #[cfg(feature = "metrics")]
+            sent: false,
+            #[cfg(feature = "metrics")]
+            started: self.started,
+        };
         let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
         response
             .headers_mut()
@@ -127,7 +206,7 @@ async fn produce(
                 db.observe_error(&err);
                 ChopinError::from(err)
             };
-            let mut conn = pool.acquire().await.map_err(observed)?;
+            let mut conn = db.acquire(pool).await?;
             let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(&mut *conn)
                 .await
@@ -141,6 +220,8 @@ async fn produce(
                 return;
             }
         };
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
         let outcome = {
             let rows = statement
                 .pg_query()
@@ -148,6 +229,8 @@ async fn produce(
                 .inspect_err(|e| db.observe_error(e));
             pump(rows, super::statement::pg_raw, &encoder, chunk, &tx).await
         };
+        #[cfg(feature = "metrics")]
+        db.statement_done(start);
         if outcome != Outcome::Done {
             // Stop the query on the server, then close the connection instead of returning a
             // connection in an unknown state to the pool.
@@ -160,12 +243,24 @@ async fn produce(
     }
     #[cfg(feature = "sqlite")]
     if let Some(pool) = db.sqlite_pool() {
+        let setup = async { db.acquire(pool).await };
+        let mut conn = match db.watch(setup).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                let _ = tx.send(Msg::Failed(err)).await;
+                return;
+            }
+        };
+        #[cfg(feature = "metrics")]
+        let start = std::time::Instant::now();
         // Dropping the row stream stops SQLite from stepping the statement.
         let rows = statement
             .sqlite_query()
-            .fetch(pool)
+            .fetch(&mut *conn)
             .inspect_err(|e| db.observe_error(e));
         pump(rows, super::statement::sqlite_raw, &encoder, chunk, &tx).await;
+        #[cfg(feature = "metrics")]
+        db.statement_done(start);
         return;
     }
     let _ = tx
@@ -209,6 +304,8 @@ where
     let mut buf = new_buf();
     buf.extend_from_slice(SUCCESS_LIST_PREFIX);
     let mut count: u64 = 0;
+    // Rows in `buf`.
+    let mut pending: u64 = 0;
     let mut started = false;
     loop {
         let next = tokio::select! {
@@ -220,7 +317,7 @@ where
             Ok(Some(row)) => row,
             Ok(None) => {
                 buf.extend_from_slice(b"]}");
-                return match tx.send(Msg::Last(Bytes::from(buf))).await {
+                return match tx.send(Msg::Last(Bytes::from(buf), pending)).await {
                     Ok(()) => Outcome::Done,
                     Err(_) => Outcome::ClientGone,
                 };
@@ -234,9 +331,14 @@ where
             return fail(tx, started, count, err).await;
         }
         count += 1;
+        pending += 1;
         if !started || buf.len() >= chunk {
             let full = std::mem::replace(&mut buf, new_buf());
-            if tx.send(Msg::Chunk(Bytes::from(full))).await.is_err() {
+            if tx
+                .send(Msg::Chunk(Bytes::from(full), std::mem::take(&mut pending)))
+                .await
+                .is_err()
+            {
                 return Outcome::ClientGone;
             }
             started = true;

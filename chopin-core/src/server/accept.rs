@@ -72,6 +72,8 @@ impl Acceptor {
             let permit = match cap.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::global().server.refused("limit");
                     if last_cap_log.is_none_or(|at| at.elapsed() >= CAP_LOG_INTERVAL) {
                         tracing::warn!(
                             max_connections,
@@ -96,6 +98,8 @@ impl Acceptor {
             match accepted {
                 Ok((stream, remote)) => {
                     backoff = BACKOFF_FIRST;
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::global().server.accepted.inc();
                     if tcp_nodelay && let Err(err) = stream.set_nodelay(true) {
                         tracing::debug!(%remote, error = %err, "cannot set TCP_NODELAY");
                     }
@@ -109,8 +113,13 @@ impl Acceptor {
                         open.clone(),
                     ));
                 }
-                Err(err) if is_connection_error(&err) => {}
+                Err(err) if is_connection_error(&err) => {
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::global().server.refused("error");
+                }
                 Err(err) => {
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::global().server.refused("error");
                     tracing::error!(error = %err, retry_in = ?backoff, "accept failed; backing off");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}

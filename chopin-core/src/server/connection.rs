@@ -28,6 +28,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 use tower::Service;
 
+#[cfg(feature = "metrics")]
+use super::write_timeout::Fired;
 use super::write_timeout::WriteTimeout;
 use super::{ABORT, DRAIN};
 use crate::config::{MIN_MAX_HEADER_SIZE, ServerConfig};
@@ -172,6 +174,54 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
     }
 }
 
+/// A connection's place in `chopin_server_connections_open` (feature `metrics`), and the
+/// timeout that closed it, counted once when the connection ends, however it ends.
+#[cfg(feature = "metrics")]
+struct Counted {
+    timeout: Option<&'static str>,
+    write: Fired,
+}
+
+#[cfg(feature = "metrics")]
+impl Counted {
+    fn new() -> Counted {
+        crate::metrics::global().server.open.inc();
+        Counted {
+            timeout: None,
+            write: Fired::default(),
+        }
+    }
+
+    /// The connection is being closed by the `kind` timeout (the first reason given wins).
+    fn timed_out(&mut self, kind: &'static str) {
+        self.timeout.get_or_insert(kind);
+    }
+
+    /// The connection ended with `err`: hyper's HTTP/1 header timeout, or the write timeout.
+    fn failed(&mut self, err: &(dyn std::error::Error + 'static)) {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            self.timed_out("header");
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let server = &crate::metrics::global().server;
+        server.open.dec();
+        if self.write.load(Ordering::Relaxed) {
+            self.timed_out("write");
+        }
+        if let Some(kind) = self.timeout {
+            server.timeout(kind);
+        }
+    }
+}
+
 /// Serve one accepted connection until it closes, the server aborts, or it is closed for
 /// being idle or too old. `_permit` (the connection cap) and `_open` (the drain tracker) are
 /// released when this returns.
@@ -184,6 +234,8 @@ pub(super) async fn serve(
     _permit: OwnedSemaphorePermit,
     _open: mpsc::Sender<()>,
 ) {
+    #[cfg(feature = "metrics")]
+    let mut counted = Counted::new();
     let activity = Arc::new(Activity {
         start: Instant::now(),
         in_flight: AtomicUsize::new(0),
@@ -195,7 +247,11 @@ pub(super) async fn serve(
         remote,
         activity: activity.clone(),
     };
-    let io = TokioIo::new(WriteTimeout::new(stream, settings.write_timeout));
+    #[cfg(feature = "metrics")]
+    let fired = counted.write.clone();
+    #[cfg(not(feature = "metrics"))]
+    let fired = ();
+    let io = TokioIo::new(WriteTimeout::new(stream, settings.write_timeout, fired));
     let conn = settings.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     // An age too large for the clock is no age limit.
@@ -215,6 +271,8 @@ pub(super) async fn serve(
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(%remote, error = %err, "connection closed with an error");
+                    #[cfg(feature = "metrics")]
+                    counted.failed(&*err);
                 }
                 return;
             }
@@ -225,6 +283,11 @@ pub(super) async fn serve(
                     Err(_) => ABORT,
                 };
                 if now >= ABORT {
+                    // Only the server's own abort (its shutdown deadline), not a dropped server.
+                    #[cfg(feature = "metrics")]
+                    if changed.is_ok() {
+                        counted.timed_out("shutdown");
+                    }
                     return;
                 }
                 if now >= DRAIN && !closing {
@@ -237,11 +300,25 @@ pub(super) async fn serve(
                 if age_deadline.is_some_and(|age| now >= age) {
                     tracing::debug!(%remote, "closing the connection: maximum age reached");
                     closing = true;
+                    #[cfg(feature = "metrics")]
+                    counted.timed_out("age");
                 } else {
                     match activity.idle_deadline(settings.header_timeout, settings.keep_alive_timeout) {
                         Some(idle) if now >= idle => {
                             tracing::debug!(%remote, "closing the connection: idle timeout");
                             closing = true;
+                            // Before the first request the head was due: a header timeout
+                            // (when that is the shorter of the two).
+                            #[cfg(feature = "metrics")]
+                            counted.timed_out(
+                                if activity.started.load(Ordering::Relaxed) == 0
+                                    && settings.header_timeout <= settings.keep_alive_timeout
+                                {
+                                    "header"
+                                } else {
+                                    "idle"
+                                },
+                            );
                         }
                         Some(idle) => timer.as_mut().reset(age_deadline.map_or(idle, |a| a.min(idle))),
                         None => {

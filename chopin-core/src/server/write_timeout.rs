@@ -9,6 +9,14 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+
+/// Set when the write timeout fires (feature `metrics`: the connection counts its close as a
+/// `write` timeout); nothing without the feature.
+#[cfg(feature = "metrics")]
+pub(super) type Fired = std::sync::Arc<std::sync::atomic::AtomicBool>;
+/// Set when the write timeout fires (feature `metrics`); nothing without the feature.
+#[cfg(not(feature = "metrics"))]
+pub(super) type Fired = ();
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -21,16 +29,18 @@ pin_project! {
         // Created on the first write that would block, then re-armed in place.
         stall: Option<Pin<Box<Sleep>>>,
         armed: bool,
+        fired: Fired,
     }
 }
 
 impl<T> WriteTimeout<T> {
-    pub(super) fn new(inner: T, timeout: Duration) -> Self {
+    pub(super) fn new(inner: T, timeout: Duration, fired: Fired) -> Self {
         WriteTimeout {
             inner,
             timeout,
             stall: None,
             armed: false,
+            fired,
         }
     }
 }
@@ -41,6 +51,7 @@ fn check<R>(
     stall: &mut Option<Pin<Box<Sleep>>>,
     armed: &mut bool,
     timeout: Duration,
+    fired: &Fired,
     cx: &mut Context<'_>,
     result: Poll<io::Result<R>>,
 ) -> Poll<io::Result<R>> {
@@ -63,6 +74,10 @@ fn check<R>(
     };
     *armed = true;
     ready!(sleep.as_mut().poll(cx));
+    #[cfg(feature = "metrics")]
+    fired.store(true, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "metrics"))]
+    let () = *fired;
     Poll::Ready(Err(io::Error::new(
         io::ErrorKind::TimedOut,
         "write timed out: the client stopped reading",
@@ -89,7 +104,14 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write(cx, buf);
-        check(this.stall, this.armed, *this.timeout, cx, result)
+        check(
+            this.stall,
+            this.armed,
+            *this.timeout,
+            this.fired,
+            cx,
+            result,
+        )
     }
 
     #[inline]
@@ -100,7 +122,14 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write_vectored(cx, bufs);
-        check(this.stall, this.armed, *this.timeout, cx, result)
+        check(
+            this.stall,
+            this.armed,
+            *this.timeout,
+            this.fired,
+            cx,
+            result,
+        )
     }
 
     #[inline]
@@ -112,13 +141,27 @@ impl<T: AsyncWrite> AsyncWrite for WriteTimeout<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let result = this.inner.poll_flush(cx);
-        check(this.stall, this.armed, *this.timeout, cx, result)
+        check(
+            this.stall,
+            this.armed,
+            *this.timeout,
+            this.fired,
+            cx,
+            result,
+        )
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let result = this.inner.poll_shutdown(cx);
-        check(this.stall, this.armed, *this.timeout, cx, result)
+        check(
+            this.stall,
+            this.armed,
+            *this.timeout,
+            this.fired,
+            cx,
+            result,
+        )
     }
 }
 
@@ -132,7 +175,7 @@ mod tests {
     async fn a_timeout_too_large_for_the_clock_never_fires() {
         // A 1-byte pipe nobody reads: the second write blocks.
         let (writer, _reader) = tokio::io::duplex(1);
-        let mut writer = Box::pin(WriteTimeout::new(writer, Duration::MAX));
+        let mut writer = Box::pin(WriteTimeout::new(writer, Duration::MAX, Fired::default()));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(
             writer.as_mut().poll_write(&mut cx, b"a"),
