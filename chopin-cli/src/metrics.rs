@@ -450,13 +450,25 @@ pub fn report(url: &str, before: &Scrape, after: &Scrape, elapsed: Duration) -> 
     out
 }
 
+/// `err` and its causes, `: `-separated (reqwest's own message is only "error sending
+/// request").
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 async fn fetch(client: &reqwest::Client, url: &str, token: Option<&str>) -> CliResult<Scrape> {
     let mut request = client.get(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let response = request.send().await.map_err(|e| {
-        CliError::new(format!("cannot fetch {url}: {e}")).hint(
+        CliError::new(format!("cannot fetch {url}: {}", with_sources(&e))).hint(
             "is the app running with chopin-core's `metrics` feature? It serves /metrics on \
              CHOPIN_METRICS_ADDR (default 127.0.0.1:9464); pass that address as the URL",
         )
