@@ -108,10 +108,13 @@ contract() {
   # the in-process cache, the default rate limit, body limit and timeouts), and no `.env`
   # (development reads one from the working folder: here, an empty one). The auth module's
   # own rate limits are off: the fuzzer signs up and logs in (its token source) from one
-  # address far more often than they allow; tests/auth_rate_limit.rs covers them.
+  # address far more often than they allow; tests/auth_rate_limit.rs covers them. The
+  # metrics listener takes any free port (`:0`): the default 127.0.0.1:9464 may be taken by
+  # another app or run on the machine (.ci/prometheus.sh tests /metrics).
   mkdir -p "$dir/cwd"
   (cd "$dir/cwd" && exec env -i PATH="$PATH" HOME="$HOME" CHOPIN_ENV=development \
     CHOPIN_HOST=127.0.0.1 CHOPIN_PORT="$port" DATABASE_URL="sqlite://$dir/app.db?mode=rwc" \
+    CHOPIN_METRICS_ADDR=127.0.0.1:0 \
     CHOPIN_RATE_LIMIT_LOGIN=off CHOPIN_RATE_LIMIT_LOGIN_FAILURES=off \
     CHOPIN_RATE_LIMIT_SIGNUP=off CHOPIN_RATE_LIMIT_PASSWORD_RESET=off \
     CHOPIN_RATE_LIMIT_VERIFICATION=off CHOPIN_RATE_LIMIT_REFRESH=off \

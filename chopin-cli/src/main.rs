@@ -9,6 +9,7 @@ mod doctor;
 mod edit;
 mod generate;
 mod git;
+mod metrics;
 mod model;
 mod names;
 mod new;
@@ -94,6 +95,21 @@ enum Command {
         after_help = "Example:\n  chopin doctor\n\nReads the process environment, plus the project's .env unless CHOPIN_ENV says otherwise\n(like the app: .env is read in development only).\nExits with status 1 when a check fails."
     )]
     Doctor,
+    /// Print the key figures of a running app, from two scrapes of its /metrics.
+    #[command(
+        after_help = "Examples:\n  chopin metrics\n  chopin metrics http://10.0.0.5:9464/metrics --interval 5s\n  CHOPIN_METRICS_TOKEN=… chopin metrics\n\nScrapes twice, --interval apart, and shows what happened in between: requests/s,\nthe 5xx ratio, p50/p99 latency (estimated from the histogram buckets), requests in\nflight, database pools and breakers, cache hit ratio, 429s, process memory and file\ndescriptors. The app needs chopin-core's `metrics` feature (docs/observability.md)."
+    )]
+    Metrics {
+        /// The app's metrics endpoint.
+        #[arg(default_value = metrics::DEFAULT_URL)]
+        url: String,
+        /// Bearer token for the endpoint (default: the CHOPIN_METRICS_TOKEN variable).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Time between the two scrapes (`1s`, `500ms`, `1m`).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  chopin completions bash > ~/.local/share/bash-completion/completions/chopin\n  chopin completions zsh > ~/.zfunc/_chopin\n  chopin completions fish > ~/.config/fish/completions/chopin.fish"
@@ -241,6 +257,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--interval`: a humantime duration, at least 10 ms and at most 10 minutes.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write 1s, 500ms, 1m)"))?;
+    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(600) {
+        return Err("must be between 10ms and 10m".into());
+    }
+    Ok(d)
+}
+
 fn start_dir(cli_project: &Option<PathBuf>) -> CliResult<PathBuf> {
     match cli_project {
         Some(dir) => Ok(dir.clone()),
@@ -327,6 +352,18 @@ fn run(cli: Cli) -> CliResult {
             project.cargo(&cargo)?;
         }
         Some(Command::Doctor) => doctor::run(&start_dir(&cli.project)?)?,
+        Some(Command::Metrics {
+            url,
+            token,
+            interval,
+        }) => {
+            let token = token.or_else(|| {
+                std::env::var("CHOPIN_METRICS_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            });
+            metrics::run(&url, token.as_deref(), interval)?;
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "chopin", &mut std::io::stdout());
         }

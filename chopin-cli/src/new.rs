@@ -64,6 +64,8 @@ impl ProjectContext {
             sqlx_features.push("sqlx-postgres");
         }
         core_features.push("openapi-ui");
+        // Prometheus metrics: `/metrics` on CHOPIN_METRICS_ADDR (127.0.0.1:9464).
+        core_features.push("metrics");
         if options.cache != CacheKind::Memory {
             core_features.push("redis");
         }

@@ -75,6 +75,10 @@ struct ConventionsDocDoctests;
 #[doc = include_str!("../../docs/streaming.md")]
 struct StreamingDocDoctests;
 
+#[cfg(all(doctest, feature = "metrics"))]
+#[doc = include_str!("../../docs/observability.md")]
+struct ObservabilityDocDoctests;
+
 pub mod app;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
