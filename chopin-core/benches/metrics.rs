@@ -55,7 +55,12 @@ async fn call(router: &Router, method: Method, uri: &str) -> StatusCode {
         .uri(uri)
         .body(Body::empty())
         .expect("request");
-    router.clone().oneshot(request).await.expect("infallible").status()
+    router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible")
+        .status()
 }
 
 fn request(c: &mut Criterion) {

@@ -96,9 +96,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "nometrics" => app.layers_mut().metrics = false,
         "minimal" => app = app.layers(Layers::minimal()),
         other => {
-            return Err(
-                format!("CHOPIN_BENCH_STACK must be full, nometrics or minimal, got {other:?}").into(),
-            );
+            return Err(format!(
+                "CHOPIN_BENCH_STACK must be full, nometrics or minimal, got {other:?}"
+            )
+            .into());
         }
     }
     let addr: std::net::SocketAddr = bind

@@ -26,8 +26,8 @@ mod store;
 
 pub(crate) use headers::{limited, policy_value};
 pub use key::{Buckets, KeyFuture, RateLimitKey, RateLimitRequest, client_ip};
-// Used by the auth routes' limits, which need a database feature.
-#[cfg_attr(not(chopin_db), allow(unused_imports))]
+// Used by the auth routes' limits, which need `auth` and a database feature.
+#[cfg_attr(not(all(feature = "auth", chopin_db)), allow(unused_imports))]
 pub(crate) use key::address_key;
 pub(crate) use store::{Backend, Limiter};
 
