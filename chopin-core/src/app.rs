@@ -274,7 +274,8 @@ where
     }
 
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already
-    /// installed a subscriber), and serve with Chopin's [`Server`](crate::server::Server)
+    /// installed a subscriber; with feature `otel`, span export too, see
+    /// [`telemetry::init`](crate::telemetry::init)), and serve with Chopin's [`Server`](crate::server::Server)
     /// until SIGINT or SIGTERM; then stop accepting connections and let in-flight requests
     /// finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`. With `CHOPIN_WORKERS` (or
     /// [`workers`](App::workers)) set, serves on per-core workers.
@@ -304,6 +305,7 @@ where
         if let Some(metrics) = metrics {
             metrics.abort();
         }
+        crate::telemetry::shutdown().await;
         served
     }
 

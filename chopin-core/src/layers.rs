@@ -5,8 +5,8 @@
 //! | layer | effect | configured by |
 //! |---|---|---|
 //! | metrics | request duration, body sizes, requests in flight by method, route template and status (feature `metrics`) | [`Layers::metrics`] |
-//! | request id | propagates a sane `x-request-id` or generates one; puts it in the response, in every error body and in the tracing span | [`Layers::request_id`] |
-//! | trace | one `request` span per request, a log line per response | [`Layers::trace`] |
+//! | request id | propagates a sane `x-request-id` or generates one; puts it in the response, in every error body and in the tracing span; joins the caller's W3C trace (`traceparent`) or starts one ([`TraceContext`](crate::TraceContext)) | [`Layers::request_id`] |
+//! | trace | one `request` span per request (with its `trace_id`), a log line per response | [`Layers::trace`] |
 //! | catch panic | a panicking handler becomes a 500 envelope, the process lives on | [`Layers::catch_panic`] |
 //! | compression | gzip, br or zstd by `Accept-Encoding` | `CHOPIN_COMPRESSION` |
 //! | CORS | closed unless origins are configured | `CHOPIN_CORS_ORIGINS` |
@@ -19,6 +19,7 @@
 //! also usable on its own in any axum or tower stack. Every layer `FooLayer` builds a service
 //! `FooService<S>` (and, where it needs one, a future `FooFuture<F>`).
 
+pub use crate::context::TRACEPARENT;
 pub use crate::middleware::{
     BodyLimit, BodyLimitLayer, BodyLimitService, CatchPanicFuture, CatchPanicLayer,
     CatchPanicService, CompressionLayer, CompressionService, Layers, RequestIdFuture,

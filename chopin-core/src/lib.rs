@@ -85,7 +85,7 @@ pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
-mod context;
+pub mod context;
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod db;
@@ -114,7 +114,7 @@ pub mod testing;
 
 pub use app::{App, ServeError};
 pub use config::{Config, Environment};
-pub use context::RequestId;
+pub use context::{RequestId, TraceContext};
 pub use error::{ChopinError, ErrorCode, FieldError};
 pub use response::{ApiResponse, PageMeta};
 

@@ -121,7 +121,7 @@ fn render_error(error: &ChopinError, ctx: Option<RequestContext>) -> Event {
 /// `data` written by Chopin's JSON engine ([`json_event`]). Put it in an [`Sse`] response.
 ///
 /// An item that fails to serialise does not end the stream and does not panic: it is logged
-/// (with the request id) and replaced by an [`error_event`] with code `INTERNAL_ERROR`, and the
+/// (with the request id and trace id) and replaced by an [`error_event`] with code `INTERNAL_ERROR`, and the
 /// next item is sent as usual. The stream itself never fails, so the connection is never cut
 /// for it.
 ///
@@ -184,9 +184,14 @@ where
             Ok(event) => event,
             Err(err) => {
                 let request_id = this.ctx.as_ref().map(|c| c.id().to_string());
+                let trace_id = this
+                    .ctx
+                    .as_ref()
+                    .map(|c| tracing::field::display(c.trace.trace_id()));
                 tracing::error!(
                     error = %err,
                     request_id = request_id.as_deref(),
+                    trace_id,
                     "server-sent event dropped: its item could not be serialised"
                 );
                 render_error(&ChopinError::internal(err), this.ctx.clone())

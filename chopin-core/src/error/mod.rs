@@ -518,9 +518,14 @@ impl IntoResponse for ChopinError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
+            // The trace id also stands on the event itself (not only on the `request` span),
+            // so it is a top-level field of JSON logs, and present when the trace layer is off.
+            let trace_id = context::current_trace_id().map(tracing::field::display);
             match self.hidden_detail() {
-                Some(d) => tracing::error!(code = %self.code(), detail = %d, "request failed"),
-                None => tracing::warn!(code = %self.code(), "request failed"),
+                Some(d) => {
+                    tracing::error!(code = %self.code(), detail = %d, trace_id, "request failed")
+                }
+                None => tracing::warn!(code = %self.code(), trace_id, "request failed"),
             }
         }
         let body = json::to_bytes(&self.to_envelope())

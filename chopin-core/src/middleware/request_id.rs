@@ -1,5 +1,6 @@
-//! The request id: keep a sane incoming `x-request-id` or make one, and run the rest of the
-//! request inside Chopin's request context (which error rendering reads).
+//! The request id and the W3C trace context: keep a sane incoming `x-request-id` or make one,
+//! join the caller's trace from `traceparent` or start one, and run the rest of the request
+//! inside Chopin's request context (which error rendering reads).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId};
+use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId, TRACEPARENT, TraceContext};
 
 /// The request-id header, `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,11 +43,27 @@ fn generate_request_id() -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Layer that gives every request an id and runs it inside Chopin's request context.
+/// The request's trace context: from its one `traceparent` header, or a new trace when there
+/// is none, more than one (W3C: treat as invalid), or it is malformed.
+fn trace_context<B>(req: &http::Request<B>) -> TraceContext {
+    let mut values = req.headers().get_all(&TRACEPARENT).iter();
+    let traceparent = match (values.next(), values.next()) {
+        (Some(value), None) => Some(value.as_bytes()),
+        _ => None,
+    };
+    TraceContext::from_traceparent(traceparent)
+}
+
+/// Layer that gives every request an id and a trace context, and runs it inside Chopin's
+/// request context.
 ///
 /// An incoming `x-request-id` made of at most 128 characters from `[A-Za-z0-9._:-]` is kept;
 /// anything else is replaced by a new UUID v4. The id is set on the request (header and
 /// [`RequestId`] extension), echoed on the response, and included in every error body.
+///
+/// A valid W3C `traceparent` header joins the caller's trace; without one the request starts a
+/// new trace. The [`TraceContext`] is a request extension, the trace layer records its trace id
+/// on the `request` span, and 5xx error logs carry it. No header is added to the response.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestIdLayer {
     expose_internal_errors: bool,
@@ -121,9 +138,12 @@ where
                 id
             }
         };
+        let trace = trace_context(&req);
         req.extensions_mut().insert(RequestId(id.clone()));
+        req.extensions_mut().insert(trace);
         let context = RequestContext {
             id: RequestId(id.clone()),
+            trace,
             expose_internal_errors: self.expose_internal_errors,
         };
         // Errors rendered while the inner service is called (a 413 for a declared body size,

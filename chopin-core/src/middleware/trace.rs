@@ -10,10 +10,12 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::RequestId;
+use crate::context::{RequestId, TraceContext};
 
-/// Opens a `request` span (method, path, matched route, request id) around each request and
-/// logs one event per response: status and latency, at `INFO`, or `ERROR` for a 5xx.
+/// Opens a `request` span (method, path, matched route, request id, trace id) around each
+/// request and logs one event per response: status and latency, at `INFO`, or `ERROR` for a
+/// 5xx. With feature `otel`, the span joins the request's [`TraceContext`] (see
+/// [`telemetry`](crate::telemetry)), so an OpenTelemetry layer exports it in the caller's trace.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTraceLayer {
     enabled: bool,
@@ -78,6 +80,12 @@ where
         // With `INFO` off the macro hands back a disabled span without evaluating its fields
         // (no extension lookups, no formatting), and there is no span to enter.
         let span = make_request_span(&req);
+        #[cfg(feature = "otel")]
+        if !span.is_disabled()
+            && let Some(trace) = req.extensions().get::<TraceContext>()
+        {
+            crate::telemetry::otel::join(&span, trace);
+        }
         let inner = if span.is_disabled() {
             self.inner.call(req)
         } else {
@@ -147,5 +155,9 @@ fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
             .get::<RequestId>()
             .map(RequestId::as_str)
             .unwrap_or(""),
+        trace_id = req
+            .extensions()
+            .get::<TraceContext>()
+            .map(|t| tracing::field::display(t.trace_id())),
     )
 }
