@@ -40,6 +40,7 @@ need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
   log "installing ${need[*]}"
@@ -49,16 +50,19 @@ if [ ${#need[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     made_policy=1
+    # Never leave it behind: it would stop every later service start on the machine.
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
   fi
   apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"; }
   install_ok=1
   if ! apt_install; then
     apt-get update && apt_install || install_ok=
   fi
-  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ -z "$made_policy" ] || { rm -f /usr/sbin/policy-rc.d; trap - EXIT INT TERM; }
   [ -n "$install_ok" ] || fail "could not install ${need[*]}"
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-    systemctl disable --now prometheus || true
+  # Not started now, and not at the next boot either.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
   if command -v service >/dev/null 2>&1 && service prometheus status >/dev/null 2>&1; then
     service prometheus stop || true

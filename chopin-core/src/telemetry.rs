@@ -48,23 +48,30 @@ pub fn init(config: &LogConfig) -> bool {
 }
 
 /// Install the global subscriber, with an OpenTelemetry layer for `provider` if there is one.
+///
+/// The log filter applies to the log output only: exported spans have their own filter (`INFO`
+/// and above), so `CHOPIN_LOG=warn` quiets the logs without silently ending span export.
 fn install(config: &LogConfig, provider: Provider) -> bool {
     // The filter was validated when the configuration was loaded.
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     #[cfg(feature = "otel")]
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(provider.as_ref().map(otel::layer));
+    let registry = tracing_subscriber::registry().with(provider.as_ref().map(|provider| {
+        otel::layer(provider).with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    }));
     #[cfg(not(feature = "otel"))]
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry();
     let installed = match config.format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init().is_ok(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_filter(filter))
+            .try_init()
+            .is_ok(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_filter(filter),
             )
             .try_init()
             .is_ok(),
@@ -74,8 +81,10 @@ fn install(config: &LogConfig, provider: Provider) -> bool {
         if installed {
             otel::register(provider);
         } else {
-            // Not used: stop its batch thread.
-            let _ = provider.shutdown();
+            // Not used: stop its batch thread, which may block, away from the caller's runtime.
+            std::thread::spawn(move || {
+                let _ = provider.shutdown();
+            });
         }
     }
     #[cfg(not(feature = "otel"))]

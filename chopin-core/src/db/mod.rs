@@ -600,7 +600,13 @@ impl Db {
     /// it if it was slow (feature `metrics`).
     #[cfg(feature = "metrics")]
     pub(crate) fn statement_done(&self, start: std::time::Instant) {
-        metrics::statement(self.slow_query, start.elapsed());
+        self.statement_took(start.elapsed());
+    }
+
+    /// A statement run by Chopin itself took `elapsed`: counted if slow.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn statement_took(&self, elapsed: std::time::Duration) {
+        metrics::statement(self.slow_query, elapsed);
     }
 
     /// For the pass-through path: run a query, starting a probe if it is slow, and giving up

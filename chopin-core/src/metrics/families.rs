@@ -55,9 +55,13 @@ pub(crate) struct ServerMetrics {
     pub(crate) open: Gauge,
     /// Connections accepted.
     pub(crate) accepted: Counter,
-    /// Connections not served: `reason` = `limit` (the accept loop paused at the connection
-    /// cap), `error` (accept failed: `EMFILE` and the like).
-    pub(crate) refused: Family<ReasonLabel, Counter>,
+    /// Times the accept loop paused at the connection cap (new connections then wait in the
+    /// listen backlog until one closes).
+    pub(crate) accept_paused: Counter,
+    /// Failed accepts, by `kind`: `client` (the client gave up or reset the connection before
+    /// it was accepted: routine on a public server) or `system` (the server could not accept:
+    /// `EMFILE` and the like).
+    accept_errors: Family<KindLabel, Counter>,
     /// Connections closed by a timeout: `kind` = `header`, `idle`, `age`, `write`, `shutdown`.
     pub(crate) timeouts: Family<KindLabel, Counter>,
 }
@@ -67,7 +71,8 @@ impl ServerMetrics {
         let this = Self {
             open: Gauge::default(),
             accepted: Counter::default(),
-            refused: Family::default(),
+            accept_paused: Counter::default(),
+            accept_errors: Family::default(),
             timeouts: Family::default(),
         };
         registry.register(
@@ -81,9 +86,14 @@ impl ServerMetrics {
             this.accepted.clone(),
         );
         registry.register(
-            "chopin_server_connections_refused",
-            "Connections not accepted, by reason (limit: paused at the connection cap; error: accept failed)",
-            this.refused.clone(),
+            "chopin_server_accept_paused",
+            "Times accepting paused at the connection cap (CHOPIN_MAX_CONNECTIONS)",
+            this.accept_paused.clone(),
+        );
+        registry.register(
+            "chopin_server_accept_errors",
+            "Failed accepts, by kind (client: aborted or reset by the client; system: EMFILE and the like)",
+            this.accept_errors.clone(),
         );
         registry.register(
             "chopin_server_timeouts",
@@ -93,9 +103,9 @@ impl ServerMetrics {
         this
     }
 
-    /// Count a connection not served for `reason` (`limit` or `error`).
-    pub(crate) fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    /// Count a failed accept of `kind` (`client` or `system`).
+    pub(crate) fn accept_error(&self, kind: &'static str) {
+        self.accept_errors.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// Count a connection closed by the `kind` timeout.

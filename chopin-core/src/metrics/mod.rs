@@ -84,15 +84,12 @@ pub fn global() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
-        let metrics = Metrics {
-            http: HttpMetrics::new(&mut registry),
-            server: ServerMetrics::new(&mut registry),
-            db: DbMetrics::new(&mut registry),
-            cache: CacheMetrics::new(&mut registry),
-            passthrough: PassthroughMetrics::new(&mut registry),
-            auth: AuthMetrics::new(&mut registry),
-            registry: RwLock::new(Registry::default()),
-        };
+        let http = HttpMetrics::new(&mut registry);
+        let server = ServerMetrics::new(&mut registry);
+        let db = DbMetrics::new(&mut registry);
+        let cache = CacheMetrics::new(&mut registry);
+        let passthrough = PassthroughMetrics::new(&mut registry);
+        let auth = AuthMetrics::new(&mut registry);
         process::register(&mut registry);
         registry.register(
             "chopin_build",
@@ -102,11 +99,15 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION"),
             )]),
         );
-        *metrics
-            .registry
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
-        metrics
+        Metrics {
+            registry: RwLock::new(registry),
+            http,
+            server,
+            db,
+            cache,
+            passthrough,
+            auth,
+        }
     }
 
     /// Register an application metric (a `Counter`, `Gauge`, `Histogram`, `Family`, …) under

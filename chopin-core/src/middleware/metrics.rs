@@ -143,10 +143,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        let (Ok(response), Some(request)) = (result.as_ref(), this.request.take()) else {
-            return Poll::Ready(result);
-        };
+        let (response, request) =
+            match (std::task::ready!(this.inner.poll(cx)), this.request.take()) {
+                (Ok(response), Some(request)) => (response, request),
+                (result, _) => return Poll::Ready(result),
+            };
         let route = request.route.as_ref().map_or("", MatchedPath::as_str);
         let series = global()
             .http
@@ -157,9 +158,6 @@ where
         if let Some(size) = request.body_size {
             series.request_size.observe(size as f64);
         }
-        let Ok(response) = result else {
-            unreachable!("checked above")
-        };
         let response = match response.body().size_hint().exact() {
             Some(size) => {
                 series.response_size.observe(size as f64);

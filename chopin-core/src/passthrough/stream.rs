@@ -150,6 +150,8 @@ impl Stream for Chunks {
             // The producer vanished without finishing the document: abort the body.
             None => {
                 this.done = true;
+                #[cfg(feature = "metrics")]
+                crate::metrics::global().passthrough.aborted("database");
                 Err(io::Error::other("pass-through stream ended early"))
             }
         }))
@@ -182,6 +184,41 @@ impl IntoResponse for JsonStream {
             .headers_mut()
             .insert(header::CONTENT_TYPE, crate::json::APPLICATION_JSON);
         response
+    }
+}
+
+/// A streamed statement's own latency for the slow-query count: from its start to its first
+/// row (or its end, when it has none). A slow reader stretches the stream, not the statement.
+#[cfg(feature = "metrics")]
+struct StatementTimer {
+    start: std::time::Instant,
+    first_row: std::sync::OnceLock<std::time::Instant>,
+}
+
+#[cfg(feature = "metrics")]
+impl StatementTimer {
+    fn start() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            first_row: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A row arrived.
+    fn row(&self) {
+        self.first_row.get_or_init(std::time::Instant::now);
+    }
+
+    /// Count the statement, unless it failed (failures are counted as errors).
+    fn finish(&self, db: &Db, outcome: &Outcome) {
+        if *outcome != Outcome::Failed {
+            let end = self
+                .first_row
+                .get()
+                .copied()
+                .unwrap_or_else(std::time::Instant::now);
+            db.statement_took(end.saturating_duration_since(self.start));
+        }
     }
 }
 
@@ -221,16 +258,18 @@ async fn produce(
             }
         };
         #[cfg(feature = "metrics")]
-        let start = std::time::Instant::now();
+        let timer = StatementTimer::start();
         let outcome = {
             let rows = statement
                 .pg_query()
                 .fetch(&mut *conn)
                 .inspect_err(|e| db.observe_error(e));
+            #[cfg(feature = "metrics")]
+            let rows = rows.inspect_ok(|_| timer.row());
             pump(rows, super::statement::pg_raw, &encoder, chunk, &tx).await
         };
         #[cfg(feature = "metrics")]
-        db.statement_done(start);
+        timer.finish(&db, &outcome);
         if outcome != Outcome::Done {
             // Stop the query on the server, then close the connection instead of returning a
             // connection in an unknown state to the pool.
@@ -252,15 +291,17 @@ async fn produce(
             }
         };
         #[cfg(feature = "metrics")]
-        let start = std::time::Instant::now();
+        let timer = StatementTimer::start();
         // Dropping the row stream stops SQLite from stepping the statement.
         let rows = statement
             .sqlite_query()
             .fetch(&mut *conn)
             .inspect_err(|e| db.observe_error(e));
-        pump(rows, super::statement::sqlite_raw, &encoder, chunk, &tx).await;
         #[cfg(feature = "metrics")]
-        db.statement_done(start);
+        let rows = rows.inspect_ok(|_| timer.row());
+        let _outcome = pump(rows, super::statement::sqlite_raw, &encoder, chunk, &tx).await;
+        #[cfg(feature = "metrics")]
+        timer.finish(&db, &_outcome);
         return;
     }
     let _ = tx

@@ -73,7 +73,7 @@ impl Acceptor {
                 Ok(permit) => permit,
                 Err(_) => {
                     #[cfg(feature = "metrics")]
-                    crate::metrics::global().server.refused("limit");
+                    crate::metrics::global().server.accept_paused.inc();
                     if last_cap_log.is_none_or(|at| at.elapsed() >= CAP_LOG_INTERVAL) {
                         tracing::warn!(
                             max_connections,
@@ -115,11 +115,11 @@ impl Acceptor {
                 }
                 Err(err) if is_connection_error(&err) => {
                     #[cfg(feature = "metrics")]
-                    crate::metrics::global().server.refused("error");
+                    crate::metrics::global().server.accept_error("client");
                 }
                 Err(err) => {
                     #[cfg(feature = "metrics")]
-                    crate::metrics::global().server.refused("error");
+                    crate::metrics::global().server.accept_error("system");
                     tracing::error!(error = %err, retry_in = ?backoff, "accept failed; backing off");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
