@@ -7,7 +7,7 @@
 #
 #   SERVERS="axum chopin-full" ENDPOINTS=json bash bench/profile-core.sh   # a subset
 #
-# For each server in SERVERS (axum, actix, epoll, chopin-minimal, chopin-full) and endpoint in
+# For each server in SERVERS (axum, actix, epoll, chopin-minimal, chopin-nometrics — the full stack without the metrics layer —, chopin-full) and endpoint in
 # ENDPOINTS (/json, /plaintext)
 # the `profiling` build (the release code, with symbols) runs under `valgrind --tool=callgrind`
 # with instrumentation off; wrk warms it up for 1 s, then instrumentation is switched on for
@@ -111,7 +111,7 @@ print(f"Command: `{invocation}` (build: `{build}`), commit `{commit}`, {cpu}, {p
 print("User-space instructions executed by the server per request, keep-alive, 4 connections; lower is better. *vs axum* is axum's count divided by the target's, so it reads like a throughput ratio (above 1.0 = cheaper than axum); *× axum instr* is the target's count divided by axum's (the issue's goal: full stack ≤ 1.4).\n")
 print("| Server | `/json` instr/req | vs axum | × axum instr | `/plaintext` instr/req | vs axum | × axum instr |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-order = ["axum", "actix", "epoll", "chopin-minimal", "chopin-full"]
+order = ["axum", "actix", "epoll", "chopin-minimal", "chopin-nometrics", "chopin-full"]
 for s in [s for s in order if any(k[0] == s for k in per)]:
     cells = []
     for e in ["json", "plaintext"]:
