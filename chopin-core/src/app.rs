@@ -323,10 +323,12 @@ where
             })?;
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
-        let token = self.config.metrics.token.clone();
+        // Chopin's own server, with the application's timeouts and connection cap (a scrape
+        // port is no place for a slowloris either), on the caller's runtime.
+        let server = crate::server::Server::from_config(&self.config).workers(0);
+        let router = crate::metrics::router(self.config.metrics.token.clone());
         Ok(tokio::spawn(async move {
-            if let Err(error) = crate::metrics::serve(listener, token, std::future::pending()).await
-            {
+            if let Err(error) = server.serve(listener, router, std::future::pending()).await {
                 tracing::error!(%error, "metrics listener stopped");
             }
         }))

@@ -170,9 +170,10 @@ pub fn router(token: Option<Secret>) -> Router {
     )
 }
 
-/// Serve [`router`] on `listener` until `shutdown` completes: the separate metrics listener
-/// [`App::serve`](crate::App::serve) runs, for applications that serve their router
-/// themselves.
+/// Serve [`router`] on `listener` with `axum::serve` until `shutdown` completes, for
+/// applications that serve their router themselves. It has no connection timeouts: on a port
+/// others can reach, prefer [`Server::serve`](crate::server::Server::serve) with
+/// [`router`], as [`App::serve`](crate::App::serve) does for its metrics listener.
 pub async fn serve(
     listener: TcpListener,
     token: Option<Secret>,
