@@ -1042,7 +1042,8 @@ async fn production_refuses_the_logging_mailer() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert!(
         outbox
-            .last(MailKind::VerifyEmail, "prod@example.com")
+            .wait_for(MailKind::VerifyEmail, "prod@example.com")
+            .await
             .is_some()
     );
     // Development stays as it was.
