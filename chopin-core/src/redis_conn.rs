@@ -242,7 +242,11 @@ impl RedisBreaker {
     }
 
     fn failure(&self) {
-        let failures = self.0.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let failures = self
+            .0
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         if failures >= BREAKER_THRESHOLD {
             self.open("connection failures");
         }
@@ -375,4 +379,70 @@ pub(crate) fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(250))
         .set_exponent_base(2.0)
         .set_number_of_retries(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A breaker on a port where nothing listens.
+    fn refusing() -> RedisBreaker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let timeout = Duration::from_millis(50);
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, manager_config(timeout)).unwrap();
+        RedisBreaker::new("test", conn, timeout)
+    }
+
+    async fn ping(b: &RedisBreaker) -> Result<Value, CallError> {
+        let mut conn = b.0.conn.clone();
+        b.call(
+            Duration::from_millis(50),
+            cmd("PING").query_async::<Value>(&mut conn),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn failures_open_it_and_then_calls_fail_at_once() {
+        let b = refusing();
+        assert!(!b.is_open());
+        for _ in 0..BREAKER_THRESHOLD {
+            assert!(!matches!(ping(&b).await, Ok(_) | Err(CallError::Open)));
+        }
+        assert!(b.is_open(), "{BREAKER_THRESHOLD} failures in a row open it");
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            assert!(matches!(ping(&b).await, Err(CallError::Open)));
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "100 calls while open took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_probe_task_does_not_keep_a_dropped_breaker_alive() {
+        let b = refusing();
+        let _ = ping(&b).await;
+        assert!(
+            b.0.probing.load(Ordering::Acquire),
+            "a failure starts a probe"
+        );
+        let weak = Arc::downgrade(&b.0);
+        drop(b);
+        for _ in 0..200 {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the probe task still holds the breaker");
+    }
 }

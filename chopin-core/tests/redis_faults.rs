@@ -235,7 +235,10 @@ async fn redis_killed_under_load_reads_miss_auth_fails_closed_fast_and_all_recov
 
     // Both breakers (the cache's and the revocation store's) open while Redis is down.
     assert!(
-        breakers.iter().filter(|(t, _)| *t < killed).all(|(_, n)| *n == 0),
+        breakers
+            .iter()
+            .filter(|(t, _)| *t < killed)
+            .all(|(_, n)| *n == 0),
         "no breaker open while Redis is up"
     );
     let open_at = breakers
@@ -274,7 +277,11 @@ async fn redis_killed_under_load_reads_miss_auth_fails_closed_fast_and_all_recov
     for s in &open {
         let want = if s.path == "/me" { 503 } else { 200 };
         assert_eq!(s.status, want, "{s:?} while the breaker is open");
-        assert!(s.took < FAST, "{s:?} took {:?} while the breaker is open", s.took);
+        assert!(
+            s.took < FAST,
+            "{s:?} took {:?} while the breaker is open",
+            s.took
+        );
     }
     assert!(open.len() > 50, "{} answers while open", open.len());
     assert!(

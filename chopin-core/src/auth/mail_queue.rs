@@ -190,7 +190,11 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(ran.load(Ordering::SeqCst), 3, "the queued jobs ran, the dropped did not");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            3,
+            "the queued jobs ran, the dropped did not"
+        );
     }
 
     #[tokio::test]

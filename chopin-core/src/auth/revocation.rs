@@ -225,7 +225,10 @@ impl Revocations {
                 // A logout waits a little longer than a check: it must not be lost. While
                 // the breaker is open it fails at once.
                 let deadline = shared.timeout.max(Duration::from_secs(1));
-                match shared.call(deadline, cmd.query_async::<()>(&mut conn)).await {
+                match shared
+                    .call(deadline, cmd.query_async::<()>(&mut conn))
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot store a token revocation in Redis");
@@ -338,10 +341,17 @@ mod tests {
         let now = Instant::now();
         s.insert("old-1", now - Duration::from_secs(50)).unwrap();
         s.insert("old-2", now - Duration::from_secs(50)).unwrap();
-        assert!(!s.contains("old-1").unwrap(), "an expired id is not revoked");
+        assert!(
+            !s.contains("old-1").unwrap(),
+            "an expired id is not revoked"
+        );
         // Full of expired ids: the next insert drops their bucket and fits.
         s.insert("live-1", now + Duration::from_secs(60)).unwrap();
-        assert_eq!(examined(&s), 2, "exactly the two expired ids were looked at");
+        assert_eq!(
+            examined(&s),
+            2,
+            "exactly the two expired ids were looked at"
+        );
         s.insert("live-2", now + Duration::from_secs(60)).unwrap();
         assert!(matches!(
             s.insert("live-3", now + Duration::from_secs(60)),

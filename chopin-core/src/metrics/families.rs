@@ -348,7 +348,7 @@ pub(crate) struct CacheMetrics {
     /// `304 Not Modified` answers.
     pub(crate) not_modified: Counter,
     /// Redis circuit breakers open now (one per Redis connection: a cache's Redis tier,
-    /// the revocation store, a rate limiter's).
+    /// the revocation store).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) redis_breakers_open: Gauge,
     /// Times a Redis circuit breaker opened.

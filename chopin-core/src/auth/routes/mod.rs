@@ -123,8 +123,8 @@ impl AuthModule {
     }
 
     /// Bound the background work of the routes — the verification mail of a sign-up, and a
-    /// password reset's account lookup, token and mail — to `capacity` jobs waiting (at least
-    /// 1) for `workers` tasks (at least 1). Defaults:
+    /// password reset's account lookup, token and mail — to `capacity` jobs waiting for
+    /// `workers` tasks (each at least 1). The defaults are
     /// [`DEFAULT_MAIL_QUEUE_CAPACITY`](super::DEFAULT_MAIL_QUEUE_CAPACITY) (1024) and
     /// [`DEFAULT_MAIL_WORKERS`](super::DEFAULT_MAIL_WORKERS) (4).
     ///
