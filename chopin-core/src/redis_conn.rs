@@ -5,12 +5,13 @@
 //! which hold a [`SharedRedis`]. Same URL, namespace and timeout as the cache (`REDIS_URL`,
 //! `CHOPIN_CACHE_NAMESPACE`, `CHOPIN_CACHE_TIMEOUT`).
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::Client;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-#[cfg(feature = "auth")]
-use ::redis::{Value, cmd};
+use ::redis::{Client, RedisError, Value, cmd};
 
 use crate::config::{CacheConfig, is_valid_cache_namespace, redact_url};
 
@@ -23,6 +24,8 @@ pub(crate) struct SharedRedis {
     /// `""`) and cache keys chosen by the application never touch revocations or counters.
     pub prefix: String,
     pub timeout: Duration,
+    /// Fails calls at once while Redis is known to be down ([`RedisBreaker`]).
+    pub breaker: RedisBreaker,
 }
 
 impl std::fmt::Debug for SharedRedis {
@@ -48,6 +51,7 @@ impl SharedRedis {
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config(config.timeout))
             .map_err(|e| format!("REDIS_URL {url} is not usable: {e}"))?;
         Ok(SharedRedis {
+            breaker: RedisBreaker::new("shared state", conn.clone(), config.timeout),
             conn,
             prefix: reserved_prefix(&config.namespace),
             timeout: config.timeout,
@@ -76,10 +80,262 @@ impl SharedRedis {
             Err(_) => return Err(format!("Redis at {url} did not answer within {deadline:?}")),
         }
         Ok(SharedRedis {
+            breaker: RedisBreaker::new("shared state", conn.clone(), config.timeout),
             conn,
             prefix: reserved_prefix(&config.namespace),
             timeout: config.timeout,
         })
+    }
+
+    /// Run one round trip through the breaker, bounded by `deadline`.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub async fn call<T>(
+        &self,
+        deadline: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, CallError> {
+        self.breaker.call(deadline, fut).await
+    }
+}
+
+/// How long the breaker's probe waits for `PING`: the call timeout, but at least 250 ms
+/// (a Redis that cannot answer a `PING` in that long is failing the calls anyway).
+pub(crate) fn probe_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_millis(250))
+}
+
+/// Consecutive connection failures (errors or timeouts) that open a [`RedisBreaker`]
+/// without waiting for its probe.
+pub(crate) const BREAKER_THRESHOLD: u32 = 3;
+
+/// How often an open [`RedisBreaker`] pings Redis.
+pub(crate) const BREAKER_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why a call through a [`RedisBreaker`] did not succeed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The breaker is open: Redis was not asked.
+    Open,
+    /// Redis did not answer within the deadline.
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed.
+    Redis(RedisError),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Open => f.write_str("Redis is down (circuit breaker open)"),
+            CallError::Timeout(d) => write!(f, "no answer within {d:?}"),
+            CallError::Redis(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The Redis circuit breaker, one per connection (a cache's Redis tier, the revocation
+/// store, a rate limiter), like the database's (`db::breaker`):
+///
+/// * **Closed**: calls run, each bounded by its deadline. A connection failure (I/O error,
+///   refused, dropped) or a timeout is counted and starts one background probe; a success
+///   resets the count. An error Redis answers with (a script error, `WRONGTYPE`…) is not a
+///   connection failure and counts for nothing.
+/// * **Open**: after [`BREAKER_THRESHOLD`] failures in a row, or when the probe's `PING`
+///   fails or gets no answer within [`probe_timeout`] (`max(timeout, 250ms)`). Calls fail at once with
+///   [`CallError::Open`], without touching the connection; the probe repeats every
+///   [`BREAKER_PROBE_INTERVAL`].
+/// * The first `PING` answered closes it.
+///
+/// The state is two atomics read on every call; the probe is one tokio task at most, which
+/// holds the breaker weakly.
+#[derive(Clone)]
+pub(crate) struct RedisBreaker(Arc<BreakerInner>);
+
+struct BreakerInner {
+    /// What the connection serves, for the log.
+    what: &'static str,
+    conn: ConnectionManager,
+    probe_timeout: Duration,
+    open: AtomicBool,
+    failures: AtomicU32,
+    probing: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBreaker")
+            .field("what", &self.0.what)
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+impl Drop for BreakerInner {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if *self.open.get_mut() {
+            crate::metrics::global().cache.redis_breakers_open.dec();
+        }
+    }
+}
+
+/// Whether `err` says the connection (not the command) failed.
+pub(crate) fn is_connection_failure(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+}
+
+impl RedisBreaker {
+    /// A closed breaker probing through `conn`, whose calls are bounded by `timeout`.
+    pub(crate) fn new(what: &'static str, conn: ConnectionManager, timeout: Duration) -> Self {
+        RedisBreaker(Arc::new(BreakerInner {
+            what,
+            conn,
+            probe_timeout: probe_timeout(timeout),
+            open: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+        }))
+    }
+
+    /// `true` while Redis is known to be down.
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Run `fut` (one round trip) within `deadline`, unless the breaker is open; count
+    /// connection failures and timeouts.
+    pub(crate) async fn call<T>(
+        &self,
+        deadline: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, CallError> {
+        if self.is_open() {
+            return Err(CallError::Open);
+        }
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(Ok(value)) => {
+                self.success();
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                if is_connection_failure(&err) {
+                    self.failure();
+                } else {
+                    self.success();
+                }
+                Err(CallError::Redis(err))
+            }
+            Err(_) => {
+                self.failure();
+                Err(CallError::Timeout(deadline))
+            }
+        }
+    }
+
+    fn success(&self) {
+        if self.0.failures.load(Ordering::Relaxed) != 0 {
+            self.0.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn failure(&self) {
+        let failures = self
+            .0
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
+        if failures >= BREAKER_THRESHOLD {
+            self.open("connection failures");
+        }
+        self.start_probe();
+    }
+
+    fn open(&self, why: &'static str) {
+        if !self.0.open.swap(true, Ordering::AcqRel) {
+            #[cfg(feature = "metrics")]
+            {
+                let m = &crate::metrics::global().cache;
+                m.redis_breaker_opened.inc();
+                m.redis_breakers_open.inc();
+            }
+            tracing::warn!(
+                connection = self.0.what,
+                reason = why,
+                "Redis unreachable: circuit breaker open, calls fail at once until a PING succeeds"
+            );
+        }
+    }
+
+    fn close(&self) {
+        self.0.failures.store(0, Ordering::Release);
+        if self.0.open.swap(false, Ordering::AcqRel) {
+            #[cfg(feature = "metrics")]
+            crate::metrics::global().cache.redis_breakers_open.dec();
+            tracing::info!(
+                connection = self.0.what,
+                "Redis reachable again: circuit breaker closed"
+            );
+        }
+    }
+
+    /// Start the probe task unless one runs (or there is no runtime to run it on).
+    fn start_probe(&self) {
+        if self
+            .0
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let probing = Probing(Arc::downgrade(&self.0));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn(probe_loop(probing))),
+            Err(_) => drop(probing),
+        }
+    }
+
+    async fn ping(&self) -> bool {
+        let mut conn = self.0.conn.clone();
+        matches!(
+            tokio::time::timeout(
+                self.0.probe_timeout,
+                cmd("PING").query_async::<Value>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// The probe task's claim on `probing`, cleared however the task ends.
+struct Probing(Weak<BreakerInner>);
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// `PING` until Redis answers (closing the breaker), every [`BREAKER_PROBE_INTERVAL`].
+async fn probe_loop(probing: Probing) {
+    loop {
+        let Some(inner) = probing.0.upgrade() else {
+            return;
+        };
+        let breaker = RedisBreaker(inner);
+        if breaker.ping().await {
+            breaker.close();
+            return;
+        }
+        breaker.open("PING failed");
+        drop(breaker);
+        tokio::time::sleep(BREAKER_PROBE_INTERVAL).await;
     }
 }
 
@@ -112,13 +368,81 @@ pub(crate) fn background_timeout(timeout: Duration) -> Duration {
 }
 
 /// Reconnects run in the background with jittered exponential backoff (100 ms doubling up
-/// to 1 s); callers never wait on them for longer than their own timeout. Each connection
-/// attempt is bounded by [`background_timeout`].
+/// to 250 ms: a refused connection costs Redis nothing, and a Redis that comes back is used
+/// within a quarter of a second, which the 1 s recovery promise of the Redis breaker needs);
+/// callers never wait on them for longer than their own timeout. Each connection attempt is
+/// bounded by [`background_timeout`].
 pub(crate) fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(background_timeout(timeout)))
         .set_min_delay(Duration::from_millis(100))
-        .set_max_delay(Duration::from_secs(1))
+        .set_max_delay(Duration::from_millis(250))
         .set_exponent_base(2.0)
         .set_number_of_retries(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A breaker on a port where nothing listens.
+    fn refusing() -> RedisBreaker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let timeout = Duration::from_millis(50);
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, manager_config(timeout)).unwrap();
+        RedisBreaker::new("test", conn, timeout)
+    }
+
+    async fn ping(b: &RedisBreaker) -> Result<Value, CallError> {
+        let mut conn = b.0.conn.clone();
+        b.call(
+            Duration::from_millis(50),
+            cmd("PING").query_async::<Value>(&mut conn),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn failures_open_it_and_then_calls_fail_at_once() {
+        let b = refusing();
+        assert!(!b.is_open());
+        for _ in 0..BREAKER_THRESHOLD {
+            assert!(!matches!(ping(&b).await, Ok(_) | Err(CallError::Open)));
+        }
+        assert!(b.is_open(), "{BREAKER_THRESHOLD} failures in a row open it");
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            assert!(matches!(ping(&b).await, Err(CallError::Open)));
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "100 calls while open took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_probe_task_does_not_keep_a_dropped_breaker_alive() {
+        let b = refusing();
+        let _ = ping(&b).await;
+        assert!(
+            b.0.probing.load(Ordering::Acquire),
+            "a failure starts a probe"
+        );
+        let weak = Arc::downgrade(&b.0);
+        drop(b);
+        for _ in 0..200 {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the probe task still holds the breaker");
+    }
 }

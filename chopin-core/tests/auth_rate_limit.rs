@@ -40,13 +40,24 @@ impl Mailer for Outbox {
 }
 
 impl Outbox {
-    fn last(&self, kind: MailKind) -> Option<String> {
-        let mails = self.0.lock().unwrap();
-        mails
-            .iter()
-            .rev()
-            .find(|m| m.kind == kind)
-            .map(|m| m.token.clone())
+    /// The last mail of `kind`, waiting up to 5 s for it (mails are sent after the answer,
+    /// by the mail queue).
+    async fn last(&self, kind: MailKind) -> Option<String> {
+        for _ in 0..100 {
+            let found = {
+                let mails = self.0.lock().unwrap();
+                mails
+                    .iter()
+                    .rev()
+                    .find(|m| m.kind == kind)
+                    .map(|m| m.token.clone())
+            };
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 }
 
@@ -409,6 +420,7 @@ async fn failed_token_redemptions_are_limited_per_address() {
     assert_eq!(r.status, StatusCode::CREATED);
     let token = outbox
         .last(MailKind::VerifyEmail)
+        .await
         .expect("verification mail");
     let junk = json!({"token": "0".repeat(64)});
     assert_eq!(

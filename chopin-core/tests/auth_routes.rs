@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use chopin_core::auth::TokenSettings;
-use chopin_core::auth::{Auth, AuthModule, AuthStore, JwtKeys, Mail, MailKind, Mailer};
+use chopin_core::auth::{
+    Auth, AuthModule, AuthRateLimits, AuthStore, JwtKeys, Mail, MailKind, Mailer,
+};
 use chopin_core::db::Db;
 use chopin_core::error::BoxError;
 use chopin_core::testing::{TestClient, TestResponse, redis_url_or_skip, unique_namespace};
@@ -38,8 +40,8 @@ impl Outbox {
             .map(|m| m.token.clone())
     }
 
-    /// The last mail of `kind` to `to`, waiting up to 5 s for it (reset mails are sent after
-    /// the answer).
+    /// The last mail of `kind` to `to`, waiting up to 5 s for it (mails are sent after the
+    /// answer, by the mail queue).
     async fn wait_for(&self, kind: MailKind, to: &str) -> Option<String> {
         for _ in 0..100 {
             if let Some(token) = self.last(kind, to) {
@@ -713,6 +715,118 @@ async fn password_reset_answers_before_doing_the_work() {
     );
 }
 
+/// A mailer that sends nothing until the test lets it (one mail per permit).
+#[derive(Clone)]
+struct GatedOutbox {
+    outbox: Outbox,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Mailer for GatedOutbox {
+    fn send(&self, mail: Mail) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + '_>> {
+        Box::pin(async move {
+            self.gate.acquire().await.expect("gate").forget();
+            self.outbox.send(mail).await
+        })
+    }
+}
+
+fn mail_queue_overflow_metric() -> f64 {
+    chopin_core::metrics::global()
+        .encode()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("chopin_auth_mail_queue_overflow_total ")
+                .map(|v| v.trim().parse::<f64>().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
+/// The mail queue is bounded: with the one worker stuck on a mailer that does not answer and
+/// the queue full, `/password-reset` still answers 202 with the same body, for a known and an
+/// unknown address alike, and the dropped work is counted; the queued work runs once the
+/// mailer answers again.
+#[tokio::test]
+async fn a_full_mail_queue_answers_the_same_and_counts_the_overflow() {
+    let (_dir, db) = common::sqlite("").await;
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+        Environment::Development,
+    );
+    let gated = GatedOutbox {
+        outbox: Outbox::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let module = AuthModule::with_mailer(auth, AuthStore::new(&db).await.unwrap(), gated.clone())
+        .await
+        .unwrap()
+        .rate_limits(AuthRateLimits::off())
+        .mail_queue(2, 1);
+    assert_eq!(module.mail_queue_limits(), (2, 1));
+    let client = TestClient::new(Router::new().nest("/auth", module.router()));
+    // The verification mail takes the only worker, which waits on the gate.
+    let r = client
+        .post_json("/auth/signup", &creds("queue@example.com", "a password"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metric_before = mail_queue_overflow_metric();
+    let mut answers = Vec::new();
+    for round in 0..6 {
+        let email = if round % 2 == 0 {
+            "queue@example.com"
+        } else {
+            "nobody@example.com"
+        };
+        let r = client
+            .post_json("/auth/password-reset", &json!({ "email": email }))
+            .await;
+        answers.push((r.status, r.body.clone()));
+    }
+    let (status, body) = &answers[0];
+    assert_eq!(*status, StatusCode::ACCEPTED);
+    for answer in &answers {
+        assert_eq!(
+            (&answer.0, &answer.1),
+            (status, body),
+            "a full queue answers the same"
+        );
+    }
+    // Two resets queued behind the stuck mail; the other four dropped.
+    assert_eq!(module.mail_queue_overflow(), 4);
+    assert!(
+        mail_queue_overflow_metric() - metric_before >= 4.0,
+        "chopin_auth_mail_queue_overflow_total rose"
+    );
+    // Let the mailer answer: the verification mail and the one queued reset of the known
+    // address go out (the other queued reset is for an unknown address: no mail).
+    gated.gate.add_permits(10);
+    assert!(
+        gated
+            .outbox
+            .wait_for(MailKind::PasswordReset, "queue@example.com")
+            .await
+            .is_some()
+    );
+    assert!(
+        gated
+            .outbox
+            .last(MailKind::VerifyEmail, "queue@example.com")
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resets = gated
+        .outbox
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.kind == MailKind::PasswordReset)
+        .count();
+    assert_eq!(resets, 1, "the dropped resets did nothing");
+}
+
 #[tokio::test]
 async fn email_verification_uses_the_mailed_token() {
     let (_dir, db) = common::sqlite("").await;
@@ -720,7 +834,8 @@ async fn email_verification_uses_the_mailed_token() {
     let (access, _) = signup(&i, "gina@example.com", "a password").await;
     let token = i
         .outbox
-        .last(MailKind::VerifyEmail, "gina@example.com")
+        .wait_for(MailKind::VerifyEmail, "gina@example.com")
+        .await
         .expect("verification mail sent");
     let r = i
         .client
@@ -927,7 +1042,8 @@ async fn production_refuses_the_logging_mailer() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert!(
         outbox
-            .last(MailKind::VerifyEmail, "prod@example.com")
+            .wait_for(MailKind::VerifyEmail, "prod@example.com")
+            .await
             .is_some()
     );
     // Development stays as it was.

@@ -44,6 +44,8 @@ use crate::error::ChopinError;
 
 mod extractor;
 mod jwt;
+#[cfg(chopin_db)]
+mod mail_queue;
 mod mailer;
 pub mod password;
 mod rate_limit;
@@ -67,6 +69,8 @@ pub use extractor::{AuthUser, bearer_token};
 pub use jwt::{
     ACCESS_TOKEN_TYPE, APP_TOKEN_TYPE, AuthClaims, Claims, JwtKeys, NoExtra, TokenSettings,
 };
+#[cfg(chopin_db)]
+pub use mail_queue::{DEFAULT_MAIL_QUEUE_CAPACITY, DEFAULT_MAIL_WORKERS};
 pub use mailer::{LogMailer, Mail, MailKind, Mailer, MemoryMailer, mailer_from_config};
 pub use rate_limit::AuthRateLimits;
 pub use revocation::Revocations;

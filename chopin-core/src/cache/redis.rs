@@ -6,7 +6,9 @@
 //! `metrics` feature, `chopin_cache_errors_total{tier="redis"}`), logged (a warning
 //! when Redis starts failing, one when it is back, details at `debug`), and reported as
 //! [`Failed`]; the `Cache` turns that into a miss, a no-op or
-//! [`CacheError::Unavailable`](super::CacheError::Unavailable).
+//! [`CacheError::Unavailable`](super::CacheError::Unavailable). Every round trip goes through
+//! a [`RedisBreaker`]: once Redis is known to be down they fail at once (reads miss, deletes
+//! answer `Unavailable`) without waiting for the timeout, until a background `PING` succeeds.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use bytes::Bytes;
 use super::stats::{Counters, Event, Tier, record, redis_error};
 use super::{CacheError, ttl_millis};
 use crate::config::CacheConfig;
-use crate::redis_conn::{self, background_timeout};
+use crate::redis_conn::{self, RedisBreaker, background_timeout};
 
 /// SCAN page size for [`RedisTier::delete_prefix`].
 const SCAN_COUNT: usize = 500;
@@ -96,6 +98,8 @@ pub(crate) struct RedisTier {
     counters: Arc<Counters>,
     /// Whether the last round trip failed (to log transitions, not every failure).
     failing: AtomicBool,
+    /// Fails round trips at once while Redis is known to be down.
+    breaker: RedisBreaker,
     set_tagged: Script,
     delete_tag: Script,
 }
@@ -161,7 +165,9 @@ impl RedisTier {
         }
 
         let ns = &config.namespace;
+        let breaker = RedisBreaker::new("cache", conn.clone(), config.timeout);
         Ok(RedisTier {
+            breaker,
             client,
             conn,
             prefix: format!("{ns}:"),
@@ -215,14 +221,15 @@ impl RedisTier {
         full
     }
 
-    /// Run one round trip under the timeout; count and log failures.
+    /// Run one round trip under the timeout, through the breaker (at once `Failed` while it
+    /// is open); count and log failures.
     async fn call<T>(
         &self,
         what: &'static str,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Failed> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(value)) => {
+        match self.breaker.call(self.timeout, fut).await {
+            Ok(value) => {
                 if self.failing.load(Ordering::Relaxed)
                     && self.failing.swap(false, Ordering::Relaxed)
                 {
@@ -230,12 +237,8 @@ impl RedisTier {
                 }
                 Ok(value)
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 self.failed(what, &err.to_string());
-                Err(Failed)
-            }
-            Err(_) => {
-                self.failed(what, &format!("no answer within {:?}", self.timeout));
                 Err(Failed)
             }
         }

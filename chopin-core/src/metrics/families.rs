@@ -347,6 +347,13 @@ pub(crate) struct CacheMetrics {
     pub(crate) http_hits: Counter,
     /// `304 Not Modified` answers.
     pub(crate) not_modified: Counter,
+    /// Redis circuit breakers open now (one per Redis connection: a cache's Redis tier,
+    /// the revocation store).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) redis_breakers_open: Gauge,
+    /// Times a Redis circuit breaker opened.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) redis_breaker_opened: Counter,
 }
 
 impl CacheMetrics {
@@ -384,8 +391,20 @@ impl CacheMetrics {
             coalesced,
             http_hits,
             not_modified,
+            redis_breakers_open: Gauge::default(),
+            redis_breaker_opened: Counter::default(),
         };
         registry.register_collector(Box::new(this.memory.clone()));
+        registry.register(
+            "chopin_redis_breakers_open",
+            "Redis circuit breakers open now (calls through them fail at once)",
+            this.redis_breakers_open.clone(),
+        );
+        registry.register(
+            "chopin_redis_breaker_opened",
+            "Times a Redis circuit breaker opened",
+            this.redis_breaker_opened.clone(),
+        );
         registry.register(
             "chopin_cache_coalesced_loads",
             "get_or_load calls that waited for a concurrent load of the same key instead of loading",
@@ -542,6 +561,9 @@ pub(crate) struct AuthMetrics {
     /// 429 answers, by the `key` that ran out (`ip`, `user`, `login`, `login_failures`,
     /// `signup`, `password_reset`, `verification`, `refresh`).
     pub(crate) rate_limited: Family<KeyLabel, Counter>,
+    /// Background jobs (reset, verification mail) dropped because the mail queue was full.
+    #[cfg_attr(not(all(feature = "auth", chopin_db)), allow(dead_code))]
+    pub(crate) mail_queue_overflow: Counter,
 }
 
 impl AuthMetrics {
@@ -551,7 +573,13 @@ impl AuthMetrics {
             verification_failures: Family::default(),
             refresh_reuse: Counter::default(),
             rate_limited: Family::default(),
+            mail_queue_overflow: Counter::default(),
         };
+        registry.register(
+            "chopin_auth_mail_queue_overflow",
+            "Auth background jobs (password reset, verification mail) dropped because the mail queue was full",
+            this.mail_queue_overflow.clone(),
+        );
         registry.register(
             "chopin_auth_logins",
             "Logins, by outcome (success, failure, rate_limited)",

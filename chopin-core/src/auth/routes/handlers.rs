@@ -40,7 +40,7 @@ pub(super) async fn signup(
             chrono::Duration::minutes(ONE_TIME_TTL_MINUTES),
         )
         .await?;
-    module.send(MailKind::VerifyEmail, user.email, token).await;
+    module.send_later(MailKind::VerifyEmail, user.email, token);
     Ok(ApiResponse::created(pair))
 }
 
@@ -214,10 +214,12 @@ pub(super) async fn request_reset(
         return Err(ChopinError::Validation(fields));
     }
     // The lookup, the insert and the mail happen after the answer, so its timing says
-    // nothing about whether the account exists.
+    // nothing about whether the account exists. They go through the bounded mail queue: when
+    // it is full they are dropped (counted, logged) and the answer is still the same.
     let email = body.email;
-    tokio::spawn(async move {
-        if let Err(error) = module.mail_reset_token(&email).await {
+    let worker = module.clone();
+    module.in_background("password_reset", async move {
+        if let Err(error) = worker.mail_reset_token(&email).await {
             tracing::error!(%error, "password reset: could not issue a token");
         }
     });

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use super::mail_queue::MailQueue;
 use super::password;
 use super::rate_limit::{RouteLimits, limit_routes};
 use super::{Auth, AuthRateLimits, AuthStore, LogMailer, Mail, MailKind, Mailer};
@@ -65,6 +66,7 @@ pub struct AuthModule {
     store: AuthStore,
     mailer: Arc<dyn Mailer>,
     limits: AuthRateLimits,
+    queue: MailQueue,
 }
 
 impl std::fmt::Debug for AuthModule {
@@ -73,6 +75,7 @@ impl std::fmt::Debug for AuthModule {
             .field("auth", &self.auth)
             .field("store", &self.store)
             .field("limits", &self.limits)
+            .field("queue", &self.queue)
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +118,34 @@ impl AuthModule {
             auth,
             store,
             mailer: Arc::new(mailer),
+            queue: MailQueue::default(),
         })
+    }
+
+    /// Bound the background work of the routes — the verification mail of a sign-up, and a
+    /// password reset's account lookup, token and mail — to `capacity` jobs waiting for
+    /// `workers` tasks (each at least 1). The defaults are
+    /// [`DEFAULT_MAIL_QUEUE_CAPACITY`](super::DEFAULT_MAIL_QUEUE_CAPACITY) (1024) and
+    /// [`DEFAULT_MAIL_WORKERS`](super::DEFAULT_MAIL_WORKERS) (4).
+    ///
+    /// When the queue is full the job is dropped and the request answers exactly as usual
+    /// (so a reset request says nothing about whether the address exists, or about the
+    /// queue); the drop is counted ([`AuthModule::mail_queue_overflow`], and
+    /// `chopin_auth_mail_queue_overflow_total` with the `metrics` feature) and logged at most
+    /// once every 10 s. Jobs still queued when the process exits are lost.
+    pub fn mail_queue(mut self, capacity: usize, workers: usize) -> Self {
+        self.queue = MailQueue::new(capacity, workers);
+        self
+    }
+
+    /// The mail queue's capacity and worker count ([`AuthModule::mail_queue`]).
+    pub fn mail_queue_limits(&self) -> (usize, usize) {
+        self.queue.limits()
+    }
+
+    /// Background jobs dropped because the mail queue was full ([`AuthModule::mail_queue`]).
+    pub fn mail_queue_overflow(&self) -> u64 {
+        self.queue.overflow()
     }
 
     /// Limit the routes with `limits` instead of the ones the [`Auth`] was configured with
@@ -261,6 +291,21 @@ impl AuthModule {
                 .await;
         }
         Ok(())
+    }
+
+    /// Queue `job` (bounded: see [`AuthModule::mail_queue`]); a full queue drops it.
+    fn in_background(
+        &self,
+        what: &'static str,
+        job: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.queue.submit(what, Box::pin(job));
+    }
+
+    /// Send a mail in the background (see [`AuthModule::in_background`]).
+    fn send_later(&self, kind: MailKind, to: String, token: String) {
+        let module = self.clone();
+        self.in_background("mail", async move { module.send(kind, to, token).await });
     }
 
     async fn send(&self, kind: MailKind, to: String, token: String) {

@@ -1,0 +1,220 @@
+//! The auth module's bounded background work: verification and reset mails (and, for a
+//! reset, the account lookup and token issue before it) run on a fixed number of worker
+//! tasks fed by a bounded queue, never one detached task per request.
+//!
+//! When the queue is full the work is dropped: the request still answers exactly as usual
+//! (a reset request cannot tell a full queue from an unknown address), the drop is counted
+//! ([`MailQueue::overflow`], and `chopin_auth_mail_queue_overflow_total` with the `metrics`
+//! feature) and logged, at most once per [`LOG_EVERY`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+/// Jobs waiting for a worker, at most ([`AuthModule::mail_queue`](super::AuthModule::mail_queue)).
+pub const DEFAULT_MAIL_QUEUE_CAPACITY: usize = 1024;
+
+/// Worker tasks running jobs, at most this many at once.
+pub const DEFAULT_MAIL_WORKERS: usize = 4;
+
+/// A full queue is logged at most this often (with the count of drops so far).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// One unit of background work.
+pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A bounded queue and its workers (cheap to clone; clones share them). The workers start
+/// with the first job, on that job's runtime, and end once every clone is dropped and the
+/// queue is empty.
+#[derive(Clone)]
+pub(crate) struct MailQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Job>,
+    /// Taken by the first `submit`, which starts the workers with it.
+    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    capacity: usize,
+    workers: usize,
+    overflow: AtomicU64,
+    /// When a full queue was last logged.
+    logged: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for MailQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailQueue")
+            .field("capacity", &self.inner.capacity)
+            .field("workers", &self.inner.workers)
+            .field("overflow", &self.overflow())
+            .finish()
+    }
+}
+
+impl Default for MailQueue {
+    fn default() -> Self {
+        MailQueue::new(DEFAULT_MAIL_QUEUE_CAPACITY, DEFAULT_MAIL_WORKERS)
+    }
+}
+
+impl MailQueue {
+    /// A queue of `capacity` waiting jobs (at least 1) run by `workers` tasks (at least 1).
+    pub(crate) fn new(capacity: usize, workers: usize) -> MailQueue {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        MailQueue {
+            inner: Arc::new(Inner {
+                tx,
+                rx: Mutex::new(Some(rx)),
+                capacity,
+                workers: workers.max(1),
+                overflow: AtomicU64::new(0),
+                logged: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Jobs dropped because the queue was full, since it was made.
+    pub(crate) fn overflow(&self) -> u64 {
+        self.inner.overflow.load(Ordering::Relaxed)
+    }
+
+    /// The configured capacity and worker count.
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.inner.capacity, self.inner.workers)
+    }
+
+    /// Queue `job` without waiting: `false` (counted and logged) when the queue is full or
+    /// no runtime can run the workers. Never blocks, never fails the caller.
+    pub(crate) fn submit(&self, what: &'static str, job: Job) -> bool {
+        self.start_workers();
+        match self.inner.tx.try_send(job) {
+            Ok(()) => true,
+            Err(_) => {
+                self.overflowed(what);
+                false
+            }
+        }
+    }
+
+    fn overflowed(&self, what: &'static str) {
+        let total = self.inner.overflow.fetch_add(1, Ordering::Relaxed) + 1;
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().auth.mail_queue_overflow.inc();
+        let now = Instant::now();
+        let mut logged = self
+            .inner
+            .logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
+            *logged = Some(now);
+            tracing::warn!(
+                job = what,
+                capacity = self.inner.capacity,
+                dropped_total = total,
+                "the auth mail queue is full: background work dropped (the request answered as usual)"
+            );
+        }
+    }
+
+    /// Spawn the workers on the current runtime, once.
+    fn start_workers(&self) {
+        let mut slot = self.inner.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(rx) = slot.take() else {
+            return;
+        };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..self.inner.workers {
+            handle.spawn(worker(Arc::clone(&rx)));
+        }
+    }
+}
+
+/// Run jobs until the queue is closed and empty. Each job runs in a task of its own, awaited
+/// before the next, so a job that panics ends only itself.
+async fn worker(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = rx.lock().await.recv().await;
+        let Some(job) = job else {
+            return;
+        };
+        if let Err(err) = tokio::spawn(job).await
+            && err.is_panic()
+        {
+            tracing::error!("an auth background job panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_the_rest_runs() {
+        let queue = MailQueue::new(2, 1);
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let job = |gate: Arc<tokio::sync::Semaphore>, ran: Arc<AtomicUsize>| -> Job {
+            Box::pin(async move {
+                let _permit = gate.acquire().await;
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        // One job taken by the worker (blocked on the gate), two waiting: the fourth and
+        // fifth are dropped.
+        assert!(queue.submit("test", job(gate.clone(), ran.clone())));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(queue.submit("test", job(gate.clone(), ran.clone())));
+        assert!(queue.submit("test", job(gate.clone(), ran.clone())));
+        assert!(!queue.submit("test", job(gate.clone(), ran.clone())));
+        assert!(!queue.submit("test", job(gate.clone(), ran.clone())));
+        assert_eq!(queue.overflow(), 2);
+        gate.add_permits(10);
+        for _ in 0..100 {
+            if ran.load(Ordering::SeqCst) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            3,
+            "the queued jobs ran, the dropped did not"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_its_worker() {
+        let queue = MailQueue::new(4, 1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        assert!(queue.submit("test", Box::pin(async { panic!("boom") })));
+        let counter = ran.clone();
+        assert!(queue.submit(
+            "test",
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        ));
+        for _ in 0..100 {
+            if ran.load(Ordering::SeqCst) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the worker stopped after a panicking job");
+    }
+}
