@@ -40,9 +40,9 @@ pub struct DatabaseConfig {
     /// `CHOPIN_DB_STATEMENT_TIMEOUT` (duration or `off`): PostgreSQL's `statement_timeout` on
     /// every pooled connection, so that the server itself stops a statement that outlives the
     /// request that started it. When the variable is unset, [`Config::from_env`] sets it to
-    /// the request timeout (`CHOPIN_REQUEST_TIMEOUT`); [`DatabaseConfig::new`] leaves it
-    /// `None` (no timeout). Streamed responses ([`StreamConfig`]) set their own. SQLite
-    /// ignores it.
+    /// the request timeout (`CHOPIN_REQUEST_TIMEOUT`); [`DatabaseConfig::new`] sets the default
+    /// request timeout, 30 s ([`DEFAULT_STATEMENT_TIMEOUT`]). Streamed responses
+    /// ([`StreamConfig`]) set their own. SQLite ignores it.
     ///
     /// [`Config::from_env`]: crate::Config::from_env
     pub statement_timeout: Option<Duration>,
@@ -114,6 +114,10 @@ impl StreamConfig {
         self.max_streams.unwrap_or((pool_size / 2).max(1))
     }
 }
+
+/// The statement timeout of [`DatabaseConfig::new`]: the default request timeout
+/// (`CHOPIN_REQUEST_TIMEOUT`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `CHOPIN_DB_SLOW_QUERY`'s default (sqlx's own threshold).
 pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
@@ -197,7 +201,7 @@ impl DatabaseConfig {
             max_lifetime: None,
             breaker: BreakerConfig::default(),
             slow_query: Some(DEFAULT_SLOW_QUERY),
-            statement_timeout: None,
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
             streams: StreamConfig::default(),
         }
     }

@@ -45,8 +45,8 @@ pub use self::cache::{
 };
 pub use self::cursor::{CURSOR_KEY_INFO, CursorConfig, DEFAULT_CURSOR_TTL};
 pub use self::database::{
-    BreakerConfig, DEFAULT_DATABASE_URL, DEFAULT_SLOW_QUERY, DEFAULT_STREAM_SEND_TIMEOUT,
-    DatabaseConfig, StreamConfig,
+    BreakerConfig, DEFAULT_DATABASE_URL, DEFAULT_SLOW_QUERY, DEFAULT_STATEMENT_TIMEOUT,
+    DEFAULT_STREAM_SEND_TIMEOUT, DatabaseConfig, StreamConfig,
 };
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
