@@ -829,6 +829,8 @@ async fn stalled_stream_readers_are_capped_and_cut_off_after_the_send_timeout() 
         .route(
             "/big",
             get(move |State(db): State<Db>| async move {
+                // The set-returning function in the select list streams (in FROM it would be
+                // materialised first): rows flow at once, and PostgreSQL blocks writing them.
                 JsonQuery::new(chopin_core::passthrough::AssertSqlSafe(format!(
                     "/* {marker} */ SELECT json_build_object('n', g, 'pad', repeat('x', 500)) \
                      FROM (SELECT generate_series(1, 5000000) AS g) AS s"
