@@ -692,3 +692,347 @@ async fn a_slow_query_on_a_busy_healthy_database_keeps_the_breaker_closed() {
         .await
         .expect("still usable");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stalled stream readers and statements that outlive their request (shared server, a fresh
+// database per test: nothing here is destructive)
+// ---------------------------------------------------------------------------------------------
+
+/// A configuration from explicit variables (never the process environment).
+fn config_from(vars: &[(&str, &str)]) -> Config {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|key| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+        .expect("test config is valid")
+}
+
+/// Serve `router` with `config` (its request timeout included) over real TCP.
+async fn serve_with_config(
+    config: Config,
+    db: &Db,
+    router: Router<Db>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("address");
+    let app = App::with_state(config, db.clone()).router(router);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = app.serve_with(listener, shutdown).await {
+            eprintln!("test server failed: {e}");
+        }
+    });
+    (addr, stop)
+}
+
+/// Backends of database `$1` running (`state = 'active'`) a query that contains `$2`.
+const ACTIVE_WITH: &str = "SELECT count(*) FROM pg_stat_activity \
+                           WHERE datname = $1 AND pid <> pg_backend_pid() AND state = 'active' \
+                           AND strpos(query, $2) > 0";
+/// Backends of database `$1`, idle or not, whose last query contains `$2`.
+const BACKENDS_WITH: &str = "SELECT count(*) FROM pg_stat_activity \
+                             WHERE datname = $1 AND pid <> pg_backend_pid() \
+                             AND strpos(query, $2) > 0";
+
+async fn backends(monitor: &Db, sql: &str, pg: &TestPostgres, marker: &str) -> i64 {
+    let row = monitor
+        .query_one_raw(Statement::from_sql_and_values(
+            monitor.get_database_backend(),
+            sql,
+            [pg.name().into(), marker.into()],
+        ))
+        .await
+        .expect("query pg_stat_activity")
+        .expect("a count");
+    row.try_get_by_index::<i64>(0).expect("count")
+}
+
+/// Poll `sql` until it counts zero, for up to `limit`; how long that took.
+async fn until_zero(
+    monitor: &Db,
+    sql: &str,
+    pg: &TestPostgres,
+    marker: &str,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if backends(monitor, sql, pg, marker).await == 0 {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A raw HTTP/1.1 client that sends `GET path` from a socket with a 4 KiB receive buffer and
+/// then reads only the status line: a stalled reader.
+async fn stalled_reader(addr: std::net::SocketAddr, path: &str) -> (tokio::net::TcpStream, u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .expect("send the request");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head))
+        .await
+        .expect("a status line within 10 s")
+        .expect("read the status line");
+    let status = std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {:?}", String::from_utf8_lossy(&head)));
+    (stream, status)
+}
+
+/// Pool of N = 4, stream cap 2 (the default: half the pool), send timeout 1 s. N + 2 = 6
+/// clients open a stream of a large result and read nothing: two streams start (and stall),
+/// four are refused with 503 before they take a connection; other database routes keep
+/// answering 200 throughout; the stalled streams' connections are closed (and their queries
+/// gone from `pg_stat_activity`) soon after the send timeout; then a new stream runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_stream_readers_are_capped_and_cut_off_after_the_send_timeout() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let test_start = Instant::now();
+    let url = format!("{}?max_connections=4&acquire_timeout=2s", pg.url());
+    let config = config_from(&[
+        ("CHOPIN_ENV", "test"),
+        ("DATABASE_URL", &url),
+        ("CHOPIN_DB_STREAM_SEND_TIMEOUT", "1s"),
+    ]);
+    let db = Db::connect(&config.database).await.expect("connect");
+    assert_eq!(db.stream_slots(), (2, 0));
+    let monitor = Db::connect(&DatabaseConfig::new(pg.url().to_string()))
+        .await
+        .expect("monitor");
+    let marker = "chopin-stalled-marker";
+
+    async fn one(State(db): State<Db>) -> Result<impl axum::response::IntoResponse, ChopinError> {
+        JsonQuery::new("SELECT json_build_object('ok', true)")
+            .one(&db)
+            .await
+    }
+    let router = Router::new()
+        .route(
+            "/big",
+            get(move |State(db): State<Db>| async move {
+                // The set-returning function in the select list streams (in FROM it would be
+                // materialised first): rows flow at once, and PostgreSQL blocks writing them.
+                JsonQuery::new(chopin_core::passthrough::AssertSqlSafe(format!(
+                    "/* {marker} */ SELECT json_build_object('n', g, 'pad', repeat('x', 500)) \
+                     FROM (SELECT generate_series(1, 5000000) AS g) AS s"
+                )))
+                .stream(&db)
+                .await
+            }),
+        )
+        .route("/one", get(one));
+    let (addr, stop) = serve_with_config(config, &db, router).await;
+
+    // N + 2 stalled readers, all at once.
+    let readers: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(stalled_reader(addr, "/big")))
+        .collect();
+    let mut streams = Vec::new();
+    let mut statuses = Vec::new();
+    for reader in readers {
+        let (stream, status) = reader.await.expect("reader task");
+        statuses.push(status);
+        streams.push(stream);
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 200, 503, 503, 503, 503],
+        "the cap of 2 streams"
+    );
+    assert_eq!(db.stream_slots(), (2, 2));
+    // The refusal is the error envelope with Retry-After.
+    let http = reqwest::Client::new();
+    let refused = http
+        .get(format!("http://{addr}/big"))
+        .send()
+        .await
+        .expect("GET /big");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE", "{body}");
+    // The two stalled queries are running.
+    assert_eq!(backends(&monitor, ACTIVE_WITH, &pg, marker).await, 2);
+
+    // Other database routes still answer while the readers stall.
+    for _ in 0..8 {
+        let res = http
+            .get(format!("http://{addr}/one"))
+            .send()
+            .await
+            .expect("GET /one");
+        assert_eq!(res.status(), 200, "another route during the stall");
+    }
+
+    // The stalled streams' connections are closed after the send timeout (1 s), not held
+    // while the readers stay connected.
+    let stalled_since = Instant::now();
+    let gone = until_zero(&monitor, BACKENDS_WITH, &pg, marker, Duration::from_secs(6)).await;
+    assert!(
+        gone.is_some(),
+        "the stalled streams' backends are still there 6 s later ({:?} of the pool active)",
+        db.get_pool_status()
+    );
+    let freed = wait_for(Duration::from_secs(3), || {
+        db.get_pool_status().active == 0 && db.stream_slots().1 == 0
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "pool {:?}, streams {:?}",
+        db.get_pool_status(),
+        db.stream_slots()
+    );
+    eprintln!(
+        "stalled readers: backends gone {:?} after the checks began",
+        stalled_since.elapsed()
+    );
+    // The readers are still connected: only the deadline freed the connections. A new
+    // stream runs to its end.
+    drop(streams);
+    let res = http
+        .get(format!("http://{addr}/one"))
+        .send()
+        .await
+        .expect("GET /one");
+    assert_eq!(res.status(), 200);
+    let _ = stop.send(());
+    db.close().await;
+    monitor.close().await;
+    assert!(
+        test_start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        test_start.elapsed()
+    );
+}
+
+/// A query that outlives the request timeout (1 s here): the client gets the 504 `TIMEOUT`
+/// envelope, PostgreSQL stops the query (`statement_timeout`, tied to the request timeout)
+/// so it leaves `pg_stat_activity` within about a second, and the pool's only connection
+/// serves the next request at once — for a sea-orm query and a pass-through one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_request_timeout_is_504_and_stopped_on_the_server() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let test_start = Instant::now();
+    let url = format!("{}?max_connections=1&acquire_timeout=5s", pg.url());
+    let config = config_from(&[
+        ("CHOPIN_ENV", "test"),
+        ("DATABASE_URL", &url),
+        ("CHOPIN_REQUEST_TIMEOUT", "1s"),
+    ]);
+    assert_eq!(
+        config.database.statement_timeout,
+        Some(Duration::from_secs(1))
+    );
+    let db = Db::connect(&config.database).await.expect("connect");
+    let monitor = Db::connect(&DatabaseConfig::new(pg.url().to_string()))
+        .await
+        .expect("monitor");
+
+    let router = Router::new()
+        .route(
+            "/orm-sleep",
+            get(|State(db): State<Db>| async move {
+                db.execute_unprepared("/* chopin-orm-sleep */ SELECT pg_sleep(30)")
+                    .await?;
+                Ok::<_, ChopinError>(ApiResponse::success(true))
+            }),
+        )
+        .route(
+            "/pass-sleep",
+            get(|State(db): State<Db>| async move {
+                JsonQuery::new(
+                    "/* chopin-pass-sleep */ SELECT json_build_object('s', pg_sleep(30)::text)",
+                )
+                .one(&db)
+                .await
+            }),
+        )
+        .route(
+            "/one",
+            get(|State(db): State<Db>| async move {
+                JsonQuery::new("SELECT json_build_object('ok', true)")
+                    .one(&db)
+                    .await
+            }),
+        );
+    let (addr, stop) = serve_with_config(config, &db, router).await;
+    let http = reqwest::Client::new();
+
+    for (path, marker) in [
+        ("/orm-sleep", "chopin-orm-sleep"),
+        ("/pass-sleep", "chopin-pass-sleep"),
+    ] {
+        let sent = Instant::now();
+        let res = http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("GET");
+        let answered = sent.elapsed();
+        assert_eq!(res.status(), 504, "{path}");
+        let body: serde_json::Value = res.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], "TIMEOUT", "{path}: {body}");
+        assert!(
+            answered < Duration::from_secs(3),
+            "{path}: answered after {answered:?}"
+        );
+        // Stopped on the server within about a second of the 504.
+        let gone = until_zero(
+            &monitor,
+            ACTIVE_WITH,
+            &pg,
+            marker,
+            Duration::from_millis(1500),
+        )
+        .await;
+        assert!(
+            gone.is_some(),
+            "{path}: the query still runs 1.5 s after the 504"
+        );
+        // The pool's only connection serves the next request at once.
+        let next = Instant::now();
+        let res = http
+            .get(format!("http://{addr}/one"))
+            .send()
+            .await
+            .expect("GET /one");
+        assert_eq!(res.status(), 200, "{path}: the next request");
+        assert!(
+            next.elapsed() < Duration::from_secs(1),
+            "{path}: the next request took {:?}",
+            next.elapsed()
+        );
+        eprintln!(
+            "{path}: 504 after {answered:?}, query gone {gone:?} later, next request in {:?}",
+            next.elapsed()
+        );
+    }
+    assert_eq!(db.get_pool_status().size, 1);
+    let _ = stop.send(());
+    db.close().await;
+    monitor.close().await;
+    assert!(test_start.elapsed() < Duration::from_secs(20));
+}

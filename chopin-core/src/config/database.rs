@@ -1,5 +1,7 @@
 //! Database connection and pool settings (`DATABASE_*`) and the database circuit breaker
-//! (`CHOPIN_DB_BREAKER*`, `CHOPIN_DB_PROBE_INTERVAL`).
+//! (`CHOPIN_DB_BREAKER*`, `CHOPIN_DB_PROBE_INTERVAL`), the statement timeout
+//! (`CHOPIN_DB_STATEMENT_TIMEOUT`) and the limits of streamed responses (`CHOPIN_DB_STREAM_*`,
+//! `CHOPIN_DB_MAX_STREAMS`).
 
 use std::fmt;
 use std::time::Duration;
@@ -35,7 +37,87 @@ pub struct DatabaseConfig {
     /// logged at `WARN` (target `sqlx::query`, inside the request's span, so with its request
     /// id) and counted in `chopin_db_slow_queries_total` (feature `metrics`).
     pub slow_query: Option<Duration>,
+    /// `CHOPIN_DB_STATEMENT_TIMEOUT` (duration or `off`): PostgreSQL's `statement_timeout` on
+    /// every pooled connection, so that the server itself stops a statement that outlives the
+    /// request that started it. When the variable is unset, [`Config::from_env`] sets it to
+    /// the request timeout (`CHOPIN_REQUEST_TIMEOUT`); [`DatabaseConfig::new`] sets the default
+    /// request timeout, 30 s ([`DEFAULT_STATEMENT_TIMEOUT`]). Streamed responses
+    /// ([`StreamConfig`]) set their own. SQLite ignores it.
+    ///
+    /// [`Config::from_env`]: crate::Config::from_env
+    pub statement_timeout: Option<Duration>,
+    /// Limits of streamed responses (`JsonQuery::stream`).
+    pub streams: StreamConfig,
 }
+
+/// Limits of streamed pass-through responses (`JsonQuery::stream`), which hold a pooled
+/// connection for as long as the client takes to read the body.
+///
+/// ```
+/// use std::time::Duration;
+/// use chopin_core::config::{DatabaseConfig, StreamConfig};
+///
+/// let config = DatabaseConfig {
+///     max_connections: Some(10),
+///     streams: StreamConfig {
+///         send_timeout: Duration::from_secs(2),
+///         max_streams: Some(3),
+///         ..StreamConfig::default()
+///     },
+///     ..DatabaseConfig::new("postgres://app@db.internal/app")
+/// };
+/// assert_eq!(config.streams.deadline, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// `CHOPIN_DB_STREAM_SEND_TIMEOUT` (default `10s`, more than zero): how long one chunk may
+    /// wait for the client to take it (the socket's buffers are full: the client reads
+    /// nothing). Past it the query is cancelled, its connection closed, and the body aborted.
+    pub send_timeout: Duration,
+    /// `CHOPIN_DB_STREAM_DEADLINE` (duration, or `off`/`0`, the default): the longest a stream may
+    /// run from its start to its last byte; past it the stream is cut off like a stalled one.
+    /// It is also the stream's `statement_timeout` (none when `off`).
+    pub deadline: Option<Duration>,
+    /// `CHOPIN_DB_MAX_STREAMS` (positive integer): streams open at once per pool; one more
+    /// is answered 503 `SERVICE_UNAVAILABLE` with `Retry-After` before it takes a connection.
+    /// `None` (unset): half the pool, at least one (see [`StreamConfig::resolve_max`]).
+    pub max_streams: Option<u32>,
+}
+
+/// `CHOPIN_DB_STREAM_SEND_TIMEOUT`'s default.
+pub const DEFAULT_STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            send_timeout: DEFAULT_STREAM_SEND_TIMEOUT,
+            deadline: None,
+            max_streams: None,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// The stream cap for a pool of `pool_size` connections: `max_streams` if set, else
+    /// `max(1, pool_size / 2)`, so that streams leave half the pool to other routes.
+    ///
+    /// ```
+    /// use chopin_core::config::StreamConfig;
+    ///
+    /// let auto = StreamConfig::default();
+    /// assert_eq!(auto.resolve_max(10), 5);
+    /// assert_eq!(auto.resolve_max(1), 1);
+    /// let set = StreamConfig { max_streams: Some(7), ..auto };
+    /// assert_eq!(set.resolve_max(10), 7);
+    /// ```
+    pub fn resolve_max(&self, pool_size: u32) -> u32 {
+        self.max_streams.unwrap_or((pool_size / 2).max(1))
+    }
+}
+
+/// The statement timeout of [`DatabaseConfig::new`]: the default request timeout
+/// (`CHOPIN_REQUEST_TIMEOUT`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `CHOPIN_DB_SLOW_QUERY`'s default (sqlx's own threshold).
 pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
@@ -119,6 +201,8 @@ impl DatabaseConfig {
             max_lifetime: None,
             breaker: BreakerConfig::default(),
             slow_query: Some(DEFAULT_SLOW_QUERY),
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
+            streams: StreamConfig::default(),
         }
     }
 }
@@ -141,13 +225,16 @@ impl fmt::Debug for DatabaseConfig {
             .field("max_lifetime", &self.max_lifetime)
             .field("breaker", &self.breaker)
             .field("slow_query", &self.slow_query)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("streams", &self.streams)
             .finish()
     }
 }
 
 impl DatabaseConfig {
-    /// Read `DATABASE_*`.
-    pub(super) fn from_reader(r: &mut Reader<'_>) -> DatabaseConfig {
+    /// Read `DATABASE_*` and `CHOPIN_DB_*`. The second value is `CHOPIN_DB_STATEMENT_TIMEOUT`
+    /// when it is set (`Some(None)` for `off`): unset, the caller ties it to the request timeout.
+    pub(super) fn from_reader(r: &mut Reader<'_>) -> (DatabaseConfig, Option<Option<Duration>>) {
         let database = DatabaseConfig {
             url: r
                 .raw("DATABASE_URL")
@@ -164,7 +251,10 @@ impl DatabaseConfig {
             slow_query: r
                 .get("CHOPIN_DB_SLOW_QUERY", parse_optional_duration)
                 .unwrap_or(Some(DEFAULT_SLOW_QUERY)),
+            statement_timeout: None,
+            streams: StreamConfig::from_reader(r),
         };
+        let statement_timeout = r.get("CHOPIN_DB_STATEMENT_TIMEOUT", parse_optional_duration);
         if let (Some(min), Some(max)) = (database.min_connections, database.max_connections)
             && min > max
         {
@@ -174,7 +264,33 @@ impl DatabaseConfig {
                 format!("must not exceed DATABASE_MAX_CONNECTIONS ({max})"),
             );
         }
-        database
+        (database, statement_timeout)
+    }
+}
+
+impl StreamConfig {
+    /// Read `CHOPIN_DB_STREAM_SEND_TIMEOUT`, `CHOPIN_DB_STREAM_DEADLINE` and
+    /// `CHOPIN_DB_MAX_STREAMS`.
+    fn from_reader(r: &mut Reader<'_>) -> StreamConfig {
+        let defaults = StreamConfig::default();
+        let positive = |s: &str| {
+            parse_duration(s).and_then(|d| {
+                if d.is_zero() {
+                    Err("must be longer than zero".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        StreamConfig {
+            send_timeout: r
+                .get("CHOPIN_DB_STREAM_SEND_TIMEOUT", positive)
+                .unwrap_or(defaults.send_timeout),
+            deadline: r
+                .get("CHOPIN_DB_STREAM_DEADLINE", parse_optional_duration)
+                .unwrap_or(defaults.deadline),
+            max_streams: r.get("CHOPIN_DB_MAX_STREAMS", parse_positive::<u32>),
+        }
     }
 }
 
@@ -232,6 +348,54 @@ mod tests {
         };
         assert_eq!(c.url, "postgres://u@h/db");
         assert_eq!((c.max_connections, c.min_connections), (Some(20), None));
+    }
+
+    #[test]
+    fn stream_and_statement_settings_from_env() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.database.streams, StreamConfig::default());
+        // Unset: tied to the request timeout, whatever it is.
+        assert_eq!(c.database.statement_timeout, c.http.request_timeout);
+        let c = from(&[("CHOPIN_REQUEST_TIMEOUT", "3s")]).unwrap();
+        assert_eq!(c.database.statement_timeout, Some(Duration::from_secs(3)));
+        let c = from(&[("CHOPIN_REQUEST_TIMEOUT", "off")]).unwrap();
+        assert_eq!(c.database.statement_timeout, None);
+        let c = from(&[
+            ("CHOPIN_REQUEST_TIMEOUT", "3s"),
+            ("CHOPIN_DB_STATEMENT_TIMEOUT", "off"),
+            ("CHOPIN_DB_STREAM_SEND_TIMEOUT", "250ms"),
+            ("CHOPIN_DB_STREAM_DEADLINE", "1m"),
+            ("CHOPIN_DB_MAX_STREAMS", "4"),
+        ])
+        .unwrap()
+        .database;
+        assert_eq!(c.statement_timeout, None);
+        assert_eq!(
+            c.streams,
+            StreamConfig {
+                send_timeout: Duration::from_millis(250),
+                deadline: Some(Duration::from_secs(60)),
+                max_streams: Some(4),
+            }
+        );
+        let c = from(&[("CHOPIN_DB_STATEMENT_TIMEOUT", "5s")]).unwrap();
+        assert_eq!(c.database.statement_timeout, Some(Duration::from_secs(5)));
+        let err = from(&[
+            ("CHOPIN_DB_STATEMENT_TIMEOUT", "soon"),
+            ("CHOPIN_DB_STREAM_SEND_TIMEOUT", "0s"),
+            ("CHOPIN_DB_STREAM_DEADLINE", "later"),
+            ("CHOPIN_DB_MAX_STREAMS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "CHOPIN_DB_STATEMENT_TIMEOUT",
+            "CHOPIN_DB_STREAM_SEND_TIMEOUT",
+            "CHOPIN_DB_STREAM_DEADLINE",
+            "CHOPIN_DB_MAX_STREAMS",
+        ] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub use self::cache::{
     is_valid_cache_namespace,
 };
 pub use self::cursor::{CURSOR_KEY_INFO, CursorConfig, DEFAULT_CURSOR_TTL};
-pub use self::database::{BreakerConfig, DEFAULT_DATABASE_URL, DEFAULT_SLOW_QUERY, DatabaseConfig};
+pub use self::database::{
+    BreakerConfig, DEFAULT_DATABASE_URL, DEFAULT_SLOW_QUERY, DEFAULT_STATEMENT_TIMEOUT,
+    DEFAULT_STREAM_SEND_TIMEOUT, DatabaseConfig, StreamConfig,
+};
 pub use self::http::{CorsConfig, DEFAULT_BODY_LIMIT, HttpConfig};
 pub use self::log::{DEFAULT_LOG_FILTER, LogConfig, LogFormat};
 pub use self::mail::{MailConfig, SmtpConfig, SmtpTls};
@@ -266,8 +269,10 @@ impl Config {
             .unwrap_or(3000);
 
         // Each section reads its own variables; problems are recorded in reading order.
-        let database = DatabaseConfig::from_reader(&mut r);
+        let (mut database, statement_timeout) = DatabaseConfig::from_reader(&mut r);
         let http = HttpConfig::from_reader(&mut r);
+        // Unset, PostgreSQL stops a statement when the request that started it times out.
+        database.statement_timeout = statement_timeout.unwrap_or(http.request_timeout);
         let log = LogConfig::from_reader(&mut r, environment);
         let openapi = OpenApiConfig::from_reader(&mut r, environment);
         let pagination = PaginationConfig::from_reader(&mut r);

@@ -154,6 +154,36 @@ impl Pool {
     }
 }
 
+/// The stream limits of a pool ([`StreamConfig`](crate::config::StreamConfig), resolved).
+#[derive(Debug, Clone)]
+pub(crate) struct Streams {
+    /// How long one chunk may wait for the client.
+    pub(crate) send_timeout: Duration,
+    /// The longest a stream may run.
+    pub(crate) deadline: Option<Duration>,
+    /// One permit per stream that may be open at once.
+    pub(crate) permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The cap.
+    pub(crate) max: u32,
+    /// The pool's `statement_timeout` (`CHOPIN_DB_STATEMENT_TIMEOUT`), which a stream
+    /// replaces by its own while it runs.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) statement_timeout: Option<Duration>,
+}
+
+impl Streams {
+    fn new(config: &DatabaseConfig, settings: &PoolSettings) -> Self {
+        let max = config.streams.resolve_max(settings.max_connections);
+        Streams {
+            send_timeout: config.streams.send_timeout,
+            deadline: config.streams.deadline,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max as usize)),
+            max,
+            statement_timeout: config.statement_timeout,
+        }
+    }
+}
+
 /// The application's database: a sea-orm connection over a configured sqlx pool. Cheap to
 /// clone (the pool is shared).
 ///
@@ -212,6 +242,8 @@ pub struct Db {
     pool: Pool,
     settings: PoolSettings,
     breaker: Breaker,
+    /// Limits of streamed responses, and the permits of the stream cap.
+    streams: Streams,
     /// What the metrics read at each scrape (held weakly there).
     #[cfg(feature = "metrics")]
     watched: std::sync::Arc<metrics::Watched>,
@@ -380,7 +412,8 @@ impl Db {
                     let options = sqlx::postgres::PgConnectOptions::from_str(&url)
                         .map_err(|e| DbError::Config(e.to_string()))?;
                     let options = log_slow(options, config.slow_query);
-                    let pool = pool_options(&settings)
+                    let options = with_statement_timeout(options, config.statement_timeout);
+                    let pool = drain_on_release(pool_options(&settings), config.statement_timeout)
                         .connect_with(options)
                         .await
                         .map_err(connect_err)?;
@@ -437,6 +470,7 @@ impl Db {
                 .db
                 .watch_pool(metrics::DEFAULT_POOL_NAME, weak);
             Db {
+                streams: Streams::new(config, &settings),
                 conn,
                 pool,
                 settings,
@@ -447,8 +481,8 @@ impl Db {
         }
         #[cfg(not(feature = "metrics"))]
         {
-            let _ = config;
             Db {
+                streams: Streams::new(config, &settings),
                 conn,
                 pool,
                 settings,
@@ -561,6 +595,18 @@ impl Db {
     /// Always `true` when the breaker is switched off (`CHOPIN_DB_BREAKER=false`).
     pub fn is_available(&self) -> bool {
         self.breaker.is_closed()
+    }
+
+    /// For the pass-through path: the stream limits.
+    pub(crate) fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// The cap on streamed responses open at once on this pool (`CHOPIN_DB_MAX_STREAMS`),
+    /// and how many are open now.
+    pub fn stream_slots(&self) -> (u32, u32) {
+        let free = u32::try_from(self.streams.permits.available_permits()).unwrap_or(u32::MAX);
+        (self.streams.max, self.streams.max.saturating_sub(free))
     }
 
     /// For the pass-through path: a 503 at once while the breaker is open.
@@ -827,6 +873,61 @@ impl<'c> IntoDatabaseExecutor<'c> for &'c Db {
     fn into_database_executor(self) -> DatabaseExecutor<'c> {
         DatabaseExecutor::Connection(&self.conn)
     }
+}
+
+/// `statement_timeout` for every connection of the pool, sent in the startup packet (no round
+/// trip per connection or statement). `RESET statement_timeout` goes back to it, which is
+/// what a stream does after setting its own.
+#[cfg(feature = "postgres")]
+fn with_statement_timeout(
+    options: sqlx::postgres::PgConnectOptions,
+    timeout: Option<Duration>,
+) -> sqlx::postgres::PgConnectOptions {
+    match timeout {
+        Some(timeout) => options.options([(
+            "statement_timeout",
+            format!("{}ms", timeout.as_millis().max(1)),
+        )]),
+        None => options,
+    }
+}
+
+/// With a `statement_timeout`, a query whose future was dropped (the request timed out) goes
+/// back to the pool still running, and ends with SQLSTATE 57014 while sqlx pings it on
+/// release. sqlx 0.9 then means to close it, but the connection is neither closed nor
+/// returned: the pool loses it for good (`chopin-core/tests/db_faults.rs`,
+/// `a_query_past_the_request_timeout_is_504_and_stopped_on_the_server`, fails without this).
+/// So the release first reads such a leftover error itself (a ping that fails with a database
+/// error is retried: the error was the dropped statement's) and the connection goes back to
+/// the pool healthy. The cost is one more `Sync` round trip per release.
+#[cfg(feature = "postgres")]
+fn drain_on_release(
+    options: sqlx::pool::PoolOptions<sqlx::Postgres>,
+    statement_timeout: Option<Duration>,
+) -> sqlx::pool::PoolOptions<sqlx::Postgres> {
+    let Some(statement_timeout) = statement_timeout else {
+        return options;
+    };
+    // A statement still running is stopped by `statement_timeout`; past that (and a margin),
+    // give the connection up.
+    let limit = statement_timeout.saturating_add(Duration::from_secs(5));
+    options.after_release(move |conn, _meta| {
+        Box::pin(async move {
+            use sqlx::Connection;
+            let drain = async {
+                for _ in 0..3 {
+                    match conn.ping().await {
+                        Ok(()) => return true,
+                        // The dropped statement's own error (57014): read, go on.
+                        Err(sqlx::Error::Database(_)) => continue,
+                        Err(_) => return false,
+                    }
+                }
+                false
+            };
+            Ok(tokio::time::timeout(limit, drain).await.unwrap_or(false))
+        })
+    })
 }
 
 /// sqlx's slow-statement log (`CHOPIN_DB_SLOW_QUERY`): `WARN` past `threshold`, or off.

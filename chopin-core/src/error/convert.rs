@@ -113,6 +113,9 @@ fn from_sqlx_ref(err: &sea_orm::sqlx::Error) -> Option<ChopinError> {
                 DEFAULT_RETRY_AFTER,
             ))
         }
+        // query_canceled: `statement_timeout` (tied to the request timeout) or a cancel.
+        // The statement outlived its request: the request timeout's own answer, 504.
+        E::Database(db) if db.code().as_deref() == Some("57014") => Some(ChopinError::Timeout),
         E::Database(db) => match db.kind() {
             ErrorKind::UniqueViolation => Some(ChopinError::Conflict(
                 "a resource with the same unique value already exists".into(),
@@ -319,8 +322,8 @@ mod tests {
     }
 
     #[test]
-    fn statement_errors_stay_500_and_a_busy_pool_is_not_a_connection_failure() {
-        for code in ["42P01", "57014", "22P02", "XX000"] {
+    fn statement_errors_stay_500_a_canceled_one_is_504_a_busy_pool_is_no_connection_failure() {
+        for code in ["42P01", "22P02", "XX000"] {
             let err = db_error(code);
             assert!(!is_connection_failure(&err), "{code}");
             let via_sea_orm = DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)));
@@ -330,6 +333,18 @@ mod tests {
                 "{code}"
             );
         }
+        // query_canceled (statement_timeout): no connection failure, the timeout's 504.
+        let canceled = db_error("57014");
+        assert!(!is_connection_failure(&canceled));
+        let via_sea_orm = DbErr::Query(RuntimeErr::SqlxError(Arc::new(canceled)));
+        assert_eq!(
+            ChopinError::from(via_sea_orm).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ChopinError::from(db_error("57014")).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert!(!is_connection_failure(&sqlx::Error::PoolTimedOut));
         assert!(!is_connection_failure(&sqlx::Error::RowNotFound));
         assert_eq!(

@@ -505,7 +505,8 @@ pub(crate) struct PassthroughMetrics {
     pub(crate) bytes: Counter,
     /// From the start of the query to the first body chunk.
     pub(crate) first_byte: Histogram,
-    /// Streams cut off, by `reason` (`database`, `disconnect`).
+    /// Streams cut off, by `reason` (`database`, `disconnect`, `stalled`: the client took no
+    /// data for the send timeout, `deadline`: past `CHOPIN_DB_STREAM_DEADLINE`).
     pub(crate) aborted: Family<ReasonLabel, Counter>,
 }
 
@@ -536,7 +537,7 @@ impl PassthroughMetrics {
         );
         registry.register(
             "chopin_passthrough_streams_aborted",
-            "Pass-through streams cut off, by reason (database, disconnect)",
+            "Pass-through streams cut off, by reason (database, disconnect, stalled, deadline)",
             this.aborted.clone(),
         );
         this
