@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 84] = [
+const DOCUMENTED: [&str; 88] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -25,6 +25,10 @@ const DOCUMENTED: [&str; 84] = [
     "CHOPIN_DB_BREAKER_THRESHOLD",
     "CHOPIN_DB_PROBE_INTERVAL",
     "CHOPIN_DB_SLOW_QUERY",
+    "CHOPIN_DB_STATEMENT_TIMEOUT",
+    "CHOPIN_DB_STREAM_SEND_TIMEOUT",
+    "CHOPIN_DB_STREAM_DEADLINE",
+    "CHOPIN_DB_MAX_STREAMS",
     "CHOPIN_METRICS_ADDR",
     "CHOPIN_METRICS_ON_MAIN",
     "CHOPIN_METRICS_TOKEN",
@@ -462,6 +466,18 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_WORKERS", "2", |c| c.server.workers == 2),
         ("CHOPIN_DB_SLOW_QUERY", "250ms", |c| {
             c.database.slow_query == Some(Duration::from_millis(250))
+        }),
+        ("CHOPIN_DB_STATEMENT_TIMEOUT", "5s", |c| {
+            c.database.statement_timeout == Some(Duration::from_secs(5))
+        }),
+        ("CHOPIN_DB_STREAM_SEND_TIMEOUT", "2s", |c| {
+            c.database.streams.send_timeout == Duration::from_secs(2)
+        }),
+        ("CHOPIN_DB_STREAM_DEADLINE", "1m", |c| {
+            c.database.streams.deadline == Some(Duration::from_secs(60))
+        }),
+        ("CHOPIN_DB_MAX_STREAMS", "3", |c| {
+            c.database.streams.max_streams == Some(3)
         }),
         ("CHOPIN_METRICS_ADDR", "off", |c| c.metrics.addr.is_none()),
         ("CHOPIN_METRICS_ON_MAIN", "true", |c| c.metrics.on_main),
