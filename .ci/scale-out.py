@@ -265,7 +265,7 @@ def main():
     print(
         f"   {len(results)} writes by {clients} clients: {dict(sorted(by_status.items()))}; "
         f"{len(ok)} answered 2xx, all stored exactly once; {len(failed)} failed "
-        f"({failed_stored} of them stored: the instance committed, then died before answering); "
+        f"({failed_stored} of them stored: committed by {victim}, which died before answering); "
         f"last failure {'none' if last_failure is None else f'{last_failure * 1000:.0f} ms'} after the kill; "
         f"HAProxy: {state}"
     )
