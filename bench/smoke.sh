@@ -9,11 +9,11 @@
 #   SMOKE_SCRIPTS="run.sh profile-core.sh" bash bench/smoke.sh     # a subset
 #
 # Needs what the scripts need: wrk, valgrind, taskset, curl, psql, redis-cli, PostgreSQL and
-# Redis on their default addresses.
+# Redis on their default addresses, and aiosmtpd (soak.sh's mailer sink; the venv .ci/run makes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL="run.sh run-both profile-core.sh micro-passthrough.sh run-db.sh run-cache.sh stream-mem.sh profile-db.sh"
+ALL="run.sh run-both profile-core.sh micro-passthrough.sh run-db.sh run-cache.sh stream-mem.sh profile-db.sh soak.sh"
 SMOKE_SCRIPTS="${SMOKE_SCRIPTS:-$ALL}"
 BENCH_RESULTS="$(mktemp -d "${TMPDIR:-/tmp}/chopin-bench-smoke.XXXXXX")"
 export BENCH_SMOKE=1 BENCH_RESULTS
@@ -58,6 +58,7 @@ for s in $SMOKE_SCRIPTS; do
         run-both) expect+=(latest-both.md) ;;
         profile-core.sh) expect+=(core-callgrind.md) ;;
         run-cache.sh) expect+=(cache.md) ;;
+        soak.sh) expect+=(soak.md) ;;
         micro-passthrough.sh | run-db.sh | stream-mem.sh | profile-db.sh) expect+=(passthrough.md) ;;
     esac
 done

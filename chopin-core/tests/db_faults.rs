@@ -1,7 +1,8 @@
 //! Database faults for real: a private PostgreSQL server (started by the test with
 //! `initdb` / `pg_ctl` on a free port in a temporary directory, as the `postgres` user when
-//! the test runs as root) is stopped under load and started again, and the circuit breaker's
-//! promises are checked on the answers of a real HTTP server built on `App`; and concurrent
+//! the test runs as root) is stopped under load (reads and writes) and started again, the
+//! circuit breaker's promises are checked on the answers of a real HTTP server built on `App`,
+//! and every write answered 201 is stored exactly once (and none answered 503); and concurrent
 //! migrations of a fresh database on the shared server all succeed under the migration lock.
 //!
 //! The private server never touches the shared one. Without PostgreSQL's server binaries
@@ -229,7 +230,8 @@ fn path_str(path: &Path) -> &str {
 // The application under test
 // ---------------------------------------------------------------------------------------------
 
-/// `/orm`: a sea-orm query through `Db`'s `ConnectionTrait`; `/pass`: a pass-through list.
+/// `/orm`: a sea-orm query through `Db`'s `ConnectionTrait`; `/pass`: a pass-through list;
+/// `POST /write/{key}`: one `INSERT` of the client's key (201), the write of the outage test.
 fn routes() -> Router<Db> {
     async fn orm(State(db): State<Db>) -> Result<ApiResponse<i64>, ChopinError> {
         let row = db
@@ -248,9 +250,22 @@ fn routes() -> Router<Db> {
             .list(&db)
             .await
     }
+    async fn write(
+        State(db): State<Db>,
+        axum::extract::Path(key): axum::extract::Path<String>,
+    ) -> Result<(http::StatusCode, ApiResponse<String>), ChopinError> {
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO written (key) VALUES ($1)",
+            [key.clone().into()],
+        ))
+        .await?;
+        Ok((http::StatusCode::CREATED, ApiResponse::success(key)))
+    }
     Router::new()
         .route("/orm", get(orm))
         .route("/pass", get(pass))
+        .route("/write/{key}", axum::routing::post(write))
 }
 
 /// Serve the app (with its `/health/ready` database check) over real TCP.
@@ -283,9 +298,19 @@ struct Sample {
     /// HTTP status; 0 when the request failed without an answer.
     status: u16,
     retry_after: bool,
+    /// The key a `/write` sent.
+    key: Option<String>,
 }
 
-/// Clients requesting `/orm` and `/pass` in a loop until `stop` is set.
+impl Sample {
+    /// The answer the route gives when all is well: 201 for a write, 200 for a read.
+    fn succeeded(&self) -> bool {
+        self.status == if self.key.is_some() { 201 } else { 200 }
+    }
+}
+
+/// Clients requesting `/orm`, `/pass` and `POST /write/<a key of their own>` in turn until
+/// `stop` is set.
 fn load(base: &str, clients: usize, stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<Sample>>> {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let http = reqwest::Client::builder()
@@ -302,10 +327,18 @@ fn load(base: &str, clients: usize, stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<Sam
         tokio::spawn(async move {
             let mut n = i;
             while !stop.load(Ordering::Relaxed) {
-                let path = if n % 2 == 0 { "/orm" } else { "/pass" };
+                let (path, key) = match n % 3 {
+                    0 => ("/orm", None),
+                    1 => ("/pass", None),
+                    _ => ("/write", Some(format!("c{i}-{n}"))),
+                };
                 n += 1;
                 let start = Instant::now();
-                let (status, retry_after) = match http.get(format!("{base}{path}")).send().await {
+                let sent = match &key {
+                    Some(key) => http.post(format!("{base}/write/{key}")).send().await,
+                    None => http.get(format!("{base}{path}")).send().await,
+                };
+                let (status, retry_after) = match sent {
                     Ok(r) => (
                         r.status().as_u16(),
                         r.headers().contains_key(http::header::RETRY_AFTER),
@@ -318,6 +351,7 @@ fn load(base: &str, clients: usize, stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<Sam
                     took: start.elapsed(),
                     status,
                     retry_after,
+                    key,
                 };
                 samples.lock().expect("samples").push(sample);
                 // Answers during the outage come at once: do not spin the test machine.
@@ -379,7 +413,9 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
     .expect("connect to the private server");
     db.execute_unprepared(
         "CREATE TABLE item (id bigint PRIMARY KEY, name text NOT NULL);
-         INSERT INTO item VALUES (1, 'one'), (2, 'two')",
+         INSERT INTO item VALUES (1, 'one'), (2, 'two');
+         -- No unique key on `key`: a write applied twice would show as two rows.
+         CREATE TABLE written (seq bigserial PRIMARY KEY, key text NOT NULL)",
     )
     .await
     .expect("seed");
@@ -454,9 +490,12 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
     // No answer is a 500 (or no answer at all), before, during or after the outage.
     let bad: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.status != 200 && s.status != 503)
+        .filter(|s| !s.succeeded() && s.status != 503)
         .collect();
-    assert!(bad.is_empty(), "answers other than 200 / 503: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "answers other than 200 / 201 / 503: {bad:?}"
+    );
     // Before the stop, every answer is a 200.
     let before: Vec<&Sample> = samples
         .iter()
@@ -467,7 +506,7 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
         "only {} answers before the stop",
         before.len()
     );
-    assert!(before.iter().all(|s| s.status == 200), "{before:?}");
+    assert!(before.iter().all(|s| s.succeeded()), "{before:?}");
     // Requests in flight when the server stopped do not wait out the 2 s acquire timeout:
     // they get their 503 when the breaker opens.
     let during: Vec<&Sample> = samples
@@ -477,7 +516,17 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
     let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
     assert!(
         slowest_during < Duration::from_secs(1),
-        "an answer during the outage took {slowest_during:?}"
+        "an answer during the outage took {slowest_during:?}: {:?}",
+        during
+            .iter()
+            .filter(|s| s.took >= Duration::from_secs(1))
+            .map(|s| (
+                s.path,
+                s.status,
+                s.took,
+                s.start.saturating_duration_since(stopped_at)
+            ))
+            .collect::<Vec<_>>()
     );
     // Once the breaker is open and until the restart: 503 with Retry-After within 100 ms.
     let open: Vec<&Sample> = samples
@@ -494,7 +543,7 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
         assert!(s.retry_after, "503 without Retry-After: {s:?}");
         assert!(s.took < Duration::from_millis(100), "{s:?}");
     }
-    for path in ["/orm", "/pass"] {
+    for path in ["/orm", "/pass", "/write"] {
         assert!(
             open.iter().any(|s| s.path == path),
             "no {path} answer during the outage"
@@ -511,16 +560,85 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
         after.len()
     );
     assert!(
-        after.iter().all(|s| s.status == 200),
+        after.iter().all(|s| s.succeeded()),
         "{:?}",
-        after.iter().filter(|s| s.status != 200).collect::<Vec<_>>()
+        after.iter().filter(|s| !s.succeeded()).collect::<Vec<_>>()
+    );
+
+    // The writes. Each is one autocommit INSERT: a 201 is sent only after PostgreSQL
+    // confirmed the commit, so every key answered 201 is stored, and exactly once (nothing
+    // retries a statement). A 503 means the INSERT failed (the breaker refused it before it
+    // reached the server, or the server ended the session before the commit): with a fast
+    // shutdown, PostgreSQL ends sessions only between statements or by aborting the running
+    // one, so a 503 after a commit would be a bug in Chopin (an error made up after success),
+    // and no key answered 503 may be stored.
+    let stored: Vec<(String, i64)> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT key, count(*) AS n FROM written GROUP BY key",
+        ))
+        .await
+        .expect("read the written keys")
+        .into_iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "key").expect("key"),
+                r.try_get::<i64>("", "n").expect("n"),
+            )
+        })
+        .collect();
+    let stored: std::collections::HashMap<String, i64> = stored.into_iter().collect();
+    let writes: Vec<&Sample> = samples.iter().filter(|s| s.key.is_some()).collect();
+    let key = |s: &Sample| s.key.clone().expect("a write");
+    let answered_201: Vec<String> = writes
+        .iter()
+        .filter(|s| s.status == 201)
+        .map(|s| key(s))
+        .collect();
+    let answered_503: Vec<String> = writes
+        .iter()
+        .filter(|s| s.status == 503)
+        .map(|s| key(s))
+        .collect();
+    assert!(
+        answered_201.len() >= 10 && answered_503.len() >= 10,
+        "too few writes: {} answered 201, {} answered 503",
+        answered_201.len(),
+        answered_503.len()
+    );
+    for k in &answered_201 {
+        assert_eq!(
+            stored.get(k),
+            Some(&1),
+            "write {k} was answered 201: it must be stored exactly once"
+        );
+    }
+    for k in &answered_503 {
+        assert_eq!(
+            stored.get(k),
+            None,
+            "write {k} was answered 503 but is stored (an error after the commit)"
+        );
+    }
+    let asked: std::collections::HashSet<String> = writes.iter().map(|s| key(s)).collect();
+    assert!(
+        stored.keys().all(|k| asked.contains(k)),
+        "rows nobody wrote"
+    );
+    assert_eq!(
+        stored.values().sum::<i64>(),
+        answered_201.len() as i64,
+        "stored rows beyond the writes answered 201"
     );
     let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
     eprintln!(
         "outage: breaker open {opened_after:?} after `pg_ctl stop` began; slowest answer in \
          the outage {slowest_during:?}; {} answers while open, slowest {slowest_open:?}; breaker closed {closed_after:?} after the server accepted \
-         connections again; test took {:?}",
+         connections again; writes: {} answered 201 (each stored once), {} answered 503 (none \
+         stored); test took {:?}",
         open.len(),
+        answered_201.len(),
+        answered_503.len(),
         test_start.elapsed()
     );
     assert!(
