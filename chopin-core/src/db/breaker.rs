@@ -284,8 +284,13 @@ impl Breaker {
                         // connection failure, so a fresh connection decides.
                         pooled.close_on_drop();
                     } else if !may_connect {
-                        // Every connection busy (or being opened): busy, not down.
-                        return Ok(());
+                        // Every connection busy or being opened, and no failure seen: busy,
+                        // unless the server refuses even a TCP connection. Requests waiting
+                        // for the pool while it reconnects to a stopped server report nothing
+                        // (sqlx retries a refused connection until the acquire timeout), so
+                        // only this check lets the breaker open before that timeout. It opens
+                        // no session: nothing is sent, and the server's backend ends at once.
+                        return server_accepts(&pool.connect_options()).await;
                     }
                     #[cfg(feature = "metrics")]
                     let start = std::time::Instant::now();
@@ -307,6 +312,27 @@ impl Breaker {
             Err(_) => Err(ProbeError::Down(format!("no answer within {timeout:?}"))),
         }
     }
+}
+
+/// Whether the PostgreSQL server accepts a connection at all (TCP or Unix socket), without
+/// starting a session: the connection is closed before a byte is sent.
+#[cfg(feature = "postgres")]
+async fn server_accepts(options: &sqlx::postgres::PgConnectOptions) -> Result<(), sqlx::Error> {
+    let host = options.get_host();
+    let port = options.get_port();
+    let socket = match options.get_socket() {
+        Some(dir) => Some(format!("{}/.s.PGSQL.{port}", dir.display())),
+        None if host.starts_with('/') => Some(format!("{host}/.s.PGSQL.{port}")),
+        None => None,
+    };
+    match socket {
+        #[cfg(unix)]
+        Some(path) => drop(tokio::net::UnixStream::connect(path).await?),
+        #[cfg(not(unix))]
+        Some(_) => {}
+        None => drop(tokio::net::TcpStream::connect((host, port)).await?),
+    }
+    Ok(())
 }
 
 /// The probe task's claim on `probing`, cleared when dropped while `held`: however the task
@@ -441,26 +467,63 @@ mod tests {
         panic!("the probe did not finish");
     }
 
-    #[tokio::test]
-    async fn a_slow_query_with_no_idle_connection_opens_no_connection_beside_the_pool() {
-        let b = breaker(refusing_pool().await);
-        // A slow query: nothing idle, no failure seen. A fresh connection would be refused
-        // and open the breaker; the probe must take the pool as busy instead.
-        b.start_probe(false);
-        probe_finished(&b).await;
-        assert!(b.is_closed());
-        // After an acquire timeout the probe does connect, and the refusal opens it.
-        b.observe_sqlx(&sqlx::Error::PoolTimedOut);
-        let mut opened = false;
+    async fn wait_open(b: &Breaker) -> bool {
         for _ in 0..500 {
             if !b.is_closed() {
-                opened = true;
-                break;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_slow_query_with_no_idle_connection_opens_no_session_beside_the_pool() {
+        // A server that accepts connections (a bare listener standing in for PostgreSQL):
+        // nothing idle, no failure seen. The probe may check that the server accepts a
+        // connection, but sends nothing on it (no session), and takes the pool as busy.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("nobody");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let b = breaker(pool);
+        b.start_probe(false);
+        probe_finished(&b).await;
+        assert!(b.is_closed(), "a busy pool is not a down database");
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(1), listener.accept())
+            .await
+            .expect("the probe checked that the server accepts connections")
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(read, 0, "the probe sent nothing: no session was started");
+    }
+
+    #[tokio::test]
+    async fn a_slow_query_opens_the_breaker_when_the_server_refuses_connections() {
+        // Requests waiting while the pool reconnects to a stopped server see no error until
+        // the acquire timeout; the probe's connection check opens the breaker before it.
+        let b = breaker(refusing_pool().await);
+        b.start_probe(false);
         assert!(
-            opened,
+            wait_open(&b).await,
+            "a refused connection opens the breaker"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_after_an_acquire_timeout_connects_and_a_refusal_opens_the_breaker() {
+        let b = breaker(refusing_pool().await);
+        b.observe_sqlx(&sqlx::Error::PoolTimedOut);
+        assert!(
+            wait_open(&b).await,
             "a probe after an acquire timeout connects and fails"
         );
     }
