@@ -14,6 +14,7 @@ mod cors;
 mod etag;
 mod extensions;
 mod fallback;
+mod fused;
 #[cfg(feature = "metrics")]
 mod metrics;
 pub(crate) mod rate_limit;
