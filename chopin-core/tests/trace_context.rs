@@ -260,10 +260,16 @@ async fn without_the_request_id_layer_there_is_no_trace_context() {
             .route("/maybe", get(maybe_trace))
     };
     let bare = TestClient::new(Layers::minimal().apply(routes()));
-    let res = bare.with_header("traceparent", &traceparent("01")).get("/trace").await;
+    let res = bare
+        .with_header("traceparent", &traceparent("01"))
+        .get("/trace")
+        .await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.error_code().as_deref(), Some("INTERNAL_ERROR"));
-    let res = bare.with_header("traceparent", &traceparent("01")).get("/maybe").await;
+    let res = bare
+        .with_header("traceparent", &traceparent("01"))
+        .get("/maybe")
+        .await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.value()["data"]["trace_id"], Value::Null);
 
@@ -275,11 +281,17 @@ async fn without_the_request_id_layer_there_is_no_trace_context() {
         .await;
     assert_eq!(res.value()["data"]["trace_id"], TRACE);
     let own = TestClient::new(routes().layer(chopin_core::layers::RequestIdLayer::new(false)));
-    let res = own.with_header("traceparent", &traceparent("01")).get("/maybe").await;
+    let res = own
+        .with_header("traceparent", &traceparent("01"))
+        .get("/maybe")
+        .await;
     assert_eq!(res.value()["data"]["trace_id"], TRACE);
     let res = own.get("/trace").await;
     assert_eq!(res.status, StatusCode::OK);
-    assert!(is_hex(res.value()["data"]["trace_id"].as_str().unwrap(), 32));
+    assert!(is_hex(
+        res.value()["data"]["trace_id"].as_str().unwrap(),
+        32
+    ));
 }
 
 #[cfg(feature = "otel")]

@@ -115,7 +115,10 @@ where
                 // rendered while its future is polled (tokio swaps the context in and out on
                 // each poll, without cloning it).
                 let inner = REQUEST_CONTEXT.sync_scope(context.clone(), call);
-                (Either::Left(REQUEST_CONTEXT.scope(context, inner)), Some(id))
+                (
+                    Either::Left(REQUEST_CONTEXT.scope(context, inner)),
+                    Some(id),
+                )
             }
             None => (Either::Right(call()), None),
         };
@@ -159,7 +162,8 @@ fn request_facts<B>(
 }
 
 /// The inner future of the front: catch panic, inside the request context when there is one.
-type FrontInner<F> = Either<TaskLocalFuture<RequestContext, CatchPanicFuture<F>>, CatchPanicFuture<F>>;
+type FrontInner<F> =
+    Either<TaskLocalFuture<RequestContext, CatchPanicFuture<F>>, CatchPanicFuture<F>>;
 
 pin_project! {
     /// Future of [`FrontService`].

@@ -214,6 +214,9 @@ mod tests {
         assert!(sanitize_request_id(&generated).is_some());
         let parsed = uuid::Uuid::parse_str(generated.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
-        assert_eq!(generated.to_str().unwrap(), generated.to_str().unwrap().to_lowercase());
+        assert_eq!(
+            generated.to_str().unwrap(),
+            generated.to_str().unwrap().to_lowercase()
+        );
     }
 }
