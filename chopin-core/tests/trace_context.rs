@@ -76,7 +76,7 @@ where
 }
 
 /// What the `/trace` handler answers: the request's trace context as it sees it.
-async fn trace(axum::Extension(trace): axum::Extension<TraceContext>) -> ApiResponse<Value> {
+async fn trace(trace: TraceContext) -> ApiResponse<Value> {
     ApiResponse::success(json!({
         "trace_id": trace.trace_id().to_string(),
         "span_id": trace.span_id().to_string(),
@@ -245,6 +245,53 @@ async fn several_traceparent_headers_start_a_new_trace() {
     let data = client().request(request).await.value()["data"].clone();
     assert_ne!(data["trace_id"], TRACE);
     assert_eq!(data["parent_span_id"], Value::Null);
+}
+
+/// Whether the handler got a trace context (`Option<TraceContext>` never fails).
+async fn maybe_trace(trace: Option<TraceContext>) -> ApiResponse<Value> {
+    ApiResponse::success(json!({ "trace_id": trace.map(|t| t.trace_id().to_string()) }))
+}
+
+#[tokio::test]
+async fn without_the_request_id_layer_there_is_no_trace_context() {
+    let routes = || {
+        Router::new()
+            .route("/trace", get(trace))
+            .route("/maybe", get(maybe_trace))
+    };
+    let bare = TestClient::new(Layers::minimal().apply(routes()));
+    let res = bare
+        .with_header("traceparent", &traceparent("01"))
+        .get("/trace")
+        .await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.error_code().as_deref(), Some("INTERNAL_ERROR"));
+    let res = bare
+        .with_header("traceparent", &traceparent("01"))
+        .get("/maybe")
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.value()["data"]["trace_id"], Value::Null);
+
+    // With it, `Option<TraceContext>` has the joined trace; and the layer used on its own (a
+    // stack of one's own) gives handlers the same context as the default stack.
+    let res = client()
+        .with_header("traceparent", &traceparent("01"))
+        .get("/trace")
+        .await;
+    assert_eq!(res.value()["data"]["trace_id"], TRACE);
+    let own = TestClient::new(routes().layer(chopin_core::layers::RequestIdLayer::new(false)));
+    let res = own
+        .with_header("traceparent", &traceparent("01"))
+        .get("/maybe")
+        .await;
+    assert_eq!(res.value()["data"]["trace_id"], TRACE);
+    let res = own.get("/trace").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(is_hex(
+        res.value()["data"]["trace_id"].as_str().unwrap(),
+        32
+    ));
 }
 
 #[cfg(feature = "otel")]

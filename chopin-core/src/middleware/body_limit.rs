@@ -64,23 +64,30 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let Some(limit) = self.limit else {
-            return futures_util::future::Either::Right(self.inner.call(req));
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            let response = ChopinError::PayloadTooLarge { limit }.into_response();
+        if let Some(limit) = self.limit
+            && let Some(response) = admit(&mut req, limit)
+        {
             return futures_util::future::Either::Left(std::future::ready(Ok(response)));
-        }
-        // Only a limit other than the default is recorded: the extractors read a missing
-        // `BodyLimit` as the default, and an extension insert costs an allocation per request.
-        if limit != DEFAULT_BODY_LIMIT {
-            req.extensions_mut().insert(BodyLimit(limit));
         }
         futures_util::future::Either::Right(self.inner.call(req))
     }
+}
+
+/// Admit `req` under `limit`: the 413 envelope when its `Content-Length` says more; `None`
+/// when it is admitted (the limit is then recorded on it for the extractors).
+pub(super) fn admit<B>(req: &mut http::Request<B>, limit: usize) -> Option<Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Some(ChopinError::PayloadTooLarge { limit }.into_response());
+    }
+    // Only a limit other than the default is recorded: the extractors read a missing
+    // `BodyLimit` as the default, and an extension insert costs an allocation per request.
+    if limit != DEFAULT_BODY_LIMIT {
+        req.extensions_mut().insert(BodyLimit(limit));
+    }
+    None
 }

@@ -73,25 +73,34 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        if !self.enabled {
-            return CatchPanicFuture {
-                inner: Some(self.inner.call(req)),
-                payload: None,
-                catch: false,
-            };
-        }
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(inner) => CatchPanicFuture {
-                inner: Some(inner),
-                payload: None,
-                catch: true,
-            },
-            Err(payload) => CatchPanicFuture {
-                inner: None,
-                payload: Some(payload),
-                catch: true,
-            },
-        }
+        guarded_call(&mut self.inner, req, self.enabled)
+    }
+}
+
+/// Call `inner` with `req`, catching a panic of the call (and, through the returned future, of
+/// its polls) when `catch` is set.
+pub(super) fn guarded_call<S, R>(inner: &mut S, req: R, catch: bool) -> CatchPanicFuture<S::Future>
+where
+    S: Service<R>,
+{
+    if !catch {
+        return CatchPanicFuture {
+            inner: Some(inner.call(req)),
+            payload: None,
+            catch: false,
+        };
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+        Ok(inner) => CatchPanicFuture {
+            inner: Some(inner),
+            payload: None,
+            catch: true,
+        },
+        Err(payload) => CatchPanicFuture {
+            inner: None,
+            payload: Some(payload),
+            catch: true,
+        },
     }
 }
 

@@ -5,11 +5,6 @@
 //! The handle's type is a parameter (`App` passes `Auth`), so the middleware floor never names
 //! the auth module above it; each stack is monomorphised, so inserting it costs the same.
 
-use std::task::{Context, Poll};
-
-use tower_layer::Layer;
-use tower_service::Service;
-
 use crate::extractors::{CursorKey, PaginationConfig};
 
 /// What [`App`](crate::App) puts into every request for its extractors. `H` is the handle
@@ -33,7 +28,7 @@ impl Default for RequestExtensions<()> {
     }
 }
 
-/// Inserts [`RequestExtensions`] into each request.
+/// Inserts [`RequestExtensions`] into each request (the back of the fused stack does it).
 #[derive(Clone)]
 pub(super) struct ExtensionsLayer<H> {
     pub(super) pagination: Option<PaginationConfig>,
@@ -41,46 +36,17 @@ pub(super) struct ExtensionsLayer<H> {
     pub(super) handle: Option<H>,
 }
 
-impl<S, H: Clone> Layer<S> for ExtensionsLayer<H> {
-    type Service = ExtensionsService<S, H>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ExtensionsService {
-            inner,
-            extensions: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct ExtensionsService<S, H> {
-    inner: S,
-    extensions: ExtensionsLayer<H>,
-}
-
-impl<S, H, B> Service<http::Request<B>> for ExtensionsService<S, H>
-where
-    S: Service<http::Request<B>>,
-    H: Clone + Send + Sync + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if let Some(pagination) = self.extensions.pagination {
+impl<H: Clone + Send + Sync + 'static> ExtensionsLayer<H> {
+    /// Put what is set into `req`'s extensions.
+    pub(super) fn insert_into<B>(&self, req: &mut http::Request<B>) {
+        if let Some(pagination) = self.pagination {
             req.extensions_mut().insert(pagination);
         }
-        if let Some(cursor) = &self.extensions.cursor {
+        if let Some(cursor) = &self.cursor {
             req.extensions_mut().insert(cursor.clone());
         }
-        if let Some(handle) = &self.extensions.handle {
+        if let Some(handle) = &self.handle {
             req.extensions_mut().insert(handle.clone());
         }
-        self.inner.call(req)
     }
 }

@@ -86,13 +86,7 @@ where
                 request: None,
             };
         }
-        let request = RequestFacts {
-            start: Instant::now(),
-            method: req.method().clone(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
-            body_size: req.body().size_hint().exact(),
-            _active: Active::enter(),
-        };
+        let request = RequestFacts::new(&req, Instant::now());
         HttpMetricsFuture {
             inner: self.inner.call(req),
             request: Some(request),
@@ -101,12 +95,52 @@ where
 }
 
 /// What the response is recorded against.
-struct RequestFacts {
+pub(super) struct RequestFacts {
     start: Instant,
     method: http::Method,
     route: Option<MatchedPath>,
     body_size: Option<u64>,
     _active: Active,
+}
+
+impl RequestFacts {
+    /// The facts of `req`, which started at `start`; it counts as active until they are
+    /// dropped.
+    pub(super) fn new<B: http_body::Body>(req: &http::Request<B>, start: Instant) -> Self {
+        RequestFacts {
+            start,
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            body_size: req.body().size_hint().exact(),
+            _active: Active::enter(),
+        }
+    }
+
+    /// Record `response` (duration, body sizes; a streamed body when it ends) and hand it back.
+    pub(super) fn record(self, response: Response) -> Response {
+        let route = self.route.as_ref().map_or("", MatchedPath::as_str);
+        let series = global()
+            .http
+            .series(&self.method, route, response.status().as_u16());
+        series.duration.observe(self.start.elapsed().as_secs_f64());
+        if let Some(size) = self.body_size {
+            series.request_size.observe(size as f64);
+        }
+        match response.body().size_hint().exact() {
+            Some(size) => {
+                series.response_size.observe(size as f64);
+                response
+            }
+            // A streamed body: counted as it is sent, recorded when it ends.
+            None => response.map(|body| {
+                Body::new(CountedBody {
+                    inner: body,
+                    sent: 0,
+                    series: Some(series),
+                })
+            }),
+        }
+    }
 }
 
 /// One request in `http_server_active_requests`, for as long as it lives (a cancelled request
@@ -143,36 +177,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (response, request) =
-            match (std::task::ready!(this.inner.poll(cx)), this.request.take()) {
-                (Ok(response), Some(request)) => (response, request),
-                (result, _) => return Poll::Ready(result),
-            };
-        let route = request.route.as_ref().map_or("", MatchedPath::as_str);
-        let series = global()
-            .http
-            .series(&request.method, route, response.status().as_u16());
-        series
-            .duration
-            .observe(request.start.elapsed().as_secs_f64());
-        if let Some(size) = request.body_size {
-            series.request_size.observe(size as f64);
+        match (std::task::ready!(this.inner.poll(cx)), this.request.take()) {
+            (Ok(response), Some(request)) => Poll::Ready(Ok(request.record(response))),
+            (result, _) => Poll::Ready(result),
         }
-        let response = match response.body().size_hint().exact() {
-            Some(size) => {
-                series.response_size.observe(size as f64);
-                response
-            }
-            // A streamed body: counted as it is sent, recorded when it ends.
-            None => response.map(|body| {
-                Body::new(CountedBody {
-                    inner: body,
-                    sent: 0,
-                    series: Some(series),
-                })
-            }),
-        };
-        Poll::Ready(Ok(response))
     }
 }
 

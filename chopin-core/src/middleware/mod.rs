@@ -5,7 +5,8 @@
 //! outside in, the default stack is: metrics (feature `metrics`), request id, trace, security headers, catch panic,
 //! compression, CORS, rate limit, timeout, body limit, the extensions `App` hands to
 //! extractors, then the router with its fallbacks. Every layer `FooLayer` builds a
-//! `FooService<S>`.
+//! `FooService<S>`. [`Layers`] runs Chopin's own adjacent layers fused into two services
+//! (`fused.rs`: metrics to catch panic; timeout to the extensions), with the same behaviour.
 
 mod body_limit;
 mod catch_panic;
@@ -14,6 +15,7 @@ mod cors;
 mod etag;
 mod extensions;
 mod fallback;
+mod fused;
 #[cfg(feature = "metrics")]
 mod metrics;
 pub(crate) mod rate_limit;

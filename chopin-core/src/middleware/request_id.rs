@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures_util::future::Either;
 use http::HeaderValue;
 use http::header::HeaderName;
@@ -14,7 +15,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::{REQUEST_CONTEXT, RequestContext, RequestId, TRACEPARENT, TraceContext};
+use crate::context::{Ids, REQUEST_CONTEXT, RequestContext, RequestId, TRACEPARENT, TraceContext};
 
 /// The request-id header, `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -33,25 +34,54 @@ fn sanitize_request_id(value: &HeaderValue) -> Option<HeaderValue> {
     ok.then(|| value.clone())
 }
 
-/// A new lowercase UUID v4. `uuid`'s `fast-rng` feature draws it from a per-thread ChaCha
-/// generator seeded by the operating system, so generating one is cheap: the request id's cost
-/// is in the headers and extensions it writes, not in the generator (`bench/profile-core.sh`
-/// measures it; docs/performance.md has the figures).
-fn generate_request_id() -> HeaderValue {
+/// The header value of a new request id: the UUID, lowercase and hyphenated, in one shared
+/// buffer. `Bytes::from_owner` makes the one allocation, and the clones the id needs (the
+/// request's header, the `RequestId` extension, the request context, the response's header)
+/// share it; `HeaderValue::from_str` would copy the text into a buffer that the first clone
+/// then has to promote with a second allocation.
+fn request_id_value(id: uuid::Uuid) -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// The request's trace context: from its one `traceparent` header, or a new trace when there
-/// is none, more than one (W3C: treat as invalid), or it is malformed.
-fn trace_context<B>(req: &http::Request<B>) -> TraceContext {
+/// The request's `traceparent`: its one value, or `None` when there is none or more than one
+/// (W3C: treat several as invalid).
+fn traceparent<B>(req: &http::Request<B>) -> Option<&[u8]> {
     let mut values = req.headers().get_all(&TRACEPARENT).iter();
-    let traceparent = match (values.next(), values.next()) {
+    match (values.next(), values.next()) {
         (Some(value), None) => Some(value.as_bytes()),
         _ => None,
+    }
+}
+
+/// What the request-id layer does before the request goes on: keep its sane `x-request-id` or
+/// write a new one on it, insert the [`RequestId`] extension, and make the request context
+/// with the trace context (joined from `traceparent` or new). The random ids come from one
+/// draw. Returns the context; its id is the one to echo on the response.
+pub(super) fn begin<B>(req: &mut http::Request<B>, expose_internal_errors: bool) -> RequestContext {
+    let ids = Ids::random();
+    let incoming = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(sanitize_request_id);
+    let id = match incoming {
+        // Already the request's header: nothing to write.
+        Some(id) => id,
+        None => {
+            let id = request_id_value(ids.request_id());
+            req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
     };
-    TraceContext::from_traceparent(traceparent)
+    let trace = TraceContext::with_ids(traceparent(req), &ids);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    RequestContext {
+        id: RequestId(id),
+        trace,
+        expose_internal_errors,
+    }
 }
 
 /// Layer that gives every request an id and a trace context, and runs it inside Chopin's
@@ -62,8 +92,9 @@ fn trace_context<B>(req: &http::Request<B>) -> TraceContext {
 /// [`RequestId`] extension), echoed on the response, and included in every error body.
 ///
 /// A valid W3C `traceparent` header joins the caller's trace; without one the request starts a
-/// new trace. The [`TraceContext`] is a request extension, the trace layer records its trace id
-/// on the `request` span, and 5xx error logs carry it. No header is added to the response.
+/// new trace. The [`TraceContext`] is part of the request context (handlers take it as an
+/// extractor), the trace layer records its trace id on the `request` span, and 5xx error logs
+/// carry it. No header is added to the response.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestIdLayer {
     expose_internal_errors: bool,
@@ -125,27 +156,8 @@ where
                 id: None,
             };
         }
-        let incoming = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .and_then(sanitize_request_id);
-        let id = match incoming {
-            // Already the request's header: nothing to write.
-            Some(id) => id,
-            None => {
-                let id = generate_request_id();
-                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
-        };
-        let trace = trace_context(&req);
-        req.extensions_mut().insert(RequestId(id.clone()));
-        req.extensions_mut().insert(trace);
-        let context = RequestContext {
-            id: RequestId(id.clone()),
-            trace,
-            expose_internal_errors: self.expose_internal_errors,
-        };
+        let context = begin(&mut req, self.expose_internal_errors);
+        let id = context.id.header_value().clone();
         // Errors rendered while the inner service is called (a 413 for a declared body size,
         // a 429) and while its future is polled carry the id: the call runs inside the scope,
         // and the future is wrapped in it (tokio swaps the context in and out on each poll,
@@ -197,8 +209,14 @@ mod tests {
         }
         let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
         assert_eq!(sanitize_request_id(&long), None);
-        let generated = generate_request_id();
+        let generated = request_id_value(Ids::random().request_id());
         assert_eq!(generated.len(), 36);
         assert!(sanitize_request_id(&generated).is_some());
+        let parsed = uuid::Uuid::parse_str(generated.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(
+            generated.to_str().unwrap(),
+            generated.to_str().unwrap().to_lowercase()
+        );
     }
 }

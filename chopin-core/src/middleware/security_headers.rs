@@ -39,6 +39,11 @@ impl SecurityHeadersLayer {
     pub fn enabled(self, enabled: bool) -> Self {
         Self { enabled, ..self }
     }
+
+    /// `Some(hsts)` when the layer is on, `None` when it is off.
+    pub(super) fn hsts_if_enabled(&self) -> Option<bool> {
+        self.enabled.then_some(self.hsts)
+    }
 }
 
 impl<S> Layer<S> for SecurityHeadersLayer {
@@ -137,7 +142,7 @@ const HSTS: usize = 4;
 /// Add the template's headers that `headers` does not have. One pass over the response's few
 /// headers finds the content type and the security headers a handler set itself; then each
 /// missing one is appended (one hash and one probe each) instead of looked up and then inserted.
-fn add_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
+pub(super) fn add_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
     let mut present = [false; 5];
     let mut is_json = false;
     for (name, value) in headers.iter() {

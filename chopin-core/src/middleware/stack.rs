@@ -11,10 +11,8 @@ use tower::util::option_layer;
 use super::cors::cors_layer;
 use super::extensions::{ExtensionsLayer, RequestExtensions};
 use super::fallback::{method_not_allowed, not_found};
-use super::{
-    BodyLimitLayer, CatchPanicLayer, CompressionLayer, RateLimitLayer, RequestIdLayer,
-    RequestTraceLayer, SecurityHeadersLayer, TimeoutLayer,
-};
+use super::fused::{BackLayer, FrontLayer};
+use super::{CompressionLayer, RateLimitLayer, SecurityHeadersLayer};
 use crate::config::{Config, CorsConfig};
 use crate::extractors::PaginationConfig;
 
@@ -135,32 +133,34 @@ impl Layers {
         }
         // One `Router::layer` call with one composed stack: every `Router::layer` call boxes
         // the route again and clones that box per request, so the layers are composed here,
-        // statically, and disabled ones become `Identity`. Every layer answers with axum's
-        // `Response`, so both sides of each `Either` agree.
+        // statically. Every layer answers with axum's `Response`, so both sides of each
+        // `Either` agree.
+        //
+        // Chopin's own layers are fused into two services (`fused.rs`): the front (metrics,
+        // request id and trace context, the `request` span, security headers, catch panic)
+        // and the back (timeout, body limit, extensions). Each does in one `call` and one
+        // future what a chain of layers did with a future moved into the next at every level;
+        // each part switches off at run time. Only the layers from other crates (compression,
+        // CORS, axum's body limit) and the rate limit (whose future is boxed anyway) are
+        // `Either`s with `Identity` (`option_layer`): each `Either` holds the rest of the stack
+        // twice in its type, so type sizes grow as 2^n with them.
         //
         // The rate limit sits inside CORS, so a 429 carries the CORS headers a browser needs
-        // to read it, and preflight requests do not spend the budget.
-        //
-        // Every layer is given as an `Option`, and switched off in one of two ways. Chopin's
-        // own layers switch off at run time (`or_off`) instead of becoming an `Either` with
-        // `Identity`: each `Either` holds the rest of the stack twice in its type, so a dozen
-        // of them made type (and symbol) sizes grow as 2^12. Only layers from other crates
-        // (compression, CORS, axum's body limit) and the rate limit (whose future is boxed
-        // anyway) are `Either`s (`option_layer`).
+        // to read it, and preflight requests do not spend the budget. axum's `DefaultBodyLimit`
+        // (only an extension its extractors read) goes just outside the back.
         let stack = ServiceBuilder::new()
-            .layer(self.metrics_layer())
-            .layer(or_off(
-                self.request_id
-                    .then(|| RequestIdLayer::new(self.expose_internal_errors)),
-            ))
-            .layer(or_off(self.trace.then(RequestTraceLayer::new)))
-            .layer(or_off(self.security_headers))
-            .layer(or_off(self.catch_panic.then(CatchPanicLayer::new)))
+            .layer(FrontLayer {
+                metrics: self.metrics_on(),
+                request_id: self.request_id.then_some(self.expose_internal_errors),
+                trace: self.trace,
+                security_headers: self
+                    .security_headers
+                    .and_then(|layer| layer.hsts_if_enabled()),
+                catch_panic: self.catch_panic,
+            })
             .layer(option_layer(self.compression.then(CompressionLayer::new)))
             .layer(option_layer(cors_layer(&self.cors)))
             .layer(option_layer(self.rate_limit.clone()))
-            .layer(or_off(self.timeout.map(TimeoutLayer::new)))
-            .layer(or_off(self.body_limit.map(BodyLimitLayer::new)))
             // axum's extractors already default to 2 MiB: its layer (an extension insert per
             // request) only for another limit.
             .layer(option_layer(
@@ -168,10 +168,14 @@ impl Layers {
                     .filter(|&limit| limit != AXUM_DEFAULT_BODY_LIMIT)
                     .map(DefaultBodyLimit::max),
             ))
-            .layer(ExtensionsLayer {
-                pagination,
-                cursor: extensions.cursor,
-                handle: extensions.handle,
+            .layer(BackLayer {
+                timeout: self.timeout,
+                body_limit: self.body_limit,
+                extensions: ExtensionsLayer {
+                    pagination,
+                    cursor: extensions.cursor,
+                    handle: extensions.handle,
+                },
             });
         router.layer(stack)
     }
@@ -181,63 +185,5 @@ impl Layers {
     /// Whether the metrics layer is installed (on, and the feature compiled in).
     fn metrics_on(&self) -> bool {
         cfg!(feature = "metrics") && self.metrics
-    }
-
-    #[cfg(feature = "metrics")]
-    fn metrics_layer(&self) -> super::HttpMetricsLayer {
-        super::HttpMetricsLayer::new().enabled(self.metrics)
-    }
-
-    #[cfg(not(feature = "metrics"))]
-    fn metrics_layer(&self) -> tower::layer::util::Identity {
-        tower::layer::util::Identity::new()
-    }
-}
-
-/// One of Chopin's own layers in its switched-off state: requests and responses pass through
-/// it unchanged, at the cost of a branch, and its type stays the same whether it is on or off.
-trait SwitchOff {
-    /// The layer, off.
-    fn off() -> Self;
-}
-
-/// `layer`, or the same layer switched off for `None`.
-fn or_off<L: SwitchOff>(layer: Option<L>) -> L {
-    layer.unwrap_or_else(L::off)
-}
-
-impl SwitchOff for RequestIdLayer {
-    fn off() -> Self {
-        RequestIdLayer::new(false).enabled(false)
-    }
-}
-
-impl SwitchOff for RequestTraceLayer {
-    fn off() -> Self {
-        RequestTraceLayer::new().enabled(false)
-    }
-}
-
-impl SwitchOff for SecurityHeadersLayer {
-    fn off() -> Self {
-        SecurityHeadersLayer::new(false).enabled(false)
-    }
-}
-
-impl SwitchOff for CatchPanicLayer {
-    fn off() -> Self {
-        CatchPanicLayer::new().enabled(false)
-    }
-}
-
-impl SwitchOff for TimeoutLayer {
-    fn off() -> Self {
-        TimeoutLayer::optional(None)
-    }
-}
-
-impl SwitchOff for BodyLimitLayer {
-    fn off() -> Self {
-        BodyLimitLayer::optional(None)
     }
 }

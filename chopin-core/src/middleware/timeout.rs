@@ -64,17 +64,16 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        TimeoutFuture {
-            // Only the deadline now: the timer is made when the inner future first waits, so
-            // a handler that answers at once never touches the timer wheel. A timeout too
-            // large for the clock means no deadline.
-            deadline: self
-                .timeout
-                .and_then(|timeout| tokio::time::Instant::now().checked_add(timeout)),
-            inner: self.inner.call(req),
-            sleep: None,
-        }
+        let deadline = deadline(self.timeout);
+        TimeoutFuture::new(self.inner.call(req), deadline)
     }
+}
+
+/// The deadline of a request that starts now under `timeout`. Only the deadline: the timer is
+/// made when the inner future first waits, so a handler that answers at once never touches
+/// the timer wheel. A timeout too large for the clock means no deadline.
+pub(super) fn deadline(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+    timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout))
 }
 
 pin_project! {
@@ -85,6 +84,17 @@ pin_project! {
         deadline: Option<tokio::time::Instant>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F> TimeoutFuture<F> {
+    /// `inner`, answered with a 504 if it has not finished by `deadline` (`None`: never).
+    pub(super) fn new(inner: F, deadline: Option<tokio::time::Instant>) -> Self {
+        TimeoutFuture {
+            inner,
+            deadline,
+            sleep: None,
+        }
     }
 }
 

@@ -10,11 +10,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::context::{RequestId, TraceContext};
+use crate::context::RequestContext;
 
 /// Opens a `request` span (method, path, matched route, request id, trace id) around each
 /// request and logs one event per response: status and latency, at `INFO`, or `ERROR` for a
-/// 5xx. With feature `otel`, the span joins the request's [`TraceContext`] (see
+/// 5xx. With feature `otel`, the span joins the request's [`TraceContext`](crate::TraceContext) (see
 /// [`telemetry`](crate::telemetry)), so an OpenTelemetry layer exports it in the caller's trace.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTraceLayer {
@@ -77,15 +77,10 @@ where
                 span: tracing::Span::none(),
             };
         }
-        // With `INFO` off the macro hands back a disabled span without evaluating its fields
-        // (no extension lookups, no formatting), and there is no span to enter.
-        let span = make_request_span(&req);
-        #[cfg(feature = "otel")]
-        if !span.is_disabled()
-            && let Some(trace) = req.extensions().get::<TraceContext>()
-        {
-            crate::telemetry::otel::join(&span, trace);
-        }
+        // The request context (id, trace context) is the request-id layer's, outside this one.
+        let span = crate::context::REQUEST_CONTEXT
+            .try_with(|context| request_span(&req, Some(context)))
+            .unwrap_or_else(|_| request_span(&req, None));
         let inner = if span.is_disabled() {
             self.inner.call(req)
         } else {
@@ -120,16 +115,21 @@ where
         let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
         let result = std::task::ready!(this.inner.poll(cx));
         if let (Ok(response), Some(start)) = (&result, this.start) {
-            let status = response.status().as_u16();
-            // The latency (a clock read) is computed only when the event is enabled: the
-            // macros evaluate their fields after the level check.
-            if status >= 500 {
-                tracing::error!(status, latency_us = micros_since(*start), "response");
-            } else {
-                tracing::info!(status, latency_us = micros_since(*start), "response");
-            }
+            log_response(response.status(), *start);
         }
         Poll::Ready(result)
+    }
+}
+
+/// The one log event per response: status and latency, at `INFO`, or `ERROR` for a 5xx. The
+/// latency (a clock read) is computed only when the event is enabled: the macros evaluate
+/// their fields after the level check.
+pub(super) fn log_response(status: http::StatusCode, start: Instant) {
+    let status = status.as_u16();
+    if status >= 500 {
+        tracing::error!(status, latency_us = micros_since(start), "response");
+    } else {
+        tracing::info!(status, latency_us = micros_since(start), "response");
     }
 }
 
@@ -138,10 +138,15 @@ fn micros_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The `request` span. Its fields are expressions inside the macro, so they are evaluated only
-/// when the span is enabled.
-fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
-    tracing::info_span!(
+/// The `request` span of a request whose request context is `context` (`None` without the
+/// request-id layer). With `INFO` off the macro hands back a disabled span without evaluating
+/// its fields (no extension lookup, no formatting). With feature `otel`, an enabled span joins
+/// the request's [`TraceContext`](crate::TraceContext).
+pub(super) fn request_span<B>(
+    req: &http::Request<B>,
+    context: Option<&RequestContext>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
@@ -150,14 +155,14 @@ fn make_request_span<B>(req: &http::Request<B>) -> tracing::Span {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             .unwrap_or(""),
-        request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(RequestId::as_str)
-            .unwrap_or(""),
-        trace_id = req
-            .extensions()
-            .get::<TraceContext>()
-            .map(|t| tracing::field::display(t.trace_id())),
-    )
+        request_id = context.map_or("", |c| c.id()),
+        trace_id = context.map(|c| tracing::field::display(c.trace.trace_id())),
+    );
+    #[cfg(feature = "otel")]
+    if !span.is_disabled()
+        && let Some(context) = context
+    {
+        crate::telemetry::otel::join(&span, &context.trace);
+    }
+    span
 }
