@@ -410,8 +410,10 @@ impl Cache {
     }
 
     /// Store raw bytes under `key` for `ttl`, tagged: [`delete_tag`](Cache::delete_tag)
-    /// removes every entry carrying a tag. In Redis a tag is a set `<namespace>:tag:<tag>`
-    /// of keys, living at least as long as its longest-lived member.
+    /// removes every entry carrying a tag. In Redis a tag is a sorted set
+    /// `<namespace>:tag:<tag>` of keys scored by their expiry; each tagged write drops the
+    /// members that have expired and lets the set expire with its longest-lived member, so a
+    /// tag set only ever holds live entries.
     pub async fn set_bytes_tagged(&self, key: &str, value: Bytes, ttl: Duration, tags: &[&str]) {
         let ttl = normalize_ttl(ttl);
         match &self.inner.backend {
@@ -472,7 +474,9 @@ impl Cache {
     }
 
     /// Remove every entry stored with `tag` by [`set_bytes_tagged`](Cache::set_bytes_tagged).
-    /// In Redis the tag set's members and the set go together, atomically.
+    /// In Redis the tag set is emptied 500 members per round trip (each batch's members leave
+    /// the set and are `UNLINK`ed together, atomically), so a large tag never blocks Redis;
+    /// after an error, the batches already done stay done, and calling again finishes.
     pub async fn delete_tag(&self, tag: &str) -> Result<(), CacheError> {
         match &self.inner.backend {
             Backend::Memory(tier) => {
@@ -481,11 +485,13 @@ impl Cache {
             }
             #[cfg(feature = "redis")]
             Backend::Redis { tier, instance } => {
-                let keys = tier.delete_tag(tag).await?;
+                let (keys, deleted) = tier.delete_tag(tag).await;
+                // Even after a partial failure, tell the others about the keys already gone.
                 let op = tiered::tag_op(tag, keys);
                 if let Some(message) = tiered::encode(instance, 0, false, op) {
                     let _ = tier.publish(&message).await;
                 }
+                deleted?;
                 Ok(())
             }
             #[cfg(feature = "redis")]
