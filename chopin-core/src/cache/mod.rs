@@ -191,6 +191,8 @@ struct Inner {
     backend: Backend,
     kind: CacheBackend,
     namespace: String,
+    /// `CacheConfig::x_cache_header`: the default of the response cache layers on this cache.
+    x_cache_header: bool,
     counters: Arc<Counters>,
     flights: Flights,
 }
@@ -220,14 +222,15 @@ impl Cache {
     fn build(
         backend: Backend,
         kind: CacheBackend,
-        namespace: &str,
+        config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Cache {
         Cache {
             inner: Arc::new(Inner {
                 backend,
                 kind,
-                namespace: namespace.to_string(),
+                namespace: config.namespace.clone(),
+                x_cache_header: config.x_cache_header,
                 counters,
                 flights: Flights::default(),
             }),
@@ -242,7 +245,7 @@ impl Cache {
         Cache::build(
             Backend::Memory(tier),
             CacheBackend::Memory,
-            &config.namespace,
+            config,
             counters,
         )
     }
@@ -264,7 +267,7 @@ impl Cache {
                 instance: tiered::instance_id(),
             },
             CacheBackend::Redis,
-            &config.namespace,
+            config,
             counters,
         ))
     }
@@ -283,7 +286,7 @@ impl Cache {
         Ok(Cache::build(
             Backend::Tiered(tiered),
             CacheBackend::Tiered,
-            &config.namespace,
+            config,
             counters,
         ))
     }
@@ -300,6 +303,12 @@ impl Cache {
             #[cfg(not(feature = "redis"))]
             other => Err(CacheError::FeatureDisabled(other)),
         }
+    }
+
+    /// Whether response cache layers built on this cache send `x-cache` by default
+    /// (`CHOPIN_CACHE_HEADER`, [`CacheConfig::x_cache_header`]).
+    pub fn x_cache_header(&self) -> bool {
+        self.inner.x_cache_header
     }
 
     /// Which backend this is.
