@@ -200,7 +200,11 @@ async fn tag_sets_stay_bounded_as_variants_expire() {
     };
     let mut conn = raw(&config).await;
     let tag_key = format!("{}:tag:page", config.namespace);
-    // 300 short-lived variants, then one write after they expired: the set holds only it.
+    // A long-lived member keeps the set alive; 300 short-lived variants join it. After they
+    // expired, the next write drops them: the set holds the live entries only.
+    cache
+        .set_bytes_tagged("long", Bytes::from_static(b"y"), MINUTE, &["page"])
+        .await;
     for i in 0..300 {
         cache
             .set_bytes_tagged(
@@ -212,13 +216,15 @@ async fn tag_sets_stay_bounded_as_variants_expire() {
             .await;
     }
     let before: usize = conn.zcard(&tag_key).await.unwrap();
-    assert_eq!(before, 300);
+    assert_eq!(before, 301);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     cache
-        .set_bytes_tagged("long", Bytes::from_static(b"y"), MINUTE, &["page"])
+        .set_bytes_tagged("next", Bytes::from_static(b"y"), MINUTE, &["page"])
         .await;
     let members: Vec<String> = conn.zrange(&tag_key, 0, -1).await.unwrap();
-    assert_eq!(members, vec![format!("{}:long", config.namespace)]);
+    assert_eq!(members.len(), 2, "the expired variants are gone");
+    let ns = &config.namespace;
+    assert_eq!(members, vec![format!("{ns}:long"), format!("{ns}:next")]);
     // Its TTL follows its longest-lived member, and it goes with it.
     let pttl: i64 = conn.pttl(&tag_key).await.unwrap();
     assert!((55_000..=60_000).contains(&pttl), "tag set PTTL {pttl}");
@@ -234,8 +240,11 @@ async fn tag_sets_stay_bounded_as_variants_expire() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     let exists: bool = conn.exists(&brief_key).await.unwrap();
     assert!(!exists, "a tag set expires with its last member");
-    // A steady stream of new, short-lived variants: the set holds about one TTL's worth of
-    // them, not all of them.
+    // A steady stream of new, short-lived variants next to a long-lived entry: the set holds
+    // about one TTL's worth of them, not all of them.
+    cache
+        .set_bytes_tagged("anchor", Bytes::from_static(b"a"), MINUTE, &["stream"])
+        .await;
     for i in 0..2000 {
         cache
             .set_bytes_tagged(
