@@ -161,8 +161,10 @@ async fn delete_by_tag() {
     // not shorten it.
     let mut conn = raw(&config).await;
     let tag_key = format!("{}:tag:posts", config.namespace);
-    let members: Vec<String> = conn.smembers(&tag_key).await.unwrap();
+    let members: Vec<String> = conn.zrange(&tag_key, 0, -1).await.unwrap();
     assert_eq!(members.len(), 2);
+    // Scored by expiry: the 5 s member first.
+    assert_eq!(members[0], format!("{}:b", config.namespace));
     let pttl: i64 = conn.pttl(&tag_key).await.unwrap();
     assert!(pttl > 55_000, "tag set PTTL {pttl}");
 
@@ -178,7 +180,7 @@ async fn delete_by_tag() {
     assert_eq!(cache.get_bytes("c").await, None);
     cache.delete_tag("no such tag").await.unwrap();
 
-    // A tag with more members than one UNLINK batch.
+    // A tag with more members than one batch.
     for i in 0..1200 {
         cache
             .set_bytes_tagged(&format!("m:{i}"), v("x"), MINUTE, &["many"])
@@ -188,6 +190,197 @@ async fn delete_by_tag() {
     assert_eq!(cache.get_bytes("m:0").await, None);
     assert_eq!(cache.get_bytes("m:1199").await, None);
 
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn tag_sets_stay_bounded_as_variants_expire() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    let mut conn = raw(&config).await;
+    let tag_key = format!("{}:tag:page", config.namespace);
+    // A long-lived member keeps the set alive; 300 short-lived variants join it. After they
+    // expired, the next write drops them: the set holds the live entries only.
+    cache
+        .set_bytes_tagged("long", Bytes::from_static(b"y"), MINUTE, &["page"])
+        .await;
+    for i in 0..300 {
+        cache
+            .set_bytes_tagged(
+                &format!("short:{i}"),
+                Bytes::from_static(b"x"),
+                Duration::from_secs(1),
+                &["page"],
+            )
+            .await;
+    }
+    let before: usize = conn.zcard(&tag_key).await.unwrap();
+    assert_eq!(before, 301);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cache
+        .set_bytes_tagged("next", Bytes::from_static(b"y"), MINUTE, &["page"])
+        .await;
+    let members: Vec<String> = conn.zrange(&tag_key, 0, -1).await.unwrap();
+    assert_eq!(members.len(), 2, "the expired variants are gone");
+    let ns = &config.namespace;
+    assert_eq!(members, vec![format!("{ns}:long"), format!("{ns}:next")]);
+    // Its TTL follows its longest-lived member, and it goes with it.
+    let pttl: i64 = conn.pttl(&tag_key).await.unwrap();
+    assert!((55_000..=60_000).contains(&pttl), "tag set PTTL {pttl}");
+    cache
+        .set_bytes_tagged(
+            "brief",
+            Bytes::from_static(b"z"),
+            Duration::from_millis(80),
+            &["brief"],
+        )
+        .await;
+    let brief_key = format!("{}:tag:brief", config.namespace);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let exists: bool = conn.exists(&brief_key).await.unwrap();
+    assert!(!exists, "a tag set expires with its last member");
+    // A steady stream of new, short-lived variants next to a long-lived entry: the set holds
+    // about one TTL's worth of them, not all of them.
+    cache
+        .set_bytes_tagged("anchor", Bytes::from_static(b"a"), MINUTE, &["stream"])
+        .await;
+    for i in 0..2000 {
+        cache
+            .set_bytes_tagged(
+                &format!("stream:{i}"),
+                Bytes::from_static(b"s"),
+                Duration::from_millis(20),
+                &["stream"],
+            )
+            .await;
+    }
+    let stream_key = format!("{}:tag:stream", config.namespace);
+    let live: usize = conn.zcard(&stream_key).await.unwrap();
+    eprintln!("tag set after 2000 writes of 20 ms entries: {live} members");
+    assert!(
+        live < 1000,
+        "{live} members: expired ones are trimmed on write"
+    );
+    cleanup(&cache, &config).await;
+}
+
+#[tokio::test]
+async fn an_old_format_tag_set_is_emptied_not_fatal() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    let mut conn = raw(&config).await;
+    let ns = &config.namespace;
+    // What an earlier Chopin wrote: a plain SET of full keys, the keys themselves.
+    let tag_key = format!("{ns}:tag:legacy");
+    for i in 0..1100 {
+        let _: () = conn.set_ex(format!("{ns}:old:{i}"), "v", 60).await.unwrap();
+        let _: () = conn.sadd(&tag_key, format!("{ns}:old:{i}")).await.unwrap();
+    }
+    // A tagged write finds it: it is emptied (its members deleted — they could no longer be
+    // invalidated otherwise) and replaced by a sorted set.
+    cache
+        .set_bytes_tagged("new", Bytes::from_static(b"n"), MINUTE, &["legacy"])
+        .await;
+    assert_eq!(cache.get_bytes("new").await, Some(Bytes::from_static(b"n")));
+    assert_eq!(cache.get_bytes("old:0").await, None);
+    assert_eq!(cache.get_bytes("old:1099").await, None);
+    let kind: String = redis::cmd("TYPE")
+        .arg(&tag_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "zset");
+    // delete_tag on an old-format set works too.
+    let other = format!("{ns}:tag:legacy2");
+    let _: () = conn.set_ex(format!("{ns}:old2"), "v", 60).await.unwrap();
+    let _: () = conn.sadd(&other, format!("{ns}:old2")).await.unwrap();
+    cache.delete_tag("legacy2").await.unwrap();
+    assert_eq!(cache.get_bytes("old2").await, None);
+    let exists: bool = conn.exists(&other).await.unwrap();
+    assert!(!exists);
+    cache.delete_tag("legacy").await.unwrap();
+    assert_eq!(cache.get_bytes("new").await, None);
+    cleanup(&cache, &config).await;
+}
+
+/// The longest a `PING` on another connection waited while `work` ran.
+async fn worst_ping_during<F: std::future::Future>(
+    config: &CacheConfig,
+    work: F,
+) -> (Duration, u32, F::Output) {
+    let mut conn = raw(config).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let pinger = tokio::spawn(async move {
+        let mut worst = Duration::ZERO;
+        let mut pings = 0u32;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let start = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+            worst = worst.max(start.elapsed());
+            pings += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (worst, pings)
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let output = work.await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (worst, pings) = pinger.await.unwrap();
+    (worst, pings, output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_20k_members_runs_in_batches_and_redis_stays_responsive() {
+    let Some((cache, config)) = cache().await else {
+        return;
+    };
+    let mut conn = raw(&config).await;
+    let ns = config.namespace.clone();
+    let tag_key = format!("{ns}:tag:big");
+    // 20 000 members, written directly (through the cache it would take 20 000 round trips),
+    // in the format the cache writes: keys with a TTL, a sorted set scored by expiry.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for chunk in (0..20_000).collect::<Vec<u32>>().chunks(1000) {
+        let mut p = redis::pipe();
+        for i in chunk {
+            let key = format!("{ns}:big:{i}");
+            p.cmd("SET")
+                .arg(&key)
+                .arg("v")
+                .arg("PX")
+                .arg(60_000)
+                .ignore();
+            p.cmd("ZADD")
+                .arg(&tag_key)
+                .arg(now_ms + 60_000)
+                .arg(&key)
+                .ignore();
+        }
+        let _: () = p.query_async(&mut conn).await.unwrap();
+    }
+    let n: usize = conn.zcard(&tag_key).await.unwrap();
+    assert_eq!(n, 20_000);
+
+    let started = Instant::now();
+    let (worst, pings, deleted) = worst_ping_during(&config, cache.delete_tag("big")).await;
+    let took = started.elapsed();
+    deleted.unwrap();
+    eprintln!("delete_tag of 20000 members: {took:?}; {pings} PINGs meanwhile, slowest {worst:?}");
+    assert!(worst < Duration::from_millis(50), "a PING waited {worst:?}");
+    assert!(
+        pings >= 2,
+        "PINGs were answered during the invalidation ({pings})"
+    );
+    let left: usize = conn.zcard(&tag_key).await.unwrap();
+    assert_eq!(left, 0);
+    let keys: Vec<String> = conn.keys(format!("{ns}:big:*")).await.unwrap();
+    assert!(keys.is_empty(), "{} members left", keys.len());
     cleanup(&cache, &config).await;
 }
 

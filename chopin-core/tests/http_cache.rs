@@ -589,6 +589,142 @@ async fn the_query_is_part_of_the_key_verbatim() {
 }
 
 #[tokio::test]
+async fn an_allow_list_keeps_listed_parameters_in_canonical_order() {
+    let calls = Calls::default();
+    let layer = ResponseCacheLayer::new(memory_cache(), "posts").query_params(["page", "q"]);
+    let c = cached_client(&calls, layer);
+    let miss = c.get("/api/posts?page=2&q=rust").await;
+    assert_eq!(x_cache(&miss), "miss");
+    for same in [
+        "/api/posts?q=rust&page=2",
+        "/api/posts?page=2&q=rust&utm_source=mail",
+        "/api/posts?_=1733500000&q=rust&page=2",
+        "/api/posts?%70age=2&q=rust",
+    ] {
+        assert_eq!(x_cache(&c.get(same).await), "hit", "{same}");
+    }
+    assert_eq!(calls.get(), 1, "one entry for every spelling");
+    assert_eq!(x_cache(&c.get("/api/posts?page=3&q=rust").await), "miss");
+    // No listed parameter left: the bare path's entry.
+    assert_eq!(x_cache(&c.get("/api/posts?utm_source=x").await), "miss");
+    assert_eq!(x_cache(&c.get("/api/posts").await), "hit");
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn variants_per_path_are_capped_and_counted() {
+    let calls = Calls::default();
+    let layer = ResponseCacheLayer::new(memory_cache(), "posts");
+    let handle = layer.clone();
+    let c = cached_client(&calls, layer);
+    for i in 0..70 {
+        assert_eq!(x_cache(&c.get(&format!("/api/posts?v={i}")).await), "miss");
+    }
+    assert_eq!(handle.refused_variants(), 6, "64 stored, 6 refused");
+    // The first 64 are served from the cache; the others never are.
+    assert_eq!(x_cache(&c.get("/api/posts?v=0").await), "hit");
+    assert_eq!(x_cache(&c.get("/api/posts?v=63").await), "hit");
+    assert_eq!(x_cache(&c.get("/api/posts?v=64").await), "miss");
+    assert_eq!(x_cache(&c.get("/api/posts?v=69").await), "miss");
+    assert_eq!(handle.refused_variants(), 8);
+    // Another path has a budget of its own.
+    assert_eq!(x_cache(&c.get("/api/posts/7?v=99").await), "miss");
+    assert_eq!(x_cache(&c.get("/api/posts/7?v=99").await), "hit");
+    // A smaller budget, and a new window once the TTL has passed.
+    let calls = Calls::default();
+    let layer = ResponseCacheLayer::new(memory_cache(), "posts")
+        .max_variants(2)
+        .ttl(Duration::from_millis(300));
+    let c = cached_client(&calls, layer);
+    for q in ["a", "b", "c"] {
+        let _ = c.get(&format!("/api/posts?{q}")).await;
+    }
+    assert_eq!(x_cache(&c.get("/api/posts?c").await), "miss");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(x_cache(&c.get("/api/posts?c").await), "miss");
+    assert_eq!(
+        x_cache(&c.get("/api/posts?c").await),
+        "hit",
+        "stored in the new window"
+    );
+}
+
+#[tokio::test]
+async fn hosts_do_not_share_entries() {
+    let calls = Calls::default();
+    let cache = memory_cache();
+    let c = cached_client(&calls, ResponseCacheLayer::new(cache.clone(), "posts"));
+    let a = [("host", "tenant-a.example.com")];
+    let b = [("host", "tenant-b.example.com")];
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &a).await), "miss");
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &a).await), "hit");
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &b).await), "miss");
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &b).await), "hit");
+    // Host names are case-insensitive.
+    let upper = [("host", "TENANT-A.example.com")];
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &upper).await), "hit");
+    assert_eq!(calls.get(), 2);
+    // A host that could make one key read like another bypasses the cache.
+    let odd = [("host", "tenant-a.example.com/api")];
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &odd).await), "bypass");
+    // Invalidation by path reaches every host.
+    ResponseCache::invalidate_path_prefix(&cache, "/api/posts")
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &a).await), "miss");
+    assert_eq!(x_cache(&get_with(&c, "/api/posts", &b).await), "miss");
+}
+
+#[tokio::test]
+async fn x_cache_is_opt_in_outside_development() {
+    let calls = Calls::default();
+    for (vars, expected) in [
+        (vec![("CHOPIN_ENV", "production")], None),
+        (vec![("CHOPIN_ENV", "test")], None),
+        (vec![("CHOPIN_ENV", "development")], Some("miss")),
+        (
+            vec![
+                ("CHOPIN_ENV", "production"),
+                ("CHOPIN_CACHE_HEADER", "true"),
+            ],
+            Some("miss"),
+        ),
+    ] {
+        let cache = Cache::memory(&config(&vars).cache);
+        let c = cached_client(&calls, ResponseCacheLayer::new(cache, "posts"));
+        let first = c.get("/api/posts").await;
+        assert_eq!(first.header("x-cache"), expected, "{vars:?}");
+        let second = c.get("/api/posts").await;
+        assert_eq!(
+            second.header("x-cache"),
+            expected.map(|_| "hit"),
+            "{vars:?}"
+        );
+        let bypass = get_with(&c, "/api/posts", &[("authorization", "Bearer x")]).await;
+        assert_eq!(
+            bypass.header("x-cache"),
+            expected.map(|_| "bypass"),
+            "{vars:?}"
+        );
+    }
+    // The layer's own choice wins over the configuration, both ways.
+    let production = Cache::memory(&config(&[("CHOPIN_ENV", "production")]).cache);
+    let c = cached_client(
+        &calls,
+        ResponseCacheLayer::new(production, "posts").x_cache_header(true),
+    );
+    assert_eq!(c.get("/api/posts").await.header("x-cache"), Some("miss"));
+    let development = Cache::memory(&config(&[("CHOPIN_ENV", "development")]).cache);
+    let c = cached_client(
+        &calls,
+        ResponseCacheLayer::new(development, "posts").x_cache_header(false),
+    );
+    let _ = c.get("/api/posts").await;
+    let hit = c.get("/api/posts").await;
+    assert_eq!(hit.header("x-cache"), None);
+}
+
+#[tokio::test]
 async fn layer_vary_headers_are_part_of_the_key() {
     let calls = Calls::default();
     let layer = ResponseCacheLayer::new(memory_cache(), "posts")

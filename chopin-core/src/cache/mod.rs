@@ -191,6 +191,8 @@ struct Inner {
     backend: Backend,
     kind: CacheBackend,
     namespace: String,
+    /// `CacheConfig::x_cache_header`: the default of the response cache layers on this cache.
+    x_cache_header: bool,
     counters: Arc<Counters>,
     flights: Flights,
 }
@@ -220,14 +222,15 @@ impl Cache {
     fn build(
         backend: Backend,
         kind: CacheBackend,
-        namespace: &str,
+        config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Cache {
         Cache {
             inner: Arc::new(Inner {
                 backend,
                 kind,
-                namespace: namespace.to_string(),
+                namespace: config.namespace.clone(),
+                x_cache_header: config.x_cache_header,
                 counters,
                 flights: Flights::default(),
             }),
@@ -242,7 +245,7 @@ impl Cache {
         Cache::build(
             Backend::Memory(tier),
             CacheBackend::Memory,
-            &config.namespace,
+            config,
             counters,
         )
     }
@@ -264,7 +267,7 @@ impl Cache {
                 instance: tiered::instance_id(),
             },
             CacheBackend::Redis,
-            &config.namespace,
+            config,
             counters,
         ))
     }
@@ -283,7 +286,7 @@ impl Cache {
         Ok(Cache::build(
             Backend::Tiered(tiered),
             CacheBackend::Tiered,
-            &config.namespace,
+            config,
             counters,
         ))
     }
@@ -300,6 +303,12 @@ impl Cache {
             #[cfg(not(feature = "redis"))]
             other => Err(CacheError::FeatureDisabled(other)),
         }
+    }
+
+    /// Whether response cache layers built on this cache send `x-cache` by default
+    /// (`CHOPIN_CACHE_HEADER`, [`CacheConfig::x_cache_header`]).
+    pub fn x_cache_header(&self) -> bool {
+        self.inner.x_cache_header
     }
 
     /// Which backend this is.
@@ -410,8 +419,10 @@ impl Cache {
     }
 
     /// Store raw bytes under `key` for `ttl`, tagged: [`delete_tag`](Cache::delete_tag)
-    /// removes every entry carrying a tag. In Redis a tag is a set `<namespace>:tag:<tag>`
-    /// of keys, living at least as long as its longest-lived member.
+    /// removes every entry carrying a tag. In Redis a tag is a sorted set
+    /// `<namespace>:tag:<tag>` of keys scored by their expiry; each tagged write drops the
+    /// members that have expired and lets the set expire with its longest-lived member, so a
+    /// tag set only ever holds live entries.
     pub async fn set_bytes_tagged(&self, key: &str, value: Bytes, ttl: Duration, tags: &[&str]) {
         let ttl = normalize_ttl(ttl);
         match &self.inner.backend {
@@ -472,7 +483,9 @@ impl Cache {
     }
 
     /// Remove every entry stored with `tag` by [`set_bytes_tagged`](Cache::set_bytes_tagged).
-    /// In Redis the tag set's members and the set go together, atomically.
+    /// In Redis the tag set is emptied 500 members per round trip (each batch's members leave
+    /// the set and are `UNLINK`ed together, atomically), so a large tag never blocks Redis;
+    /// after an error, the batches already done stay done, and calling again finishes.
     pub async fn delete_tag(&self, tag: &str) -> Result<(), CacheError> {
         match &self.inner.backend {
             Backend::Memory(tier) => {
@@ -481,11 +494,13 @@ impl Cache {
             }
             #[cfg(feature = "redis")]
             Backend::Redis { tier, instance } => {
-                let keys = tier.delete_tag(tag).await?;
+                let (keys, deleted) = tier.delete_tag(tag).await;
+                // Even after a partial failure, tell the others about the keys already gone.
                 let op = tiered::tag_op(tag, keys);
                 if let Some(message) = tiered::encode(instance, 0, false, op) {
                     let _ = tier.publish(&message).await;
                 }
+                deleted?;
                 Ok(())
             }
             #[cfg(feature = "redis")]

@@ -27,38 +27,73 @@ use crate::redis_conn::{self, RedisBreaker, background_timeout};
 /// SCAN page size for [`RedisTier::delete_prefix`].
 const SCAN_COUNT: usize = 500;
 
-/// How many keys one `UNLINK` inside the tag script removes at a time (Lua's `unpack` has a
-/// stack limit of a few thousand values).
-const UNLINK_BATCH: usize = 500;
+/// How many members of a tag set one invalidation round trip removes (and `UNLINK`s): each
+/// round trip is a short script over at most this many members, so other clients' commands
+/// run between batches however large the set.
+pub(crate) const TAG_BATCH: usize = 500;
 
-/// `SET` a value with its TTL, add it to each tag set (`KEYS[2..]`), extend each tag set's TTL
-/// to at least the value's (never shorten it: the set must outlive its longest-lived member),
-/// and optionally `PUBLISH` an invalidation — atomically, in one round trip. A script rather
-/// than `PEXPIRE … GT` keeps Redis 6 supported (`GT` needs 7.0, and does not apply to a new,
-/// persistent set).
+/// How many batches one tagged write spends emptying an old-format tag set before it gives up
+/// (the value is then not stored; the next write carries on).
+const MIGRATION_BATCHES: usize = 20;
+
+/// `SET` a value with its TTL and record it in each tag set (`KEYS[2..]`), a sorted set of
+/// keys scored by their expiry (unix ms, Redis's clock): `ZADD`, then drop the members that
+/// have expired (`ZREMRANGEBYSCORE -inf <now>`), then let the set expire with its
+/// longest-lived member (`PEXPIREAT <max score>`). A tag set therefore holds only live
+/// entries, and stays as small as the entries it names. Optionally `PUBLISH`es an
+/// invalidation. Atomic, one round trip; its work is proportional to the tags and the members
+/// that expired since the last write, never to the size of a set.
+///
+/// A tag key holding anything but a sorted set (a plain `SET` written by Chopin before tag
+/// sets were sorted) makes the script return `{0, i}` (the 1-based index of that tag) before
+/// writing anything: the caller empties it in batches ([`DELETE_TAG_BATCH`]) and retries.
 const SET_TAGGED: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local ttl = tonumber(ARGV[2])
 for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'zset' and kind ~= 'none' then
+    return {0, i - 1}
+  end
+end
+local ttl = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now + ttl, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIREAT', KEYS[i], last[2])
   end
 end
 if ARGV[3] ~= '' then
   redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
-return 1
+return {1, 0}
 ";
 
-/// Delete every member of a tag set and the set itself, atomically; returns the members.
-const DELETE_TAG: &str = r"
-local members = redis.call('SMEMBERS', KEYS[1])
+/// Remove up to `ARGV[1]` members from the tag set `KEYS[1]` and `UNLINK` them, atomically
+/// (so a member is never dropped from the set while its key lives on); returns them. A sorted
+/// set gives its soonest-expiring members (`ZPOPMIN`); a plain set — the format before tag sets
+/// were sorted — any members (`SPOP`); anything else is deleted. Called in a loop until it
+/// returns nothing: each call is bounded work, and the progress of a failed loop is kept.
+const DELETE_TAG_BATCH: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
 local batch = tonumber(ARGV[1])
-for i = 1, #members, batch do
-  redis.call('UNLINK', unpack(members, i, math.min(i + batch - 1, #members)))
+local members = {}
+if kind == 'zset' then
+  local popped = redis.call('ZPOPMIN', KEYS[1], batch)
+  for i = 1, #popped, 2 do
+    members[#members + 1] = popped[i]
+  end
+elseif kind == 'set' then
+  members = redis.call('SPOP', KEYS[1], batch)
+elseif kind ~= 'none' then
+  redis.call('UNLINK', KEYS[1])
 end
-redis.call('UNLINK', KEYS[1])
+if #members > 0 then
+  redis.call('UNLINK', unpack(members))
+end
 return members
 ";
 
@@ -101,7 +136,7 @@ pub(crate) struct RedisTier {
     /// Fails round trips at once while Redis is known to be down.
     breaker: RedisBreaker,
     set_tagged: Script,
-    delete_tag: Script,
+    delete_tag_batch: Script,
 }
 
 impl RedisTier {
@@ -177,7 +212,7 @@ impl RedisTier {
             counters,
             failing: AtomicBool::new(false),
             set_tagged: Script::new(SET_TAGGED),
-            delete_tag: Script::new(DELETE_TAG),
+            delete_tag_batch: Script::new(DELETE_TAG_BATCH),
         })
     }
 
@@ -322,20 +357,49 @@ impl RedisTier {
             record(Tier::Redis, Event::Set);
             return Ok(());
         }
-        let mut invocation = self.set_tagged.prepare_invoke();
-        invocation.key(&full);
-        for tag in tags {
-            invocation.key(self.tag_key(tag));
+        let tag_keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
+        let mut migrated = 0;
+        loop {
+            let mut invocation = self.set_tagged.prepare_invoke();
+            invocation.key(&full);
+            for tag_key in &tag_keys {
+                invocation.key(tag_key);
+            }
+            invocation.arg(value).arg(ms);
+            match message {
+                Some(message) => invocation.arg(&self.channel).arg(message),
+                None => invocation.arg("").arg(""),
+            };
+            let (written, old): (u8, usize) = self
+                .call("SET (tagged)", invocation.invoke_async(&mut conn))
+                .await?;
+            if written == 1 {
+                record(Tier::Redis, Event::Set);
+                return Ok(());
+            }
+            // A tag set in the old format (a plain set): empty it, then write.
+            let Some(tag_key) = old.checked_sub(1).and_then(|i| tag_keys.get(i)) else {
+                return Err(Failed);
+            };
+            if migrated >= tag_keys.len() {
+                return Err(Failed);
+            }
+            migrated += 1;
+            let mut left = MIGRATION_BATCHES;
+            loop {
+                let (batch, done) = self.delete_tag_batch(tag_key).await;
+                batch?;
+                if done {
+                    break;
+                }
+                left -= 1;
+                if left == 0 {
+                    // Not stored this time; the next write carries on where this one stopped.
+                    tracing::debug!(tag_key, "old-format tag set not emptied yet; write skipped");
+                    return Ok(());
+                }
+            }
         }
-        invocation.arg(value).arg(ms);
-        match message {
-            Some(message) => invocation.arg(&self.channel).arg(message),
-            None => invocation.arg("").arg(""),
-        };
-        self.call("SET (tagged)", invocation.invoke_async::<Value>(&mut conn))
-            .await?;
-        record(Tier::Redis, Event::Set);
-        Ok(())
     }
 
     /// `UNLINK` the key, then `PUBLISH` `message` when given — one round trip. Returns how
@@ -391,20 +455,47 @@ impl RedisTier {
         }
     }
 
-    /// Delete the members of tag set `<ns>:tag:<tag>` and the set, atomically (a Lua script).
-    /// Returns the members' keys without the namespace prefix.
-    pub async fn delete_tag(&self, tag: &str) -> Result<Vec<String>, Failed> {
+    /// One batch of [`DELETE_TAG_BATCH`] on the tag set at `tag_key`: the members removed
+    /// (without the namespace prefix) or the failure, and whether the set is now empty.
+    async fn delete_tag_batch(&self, tag_key: &str) -> (Result<Vec<String>, Failed>, bool) {
         let mut conn = self.conn.clone();
-        let mut invocation = self.delete_tag.prepare_invoke();
-        invocation.key(self.tag_key(tag)).arg(UNLINK_BATCH);
-        let members: Vec<Vec<u8>> = self
+        let mut invocation = self.delete_tag_batch.prepare_invoke();
+        invocation.key(tag_key).arg(TAG_BATCH);
+        let members: Vec<Vec<u8>> = match self
             .call("delete tag", invocation.invoke_async(&mut conn))
-            .await?;
-        Ok(members
+            .await
+        {
+            Ok(members) => members,
+            Err(failed) => return (Err(failed), false),
+        };
+        let done = members.len() < TAG_BATCH;
+        let keys = members
             .into_iter()
             .filter_map(|m| String::from_utf8(m).ok())
             .filter_map(|m| m.strip_prefix(&self.prefix).map(str::to_string))
-            .collect())
+            .collect();
+        (Ok(keys), done)
+    }
+
+    /// Delete the members of tag set `<ns>:tag:<tag>`, [`TAG_BATCH`] at a time, each batch
+    /// its own round trip (a short script that pops the members and `UNLINK`s them), until
+    /// the set is empty — and so gone. Other clients' commands run between batches. Returns
+    /// the keys removed (without the namespace prefix), and whether every batch succeeded: on
+    /// a failure, the keys of the batches before it are gone, the rest are still in the set,
+    /// and calling again finishes the job.
+    pub async fn delete_tag(&self, tag: &str) -> (Vec<String>, Result<(), Failed>) {
+        let tag_key = self.tag_key(tag);
+        let mut removed = Vec::new();
+        loop {
+            let (batch, done) = self.delete_tag_batch(&tag_key).await;
+            match batch {
+                Ok(keys) => removed.extend(keys),
+                Err(failed) => return (removed, Err(failed)),
+            }
+            if done {
+                return (removed, Ok(()));
+            }
+        }
     }
 
     /// `PUBLISH` on the invalidation channel; returns how many subscribers received it.

@@ -297,21 +297,19 @@ impl Tiered {
         s.await_acks(wait, published?).await
     }
 
-    /// Delete a tag's keys in Redis and locally, publish them, wait for the acks.
+    /// Delete a tag's keys in Redis (in batches) and locally, publish them, wait for the acks.
     pub async fn delete_tag(&self, tag: &str) -> Result<(), CacheError> {
         let s = &self.shared;
         let wait = s.register_ack();
-        let members = s.remote.delete_tag(tag).await;
-        let op = match &members {
-            Ok(keys) => tag_op(tag, keys.clone()),
-            Err(Failed) => tag_op(tag, Vec::new()),
-        };
+        let (keys, deleted) = s.remote.delete_tag(tag).await;
+        let op = tag_op(tag, keys);
         s.invalidate(&op).await;
-        // The script is atomic: after a failure nothing was deleted, so nothing to announce.
-        members?;
+        // Even after a partial failure (batches run one by one), tell the others about the
+        // keys already gone.
         let message = encode(&s.instance, wait.id, true, op).ok_or_else(|| s.codec())?;
-        let receivers = s.remote.publish(&message).await?;
-        s.await_acks(wait, receivers).await
+        let published = s.remote.publish(&message).await;
+        deleted?;
+        s.await_acks(wait, published?).await
     }
 }
 

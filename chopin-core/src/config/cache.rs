@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::reader::{Reader, parse_duration, parse_size};
+use super::Environment;
+use super::reader::{Reader, parse_bool, parse_duration, parse_size};
 use super::secret::redact_url;
 
 /// Which cache backend [`Cache::from_config`](crate::cache::Cache::from_config) builds, from
@@ -81,6 +82,13 @@ pub struct CacheConfig {
     /// `CHOPIN_CACHE_TIMEOUT` (50 ms): how long one Redis round trip may take before the call
     /// gives up (a miss for reads, a no-op for writes, an error for deletes).
     pub timeout: Duration,
+    /// `CHOPIN_CACHE_HEADER` (`true` in development, `false` otherwise): whether
+    /// [`ResponseCacheLayer`](crate::cache::http::ResponseCacheLayer)s built on this cache send
+    /// the `x-cache: hit | miss | bypass` response header. Off outside development because it
+    /// tells anyone which URLs are cached and how fresh they are (and so which requests reach
+    /// the handler); a layer can still opt in with
+    /// [`x_cache_header`](crate::cache::http::ResponseCacheLayer::x_cache_header).
+    pub x_cache_header: bool,
 }
 
 impl Default for CacheConfig {
@@ -91,6 +99,8 @@ impl Default for CacheConfig {
             memory_bytes: DEFAULT_CACHE_MEMORY,
             namespace: DEFAULT_CACHE_NAMESPACE.to_string(),
             timeout: DEFAULT_CACHE_TIMEOUT,
+            // `Environment::default()` is development.
+            x_cache_header: true,
         }
     }
 }
@@ -103,6 +113,7 @@ impl fmt::Debug for CacheConfig {
             .field("memory_bytes", &self.memory_bytes)
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
+            .field("x_cache_header", &self.x_cache_header)
             .finish()
     }
 }
@@ -136,7 +147,7 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
 
 impl CacheConfig {
     /// Read `CHOPIN_CACHE`, `REDIS_URL` and `CHOPIN_CACHE_*`.
-    pub(super) fn from_reader(r: &mut Reader<'_>) -> CacheConfig {
+    pub(super) fn from_reader(r: &mut Reader<'_>, environment: Environment) -> CacheConfig {
         let cache_defaults = CacheConfig::default();
         CacheConfig {
             backend: r
@@ -167,6 +178,9 @@ impl CacheConfig {
                     other => other,
                 })
                 .unwrap_or(cache_defaults.timeout),
+            x_cache_header: r
+                .get("CHOPIN_CACHE_HEADER", parse_bool)
+                .unwrap_or(environment.is_development()),
         }
     }
 }
@@ -180,8 +194,22 @@ mod tests {
 
     #[test]
     fn cache_settings() {
-        let c = from(&[]).unwrap();
+        let c = from(&[("CHOPIN_ENV", "development")]).unwrap();
         assert_eq!(c.cache, CacheConfig::default());
+        for env in ["test", "production"] {
+            let c = from(&[("CHOPIN_ENV", env)]).unwrap();
+            assert!(!c.cache.x_cache_header, "x-cache is opt-in in {env}");
+            let c = from(&[("CHOPIN_ENV", env), ("CHOPIN_CACHE_HEADER", "true")]).unwrap();
+            assert!(c.cache.x_cache_header, "opted in, {env}");
+        }
+        let c = from(&[
+            ("CHOPIN_ENV", "development"),
+            ("CHOPIN_CACHE_HEADER", "false"),
+        ])
+        .unwrap();
+        assert!(!c.cache.x_cache_header);
+        let err = from(&[("CHOPIN_CACHE_HEADER", "maybe")]).unwrap_err();
+        assert_eq!(err.problems[0].variable, "CHOPIN_CACHE_HEADER");
         let c = from(&[
             ("CHOPIN_CACHE", "Tiered"),
             ("REDIS_URL", "redis://:hunter2@cache:6380/2"),

@@ -277,7 +277,7 @@ impl Config {
         let openapi = OpenApiConfig::from_reader(&mut r, environment);
         let pagination = PaginationConfig::from_reader(&mut r);
         let cursor = CursorConfig::from_reader(&mut r);
-        let cache = CacheConfig::from_reader(&mut r);
+        let cache = CacheConfig::from_reader(&mut r, environment);
         let auth = AuthConfig::from_reader(&mut r);
         let rate_limit = RateLimitConfig::from_reader(&mut r);
 

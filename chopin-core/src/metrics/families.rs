@@ -345,6 +345,8 @@ pub(crate) struct CacheMetrics {
     pub(crate) coalesced: Counter,
     /// Responses served from the response cache.
     pub(crate) http_hits: Counter,
+    /// Responses the response cache did not store: their path had too many variants.
+    pub(crate) http_variants_refused: Counter,
     /// `304 Not Modified` answers.
     pub(crate) not_modified: Counter,
     /// Redis circuit breakers open now (one per Redis connection: a cache's Redis tier,
@@ -360,6 +362,7 @@ impl CacheMetrics {
     pub(super) fn new(registry: &mut Registry) -> Self {
         let coalesced = Counter::default();
         let http_hits = Counter::default();
+        let http_variants_refused = Counter::default();
         let not_modified = Counter::default();
         let this = Self {
             hits: PerTier::new(
@@ -390,6 +393,7 @@ impl CacheMetrics {
             memory: std::sync::Arc::default(),
             coalesced,
             http_hits,
+            http_variants_refused,
             not_modified,
             redis_breakers_open: Gauge::default(),
             redis_breaker_opened: Counter::default(),
@@ -414,6 +418,11 @@ impl CacheMetrics {
             "chopin_http_cache_hits",
             "Responses served from the response cache",
             this.http_hits.clone(),
+        );
+        registry.register(
+            "chopin_http_cache_variants_refused",
+            "Responses the response cache did not store because their path had too many variants",
+            this.http_variants_refused.clone(),
         );
         registry.register(
             "chopin_http_cache_not_modified",

@@ -36,8 +36,8 @@ pub use metrics::{HttpMetricsFuture, HttpMetricsLayer, HttpMetricsService};
 pub use rate_limit::RateLimitLayer;
 pub use request_id::{RequestIdFuture, RequestIdLayer, RequestIdService, X_REQUEST_ID};
 pub use response_cache::{
-    DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_BODY_SIZE, DEFAULT_RESPONSE_TTL, ResponseCacheFuture,
-    ResponseCacheLayer, ResponseCacheService, X_CACHE,
+    DEFAULT_CACHE_TIMEOUT, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_VARIANTS, DEFAULT_RESPONSE_TTL,
+    ResponseCacheFuture, ResponseCacheLayer, ResponseCacheService, X_CACHE,
 };
 pub use security_headers::{SecurityHeadersFuture, SecurityHeadersLayer, SecurityHeadersService};
 pub use stack::Layers;

@@ -1,10 +1,12 @@
 //! [`ResponseCacheLayer`]: whole `GET` responses served from a [`Cache`] (docs on
 //! `crate::cache::http`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,7 +22,9 @@ use tower_service::Service;
 
 use crate::cache::Cache;
 use crate::cache::http::headers::{has_credentials, has_directive, vary_names};
-use crate::cache::http::keys::{KEY_PREFIX, path_tags, push_hex, variant_key, vary_hash};
+use crate::cache::http::keys::{
+    KEY_PREFIX, allowed_query, normalized_host, path_tags, push_hex, variant_key, vary_hash,
+};
 use crate::cache::http::stored::{
     Entry, STORED_HEADERS, Stored, decode, encode_response, encode_vary,
 };
@@ -29,7 +33,9 @@ use crate::error::ChopinError;
 
 /// The response header telling whether a response came from the [`ResponseCacheLayer`]:
 /// `hit`, `miss` (the handler ran; the response may have been stored), or `bypass` (the
-/// request carries credentials and the layer does not cache those).
+/// request carries credentials and the layer does not cache those). Sent only when the layer's
+/// [`x_cache_header`](ResponseCacheLayer::x_cache_header) is on (by default in development:
+/// `CHOPIN_CACHE_HEADER`).
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Default time to live of cached responses: 60 s.
@@ -41,8 +47,14 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
 /// Default bound on each cache read or write: 500 ms. A slower cache counts as a miss.
 pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Default most variants stored per path (see [`ResponseCacheLayer::max_variants`]): 64.
+pub const DEFAULT_MAX_VARIANTS: usize = 64;
+
 /// Longest path-and-query that is cached; longer URLs bypass the cache.
 const MAX_TARGET_LEN: usize = 2048;
+
+/// Most paths whose variants one layer tracks at a time (the least recently used go first).
+const MAX_TRACKED_PATHS: u64 = 10_000;
 
 type UserKeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
@@ -66,16 +78,31 @@ type UserKeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sy
 ///
 /// # Keys
 ///
-/// `http:<route>:GET[@<user>]:<path>?<query>[ v=<hash>][ r=<hash>]`: the route tag given to
-/// [`new`](Self::new), the request target exactly as received (no reordering of query
-/// parameters; the full path even inside a nested router), the xxh3-128 of the user key when
-/// [`per_user`](Self::per_user) returned one, and hashes of the values of the request headers
+/// `http:<route>:GET[@<user>]:<host><path>[?<query>][ v=<hash>][ r=<hash>]`: the route tag
+/// given to [`new`](Self::new); the xxh3-128 of the user key when [`per_user`](Self::per_user)
+/// returned one; the request's host, lower-case (the `Host` header or HTTP/2 `:authority`,
+/// empty when absent; a host with characters other than letters, digits and `.-_:[]`
+/// bypasses the cache), so that applications choosing the tenant by host never share
+/// entries between hosts; the full path (even inside a nested router); the query — exactly as
+/// received, or, with [`query_params`](Self::query_params), only the listed parameters,
+/// decoded, re-encoded and sorted by name; then hashes of the values of the request headers
 /// the entry varies on — first those named with [`vary`](Self::vary), then those the
 /// response's own `Vary` lists (stored as a small "vary manifest" entry at the shorter key, so
 /// a lookup costs one cache read, or two for responses that carry a `Vary` of their own).
 /// `Accept-Encoding` in a response's `Vary` is ignored when the stored body is not encoded:
 /// compression, outside this layer, encodes each hit for its own client. `Vary: *` is never
 /// stored.
+///
+/// # Variants
+///
+/// Every distinct query, host or varied header value is a new entry, and clients choose them:
+/// at most [`max_variants`](Self::max_variants) (default [`DEFAULT_MAX_VARIANTS`]) distinct
+/// entries are stored per path (and user) within one TTL window, per process. Responses for
+/// further variants are sent but not stored (`x-cache: miss`), and counted
+/// ([`refused_variants`](Self::refused_variants), and the metric
+/// `chopin_http_cache_variants_refused_total`). Listing the query parameters that matter with
+/// [`query_params`](Self::query_params) stops `?utm_source=…` or `?_=<timestamp>` from using up
+/// the budget.
 ///
 /// # What is stored
 ///
@@ -124,6 +151,37 @@ pub struct ResponseCacheLayer {
     statuses: Vec<StatusCode>,
     timeout: Duration,
     store_headers: Vec<HeaderName>,
+    query_params: Option<Vec<String>>,
+    max_variants: usize,
+    x_cache_header: bool,
+    /// Shared by every clone of the layer: which variants of each path were stored lately.
+    variants: Arc<Variants>,
+}
+
+/// The variants stored per path (and user) in the current TTL window of each.
+struct Variants {
+    paths: moka::future::Cache<String, Arc<Window>>,
+    refused: AtomicU64,
+}
+
+/// One path's variants: the hashes of the keys stored since `window` began.
+struct Window {
+    ttl: Duration,
+    keys: Mutex<HashSet<u128>>,
+}
+
+/// A path's window lasts one TTL of the layer from its first stored variant.
+struct WindowExpiry;
+
+impl moka::Expiry<String, Arc<Window>> for WindowExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        window: &Arc<Window>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(window.ttl)
+    }
 }
 
 impl fmt::Debug for ResponseCacheLayer {
@@ -139,13 +197,17 @@ impl fmt::Debug for ResponseCacheLayer {
             .field("statuses", &self.statuses)
             .field("timeout", &self.timeout)
             .field("store_headers", &self.store_headers)
+            .field("query_params", &self.query_params)
+            .field("max_variants", &self.max_variants)
+            .field("x_cache_header", &self.x_cache_header)
             .finish_non_exhaustive()
     }
 }
 
 impl ResponseCacheLayer {
     /// Cache responses in `cache` under the key prefix `http:<route>:`, for
-    /// [`DEFAULT_RESPONSE_TTL`].
+    /// [`DEFAULT_RESPONSE_TTL`], with `x-cache` sent when the cache's configuration says so
+    /// ([`Cache::x_cache_header`]).
     ///
     /// # Panics
     ///
@@ -162,7 +224,6 @@ impl ResponseCacheLayer {
             "ResponseCacheLayer route tag {route:?} must be non-empty, without ':' or whitespace"
         );
         Self {
-            cache,
             route,
             ttl: DEFAULT_RESPONSE_TTL,
             tags: Vec::new(),
@@ -173,7 +234,61 @@ impl ResponseCacheLayer {
             statuses: vec![StatusCode::OK],
             timeout: DEFAULT_CACHE_TIMEOUT,
             store_headers: Vec::new(),
+            query_params: None,
+            max_variants: DEFAULT_MAX_VARIANTS,
+            x_cache_header: cache.x_cache_header(),
+            variants: Arc::new(Variants {
+                paths: moka::future::Cache::builder()
+                    .max_capacity(MAX_TRACKED_PATHS)
+                    .expire_after(WindowExpiry)
+                    .build(),
+                refused: AtomicU64::new(0),
+            }),
+            cache,
         }
+    }
+
+    /// Key entries on these query parameters only: the others are dropped from the key (the
+    /// handler still sees them), and the listed ones are decoded, re-encoded and sorted by
+    /// name, so `?page=2&q=x`, `?q=x&page=2` and `?q=x&page=2&utm_source=mail` share one
+    /// entry. Values of a repeated name keep their order. Without this, the query is part of
+    /// the key exactly as received. Calling it again adds to the list.
+    ///
+    /// **Every parameter the handler reads must be listed**, or responses for different values
+    /// share one entry.
+    pub fn query_params<I, P>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        let list = self.query_params.get_or_insert_with(Vec::new);
+        for name in names {
+            let name = name.into();
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+        self
+    }
+
+    /// Most distinct entries stored per path (and user) per TTL window, in this process
+    /// (default [`DEFAULT_MAX_VARIANTS`]). Responses for further variants are not stored.
+    pub fn max_variants(mut self, max: usize) -> Self {
+        self.max_variants = max;
+        self
+    }
+
+    /// Send the `x-cache: hit | miss | bypass` header (or not), whatever
+    /// `CHOPIN_CACHE_HEADER` says.
+    pub fn x_cache_header(mut self, send: bool) -> Self {
+        self.x_cache_header = send;
+        self
+    }
+
+    /// How many responses this layer (and its clones) did not store because their path had
+    /// [`max_variants`](Self::max_variants) variants stored already.
+    pub fn refused_variants(&self) -> u64 {
+        self.variants.refused.load(Ordering::Relaxed)
     }
 
     /// How long a stored response is served (default 60 s).
@@ -331,8 +446,13 @@ where
 enum Plan {
     /// Go to the handler, neither reading nor writing the cache.
     Bypass,
-    /// Look up `base` (the key before the response's own `Vary`); store on a miss.
-    Cache { base: String, path: String },
+    /// Look up `base` (the key before the response's own `Vary`); store on a miss. `group`
+    /// names the path (and user) whose variants are counted.
+    Cache {
+        base: String,
+        path: String,
+        group: String,
+    },
 }
 
 impl ResponseCacheLayer {
@@ -345,12 +465,23 @@ impl ResponseCacheLayer {
         if target.len() > MAX_TARGET_LEN {
             return Plan::Bypass;
         }
+        let Some(host) = normalized_host(uri, &parts.headers) else {
+            return Plan::Bypass;
+        };
         let user = self.per_user.as_ref().and_then(|f| f(parts));
         if user.is_none() && has_credentials(&parts.headers) && !self.share_authenticated {
             return Plan::Bypass;
         }
-        let mut base =
-            String::with_capacity(KEY_PREFIX.len() + self.route.len() + target.len() + 80);
+        let path = uri.path();
+        let query = match (&self.query_params, uri.query()) {
+            (Some(allowed), Some(query)) => Some(allowed_query(query, allowed)),
+            (Some(_), None) => None,
+            (None, query) => query.map(str::to_string),
+        }
+        .filter(|q| !(q.is_empty() && self.query_params.is_some()));
+        let mut base = String::with_capacity(
+            KEY_PREFIX.len() + self.route.len() + host.len() + target.len() + 80,
+        );
         base.push_str(KEY_PREFIX);
         base.push_str(&self.route);
         base.push_str(":GET");
@@ -359,15 +490,55 @@ impl ResponseCacheLayer {
             push_hex(&mut base, xxhash_rust::xxh3::xxh3_128(user.as_bytes()));
         }
         base.push(':');
-        base.push_str(target);
+        let group = format!("{base}{path}");
+        base.push_str(&host);
+        base.push_str(path);
+        if let Some(query) = query {
+            base.push('?');
+            base.push_str(&query);
+        }
         if !self.vary.is_empty() {
             base.push_str(" v=");
             push_hex(&mut base, vary_hash(&parts.headers, &self.vary));
         }
         Plan::Cache {
             base,
-            path: uri.path().to_string(),
+            path: path.to_string(),
+            group,
         }
+    }
+
+    /// May one more entry, at `key`, be stored for `group` (a path and user)? Yes when it is
+    /// one of the group's variants stored in this window, or the group has room for another.
+    async fn admit(&self, group: &str, key: &str) -> bool {
+        let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+        let window = self
+            .variants
+            .paths
+            .get_with_by_ref(group, async {
+                Arc::new(Window {
+                    ttl: self.ttl.max(Duration::from_millis(1)),
+                    keys: Mutex::new(HashSet::new()),
+                })
+            })
+            .await;
+        let mut keys = window
+            .keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keys.contains(&hash) {
+            return true;
+        }
+        if keys.len() < self.max_variants {
+            keys.insert(hash);
+            return true;
+        }
+        drop(keys);
+        self.variants.refused.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().cache.http_variants_refused.inc();
+        tracing::debug!(group, "response not cached: its path has too many variants");
+        false
     }
 
     async fn read(&self, key: &str) -> Option<Bytes> {
@@ -426,6 +597,7 @@ impl ResponseCacheLayer {
         &self,
         base: &str,
         path: &str,
+        group: &str,
         request_headers: &HeaderMap,
         parts: &http::response::Parts,
         body: &Bytes,
@@ -452,7 +624,9 @@ impl ResponseCacheLayer {
             .map(String::as_str)
             .collect();
         if extra.is_empty() {
-            self.write(base, record, &tags).await;
+            if self.admit(group, base).await {
+                self.write(base, record, &tags).await;
+            }
             return;
         }
         let Some(manifest) = encode_vary(&extra) else {
@@ -462,9 +636,12 @@ impl ResponseCacheLayer {
             .iter()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
+        let key = variant_key(base, request_headers, &names);
+        if !self.admit(group, &key).await {
+            return;
+        }
         self.write(base, manifest, &tags).await;
-        self.write(&variant_key(base, request_headers, &names), record, &tags)
-            .await;
+        self.write(&key, record, &tags).await;
     }
 }
 
@@ -477,26 +654,24 @@ async fn serve<S, B>(
 where
     S: Service<http::Request<B>, Response = Response>,
 {
-    let (base, path) = match plan {
+    let x_cache = layer.x_cache_header;
+    let (base, path, group) = match plan {
         Plan::Bypass => {
-            let mut response = inner.call(req).await?;
-            response
-                .headers_mut()
-                .insert(X_CACHE.clone(), HeaderValue::from_static("bypass"));
-            return Ok(response);
+            let response = inner.call(req).await?;
+            return Ok(with_x_cache(response, x_cache, "bypass"));
         }
-        Plan::Cache { base, path } => (base, path),
+        Plan::Cache { base, path, group } => (base, path, group),
     };
     let head = req.method() == Method::HEAD;
     if let Some(stored) = layer.lookup(&base, req.headers()).await {
         #[cfg(feature = "metrics")]
         crate::metrics::global().cache.http_hits.inc();
-        return Ok(hit(stored, req.headers(), head));
+        return Ok(hit(stored, req.headers(), head, x_cache));
     }
     let request_headers = (!head).then(|| req.headers().clone());
     let response = inner.call(req).await?;
     let Some(request_headers) = request_headers.filter(|_| layer.storable(&response)) else {
-        return Ok(with_x_cache(response, "miss"));
+        return Ok(with_x_cache(response, x_cache, "miss"));
     };
     let (parts, body) = response.into_parts();
     let collected = match body.collect().await {
@@ -511,37 +686,40 @@ where
     if collected.trailers().is_some() {
         return Ok(with_x_cache(
             Response::from_parts(parts, Body::new(collected)),
+            x_cache,
             "miss",
         ));
     }
     let body = collected.to_bytes();
     if body.len() as u64 <= layer.max_body_size {
         layer
-            .store(&base, &path, &request_headers, &parts, &body)
+            .store(&base, &path, &group, &request_headers, &parts, &body)
             .await;
     }
     Ok(with_x_cache(
         Response::from_parts(parts, Body::from(body)),
+        x_cache,
         "miss",
     ))
 }
 
-fn with_x_cache(mut response: Response, value: &'static str) -> Response {
-    response
-        .headers_mut()
-        .insert(X_CACHE.clone(), HeaderValue::from_static(value));
+/// `response` with `x-cache: <value>` when the layer sends the header.
+fn with_x_cache(mut response: Response, send: bool, value: &'static str) -> Response {
+    if send {
+        response
+            .headers_mut()
+            .insert(X_CACHE.clone(), HeaderValue::from_static(value));
+    }
     response
 }
 
 /// The response for a request served from `stored` (a hit): a `304` when the request's
 /// `If-None-Match` matches the stored `ETag`, no body for a `HEAD`.
-fn hit(stored: Stored, request_headers: &HeaderMap, head: bool) -> Response {
+fn hit(stored: Stored, request_headers: &HeaderMap, head: bool, x_cache: bool) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.headers;
-    response
-        .headers_mut()
-        .insert(X_CACHE.clone(), HeaderValue::from_static("hit"));
+    let response = with_x_cache(response, x_cache, "hit");
     let (mut parts, _) = response.into_parts();
     if stored.status == StatusCode::OK
         && let Some(opaque) = parts

@@ -31,6 +31,7 @@ pub fn config(backend: CacheBackend, url: &str, timeout: Duration) -> CacheConfi
         memory_bytes: 16 * 1024 * 1024,
         namespace: unique_namespace(),
         timeout,
+        ..CacheConfig::default()
     }
 }
 

@@ -81,9 +81,9 @@ pub(crate) mod keys;
 pub(crate) mod stored;
 
 pub use crate::middleware::{
-    DEFAULT_CACHE_TIMEOUT, DEFAULT_ETAG_MAX_SIZE, DEFAULT_MAX_BODY_SIZE, DEFAULT_RESPONSE_TTL,
-    ETagFuture, ETagLayer, ETagService, ResponseCacheFuture, ResponseCacheLayer,
-    ResponseCacheService, X_CACHE,
+    DEFAULT_CACHE_TIMEOUT, DEFAULT_ETAG_MAX_SIZE, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_VARIANTS,
+    DEFAULT_RESPONSE_TTL, ETagFuture, ETagLayer, ETagService, ResponseCacheFuture,
+    ResponseCacheLayer, ResponseCacheService, X_CACHE,
 };
 pub(crate) use conditional::into_not_modified;
 pub use conditional::{IfNoneMatch, not_modified};
