@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 88] = [
+const DOCUMENTED: [&str; 89] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -54,6 +54,7 @@ const DOCUMENTED: [&str; 88] = [
     "CHOPIN_CACHE_MEMORY",
     "CHOPIN_CACHE_NAMESPACE",
     "CHOPIN_CACHE_TIMEOUT",
+    "CHOPIN_CACHE_HEADER",
     "CHOPIN_JWT_ALGORITHM",
     "CHOPIN_JWT_SECRET",
     "CHOPIN_JWT_PRIVATE_KEY_FILE",
@@ -311,6 +312,7 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_CACHE_NAMESPACE", "shop-v2.eu_1", |c| {
             c.cache.namespace == "shop-v2.eu_1"
         }),
+        ("CHOPIN_CACHE_HEADER", "false", |c| !c.cache.x_cache_header),
         ("CHOPIN_CACHE_TIMEOUT", "250ms", |c| {
             c.cache.timeout == Duration::from_millis(250)
         }),
@@ -570,6 +572,7 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_CACHE_NAMESPACE", "caf\u{e9}"),
         ("CHOPIN_CACHE_TIMEOUT", "soon"),
         ("CHOPIN_CACHE_TIMEOUT", "0ms"),
+        ("CHOPIN_CACHE_HEADER", "sometimes"),
         ("CHOPIN_JWT_LEEWAY", "301s"),
         ("CHOPIN_JWT_LEEWAY", "1h"),
         ("CHOPIN_JWT_ACCEPT_UNTYPED", "maybe"),
