@@ -455,7 +455,7 @@ impl RedisTier {
         }
     }
 
-    /// One batch of [`DELETE_TAG_BATCH`] on the tag set at `tag_key`: the members removed
+    /// One batch of [`TAG_BATCH`] on the tag set at `tag_key`: the members removed
     /// (without the namespace prefix) or the failure, and whether the set is now empty.
     async fn delete_tag_batch(&self, tag_key: &str) -> (Result<Vec<String>, Failed>, bool) {
         let mut conn = self.conn.clone();
