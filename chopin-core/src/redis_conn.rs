@@ -291,7 +291,10 @@ impl RedisBreaker {
         {
             return;
         }
-        let probing = Probing(Arc::downgrade(&self.0));
+        let probing = Probing {
+            inner: Arc::downgrade(&self.0),
+            held: true,
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => drop(handle.spawn(probe_loop(probing))),
             Err(_) => drop(probing),
@@ -311,27 +314,51 @@ impl RedisBreaker {
     }
 }
 
-/// The probe task's claim on `probing`, cleared however the task ends.
-struct Probing(Weak<BreakerInner>);
+/// The probe task's claim on `probing`, cleared however the task ends while `held`.
+struct Probing {
+    inner: Weak<BreakerInner>,
+    held: bool,
+}
 
 impl Drop for Probing {
     fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
+        if self.held
+            && let Some(inner) = self.inner.upgrade()
+        {
             inner.probing.store(false, Ordering::Release);
         }
     }
 }
 
 /// `PING` until Redis answers (closing the breaker), every [`BREAKER_PROBE_INTERVAL`].
-async fn probe_loop(probing: Probing) {
+async fn probe_loop(mut probing: Probing) {
     loop {
-        let Some(inner) = probing.0.upgrade() else {
+        let Some(inner) = probing.inner.upgrade() else {
             return;
         };
         let breaker = RedisBreaker(inner);
         if breaker.ping().await {
             breaker.close();
-            return;
+            // Hand the claim back. A failure reported while this task was closing found
+            // `probing` set and started no probe (and may have opened the breaker again):
+            // take the probe over rather than leave an open breaker with nobody probing.
+            probing.held = false;
+            let inner = &breaker.0;
+            inner.probing.store(false, Ordering::Release);
+            let pending =
+                inner.open.load(Ordering::Acquire) || inner.failures.load(Ordering::Acquire) > 0;
+            if !pending
+                || inner
+                    .probing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return;
+            }
+            probing.held = true;
+            drop(breaker);
+            tokio::time::sleep(BREAKER_PROBE_INTERVAL).await;
+            continue;
         }
         breaker.open("PING failed");
         drop(breaker);

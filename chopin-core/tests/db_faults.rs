@@ -763,6 +763,39 @@ async fn instances_starting_together_migrate_once_under_the_lock() {
     lock.release().await.expect("release");
 }
 
+/// The pool's `statement_timeout` (tied to the request timeout) does not cut short the wait
+/// for the migration lock: an instance that waits longer than it for another one's migrations
+/// still gets the lock.
+#[tokio::test]
+async fn waiting_for_the_migration_lock_outlasts_the_statement_timeout() {
+    let Some(pg) = TestPostgres::create().await else {
+        return;
+    };
+    let config = DatabaseConfig {
+        statement_timeout: Some(Duration::from_millis(200)),
+        ..DatabaseConfig::new(format!("{}?max_connections=2", pg.url()))
+    };
+    let first = Db::connect(&config).await.expect("connect");
+    let second = Db::connect(&config).await.expect("connect");
+    let held = first.migration_lock("app").await.expect("lock");
+    let waiting = tokio::spawn(async move {
+        let lock = second.migration_lock("app").await;
+        (lock, second)
+    });
+    // Longer than the statement timeout: the waiter must still be waiting, not cancelled.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "the wait for the lock ended early");
+    held.release().await.expect("release");
+    let (lock, _second) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiter gets the lock once it is released")
+        .expect("task");
+    lock.expect("the lock, not a statement timeout")
+        .release()
+        .await
+        .expect("release");
+}
+
 /// A healthy database that is merely busy never opens the breaker: a slow query on an
 /// in-memory SQLite database (one connection, so the probe finds none idle) starts a probe,
 /// which must not count the busy pool as down.

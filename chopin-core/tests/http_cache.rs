@@ -630,6 +630,16 @@ async fn variants_per_path_are_capped_and_counted() {
     // Another path has a budget of its own.
     assert_eq!(x_cache(&c.get("/api/posts/7?v=99").await), "miss");
     assert_eq!(x_cache(&c.get("/api/posts/7?v=99").await), "hit");
+    // So has another host: variants sent under one host do not use up another's budget.
+    let other = [("host", "tenant-b.example.com")];
+    assert_eq!(
+        x_cache(&get_with(&c, "/api/posts?v=99", &other).await),
+        "miss"
+    );
+    assert_eq!(
+        x_cache(&get_with(&c, "/api/posts?v=99", &other).await),
+        "hit"
+    );
     // A smaller budget, and a new window once the TTL has passed.
     let calls = Calls::default();
     let layer = ResponseCacheLayer::new(memory_cache(), "posts")

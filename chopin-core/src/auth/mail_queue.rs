@@ -21,6 +21,10 @@ pub const DEFAULT_MAIL_QUEUE_CAPACITY: usize = 1024;
 /// Worker tasks running jobs, at most this many at once.
 pub const DEFAULT_MAIL_WORKERS: usize = 4;
 
+/// Longest one job may run: past it the job is dropped (and logged), so a mailer that never
+/// answers cannot hold a worker, and with it every later mail, for good.
+const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A full queue is logged at most this often (with the count of drops so far).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -143,17 +147,31 @@ impl MailQueue {
 }
 
 /// Run jobs until the queue is closed and empty. Each job runs in a task of its own, awaited
-/// before the next, so a job that panics ends only itself.
+/// before the next, so a job that panics ends only itself; a job still running after
+/// [`JOB_TIMEOUT`] is dropped.
 async fn worker(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    worker_with(rx, JOB_TIMEOUT).await;
+}
+
+async fn worker_with(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, job_timeout: Duration) {
     loop {
         let job = rx.lock().await.recv().await;
         let Some(job) = job else {
             return;
         };
-        if let Err(err) = tokio::spawn(job).await
-            && err.is_panic()
-        {
-            tracing::error!("an auth background job panicked");
+        let mut task = tokio::spawn(job);
+        match tokio::time::timeout(job_timeout, &mut task).await {
+            Ok(Err(err)) if err.is_panic() => {
+                tracing::error!("an auth background job panicked");
+            }
+            Ok(_) => {}
+            Err(_) => {
+                task.abort();
+                tracing::error!(
+                    timeout = ?job_timeout,
+                    "an auth background job (a mail) took too long and was stopped"
+                );
+            }
         }
     }
 }
@@ -194,6 +212,45 @@ mod tests {
             ran.load(Ordering::SeqCst),
             3,
             "the queued jobs ran, the dropped did not"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_job_is_stopped_and_the_worker_goes_on() {
+        struct Dropped(Arc<AtomicUsize>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Job>(4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let worker = tokio::spawn(worker_with(rx, Duration::from_millis(50)));
+        let (dropped, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let guard = Dropped(Arc::clone(&dropped));
+        tx.send(Box::pin(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        }))
+        .await
+        .unwrap();
+        let counter = Arc::clone(&ran);
+        tx.send(Box::pin(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }))
+        .await
+        .unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(2), worker)
+            .await
+            .expect("the worker is not held by the hung job")
+            .unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "the next job ran");
+        tokio::task::yield_now().await;
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "the hung job was stopped"
         );
     }
 

@@ -63,6 +63,12 @@ pub(crate) async fn lock(conn: &DatabaseConnection, name: &str) -> Result<Migrat
             .map_err(|e| DbErr::Conn(sqlx_err(e)))?;
         #[cfg(feature = "metrics")]
         super::metrics::acquired(start.elapsed());
+        // The pool's `statement_timeout` (the request timeout) would also end the wait for
+        // the lock while another instance migrates: this connection waits as long as it takes.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut own)
+            .await
+            .map_err(|e| DbErr::Exec(sqlx_err(e)))?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(key)
             .execute(&mut own)

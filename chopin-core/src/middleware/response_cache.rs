@@ -490,9 +490,11 @@ impl ResponseCacheLayer {
             push_hex(&mut base, xxhash_rust::xxh3::xxh3_128(user.as_bytes()));
         }
         base.push(':');
-        let group = format!("{base}{path}");
         base.push_str(&host);
         base.push_str(path);
+        // A host's variants count against that host's budget only: one host (the client
+        // chooses it) cannot use up another tenant's.
+        let group = base.clone();
         if let Some(query) = query {
             base.push('?');
             base.push_str(&query);
@@ -508,7 +510,7 @@ impl ResponseCacheLayer {
         }
     }
 
-    /// May one more entry, at `key`, be stored for `group` (a path and user)? Yes when it is
+    /// May one more entry, at `key`, be stored for `group` (a host, path and user)? Yes when it is
     /// one of the group's variants stored in this window, or the group has room for another.
     async fn admit(&self, group: &str, key: &str) -> bool {
         let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
