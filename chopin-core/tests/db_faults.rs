@@ -10,6 +10,8 @@
 //! `CI=true`, where it fails; the migration test needs the shared server
 //! (`CHOPIN_TEST_POSTGRES_URL`) on the same terms.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -849,16 +851,6 @@ async fn a_slow_query_on_a_busy_healthy_database_keeps_the_breaker_closed() {
 // database per test: nothing here is destructive)
 // ---------------------------------------------------------------------------------------------
 
-/// A configuration from explicit variables (never the process environment).
-fn config_from(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::from_lookup(|key| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
-        .expect("test config is valid")
-}
-
 /// Serve `router` with `config` (its request timeout included) over real TCP.
 async fn serve_with_config(
     config: Config,
@@ -959,7 +951,7 @@ async fn stalled_stream_readers_are_capped_and_cut_off_after_the_send_timeout() 
     };
     let test_start = Instant::now();
     let url = format!("{}?max_connections=4&acquire_timeout=2s", pg.url());
-    let config = config_from(&[
+    let config = common::config(&[
         ("CHOPIN_ENV", "test"),
         ("DATABASE_URL", &url),
         ("CHOPIN_DB_STREAM_SEND_TIMEOUT", "1s"),
@@ -1088,7 +1080,7 @@ async fn a_query_past_the_request_timeout_is_504_and_stopped_on_the_server() {
     };
     let test_start = Instant::now();
     let url = format!("{}?max_connections=1&acquire_timeout=5s", pg.url());
-    let config = config_from(&[
+    let config = common::config(&[
         ("CHOPIN_ENV", "test"),
         ("DATABASE_URL", &url),
         ("CHOPIN_REQUEST_TIMEOUT", "1s"),
