@@ -109,18 +109,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() { # url, seconds, pid that must stay alive
-  local url=$1 tries=$(($2 * 10)) pid=$3
-  for _ in $(seq 1 "$tries"); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=.ci/lib.sh
+source .ci/lib.sh  # (the script has cd-ed to the repository root)
 
 # ---- 4. the blog, and a lint of its scrape ----
 APP_PORT=$(free_port)
