@@ -263,6 +263,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     medians: dict = {}
     cpu_ms: dict = {}
+    # Server + PostgreSQL CPU milliseconds per request, median over rounds.
+    total_ms: dict = {}
     w: list[str] = []
     if args.tv_type == "jsonb":
         w.append("## HTTP: list endpoints against PostgreSQL (`bench/run-db.sh`)")
@@ -312,7 +314,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         w.append(f"### {n} rows per response")
         w.append("")
         header = ["Target", "Median req/s", "Spread", "CPU: server", "PostgreSQL", "wrk", "machine"]
-        header += ["Server ms/req", "PG ms/req", "p50", "p99", "Body"]
+        header += ["Server ms/req", "PG ms/req", "Total ms/req", "p50", "p99", "Body"]
         header += [f"R{r}" for r in rounds]
         w.append("| " + " | ".join(header) + " |")
         w.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
@@ -336,6 +338,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                 return med([x[key] / x["rps"] * 1000 for x in per.values() if x[key] is not None and x["rps"]])
 
             cpu_ms[(t, n)] = (per_request("server_cpu"), per_request("pg_cpu"))
+            total_ms[(t, n)] = med([
+                (x["server_cpu"] + x["pg_cpu"]) / x["rps"] * 1000
+                for x in per.values()
+                if x["server_cpu"] is not None and x["pg_cpu"] is not None and x["rps"]
+            ])
             label = LABELS.get(t, "")
             if t == "passthrough":
                 label = f"(b) pass-through, `tv_item` {args.tv_type}"
@@ -349,6 +356,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 fmt_pct(col("machine_cpu")),
                 fmt_num(cpu_ms[(t, n)][0], 3),
                 fmt_num(cpu_ms[(t, n)][1], 3),
+                f"**{fmt_num(total_ms[(t, n)], 3)}**",
                 fmt_us(med([x["lat"][50] for x in per.values() if 50 in x["lat"]])),
                 fmt_us(med([x["lat"][99] for x in per.values() if 99 in x["lat"]])),
                 f"{body_sizes[(t, n)] / 1024:.1f} KiB" if (t, n) in body_sizes else "—",
@@ -363,7 +371,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         "generator; *machine* — everything, including the kernel and whatever else ran on the "
         "shared box. A machine figure near 200 % means the whole box was the bottleneck. "
         "*Server ms/req* and *PG ms/req* divide that CPU time by the requests served: the cost of "
-        "one request on each side, far less sensitive to the machine's noise than req/s."
+        "one request on each side, far less sensitive to the machine's noise than req/s. "
+        "*Total ms/req* is their sum per round (median over rounds): what one request costs the "
+        "whole system, wherever the work lands."
     )
     w.append("")
 
@@ -426,6 +436,25 @@ def cmd_render(args: argparse.Namespace) -> int:
             cells.append("n/a" if not x or not y else f"{x / y:.2f}")
         w.append(f"| {label} `{num}` / `{den}` | " + " | ".join(cells) + f" | {pg_big if label == '(a)/(b)' else ''} |")
     w.append("")
+    w.append("Total CPU per request (server + PostgreSQL, ms; in parentheses the ratio to `orm`, "
+             "below 1 = cheaper than the sea-orm path):")
+    w.append("")
+    w.append("| Target | " + " | ".join(f"{n} rows" for n in sizes) + " |")
+    w.append("|---|" + "|".join(["---:"] * len(sizes)) + "|")
+    for t in targets:
+        cells = []
+        for n in sizes:
+            x, base = total_ms.get((t, n)), total_ms.get(("orm", n))
+            ratio = f" ({x / base:.2f})" if x and base else ""
+            cells.append("n/a" if x is None else f"{fmt_num(x, 3)}{ratio}")
+        w.append(f"| `{t}` | " + " | ".join(cells) + " |")
+    w.append("")
+    x, base = total_ms.get(("passthrough-build", max(sizes))), total_ms.get(("orm", max(sizes)))
+    if x and base:
+        goals.append(
+            f"- query-time projection total CPU per request ≤ the sea-orm path's at {max(sizes)} rows: "
+            f"**{'met' if x <= base else 'missed'}** ({x:.3f} vs {base:.3f} ms)"
+        )
     if goals:
         w.append("Goals:")
         w.append("")
