@@ -6,6 +6,7 @@ Exits non-zero, saying what failed, when a check fails.
 
 import argparse
 import csv
+import http.client
 import io
 import json
 import os
@@ -65,7 +66,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--lb", required=True)
     p.add_argument("--instance", action="append", required=True)
-    p.add_argument("--kill", required=True)
+    p.add_argument("--kill", required=True, help="NAME=PID: killed with SIGKILL by check d")
+    p.add_argument("--drain", required=True, help="NAME=PID: sent SIGTERM by check e")
     p.add_argument("--stats-socket", required=True)
     p.add_argument("--database", required=True)
     p.add_argument("--run", required=True)
@@ -73,6 +75,7 @@ def main():
     lb = args.lb
     inst = dict(i.split("=", 1) for i in args.instance)
     victim, victim_pid = args.kill.split("=", 1)
+    drained, drained_pid = args.drain.split("=", 1)
     run = args.run
     email = f"ada-{run}@example.com"
     password = "a scale-out password"
@@ -174,31 +177,86 @@ def main():
     print("   version 2 served by " + ", ".join(f"{n} after {lag[n] * 1000:.0f} ms" for n in sorted(lag)))
 
     # ---- d) SIGKILL of one instance under write load ----
-    # Comments: anonymous writes, and no unique key in their table, so a write applied twice
-    # would show as two rows. Each writer is a client of its own address (the per-client
-    # limit is per address for anonymous requests).
     print(f"d) SIGKILL of {victim} under write load through HAProxy")
-    clients, before, after = 8, 1.5, 3.0
-    results = []  # (slug, status, id or None, start, end)
+    results, killed_at = write_load(
+        lb, pid_, f"{run}-kill", lambda: os.kill(int(victim_pid), signal.SIGKILL), keep_alive=False
+    )
+    state = haproxy_states(args.stats_socket, inst)
+    check(state.get(victim, "").startswith("DOWN"), f"HAProxy still has {victim} {state.get(victim)}: {state}")
+    check(all(state[n].startswith("UP") for n in inst if n != victim), f"HAProxy states: {state}")
+    summary = verify_writes(results, killed_at, args.database, f"{run}-kill")
+    late = [r for r in results if not 200 <= r[1] < 300 and r[3] >= killed_at + 1.0]
+    check(not late, f"{len(late)} writes failed more than 1 s after the kill: {late[:5]}")
+    print(f"   {summary} (failures stored: committed by {victim}, which died before answering); HAProxy: {state}")
+
+    # ---- e) SIGTERM (a drain) of another instance under write load ----
+    # The writers keep their connections to HAProxy open, so HAProxy reuses its kept-alive
+    # connections to the instances, the draining one's included: the race a drain must win.
+    print(f"e) SIGTERM of {drained} under keep-alive write load through HAProxy")
+    exited = {}
+    watcher = threading.Thread(target=lambda: exited.update(after=wait_exit(int(drained_pid), 10.0)))
+
+    def terminate():
+        os.kill(int(drained_pid), signal.SIGTERM)
+        watcher.start()
+
+    results, termed_at = write_load(lb, pid_, f"{run}-drain", terminate, keep_alive=True)
+    watcher.join()
+    exited = exited.get("after")
+    check(exited is not None, f"{drained} still running 10 s after SIGTERM")
+    # CHOPIN_SHUTDOWN_DELAY=1s: it served on (readiness failing) for a second first.
+    check(exited >= 0.9, f"{drained} exited {exited * 1000:.0f} ms after SIGTERM, before its shutdown delay")
+    summary = verify_writes(results, termed_at, args.database, f"{run}-drain")
+    failed = [r for r in results if not 200 <= r[1] < 300]
+    check(not failed, f"{len(failed)} writes failed during the drain of {drained}: {failed[:5]}")
+    state = haproxy_states(args.stats_socket, inst)
+    check(state.get(drained, "").startswith("DOWN"), f"HAProxy still has {drained} {state.get(drained)}: {state}")
+    print(f"   {summary}; {drained} exited {exited * 1000:.0f} ms after SIGTERM; HAProxy: {state}")
+
+    # Through the API too (a surviving instance): the post's comment count, both checks' writes.
+    status, body, _ = request(lb, "GET", f"/api/posts/{pid_}/comments?limit=1")
+    total = body.get("meta", {}).get("total") if isinstance(body, dict) else None
+    stored = count_comments(args.database, f"w-{run}-%")
+    check(status == 200 and total == stored, f"the API counts {total} comments, the database {stored}")
+
+
+def write_load(lb, post_id, tag, act, keep_alive, clients=8, before=1.5, after=3.0):
+    """Anonymous comment writes by `clients` writers through HAProxy; `act()` after `before`
+    seconds, stop `after` seconds later. Returns ([(slug, status, id, start, end)], acted at).
+
+    Comments: no unique key in their table, so a write applied twice would show as two rows.
+    Each writer is a client of its own address (the per-client limit is per address for
+    anonymous requests), a fresh one every 100 writes: the general limit (a burst of 300 per
+    address) must not turn a fast run's late writes into 429s. With `keep_alive` a writer
+    keeps one connection to HAProxy (reopened only when it fails)."""
+    host, port = lb.removeprefix("http://").split(":")
+    results = []
     lock = threading.Lock()
     stop = threading.Event()
 
     def writer(k):
+        conn = None
         n = 0
         while not stop.is_set():
-            slug = f"w-{run}-{k}-{n}"
+            slug = f"w-{tag}-{k}-{n}"
             n += 1
             start = time.monotonic()
-            status, body, _ = request(
-                lb, "POST", f"/api/posts/{pid_}/comments",
-                {"author": f"writer {k}", "body": slug},
-                # A fresh client address every 100 writes: the general limit (a burst of
-                # 300 per address) must not turn a fast run's late writes into 429s.
-                headers={"x-forwarded-for": f"10.{k + 1}.{n // 25000}.{(n // 100) % 250 + 1}"},
-            )
-            post_id = data(body).get("id") if status == 201 and isinstance(body, dict) else None
+            headers = {"x-forwarded-for": f"10.{k + 1}.{n // 25000}.{(n // 100) % 250 + 1}"}
+            body = {"author": f"writer {k}", "body": slug}
+            if keep_alive:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                status, parsed = keep_alive_request(conn, f"/api/posts/{post_id}/comments", body, headers)
+                if status == 0:
+                    conn.close()
+                    conn = None
+            else:
+                status, parsed, _ = request(lb, "POST", f"/api/posts/{post_id}/comments", body, headers=headers)
+            got = data(parsed).get("id") if status == 201 and isinstance(parsed, dict) else None
             with lock:
-                results.append((slug, status, post_id, start, time.monotonic()))
+                results.append((slug, status, got, start, time.monotonic()))
+        if conn is not None:
+            conn.close()
 
     threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
@@ -206,47 +264,41 @@ def main():
     time.sleep(before)
     with lock:
         in_flight_before = len(results)
-    killed_at = time.monotonic()
-    os.kill(int(victim_pid), signal.SIGKILL)
+    acted_at = time.monotonic()
+    act()
     time.sleep(after)
     stop.set()
     for t in threads:
         t.join(timeout=15)
     check(not any(t.is_alive() for t in threads), "a writer did not finish within 15 s")
+    check(in_flight_before >= 10, f"only {in_flight_before} writes before the fault")
+    return results, acted_at
 
-    # HAProxy's view: the victim is DOWN (its health check), the others UP.
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(args.stats_socket)
-    sock.sendall(b"show stat\n")
-    raw = b""
-    while chunk := sock.recv(65536):
-        raw += chunk
-    sock.close()
-    rows = list(csv.DictReader(io.StringIO(raw.decode().lstrip("# "))))
-    state = {r["svname"]: r["status"] for r in rows if r["pxname"] == "chopin" and r["svname"] in inst}
-    check(state.get(victim, "").startswith("DOWN"), f"HAProxy still has {victim} {state.get(victim)}: {state}")
-    check(all(state[n].startswith("UP") for n in inst if n != victim), f"HAProxy states: {state}")
 
+def keep_alive_request(conn, path, body, headers):
+    """POST on a kept-alive connection: (status, parsed JSON or None); 0 when there was no answer."""
+    try:
+        conn.request("POST", path, json.dumps(body).encode(), {"content-type": "application/json", **headers})
+        r = conn.getresponse()
+        raw = r.read()
+    except (http.client.HTTPException, OSError):
+        return 0, None
+    try:
+        return r.status, json.loads(raw) if raw else None
+    except ValueError:
+        return r.status, None
+
+
+def verify_writes(results, acted_at, database, tag):
+    """Every write answered 2xx is in the database exactly once, with the id it was answered
+    with, and nothing else was written. Returns a one-line summary."""
     by_status = {}
     for r in results:
         by_status[r[1]] = by_status.get(r[1], 0) + 1
     ok = [r for r in results if 200 <= r[1] < 300]
     failed = [r for r in results if not 200 <= r[1] < 300]
     check(len(ok) >= 50, f"only {len(ok)} writes answered 2xx: {by_status}")
-    check(in_flight_before >= 10, f"only {in_flight_before} writes before the kill")
-    late = [r for r in failed if r[3] >= killed_at + 1.0]
-    check(not late, f"{len(late)} writes failed more than 1 s after the kill: {late[:5]}")
-    last_failure = max((r[4] - killed_at for r in failed), default=None)
-
-    # Every write answered 2xx is in the database exactly once, with the id it was answered with.
-    slugs = sorted(r[0] for r in results)
-    query = (
-        "SELECT body, count(*), min(id) FROM comments WHERE body LIKE 'w-" + run + "-%' GROUP BY body"
-    )
-    out = subprocess.run(
-        ["psql", "-X", "-At", "-F", "\t", "-d", args.database, "-c", query],
-        check=True, capture_output=True, text=True,
-    ).stdout
+    out = psql(database, f"SELECT body, count(*), min(id) FROM comments WHERE body LIKE 'w-{tag}-%' GROUP BY body")
     stored = {}
     for line in out.splitlines():
         slug, count, min_id = line.split("\t")
@@ -257,21 +309,53 @@ def main():
     check(not twice, f"comments stored more than once: {twice[:5]}")
     wrong = [r for r in ok if stored[r[0]][1] != r[2]]
     check(not wrong, f"writes answered with another id than the stored one: {wrong[:5]}")
-    unknown = sorted(set(stored) - set(slugs))
+    unknown = sorted(set(stored) - {r[0] for r in results})
     check(not unknown, f"comments nobody asked for: {unknown[:5]}")
-    # Through the API too (any surviving instance): the post's comment count.
-    status, body, _ = request(lb, "GET", f"/api/posts/{pid_}/comments?limit=1")
-    total = body.get("meta", {}).get("total") if isinstance(body, dict) else None
-    check(status == 200 and total == len(stored), f"the API counts {total} comments, the database {len(stored)}")
+    last_failure = max((r[4] - acted_at for r in failed), default=None)
     failed_stored = sum(1 for r in failed if r[0] in stored)
-    print(
-        f"   {len(results)} writes by {clients} clients: {dict(sorted(by_status.items()))}; "
-        f"{len(ok)} answered 2xx, all stored exactly once; {len(failed)} failed "
-        f"({failed_stored} of them stored: committed by {victim}, which died before answering); "
-        f"last failure {'none' if last_failure is None else f'{last_failure * 1000:.0f} ms'} after the kill; "
-        f"HAProxy: {state}"
+    return (
+        f"{len(results)} writes: {dict(sorted(by_status.items()))}; {len(ok)} answered 2xx, all stored "
+        f"exactly once; {len(failed)} failed ({failed_stored} of them stored); last failure "
+        f"{'none' if last_failure is None else f'{last_failure * 1000:.0f} ms'} after the fault"
     )
 
+
+def count_comments(database, pattern):
+    return int(psql(database, f"SELECT count(*) FROM comments WHERE body LIKE '{pattern}'").strip())
+
+
+def psql(database, query):
+    return subprocess.run(
+        ["psql", "-X", "-At", "-F", "\t", "-d", database, "-c", query],
+        check=True, capture_output=True, text=True,
+    ).stdout
+
+
+def haproxy_states(stats_socket, inst):
+    """HAProxy's view of each instance: UP, DOWN, ... (its stats socket's `show stat`)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(stats_socket)
+    sock.sendall(b"show stat\n")
+    raw = b""
+    while chunk := sock.recv(65536):
+        raw += chunk
+    sock.close()
+    rows = list(csv.DictReader(io.StringIO(raw.decode().lstrip("# "))))
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "chopin" and r["svname"] in inst}
+
+
+def wait_exit(pid, limit):
+    """Seconds until process `pid` is gone (a zombie counts as gone), or None after `limit`."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return time.monotonic() - start
+        except FileNotFoundError:
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
 
 if __name__ == "__main__":
     main()

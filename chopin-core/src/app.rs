@@ -300,7 +300,10 @@ where
             Some(metrics_addr) => Some(self.serve_metrics(metrics_addr).await?),
             None => None,
         };
-        let served = self.serve_at(addr, shutdown_signal()).await;
+        // A second signal during the shutdown delay ends the delay.
+        let shutdown = self.drain_after(shutdown_signal(), shutdown_signal());
+        let server = self.server();
+        let served = server.serve_at(addr, self.into_router(), shutdown).await;
         #[cfg(feature = "metrics")]
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -341,6 +344,7 @@ where
         addr: SocketAddr,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let shutdown = self.drain_after(shutdown, std::future::pending());
         let server = self.server();
         server.serve_at(addr, self.into_router(), shutdown).await
     }
@@ -353,8 +357,37 @@ where
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let shutdown = self.drain_after(shutdown, std::future::pending());
         let server = self.server();
         server.serve(listener, self.into_router(), shutdown).await
+    }
+
+    /// `shutdown`, then the shutdown delay (`CHOPIN_SHUTDOWN_DELAY`), cut short by `hurry`:
+    /// the server keeps serving as usual while `/health/ready` answers 503, so a load
+    /// balancer stops sending requests before connections close (closing an idle keep-alive
+    /// connection races with a request the balancer is sending on it).
+    fn drain_after(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        hurry: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let delay = self.config.http.shutdown_delay;
+        let health = self.health.clone();
+        async move {
+            shutdown.await;
+            if delay.is_zero() {
+                return;
+            }
+            health.start_draining();
+            tracing::info!(
+                ?delay,
+                "shutting down: /health/ready answers 503 during the shutdown delay"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = hurry => tracing::info!("second signal: the shutdown delay is cut short"),
+            }
+        }
     }
 
     /// The server every serve path ([`serve`](App::serve), [`serve_at`](App::serve_at),

@@ -3,7 +3,9 @@
 //! * `GET /health/live` answers 200 as long as the process serves requests.
 //! * `GET /health/ready` runs every registered check concurrently (each bounded by a timeout)
 //!   and answers 200 with each check's status, or 503 `SERVICE_UNAVAILABLE` naming the checks
-//!   that failed, with `Retry-After`. [`App::database`](crate::App::database) registers a
+//!   that failed, with `Retry-After`. While the server drains after a shutdown signal
+//!   (`CHOPIN_SHUTDOWN_DELAY`), it answers 503 `draining` without running the checks, so a
+//!   load balancer takes the instance out while it still serves. [`App::database`](crate::App::database) registers a
 //!   `database` check (`Db::ping`, which fails at once while the database circuit breaker is
 //!   open, so readiness reflects an outage without waiting on a timeout), [`App::cache`](crate::App::cache) a `cache` check;
 //!   [`App::health_check`](crate::App::health_check) adds others.
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
@@ -26,10 +29,11 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> + Send + Sync;
 
-/// The set of named readiness checks.
+/// The set of named readiness checks, and whether the server is draining.
 #[derive(Clone, Default)]
 pub struct HealthChecks {
     checks: Vec<(String, Arc<CheckFn>)>,
+    draining: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for HealthChecks {
@@ -51,6 +55,17 @@ impl HealthChecks {
     {
         self.checks
             .push((name.into(), Arc::new(move || Box::pin(check()))));
+    }
+
+    /// Mark the server as draining: from now on `/health/ready` answers 503 at once. The
+    /// flag is shared by every clone of this set (the router's included).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether [`start_draining`](HealthChecks::start_draining) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Run every check concurrently; returns each check's name and outcome.
@@ -96,19 +111,26 @@ pub async fn live() -> ApiResponse<HealthStatus> {
     })
 }
 
-/// Readiness: every registered dependency answers.
+/// Readiness: every registered dependency answers, and the server is not draining.
 #[utoipa::path(
     get,
     path = "/health/ready",
     tag = "health",
     responses(
         (status = 200, description = "All dependencies are usable", body = ApiResponse<HealthStatus>),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is unavailable, or the server is draining", body = crate::error::ErrorEnvelope),
     )
 )]
 pub async fn ready(
     Extension(checks): Extension<Arc<HealthChecks>>,
 ) -> Result<ApiResponse<HealthStatus>, ChopinError> {
+    if checks.is_draining() {
+        return Err(ChopinError::ServiceUnavailable {
+            message: "not ready: draining".into(),
+            retry_after: Duration::from_secs(5),
+            source: None,
+        });
+    }
     let results = checks.run().await;
     let failed: Vec<(&String, &BoxError)> = results
         .iter()

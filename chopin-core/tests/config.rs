@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 89] = [
+const DOCUMENTED: [&str; 90] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -36,6 +36,7 @@ const DOCUMENTED: [&str; 89] = [
     "CHOPIN_CORS_CREDENTIALS",
     "CHOPIN_BODY_LIMIT",
     "CHOPIN_REQUEST_TIMEOUT",
+    "CHOPIN_SHUTDOWN_DELAY",
     "CHOPIN_SHUTDOWN_TIMEOUT",
     "CHOPIN_COMPRESSION",
     "CHOPIN_LOG",
@@ -250,6 +251,9 @@ fn every_variable_has_an_effect() {
         }),
         ("CHOPIN_REQUEST_TIMEOUT", "1500ms", |c| {
             c.http.request_timeout == Some(Duration::from_millis(1500))
+        }),
+        ("CHOPIN_SHUTDOWN_DELAY", "2s", |c| {
+            c.http.shutdown_delay == Duration::from_secs(2)
         }),
         ("CHOPIN_SHUTDOWN_TIMEOUT", "10s", |c| {
             c.http.shutdown_timeout == Duration::from_secs(10)
@@ -546,6 +550,7 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_BODY_LIMIT", "-1"),
         ("CHOPIN_REQUEST_TIMEOUT", "forever"),
         ("CHOPIN_SHUTDOWN_TIMEOUT", "later"),
+        ("CHOPIN_SHUTDOWN_DELAY", "a while"),
         ("CHOPIN_COMPRESSION", "sometimes"),
         ("CHOPIN_LOG", "info,[[["),
         ("RUST_LOG", "info,[[["),
@@ -579,6 +584,7 @@ fn invalid_values_are_errors_naming_the_variable() {
         // Durations are capped at 365 days: larger ones would overflow clock arithmetic.
         ("CHOPIN_REQUEST_TIMEOUT", "18446744073709551615"),
         ("CHOPIN_SHUTDOWN_TIMEOUT", "366days"),
+        ("CHOPIN_SHUTDOWN_DELAY", "366days"),
         ("CHOPIN_HEADER_TIMEOUT", "18446744073709551615s"),
         ("CHOPIN_KEEP_ALIVE_TIMEOUT", "400d"),
         ("CHOPIN_WRITE_TIMEOUT", "500000000y"),

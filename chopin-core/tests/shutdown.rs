@@ -216,3 +216,70 @@ async fn shutdown_timeout_bounds_the_wait() {
     assert!(TcpStream::connect(addr).await.is_err());
     in_flight.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_fails_readiness_while_serving_on() {
+    let server = start(
+        &[
+            ("CHOPIN_SHUTDOWN_DELAY", "600ms"),
+            ("CHOPIN_SHUTDOWN_TIMEOUT", "10s"),
+        ],
+        Duration::from_secs(1),
+    )
+    .await;
+    let addr = server.addr;
+    // A kept-alive connection opened before the signal: the balancer's view of an instance.
+    let kept = reqwest::Client::new();
+    let ready = kept
+        .get(format!("http://{addr}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "ready before the signal");
+    drop(ready.bytes().await);
+
+    let stopping = Instant::now();
+    server.stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // During the delay: readiness fails at once, other routes serve as usual, on the kept
+    // connection and on a new one (the listener is still open).
+    let ready = kept
+        .get(format!("http://{addr}/health/ready"))
+        .send()
+        .await
+        .expect("the kept connection still serves");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key("retry-after"));
+    let body = ready.text().await.unwrap();
+    assert!(
+        body.contains(r#""code":"SERVICE_UNAVAILABLE""#) && body.contains("draining"),
+        "{body}"
+    );
+    let ok = kept.get(format!("http://{addr}/ok")).send().await.unwrap();
+    assert_eq!(ok.text().await.unwrap(), "ok");
+    let fresh = reqwest::Client::new()
+        .get(format!("http://{addr}/ok"))
+        .send()
+        .await
+        .expect("a new connection during the delay is served");
+    assert_eq!(fresh.status(), 200);
+    assert!(
+        stopping.elapsed() < Duration::from_millis(600),
+        "the checks ran within the delay: {:?}",
+        stopping.elapsed()
+    );
+
+    // After the delay the usual graceful shutdown: the listener closes and serve returns.
+    let result = tokio::time::timeout(Duration::from_secs(5), server.handle)
+        .await
+        .expect("serve_with returns after the delay")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(600),
+        "served for the whole delay: {:?}",
+        stopping.elapsed()
+    );
+    assert!(TcpStream::connect(addr).await.is_err());
+}

@@ -1,5 +1,5 @@
 //! HTTP settings: body limit, timeouts, compression and CORS (`CHOPIN_BODY_LIMIT`,
-//! `CHOPIN_REQUEST_TIMEOUT`, `CHOPIN_SHUTDOWN_TIMEOUT`, `CHOPIN_COMPRESSION`,
+//! `CHOPIN_REQUEST_TIMEOUT`, `CHOPIN_SHUTDOWN_DELAY`, `CHOPIN_SHUTDOWN_TIMEOUT`, `CHOPIN_COMPRESSION`,
 //! `CHOPIN_CORS_*`).
 
 use std::time::Duration;
@@ -35,7 +35,12 @@ pub struct HttpConfig {
     /// `off` disables). It bounds the time until the response starts; a streamed body (server-
     /// sent events, pass-through streams) may run longer.
     pub request_timeout: Option<Duration>,
-    /// `CHOPIN_SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a shutdown signal.
+    /// `CHOPIN_SHUTDOWN_DELAY`: after a shutdown signal, how long the server keeps serving as
+    /// usual while `/health/ready` answers 503, so a load balancer takes the instance out before
+    /// its connections close (`0s`, no delay, by default).
+    pub shutdown_delay: Duration,
+    /// `CHOPIN_SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a shutdown signal
+    /// (and its delay).
     pub shutdown_timeout: Duration,
     /// `CHOPIN_COMPRESSION`: gzip / br / zstd response compression (`true`).
     pub compression: bool,
@@ -92,6 +97,9 @@ impl HttpConfig {
             request_timeout: r
                 .get("CHOPIN_REQUEST_TIMEOUT", parse_optional_duration)
                 .unwrap_or(Some(Duration::from_secs(30))),
+            shutdown_delay: r
+                .get("CHOPIN_SHUTDOWN_DELAY", parse_duration)
+                .unwrap_or(Duration::ZERO),
             shutdown_timeout: r
                 .get("CHOPIN_SHUTDOWN_TIMEOUT", parse_duration)
                 .unwrap_or(Duration::from_secs(30)),
