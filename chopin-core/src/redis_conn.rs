@@ -86,7 +86,6 @@ impl SharedRedis {
     }
 
     /// Run one round trip through the breaker, bounded by `deadline`.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub async fn call<T>(
         &self,
         deadline: Duration,
