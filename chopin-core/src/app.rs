@@ -52,6 +52,9 @@ pub struct App<S = ()> {
     cursor: Option<crate::extractors::CursorKey>,
     #[cfg(feature = "auth")]
     auth: Option<crate::auth::Auth>,
+    /// Auth modules whose mail queues are drained at graceful shutdown.
+    #[cfg(all(feature = "auth", chopin_db))]
+    auth_modules: Vec<crate::auth::AuthModule>,
 }
 
 impl App<()> {
@@ -84,6 +87,8 @@ where
             cursor,
             #[cfg(feature = "auth")]
             auth: None,
+            #[cfg(all(feature = "auth", chopin_db))]
+            auth_modules: Vec::new(),
         }
     }
 
@@ -186,6 +191,21 @@ where
                         .build(),
                 ),
             );
+        self
+    }
+
+    /// Let the app finish `module`'s background work at graceful shutdown: once the server
+    /// has stopped accepting and its in-flight requests are done, the module's mail queue
+    /// (reset and verification mails) takes no more jobs and gets what is left of
+    /// `CHOPIN_SHUTDOWN_TIMEOUT` to finish the ones it holds; the jobs still unfinished then
+    /// are logged as a warning and dropped ([`AuthModule::drain_mail_queue`]). Mount the
+    /// module's routes as usual ([`AuthModule::api_router`]).
+    ///
+    /// [`AuthModule::drain_mail_queue`]: crate::auth::AuthModule::drain_mail_queue
+    /// [`AuthModule::api_router`]: crate::auth::AuthModule::api_router
+    #[cfg(all(feature = "auth", chopin_db))]
+    pub fn auth_module(mut self, module: &crate::auth::AuthModule) -> Self {
+        self.auth_modules.push(module.clone());
         self
     }
 
@@ -302,8 +322,7 @@ where
         };
         // A second signal during the shutdown delay ends the delay.
         let shutdown = self.drain_after(shutdown_signal(), shutdown_signal());
-        let server = self.server();
-        let served = server.serve_at(addr, self.into_router(), shutdown).await;
+        let served = self.serve_at_drained(addr, shutdown).await;
         #[cfg(feature = "metrics")]
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -345,8 +364,20 @@ where
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let shutdown = self.drain_after(shutdown, std::future::pending());
+        self.serve_at_drained(addr, shutdown).await
+    }
+
+    /// [`serve_at`](App::serve_at) once `shutdown` includes the shutdown delay.
+    async fn serve_at_drained(
+        self,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let server = self.server();
-        server.serve_at(addr, self.into_router(), shutdown).await
+        let (after, shutdown) = self.after_shutdown(shutdown);
+        let served = server.serve_at(addr, self.into_router(), shutdown).await;
+        after.run().await;
+        served
     }
 
     /// Serve on an existing listener until `shutdown` completes, then shut down gracefully
@@ -359,7 +390,31 @@ where
     ) -> Result<(), ServeError> {
         let shutdown = self.drain_after(shutdown, std::future::pending());
         let server = self.server();
-        server.serve(listener, self.into_router(), shutdown).await
+        let (after, shutdown) = self.after_shutdown(shutdown);
+        let served = server.serve(listener, self.into_router(), shutdown).await;
+        after.run().await;
+        served
+    }
+
+    /// What runs once the server has shut down (the auth modules' mail queues drained within
+    /// what is left of the shutdown timeout, counted from the end of the shutdown delay), and
+    /// `shutdown` noting when it fired.
+    fn after_shutdown(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (AfterShutdown, impl Future<Output = ()> + Send + 'static) {
+        let signalled = Arc::new(std::sync::OnceLock::new());
+        let after = AfterShutdown {
+            signalled: Arc::clone(&signalled),
+            grace: self.config.http.shutdown_timeout,
+            #[cfg(all(feature = "auth", chopin_db))]
+            auth_modules: self.auth_modules.clone(),
+        };
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled.set(std::time::Instant::now());
+        };
+        (after, shutdown)
     }
 
     /// `shutdown`, then the shutdown delay (`CHOPIN_SHUTDOWN_DELAY`), cut short by `hurry`:
@@ -401,6 +456,39 @@ where
             );
         }
         crate::server::Server::from_config(&self.config)
+    }
+}
+
+/// The work of a graceful shutdown after the server has stopped.
+struct AfterShutdown {
+    /// When the shutdown signal fired (unset when the server stopped for another reason).
+    signalled: Arc<std::sync::OnceLock<std::time::Instant>>,
+    /// `CHOPIN_SHUTDOWN_TIMEOUT`.
+    #[cfg_attr(not(all(feature = "auth", chopin_db)), allow(dead_code))]
+    grace: std::time::Duration,
+    #[cfg(all(feature = "auth", chopin_db))]
+    auth_modules: Vec<crate::auth::AuthModule>,
+}
+
+impl AfterShutdown {
+    /// Drain the auth modules' mail queues within what is left of the shutdown timeout
+    /// (counted from the signal).
+    async fn run(self) {
+        #[cfg(all(feature = "auth", chopin_db))]
+        if !self.auth_modules.is_empty() {
+            let spent = self
+                .signalled
+                .get()
+                .map(std::time::Instant::elapsed)
+                .unwrap_or_default();
+            let deadline = std::time::Instant::now() + self.grace.saturating_sub(spent);
+            for module in &self.auth_modules {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                module.drain_mail_queue(left).await;
+            }
+        }
+        #[cfg(not(all(feature = "auth", chopin_db)))]
+        let _ = self.signalled;
     }
 }
 

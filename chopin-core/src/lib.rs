@@ -83,6 +83,8 @@ pub mod app;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
+#[cfg(any(chopin_db, feature = "redis"))]
+mod breaker;
 pub mod cache;
 pub mod config;
 pub mod context;

@@ -6,8 +6,6 @@
 //! `CHOPIN_CACHE_NAMESPACE`, `CHOPIN_CACHE_TIMEOUT`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -88,7 +86,6 @@ impl SharedRedis {
     }
 
     /// Run one round trip through the breaker, bounded by `deadline`.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub async fn call<T>(
         &self,
         deadline: Duration,
@@ -133,7 +130,8 @@ impl std::fmt::Display for CallError {
 }
 
 /// The Redis circuit breaker, one per connection (a cache's Redis tier, the revocation
-/// store, a rate limiter), like the database's (`db::breaker`):
+/// store, a rate limiter), on the state machine shared with the database's
+/// ([`crate::breaker`]):
 ///
 /// * **Closed**: calls run, each bounded by its deadline. A connection failure (I/O error,
 ///   refused, dropped) or a timeout is counted and starts one background probe; a success
@@ -145,36 +143,68 @@ impl std::fmt::Display for CallError {
 ///   [`BREAKER_PROBE_INTERVAL`].
 /// * The first `PING` answered closes it.
 ///
-/// The state is two atomics read on every call; the probe is one tokio task at most, which
+/// The state is atomics read on every call; the probe is one tokio task at most, which
 /// holds the breaker weakly.
 #[derive(Clone)]
-pub(crate) struct RedisBreaker(Arc<BreakerInner>);
+pub(crate) struct RedisBreaker(crate::breaker::Breaker<RedisProbe>);
 
-struct BreakerInner {
+/// The Redis probe: `PING` on the connection.
+pub(crate) struct RedisProbe {
     /// What the connection serves, for the log.
     what: &'static str,
     conn: ConnectionManager,
     probe_timeout: Duration,
-    open: AtomicBool,
-    failures: AtomicU32,
-    probing: AtomicBool,
+}
+
+impl crate::breaker::Probe for RedisProbe {
+    async fn probe(&self, _open: bool) -> Result<(), &'static str> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(
+            self.probe_timeout,
+            cmd("PING").query_async::<Value>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err("PING failed"),
+        }
+    }
+
+    fn opened(&self, why: &'static str) {
+        #[cfg(feature = "metrics")]
+        {
+            let m = &crate::metrics::global().cache;
+            m.redis_breaker_opened.inc();
+            m.redis_breakers_open.inc();
+        }
+        tracing::warn!(
+            connection = self.what,
+            reason = why,
+            "Redis unreachable: circuit breaker open, calls fail at once until a PING succeeds"
+        );
+    }
+
+    fn closed(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().cache.redis_breakers_open.dec();
+        tracing::info!(
+            connection = self.what,
+            "Redis reachable again: circuit breaker closed"
+        );
+    }
+
+    fn dropped_open(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().cache.redis_breakers_open.dec();
+    }
 }
 
 impl std::fmt::Debug for RedisBreaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBreaker")
-            .field("what", &self.0.what)
+            .field("what", &self.0.probe().what)
             .field("open", &self.is_open())
             .finish()
-    }
-}
-
-impl Drop for BreakerInner {
-    fn drop(&mut self) {
-        #[cfg(feature = "metrics")]
-        if *self.open.get_mut() {
-            crate::metrics::global().cache.redis_breakers_open.dec();
-        }
     }
 }
 
@@ -190,19 +220,21 @@ pub(crate) fn is_connection_failure(err: &RedisError) -> bool {
 impl RedisBreaker {
     /// A closed breaker probing through `conn`, whose calls are bounded by `timeout`.
     pub(crate) fn new(what: &'static str, conn: ConnectionManager, timeout: Duration) -> Self {
-        RedisBreaker(Arc::new(BreakerInner {
+        let probe = RedisProbe {
             what,
             conn,
             probe_timeout: probe_timeout(timeout),
-            open: AtomicBool::new(false),
-            failures: AtomicU32::new(0),
-            probing: AtomicBool::new(false),
-        }))
+        };
+        RedisBreaker(crate::breaker::Breaker::new(
+            probe,
+            BREAKER_THRESHOLD,
+            BREAKER_PROBE_INTERVAL,
+        ))
     }
 
     /// `true` while Redis is known to be down.
     pub(crate) fn is_open(&self) -> bool {
-        self.0.open.load(Ordering::Acquire)
+        self.0.is_open()
     }
 
     /// Run `fut` (one round trip) within `deadline`, unless the breaker is open; count
@@ -217,152 +249,22 @@ impl RedisBreaker {
         }
         match tokio::time::timeout(deadline, fut).await {
             Ok(Ok(value)) => {
-                self.success();
+                self.0.success();
                 Ok(value)
             }
             Ok(Err(err)) => {
                 if is_connection_failure(&err) {
-                    self.failure();
+                    self.0.failure();
                 } else {
-                    self.success();
+                    self.0.success();
                 }
                 Err(CallError::Redis(err))
             }
             Err(_) => {
-                self.failure();
+                self.0.failure();
                 Err(CallError::Timeout(deadline))
             }
         }
-    }
-
-    fn success(&self) {
-        if self.0.failures.load(Ordering::Relaxed) != 0 {
-            self.0.failures.store(0, Ordering::Relaxed);
-        }
-    }
-
-    fn failure(&self) {
-        let failures = self
-            .0
-            .failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        if failures >= BREAKER_THRESHOLD {
-            self.open("connection failures");
-        }
-        self.start_probe();
-    }
-
-    fn open(&self, why: &'static str) {
-        if !self.0.open.swap(true, Ordering::AcqRel) {
-            #[cfg(feature = "metrics")]
-            {
-                let m = &crate::metrics::global().cache;
-                m.redis_breaker_opened.inc();
-                m.redis_breakers_open.inc();
-            }
-            tracing::warn!(
-                connection = self.0.what,
-                reason = why,
-                "Redis unreachable: circuit breaker open, calls fail at once until a PING succeeds"
-            );
-        }
-    }
-
-    fn close(&self) {
-        self.0.failures.store(0, Ordering::Release);
-        if self.0.open.swap(false, Ordering::AcqRel) {
-            #[cfg(feature = "metrics")]
-            crate::metrics::global().cache.redis_breakers_open.dec();
-            tracing::info!(
-                connection = self.0.what,
-                "Redis reachable again: circuit breaker closed"
-            );
-        }
-    }
-
-    /// Start the probe task unless one runs (or there is no runtime to run it on).
-    fn start_probe(&self) {
-        if self
-            .0
-            .probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let probing = Probing {
-            inner: Arc::downgrade(&self.0),
-            held: true,
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn(probe_loop(probing))),
-            Err(_) => drop(probing),
-        }
-    }
-
-    async fn ping(&self) -> bool {
-        let mut conn = self.0.conn.clone();
-        matches!(
-            tokio::time::timeout(
-                self.0.probe_timeout,
-                cmd("PING").query_async::<Value>(&mut conn)
-            )
-            .await,
-            Ok(Ok(_))
-        )
-    }
-}
-
-/// The probe task's claim on `probing`, cleared however the task ends while `held`.
-struct Probing {
-    inner: Weak<BreakerInner>,
-    held: bool,
-}
-
-impl Drop for Probing {
-    fn drop(&mut self) {
-        if self.held
-            && let Some(inner) = self.inner.upgrade()
-        {
-            inner.probing.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// `PING` until Redis answers (closing the breaker), every [`BREAKER_PROBE_INTERVAL`].
-async fn probe_loop(mut probing: Probing) {
-    loop {
-        let Some(inner) = probing.inner.upgrade() else {
-            return;
-        };
-        let breaker = RedisBreaker(inner);
-        if breaker.ping().await {
-            breaker.close();
-            // Hand the claim back. A failure reported while this task was closing found
-            // `probing` set and started no probe (and may have opened the breaker again):
-            // take the probe over rather than leave an open breaker with nobody probing.
-            probing.held = false;
-            let inner = &breaker.0;
-            inner.probing.store(false, Ordering::Release);
-            let pending =
-                inner.open.load(Ordering::Acquire) || inner.failures.load(Ordering::Acquire) > 0;
-            if !pending
-                || inner
-                    .probing
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                return;
-            }
-            probing.held = true;
-            drop(breaker);
-            tokio::time::sleep(BREAKER_PROBE_INTERVAL).await;
-            continue;
-        }
-        breaker.open("PING failed");
-        drop(breaker);
-        tokio::time::sleep(BREAKER_PROBE_INTERVAL).await;
     }
 }
 
@@ -427,7 +329,7 @@ mod tests {
     }
 
     async fn ping(b: &RedisBreaker) -> Result<Value, CallError> {
-        let mut conn = b.0.conn.clone();
+        let mut conn = b.0.probe().conn.clone();
         b.call(
             Duration::from_millis(50),
             cmd("PING").query_async::<Value>(&mut conn),
@@ -458,11 +360,8 @@ mod tests {
     async fn the_probe_task_does_not_keep_a_dropped_breaker_alive() {
         let b = refusing();
         let _ = ping(&b).await;
-        assert!(
-            b.0.probing.load(Ordering::Acquire),
-            "a failure starts a probe"
-        );
-        let weak = Arc::downgrade(&b.0);
+        assert!(b.0.is_probing(), "a failure starts a probe");
+        let weak = b.0.downgrade();
         drop(b);
         for _ in 0..200 {
             if weak.strong_count() == 0 {

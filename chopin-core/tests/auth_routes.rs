@@ -1147,3 +1147,152 @@ async fn addresses_that_are_not_one_plain_mailbox_are_refused_before_anything_ha
     // An ordinary address still signs up.
     signup(&i, "ada@corp.com", "a good password").await;
 }
+
+/// Serve `module` in an `App` (shutdown timeout `grace`) that drains its mail queue at
+/// shutdown; sign up `accounts` (each queues a verification mail behind `gated`), then
+/// shut down. Returns how long the server took to return after the signal.
+async fn signups_then_shutdown(
+    db: &Db,
+    gated: &GatedOutbox,
+    grace: Duration,
+    accounts: usize,
+    release_after: Option<Duration>,
+) -> Duration {
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", SECRET).unwrap(),
+        TokenSettings::default(),
+        Environment::Development,
+    );
+    let module = AuthModule::with_mailer(auth, AuthStore::new(db).await.unwrap(), gated.clone())
+        .await
+        .unwrap()
+        .rate_limits(AuthRateLimits::off())
+        .mail_queue(16, 1);
+    let mut config = chopin_core::config::Config::for_environment(Environment::Development);
+    config.http.shutdown_timeout = grace;
+    let app = chopin_core::App::new(config)
+        .auth_module(&module)
+        .router(Router::new().nest("/auth", module.router()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve_with(listener, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    for i in 0..accounts {
+        let r = http
+            .post(format!("{base}/auth/signup"))
+            .json(&creds(
+                &format!("drain{i}-{}@example.com", grace.as_millis()),
+                "a password",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let signalled = Instant::now();
+    stop.send(()).unwrap();
+    if let Some(after) = release_after {
+        let gate = gated.gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            gate.add_permits(1000);
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the server returns")
+        .unwrap()
+        .expect("served");
+    signalled.elapsed()
+}
+
+fn verification_mails(outbox: &Outbox) -> usize {
+    outbox
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.kind == MailKind::VerifyEmail)
+        .count()
+}
+
+/// Graceful shutdown drains the mail queue of an `App::auth_module`: queued mails go out
+/// before `serve_with` returns, within the shutdown timeout; a mailer that does not answer
+/// holds the shutdown no longer than that timeout, and what was left is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_the_mail_queue_within_the_shutdown_timeout() {
+    let (_dir, db) = common::sqlite("").await;
+    // The mailer answers 300 ms after the signal: the three queued mails go out first.
+    let gated = GatedOutbox {
+        outbox: Outbox::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let took = signups_then_shutdown(
+        &db,
+        &gated,
+        Duration::from_secs(5),
+        3,
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert_eq!(
+        verification_mails(&gated.outbox),
+        3,
+        "every queued mail was sent before serve_with returned"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+
+    // A mailer that never answers: the shutdown waits the timeout (500 ms), not longer.
+    let hung = GatedOutbox {
+        outbox: Outbox::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let took = signups_then_shutdown(&db, &hung, Duration::from_millis(500), 3, None).await;
+    eprintln!("shutdown with a hung mailer took {took:?} (timeout 500 ms)");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    assert_eq!(verification_mails(&hung.outbox), 0);
+}
+
+/// `CHOPIN_AUTH_MAIL_QUEUE` and `CHOPIN_AUTH_MAIL_WORKERS` size the module's queue.
+#[tokio::test]
+async fn the_mail_queue_size_comes_from_the_configuration() {
+    let (_dir, db) = common::sqlite("").await;
+    let vars = [
+        ("CHOPIN_AUTH_MAIL_QUEUE", "16"),
+        ("CHOPIN_AUTH_MAIL_WORKERS", "2"),
+    ];
+    let config = chopin_core::config::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let auth = Auth::from_config(&config).await.unwrap();
+    assert_eq!(auth.mail_queue_limits(), (16, 2));
+    let module = AuthModule::new(auth, AuthStore::new(&db).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(module.mail_queue_limits(), (16, 2));
+    // Without them, the defaults.
+    let config = chopin_core::config::Config::from_lookup(|_| None).unwrap();
+    let auth = Auth::from_config(&config).await.unwrap();
+    let module = AuthModule::new(auth, AuthStore::new(&db).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        module.mail_queue_limits(),
+        (
+            chopin_core::auth::DEFAULT_MAIL_QUEUE_CAPACITY,
+            chopin_core::auth::DEFAULT_MAIL_WORKERS
+        )
+    );
+}

@@ -540,3 +540,115 @@ async fn redis_down_means_fast_misses_then_recovery_without_a_new_cache() {
     cache.delete("k").await.expect("deletes work again");
     assert_eq!(client.get("/health/ready").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dying_midway_through_delete_tag_is_an_error_and_a_retry_finishes() {
+    // A persistent server (append-only file, fsync on every write): killed midway, it comes
+    // back with the batches done gone and the others still in the tag set.
+    let Some(mut server) = RedisServer::start_persistent().await else {
+        return;
+    };
+    let config = config(
+        CacheBackend::Tiered,
+        &server.url(),
+        Duration::from_millis(250),
+    );
+    // Two instances: `a` invalidates, `b` has read some of the entries into its local tier.
+    let a = Cache::tiered(&config).await.expect("instance a");
+    let b = Cache::tiered(&config).await.expect("instance b");
+    let mut conn = raw(&config).await;
+    let ns = config.namespace.clone();
+    let tag_key = format!("{ns}:tag:big");
+    let total: u64 = 100_000;
+    // Scored by expiry, one millisecond apart: batches pop them in order.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for chunk in (0..total).collect::<Vec<u64>>().chunks(2000) {
+        let mut p = redis::pipe();
+        for i in chunk {
+            let key = format!("{ns}:big:{i}");
+            p.cmd("SET")
+                .arg(&key)
+                .arg("\"v\"")
+                .arg("PX")
+                .arg(600_000)
+                .ignore();
+            p.cmd("ZADD")
+                .arg(&tag_key)
+                .arg(now_ms + 300_000 + i)
+                .arg(&key)
+                .ignore();
+        }
+        let _: () = p.query_async(&mut conn).await.unwrap();
+    }
+    // `b` reads every 1000th entry, all through the range, into its local tier.
+    let sample: Vec<String> = (0..total)
+        .step_by(1000)
+        .map(|i| format!("big:{i}"))
+        .collect();
+    for key in &sample {
+        assert_eq!(b.get::<String>(key).await.as_deref(), Some("v"));
+    }
+    assert!(b.stats().entries >= sample.len() as u64 / 2);
+
+    let deleting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = a.delete_tag("big").await;
+            (result, started.elapsed())
+        })
+    };
+    // Kill it once some batches are done, long before all are.
+    let mut watch = raw(&config).await;
+    let left_at_kill = loop {
+        let left: u64 = watch.zcard(&tag_key).await.unwrap();
+        if left <= total - 10 * 500 {
+            server.kill();
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert!(
+        left_at_kill > 0,
+        "the kill came after the whole delete (make the set larger)"
+    );
+    let (result, took) = tokio::time::timeout(Duration::from_secs(10), deleting)
+        .await
+        .expect("delete_tag returns while Redis is down")
+        .expect("delete_tag does not panic");
+    assert!(
+        matches!(result, Err(CacheError::Unavailable)),
+        "a delete_tag cut short is an error, not Ok: {result:?}"
+    );
+    eprintln!(
+        "delete_tag: {left_at_kill} of {total} members left at the kill; the call failed \
+         after {took:?}"
+    );
+
+    server.restart().await;
+    let mut conn = raw(&config).await;
+    let left: u64 = conn.zcard(&tag_key).await.unwrap();
+    assert!(
+        left > 0 && left < total,
+        "the restarted server kept the batches done and the rest ({left} left)"
+    );
+    // The retry (once the breakers have closed and `a` is subscribed again) finishes the job.
+    let finished = eventually(Duration::from_secs(10), || async {
+        a.delete_tag("big").await.is_ok()
+    })
+    .await;
+    assert!(finished, "a retry after Redis is back finishes the delete");
+    let left: u64 = conn.zcard(&tag_key).await.unwrap();
+    assert_eq!(left, 0);
+    let keys: Vec<String> = conn.keys(format!("{ns}:big:*")).await.unwrap();
+    assert!(keys.is_empty(), "{} members left", keys.len());
+    // Nothing is served stale, by either instance.
+    for key in &sample {
+        assert_eq!(a.get::<String>(key).await, None, "{key} from a");
+        assert_eq!(b.get::<String>(key).await, None, "{key} from b");
+    }
+    cleanup(&a, &config).await;
+}

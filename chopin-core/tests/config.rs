@@ -11,7 +11,7 @@ use chopin_core::extractors::LimitOverflow;
 use chopin_core::prelude::*;
 
 /// Every variable documented in `chopin_core::config`.
-const DOCUMENTED: [&str; 90] = [
+const DOCUMENTED: [&str; 92] = [
     "CHOPIN_ENV",
     "CHOPIN_HOST",
     "CHOPIN_PORT",
@@ -71,6 +71,8 @@ const DOCUMENTED: [&str; 90] = [
     "CHOPIN_JWT_ACCEPT_UNTYPED",
     "CHOPIN_AUTH_COOKIE",
     "CHOPIN_AUTH_REVOCATION",
+    "CHOPIN_AUTH_MAIL_QUEUE",
+    "CHOPIN_AUTH_MAIL_WORKERS",
     "CHOPIN_RATE_LIMIT",
     "CHOPIN_RATE_LIMIT_IP",
     "CHOPIN_RATE_LIMIT_LOGIN",
@@ -386,6 +388,10 @@ fn every_variable_has_an_effect() {
         ("CHOPIN_AUTH_REVOCATION", "redis", |c| {
             c.auth.revocation == SharedStateBackend::Redis
         }),
+        ("CHOPIN_AUTH_MAIL_QUEUE", "16", |c| c.auth.mail_queue == 16),
+        ("CHOPIN_AUTH_MAIL_WORKERS", "2", |c| {
+            c.auth.mail_workers == 2
+        }),
         ("CHOPIN_RATE_LIMIT", "100/1m", |c| {
             c.rate_limit
                 .rate
@@ -581,6 +587,12 @@ fn invalid_values_are_errors_naming_the_variable() {
         ("CHOPIN_JWT_LEEWAY", "301s"),
         ("CHOPIN_JWT_LEEWAY", "1h"),
         ("CHOPIN_JWT_ACCEPT_UNTYPED", "maybe"),
+        ("CHOPIN_AUTH_MAIL_QUEUE", "0"),
+        ("CHOPIN_AUTH_MAIL_QUEUE", "lots"),
+        ("CHOPIN_AUTH_MAIL_QUEUE", "1000001"),
+        ("CHOPIN_AUTH_MAIL_WORKERS", "0"),
+        ("CHOPIN_AUTH_MAIL_WORKERS", "-1"),
+        ("CHOPIN_AUTH_MAIL_WORKERS", "1025"),
         // Durations are capped at 365 days: larger ones would overflow clock arithmetic.
         ("CHOPIN_REQUEST_TIMEOUT", "18446744073709551615"),
         ("CHOPIN_SHUTDOWN_TIMEOUT", "366days"),

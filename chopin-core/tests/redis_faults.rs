@@ -20,7 +20,7 @@ use cache_support::RedisServer;
 use chopin_core::App;
 use chopin_core::auth::{Auth, AuthUser, JwtKeys, Revocations, TokenSettings};
 use chopin_core::cache::{Cache, CacheBackend};
-use chopin_core::config::{Config, Environment};
+use chopin_core::config::{Config, Environment, Rate, SharedStateBackend};
 use chopin_core::error::ChopinError;
 use chopin_core::response::ApiResponse;
 
@@ -129,6 +129,9 @@ fn breakers_open() -> i64 {
         .unwrap_or(0)
 }
 
+/// The tests here read the process-wide breaker gauge: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Record `(when, breakers_open())` every 5 ms until `stop`.
 fn watch_breakers(stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<(Instant, i64)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -146,6 +149,7 @@ fn watch_breakers(stop: &Arc<AtomicBool>) -> Arc<Mutex<Vec<(Instant, i64)>>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_reads_miss_auth_fails_closed_fast_and_all_recovers_within_a_second()
  {
+    let _serial = SERIAL.lock().await;
     let test_start = Instant::now();
     let Some(mut redis) = RedisServer::start().await else {
         return;
@@ -318,4 +322,107 @@ async fn redis_killed_under_load_reads_miss_auth_fails_closed_fast_and_all_recov
     assert!(recovered < Duration::from_secs(1));
     assert!(closed_at < Duration::from_secs(1));
     assert!(total < Duration::from_secs(20), "the test took {total:?}");
+}
+
+/// `GET {base}/cached` `n` times in a row: each answer's status and duration.
+async fn burst(http: &reqwest::Client, base: &str, n: usize) -> Vec<(u16, Duration)> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let status = match http.get(format!("{base}/cached")).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        out.push((status, start.elapsed()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_on_a_dead_redis_let_requests_through_at_once_and_apply_again_after_restart() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let cache_config = cache_support::config(CacheBackend::Memory, &redis.url(), TIMEOUT);
+    let mut config = Config::for_environment(Environment::Test);
+    config.cache = cache_config.clone();
+    config.rate_limit.rate = Some(Rate {
+        burst: 5,
+        period: Duration::from_secs(600),
+    });
+    config.rate_limit.backend = SharedStateBackend::Redis;
+    let cache = Cache::memory(&cache_config);
+    let state = AppState {
+        cache: cache.clone(),
+        loads: Arc::new(AtomicU64::new(0)),
+    };
+    let app = App::with_state(config, state).router(routes());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = app.serve_with(listener, shutdown).await {
+            eprintln!("test server failed: {e}");
+        }
+    });
+    let http = reqwest::Client::new();
+
+    // Redis up: 5 requests, then 429.
+    let statuses: Vec<u16> = burst(&http, &base, 7)
+        .await
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429, 429],
+        "limited while Redis is up"
+    );
+
+    redis.kill();
+    // The first requests find out that Redis is gone (each at most a timeout per limit);
+    // from then on the breaker is open and every request goes through at once.
+    let opening = burst(&http, &base, 6).await;
+    let open = burst(&http, &base, 40).await;
+    let slowest = open.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    eprintln!(
+        "rate limit on a dead Redis: first answers {:?}; then 40 answers, slowest {slowest:?}",
+        opening.iter().map(|(s, t)| (*s, *t)).collect::<Vec<_>>()
+    );
+    for (status, took) in opening.iter().chain(&open) {
+        assert_eq!(*status, 200, "fail open: let through while Redis is down");
+        assert!(
+            *took < TIMEOUT * 2 + Duration::from_millis(500),
+            "an answer took {took:?}"
+        );
+    }
+    assert!(
+        slowest < FAST,
+        "with the breaker open, answers do not wait for Redis: slowest {slowest:?} (timeout {TIMEOUT:?})"
+    );
+
+    redis.restart().await;
+    // The breaker closes within its probe interval; the restarted Redis holds no counters,
+    // so the limit starts again: 5 requests, then 429.
+    let limited_again = cache_support::eventually(Duration::from_secs(3), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move { burst(&http, &base, 6).await.iter().any(|(s, _)| *s == 429) }
+    })
+    .await;
+    assert!(limited_again, "limits apply again once Redis is back");
+    let statuses: Vec<u16> = burst(&http, &base, 2)
+        .await
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(statuses, [429, 429], "still limited");
+
+    let _ = stop_server.send(());
+    let _ = server.await;
 }

@@ -6,20 +6,20 @@
 //! (a reset request cannot tell a full queue from an unknown address), the drop is counted
 //! ([`MailQueue::overflow`], and `chopin_auth_mail_queue_overflow_total` with the `metrics`
 //! feature) and logged, at most once per [`LOG_EVERY`].
+//!
+//! At graceful shutdown ([`MailQueue::drain`], run by `App` for a module given to
+//! [`App::auth_module`](crate::App::auth_module)) the queue stops taking jobs and gets a
+//! bounded time to finish the ones it holds; what is left then is counted and logged.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-/// Jobs waiting for a worker, at most ([`AuthModule::mail_queue`](super::AuthModule::mail_queue)).
-pub const DEFAULT_MAIL_QUEUE_CAPACITY: usize = 1024;
-
-/// Worker tasks running jobs, at most this many at once.
-pub const DEFAULT_MAIL_WORKERS: usize = 4;
+pub use crate::config::{DEFAULT_MAIL_QUEUE_CAPACITY, DEFAULT_MAIL_WORKERS};
 
 /// Longest one job may run: past it the job is dropped (and logged), so a mailer that never
 /// answers cannot hold a worker, and with it every later mail, for good.
@@ -48,6 +48,12 @@ struct Inner {
     overflow: AtomicU64,
     /// When a full queue was last logged.
     logged: Mutex<Option<Instant>>,
+    /// Jobs queued or running.
+    pending: AtomicUsize,
+    /// Woken when `pending` falls to 0.
+    idle: tokio::sync::Notify,
+    /// Set by [`MailQueue::drain`]: no job is taken any more.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for MailQueue {
@@ -57,12 +63,6 @@ impl std::fmt::Debug for MailQueue {
             .field("workers", &self.inner.workers)
             .field("overflow", &self.overflow())
             .finish()
-    }
-}
-
-impl Default for MailQueue {
-    fn default() -> Self {
-        MailQueue::new(DEFAULT_MAIL_QUEUE_CAPACITY, DEFAULT_MAIL_WORKERS)
     }
 }
 
@@ -79,6 +79,9 @@ impl MailQueue {
                 workers: workers.max(1),
                 overflow: AtomicU64::new(0),
                 logged: Mutex::new(None),
+                pending: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -96,14 +99,62 @@ impl MailQueue {
     /// Queue `job` without waiting: `false` (counted and logged) when the queue is full or
     /// no runtime can run the workers. Never blocks, never fails the caller.
     pub(crate) fn submit(&self, what: &'static str, job: Job) -> bool {
+        if self.inner.closed.load(Ordering::Acquire) {
+            tracing::warn!(
+                job = what,
+                "the auth mail queue is shutting down: background work dropped"
+            );
+            return false;
+        }
         self.start_workers();
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
         match self.inner.tx.try_send(job) {
             Ok(()) => true,
             Err(_) => {
+                self.inner.done();
                 self.overflowed(what);
                 false
             }
         }
+    }
+
+    /// Stop taking jobs, and wait up to `within` for the queued and running ones to finish.
+    /// Returns how many were left (still queued or running at the deadline: they are lost
+    /// when the process exits), logged at `warn` when there are any. Calling it again waits
+    /// again.
+    pub(crate) async fn drain(&self, within: Duration) -> usize {
+        self.inner.closed.store(true, Ordering::Release);
+        let started = Instant::now();
+        let idle = async {
+            loop {
+                let notified = self.inner.idle.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if self.inner.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, idle).await;
+        let left = self.inner.pending.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                waited = ?started.elapsed(),
+                "shutdown: auth background jobs (reset and verification mails) not finished in \
+                 time are dropped"
+            );
+        } else {
+            tracing::debug!(waited = ?started.elapsed(), "shutdown: the auth mail queue is empty");
+        }
+        left
+    }
+
+    /// Jobs queued or running now.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
     }
 
     fn overflowed(&self, what: &'static str) {
@@ -141,7 +192,8 @@ impl MailQueue {
         };
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..self.inner.workers {
-            handle.spawn(worker(Arc::clone(&rx)));
+            // Weakly: the workers end once every clone of the queue is gone.
+            handle.spawn(worker(Arc::clone(&rx), Arc::downgrade(&self.inner)));
         }
     }
 }
@@ -149,11 +201,24 @@ impl MailQueue {
 /// Run jobs until the queue is closed and empty. Each job runs in a task of its own, awaited
 /// before the next, so a job that panics ends only itself; a job still running after
 /// [`JOB_TIMEOUT`] is dropped.
-async fn worker(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
-    worker_with(rx, JOB_TIMEOUT).await;
+async fn worker(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, queue: Weak<Inner>) {
+    worker_with(rx, JOB_TIMEOUT, queue).await;
 }
 
-async fn worker_with(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, job_timeout: Duration) {
+impl Inner {
+    /// One job finished (or was not queued after all).
+    fn done(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+async fn worker_with(
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    job_timeout: Duration,
+    queue: Weak<Inner>,
+) {
     loop {
         let job = rx.lock().await.recv().await;
         let Some(job) = job else {
@@ -172,6 +237,9 @@ async fn worker_with(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, job_timeo
                     "an auth background job (a mail) took too long and was stopped"
                 );
             }
+        }
+        if let Some(queue) = queue.upgrade() {
+            queue.done();
         }
     }
 }
@@ -225,7 +293,7 @@ mod tests {
         }
         let (tx, rx) = mpsc::channel::<Job>(4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let worker = tokio::spawn(worker_with(rx, Duration::from_millis(50)));
+        let worker = tokio::spawn(worker_with(rx, Duration::from_millis(50), Weak::new()));
         let (dropped, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let guard = Dropped(Arc::clone(&dropped));
         tx.send(Box::pin(async move {
@@ -251,6 +319,62 @@ mod tests {
             dropped.load(Ordering::SeqCst),
             1,
             "the hung job was stopped"
+        );
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_the_queued_jobs_and_then_takes_no_more() {
+        let queue = MailQueue::new(8, 1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let job = |ran: Arc<AtomicUsize>| -> Job {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        for _ in 0..4 {
+            assert!(queue.submit("test", job(ran.clone())));
+        }
+        let started = Instant::now();
+        let left = queue.drain(Duration::from_secs(5)).await;
+        assert_eq!(left, 0);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            4,
+            "every queued job ran before drain returned"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            !queue.submit("test", job(ran.clone())),
+            "no job after the drain"
+        );
+        assert_eq!(queue.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn drain_gives_up_at_its_deadline_and_counts_what_is_left() {
+        let queue = MailQueue::new(8, 1);
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        for _ in 0..3 {
+            let gate = gate.clone();
+            assert!(queue.submit(
+                "test",
+                Box::pin(async move {
+                    let _permit = gate.acquire().await;
+                })
+            ));
+        }
+        let started = Instant::now();
+        let left = queue.drain(Duration::from_millis(200)).await;
+        let waited = started.elapsed();
+        assert_eq!(left, 3, "one running, two queued");
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
         );
     }
 

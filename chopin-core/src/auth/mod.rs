@@ -190,6 +190,8 @@ struct AuthInner {
     revocations: Revocations,
     verified: moka::future::Cache<String, Arc<VerifiedToken>>,
     route_limits: AuthRateLimits,
+    /// The auth module's mail queue: capacity and workers.
+    mail_queue: (usize, usize),
 }
 
 /// Most verified tokens remembered (see [`Auth::verify`]).
@@ -297,6 +299,10 @@ impl Auth {
             revocations,
             environment,
             AuthRateLimits::default(),
+            (
+                crate::config::DEFAULT_MAIL_QUEUE_CAPACITY,
+                crate::config::DEFAULT_MAIL_WORKERS,
+            ),
         )
     }
 
@@ -306,6 +312,7 @@ impl Auth {
         revocations: Revocations,
         environment: crate::config::Environment,
         route_limits: AuthRateLimits,
+        mail_queue: (usize, usize),
     ) -> Auth {
         Auth {
             inner: Arc::new(AuthInner {
@@ -317,6 +324,7 @@ impl Auth {
                     .expire_after(UntilTokenExpiry)
                     .build(),
                 route_limits,
+                mail_queue,
             }),
         }
     }
@@ -352,6 +360,7 @@ impl Auth {
             revocations,
             config.environment,
             AuthRateLimits::from_config(config)?,
+            (config.auth.mail_queue, config.auth.mail_workers),
         ))
     }
 
@@ -541,6 +550,14 @@ impl Auth {
     /// otherwise); the auth module (`AuthModule`) starts from them.
     pub fn route_limits(&self) -> &AuthRateLimits {
         &self.inner.route_limits
+    }
+
+    /// The capacity and worker count of the auth module's mail queue this `Auth` was
+    /// configured with (`CHOPIN_AUTH_MAIL_QUEUE`, `CHOPIN_AUTH_MAIL_WORKERS` with
+    /// [`Auth::from_config`], [`DEFAULT_MAIL_QUEUE_CAPACITY`] and [`DEFAULT_MAIL_WORKERS`]
+    /// otherwise); the auth module (`AuthModule`) starts from them.
+    pub fn mail_queue_limits(&self) -> (usize, usize) {
+        self.inner.mail_queue
     }
 
     /// Revoke the token with these claims until it expires (plus the leeway).

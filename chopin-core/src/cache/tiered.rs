@@ -67,6 +67,16 @@ const MAX_KEYS_PER_MESSAGE: usize = 10_000;
 /// How often the subscription connection is pinged to detect a dead connection.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Acks waiting to be sent, at most: beyond it an ack is dropped (and counted), which only
+/// makes its sender wait out its timeout and report the delete as unconfirmed.
+const ACK_QUEUE: usize = 1024;
+
+/// Tasks sending acks (each one `PUBLISH` at a time, on the shared multiplexed connection).
+const ACK_WORKERS: usize = 4;
+
+/// Dropped acks are logged at `warn` at most this often.
+const ACK_DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Backoff between subscription attempts: doubles from the first to the second, jittered.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -152,6 +162,7 @@ impl Drop for AbortOnDrop {
 pub(crate) struct Tiered {
     shared: Arc<Shared>,
     _subscriber: AbortOnDrop,
+    _ack_workers: Vec<AbortOnDrop>,
 }
 
 /// State shared by the `Cache` and its subscriber task.
@@ -171,6 +182,8 @@ struct Shared {
     /// Whether the invalidation subscription is live (the local tier is used only then).
     subscribed: AtomicBool,
     counters: Arc<Counters>,
+    /// Acks to send, to the bounded set of ack workers.
+    acks_out: AckQueue,
 }
 
 impl Tiered {
@@ -184,6 +197,25 @@ impl Tiered {
         let local = MemoryTier::new(config.memory_bytes, Arc::clone(&counters));
         let instance = instance_id();
         let ack_channel = format!("{}ack:{instance}", remote.prefix());
+        let (acks_out, ack_rx) = AckQueue::new(ACK_QUEUE);
+        let ack_workers = {
+            let (conn, timeout, counters) =
+                (remote.connection(), remote.timeout(), Arc::clone(&counters));
+            spawn_ack_workers(ack_rx, ACK_WORKERS, move |channel, id| {
+                let (mut conn, counters) = (conn.clone(), Arc::clone(&counters));
+                async move {
+                    let mut publish = cmd("PUBLISH");
+                    publish.arg(channel).arg(id.to_string());
+                    let sent =
+                        tokio::time::timeout(timeout, publish.query_async::<Value>(&mut conn))
+                            .await;
+                    if !matches!(sent, Ok(Ok(_))) {
+                        redis_error(&counters);
+                        tracing::debug!(id, "could not acknowledge a cache invalidation");
+                    }
+                }
+            })
+        };
         let shared = Arc::new(Shared {
             local,
             remote,
@@ -197,6 +229,7 @@ impl Tiered {
             hasher: RandomState::new(),
             subscribed: AtomicBool::new(false),
             counters,
+            acks_out,
         });
         let pubsub = shared
             .subscribe()
@@ -212,6 +245,7 @@ impl Tiered {
         Ok(Tiered {
             shared,
             _subscriber: AbortOnDrop(task),
+            _ack_workers: ack_workers.into_iter().map(AbortOnDrop).collect(),
         })
     }
 
@@ -523,23 +557,95 @@ impl Shared {
         }
     }
 
-    /// Tell `to` that invalidation `id` is applied here (off the subscription task, so
-    /// messages keep flowing).
+    /// Tell `to` that invalidation `id` is applied here: queued for the ack workers (so
+    /// messages keep flowing), or dropped and counted when the queue is full.
     fn send_ack(&self, to: &str, id: u64) {
-        let mut conn = self.remote.connection();
         let channel = format!("{}ack:{to}", self.remote.prefix());
-        let timeout = self.remote.timeout();
-        let counters = Arc::clone(&self.counters);
-        tokio::spawn(async move {
-            let mut publish = cmd("PUBLISH");
-            publish.arg(channel).arg(id.to_string());
-            let sent = tokio::time::timeout(timeout, publish.query_async::<Value>(&mut conn)).await;
-            if !matches!(sent, Ok(Ok(_))) {
-                redis_error(&counters);
-                tracing::debug!(id, "could not acknowledge a cache invalidation");
-            }
-        });
+        if !self.acks_out.push(channel, id) {
+            redis_error(&self.counters);
+        }
     }
+}
+
+/// The bounded queue of acks waiting for the ack workers: a flood of invalidations (or a
+/// slow Redis) holds at most its capacity in memory and [`ACK_WORKERS`] tasks, never one task
+/// per message.
+struct AckQueue {
+    tx: tokio::sync::mpsc::Sender<(String, u64)>,
+    dropped: AtomicU64,
+    /// When a drop was last logged at `warn`.
+    logged: Mutex<Option<std::time::Instant>>,
+}
+
+impl AckQueue {
+    fn new(capacity: usize) -> (AckQueue, tokio::sync::mpsc::Receiver<(String, u64)>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let queue = AckQueue {
+            tx,
+            dropped: AtomicU64::new(0),
+            logged: Mutex::new(None),
+        };
+        (queue, rx)
+    }
+
+    /// Queue an ack for `channel`; `false` (counted, logged at most once per
+    /// [`ACK_DROP_LOG_EVERY`]) when the queue is full.
+    fn push(&self, channel: String, id: u64) -> bool {
+        if self.tx.try_send((channel, id)).is_ok() {
+            return true;
+        }
+        let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::Instant::now();
+        let due = match self.logged.try_lock() {
+            Ok(mut last) if last.is_none_or(|at| now.duration_since(at) >= ACK_DROP_LOG_EVERY) => {
+                *last = Some(now);
+                true
+            }
+            _ => false,
+        };
+        if due {
+            tracing::warn!(
+                dropped_total = total,
+                "cache invalidation acks are not sent as fast as they arrive: ack dropped (its \
+                 sender reports the delete unconfirmed after its timeout)"
+            );
+        }
+        false
+    }
+
+    /// Acks dropped because the queue was full.
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// `workers` tasks sending the queued acks with `send`, one at a time each, until the queue
+/// is closed (or they are aborted).
+fn spawn_ack_workers<F, Fut>(
+    rx: tokio::sync::mpsc::Receiver<(String, u64)>,
+    workers: usize,
+    send: F,
+) -> Vec<JoinHandle<()>>
+where
+    F: Fn(String, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    (0..workers.max(1))
+        .map(|_| {
+            let (rx, send) = (Arc::clone(&rx), send.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((channel, id)) = next else {
+                        return;
+                    };
+                    send(channel, id).await;
+                }
+            })
+        })
+        .collect()
 }
 
 /// A jittered delay in `[delay / 2, delay]`.
@@ -609,6 +715,70 @@ mod tests {
             let bytes = encode("b", 0, false, op.clone()).unwrap();
             let back: Message = json::from_slice(&bytes).unwrap();
             assert_eq!(back.op, op);
+        }
+    }
+
+    #[tokio::test]
+    async fn acks_are_bounded_by_the_queue_and_the_workers() {
+        // Workers whose `PUBLISH` hangs until the gate opens (a slow Redis), and a flood of
+        // 10 000 invalidations: at most `capacity` acks wait and `workers` are in flight;
+        // the rest are dropped and counted, not spawned.
+        let (capacity, workers, flood) = (16, 2, 10_000u64);
+        let (queue, rx) = AckQueue::new(capacity);
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (started, sent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let handles = {
+            let (gate, started, sent) = (gate.clone(), started.clone(), sent.clone());
+            spawn_ack_workers(rx, workers, move |_channel, _id| {
+                let (gate, started, sent) = (gate.clone(), started.clone(), sent.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let _permit = gate.acquire().await;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        assert_eq!(handles.len(), workers);
+        // Let the workers take their first acks.
+        for id in 0..workers as u64 {
+            assert!(queue.push("ch".into(), id));
+        }
+        for _ in 0..100 {
+            if started.load(Ordering::SeqCst) == workers as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), workers as u64);
+        let accepted = (workers as u64..flood)
+            .filter(|id| queue.push("ch".into(), *id))
+            .count() as u64;
+        assert_eq!(accepted, capacity as u64, "only the queue's capacity waits");
+        assert_eq!(queue.dropped(), flood - workers as u64 - capacity as u64);
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            workers as u64,
+            "no more sends in flight than workers"
+        );
+        gate.add_permits(flood as usize);
+        let want = workers as u64 + capacity as u64;
+        for _ in 0..200 {
+            if sent.load(Ordering::SeqCst) == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            want,
+            "every queued ack is sent"
+        );
+        drop(queue);
+        for handle in handles {
+            tokio::time::timeout(Duration::from_secs(2), handle)
+                .await
+                .expect("the workers end with the queue")
+                .unwrap();
         }
     }
 

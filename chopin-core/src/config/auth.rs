@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::reader::{Reader, parse_bool, parse_duration};
+use super::reader::{Reader, parse_bool, parse_duration, parse_positive};
 use super::secret::Secret;
 
 /// Shortest accepted `CHOPIN_JWT_SECRET`, in bytes (256 bits, the size of an HS256 key).
@@ -12,6 +12,21 @@ pub const MIN_JWT_SECRET_LEN: usize = 32;
 /// Largest accepted `CHOPIN_JWT_LEEWAY`: five minutes. Clocks kept by NTP differ by far less;
 /// a larger leeway would keep expired tokens alive and accept tokens from the future.
 pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+
+/// The auth module's mail queue: jobs waiting for a worker, at most, by default
+/// (`CHOPIN_AUTH_MAIL_QUEUE`).
+pub const DEFAULT_MAIL_QUEUE_CAPACITY: usize = 1024;
+
+/// The auth module's mail queue: worker tasks running jobs, by default
+/// (`CHOPIN_AUTH_MAIL_WORKERS`).
+pub const DEFAULT_MAIL_WORKERS: usize = 4;
+
+/// Largest accepted `CHOPIN_AUTH_MAIL_QUEUE`: each waiting job holds a request's worth of
+/// memory, and a queue that long is never drained at shutdown anyway.
+pub const MAX_MAIL_QUEUE_CAPACITY: usize = 1_000_000;
+
+/// Largest accepted `CHOPIN_AUTH_MAIL_WORKERS`.
+pub const MAX_MAIL_WORKERS: usize = 1024;
 
 /// The JWT signing algorithm, from `CHOPIN_JWT_ALGORITHM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -118,6 +133,12 @@ pub struct AuthConfig {
     /// type, as issued before access tokens were typed. Turn it on for one access-token
     /// lifetime while upgrading a live deployment, then off. See `docs/auth.md`.
     pub accept_untyped: bool,
+    /// `CHOPIN_AUTH_MAIL_QUEUE` (1024, at most [`MAX_MAIL_QUEUE_CAPACITY`]): background jobs of
+    /// the auth routes (reset and verification mails) waiting for a worker, at most; beyond
+    /// it they are dropped and counted. See `AuthModule::mail_queue`.
+    pub mail_queue: usize,
+    /// `CHOPIN_AUTH_MAIL_WORKERS` (4, at most [`MAX_MAIL_WORKERS`]): tasks running those jobs.
+    pub mail_workers: usize,
 }
 
 impl Default for AuthConfig {
@@ -138,8 +159,19 @@ impl Default for AuthConfig {
             cookie: None,
             revocation: SharedStateBackend::Memory,
             accept_untyped: false,
+            mail_queue: DEFAULT_MAIL_QUEUE_CAPACITY,
+            mail_workers: DEFAULT_MAIL_WORKERS,
         }
     }
+}
+
+/// A whole number from 1 to `max`.
+fn at_most(s: &str, max: usize) -> Result<usize, String> {
+    let n = parse_positive::<usize>(s)?;
+    if n > max {
+        return Err(format!("must be at most {max}"));
+    }
+    Ok(n)
 }
 
 impl AuthConfig {
@@ -217,6 +249,14 @@ impl AuthConfig {
             accept_untyped: r
                 .get("CHOPIN_JWT_ACCEPT_UNTYPED", parse_bool)
                 .unwrap_or(auth_defaults.accept_untyped),
+            mail_queue: r
+                .get("CHOPIN_AUTH_MAIL_QUEUE", |s| {
+                    at_most(s, MAX_MAIL_QUEUE_CAPACITY)
+                })
+                .unwrap_or(auth_defaults.mail_queue),
+            mail_workers: r
+                .get("CHOPIN_AUTH_MAIL_WORKERS", |s| at_most(s, MAX_MAIL_WORKERS))
+                .unwrap_or(auth_defaults.mail_workers),
         };
         if auth.previous_secret.is_some() && auth.previous_kid == auth.kid {
             let value = auth.previous_kid.clone();

@@ -35,7 +35,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 pub use self::auth::{
-    AuthConfig, JwtAlgorithm, MAX_JWT_LEEWAY, MIN_JWT_SECRET_LEN, SharedStateBackend,
+    AuthConfig, DEFAULT_MAIL_QUEUE_CAPACITY, DEFAULT_MAIL_WORKERS, JwtAlgorithm, MAX_JWT_LEEWAY,
+    MAX_MAIL_QUEUE_CAPACITY, MAX_MAIL_WORKERS, MIN_JWT_SECRET_LEN, SharedStateBackend,
 };
 // `CacheConfig` and `CacheBackend` are public at `chopin_core::cache`, their one public path.
 pub(crate) use self::cache::{CacheBackend, CacheConfig};

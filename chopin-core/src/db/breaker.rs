@@ -20,13 +20,13 @@
 //!   same 503 instead of waiting out the acquire timeout.
 //! * The first successful probe closes the breaker.
 //!
-//! The state is two atomics read on every query; the probe is one tokio task at most. It
-//! holds the breaker weakly (a dropped `Db` ends it and its pool closes), and its `probing`
-//! mark is cleared however it ends, even when its runtime is dropped.
+//! The state machine (the atomics read on every query, the one probe task, which holds the
+//! breaker weakly so that a dropped `Db` ends it and its pool closes) is the shared
+//! [`crate::breaker`]; this module supplies the probe and the decision of what counts as a
+//! failure.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sea_orm::sqlx;
@@ -47,42 +47,86 @@ pub(super) enum ProbeTarget {
     Postgres(sqlx::PgPool),
 }
 
+/// The database's probe for the shared state machine ([`crate::breaker`]).
 #[derive(Debug)]
-struct Inner {
-    config: BreakerConfig,
+struct DbProbe {
+    probe_interval: Duration,
     probe_timeout: Duration,
     target: ProbeTarget,
-    open: AtomicBool,
-    /// Woken when the breaker opens (queries waiting in `watch_abandoning`).
-    opened: tokio::sync::Notify,
-    failures: AtomicU32,
-    probing: AtomicBool,
     /// A connection failure or acquire timeout was seen since the last probe began: the
     /// next probe may open a fresh connection when no pooled one is idle.
     suspect: AtomicBool,
 }
 
+impl crate::breaker::Probe for DbProbe {
+    async fn probe(&self, open: bool) -> Result<(), &'static str> {
+        match self.probe_once(open).await {
+            Ok(()) => Ok(()),
+            Err(ProbeError::Reachable(err)) => {
+                // The server answered (too many connections, a permission error…): it is
+                // up, and the pool's own connections may well work.
+                tracing::debug!(%err, "database probe answered with an error");
+                Ok(())
+            }
+            Err(ProbeError::Down(err)) => {
+                tracing::debug!(%err, "database probe failed");
+                Err("probe failed")
+            }
+        }
+    }
+
+    fn opened(&self, why: &'static str) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::global().db.breaker_opened.inc();
+        tracing::warn!(
+            reason = why,
+            probe_interval = ?self.probe_interval,
+            "database unreachable: circuit breaker open, answering 503 until a probe succeeds"
+        );
+    }
+
+    fn closed(&self) {
+        tracing::info!("database reachable again: circuit breaker closed");
+    }
+
+    fn gone(&self) -> bool {
+        match &self.target {
+            #[cfg(feature = "sqlite")]
+            ProbeTarget::Sqlite(p) => p.is_closed(),
+            #[cfg(feature = "postgres")]
+            ProbeTarget::Postgres(p) => p.is_closed(),
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.suspect.load(Ordering::Acquire)
+    }
+}
+
 /// Shared breaker state of one pool (cheap to clone).
 #[derive(Debug, Clone)]
-pub(super) struct Breaker(Arc<Inner>);
+pub(super) struct Breaker {
+    config: BreakerConfig,
+    state: crate::breaker::Breaker<DbProbe>,
+}
 
 impl Breaker {
     pub(super) fn new(config: BreakerConfig, probe_timeout: Duration, target: ProbeTarget) -> Self {
-        Breaker(Arc::new(Inner {
-            config,
+        let probe = DbProbe {
+            probe_interval: config.probe_interval,
             probe_timeout,
             target,
-            open: AtomicBool::new(false),
-            opened: tokio::sync::Notify::new(),
-            failures: AtomicU32::new(0),
-            probing: AtomicBool::new(false),
             suspect: AtomicBool::new(false),
-        }))
+        };
+        Breaker {
+            state: crate::breaker::Breaker::new(probe, config.threshold, config.probe_interval),
+            config,
+        }
     }
 
     /// Whether queries may run (the breaker is off or closed).
     pub(super) fn is_closed(&self) -> bool {
-        !(self.0.config.enabled && self.0.open.load(Ordering::Acquire))
+        !(self.config.enabled && self.state.is_open())
     }
 
     /// `Err` (a 503) while the breaker is open.
@@ -108,14 +152,14 @@ impl Breaker {
     /// a refused connection until the acquire timeout, so the refusal itself is never seen).
     /// A busy but healthy database answers the probe and nothing changes.
     pub(super) async fn watch<F: Future>(&self, fut: F) -> F::Output {
-        if !self.0.config.enabled {
+        if !self.config.enabled {
             return fut.await;
         }
         let mut fut = std::pin::pin!(fut);
         tokio::select! {
             biased;
             out = &mut fut => return out,
-            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(false),
+            () = tokio::time::sleep(self.config.probe_interval) => self.start_probe(false),
         }
         fut.await
     }
@@ -129,16 +173,16 @@ impl Breaker {
         fut: F,
         on_open: impl FnOnce() -> F::Output,
     ) -> F::Output {
-        if !self.0.config.enabled {
+        if !self.config.enabled {
             return fut.await;
         }
         let mut fut = std::pin::pin!(fut);
         tokio::select! {
             biased;
             out = &mut fut => return out,
-            () = tokio::time::sleep(self.0.config.probe_interval) => self.start_probe(false),
+            () = tokio::time::sleep(self.config.probe_interval) => self.start_probe(false),
         }
-        let opened = self.0.opened.notified();
+        let opened = self.state.opened();
         let mut opened = std::pin::pin!(opened);
         opened.as_mut().enable();
         if !self.is_closed() {
@@ -153,18 +197,17 @@ impl Breaker {
 
     /// A query succeeded.
     pub(super) fn success(&self) {
-        if self.0.failures.load(Ordering::Relaxed) != 0 {
-            self.0.failures.store(0, Ordering::Relaxed);
-        }
+        self.state.success();
     }
 
     /// A query failed with a sqlx error.
     pub(super) fn observe_sqlx(&self, err: &sqlx::Error) {
-        if !self.0.config.enabled {
+        if !self.config.enabled {
             return;
         }
         if is_connection_failure(err) {
-            self.failure();
+            self.state.probe().suspect.store(true, Ordering::Release);
+            self.state.failure();
         } else if matches!(err, sqlx::Error::PoolTimedOut) {
             self.start_probe(true);
         }
@@ -172,7 +215,7 @@ impl Breaker {
 
     /// A query failed with a sea-orm error.
     pub(super) fn observe_db(&self, err: &DbErr) {
-        if !self.0.config.enabled {
+        if !self.config.enabled {
             return;
         }
         match err {
@@ -184,87 +227,30 @@ impl Breaker {
         }
     }
 
-    fn failure(&self) {
-        let failures = self
-            .0
-            .failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        if failures >= self.0.config.threshold {
-            self.open("connection failures");
-        }
-        self.start_probe(true);
-    }
-
-    fn open(&self, why: &'static str) {
-        if !self.0.open.swap(true, Ordering::AcqRel) {
-            self.0.opened.notify_waiters();
-            #[cfg(feature = "metrics")]
-            crate::metrics::global().db.breaker_opened.inc();
-            tracing::warn!(
-                reason = why,
-                probe_interval = ?self.0.config.probe_interval,
-                "database unreachable: circuit breaker open, answering 503 until a probe succeeds"
-            );
-        }
-    }
-
-    fn close(&self) {
-        self.0.failures.store(0, Ordering::Release);
-        if self.0.open.swap(false, Ordering::AcqRel) {
-            tracing::info!("database reachable again: circuit breaker closed");
-        }
-    }
-
     /// Start the probe task unless one runs (or there is no runtime to run it on).
     /// `suspect`: a connection failure or an acquire timeout was seen, so the probe may open
     /// a fresh connection when no pooled one is idle.
     fn start_probe(&self, suspect: bool) {
         if suspect {
-            self.0.suspect.store(true, Ordering::Release);
+            self.state.probe().suspect.store(true, Ordering::Release);
         }
-        if self
-            .0
-            .probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let probing = Probing {
-            inner: Arc::downgrade(&self.0),
-            held: true,
-        };
-        match tokio::runtime::Handle::try_current() {
-            // The task owns `probing` from here: dropped unpolled (its runtime shutting
-            // down) or finished, the mark is cleared.
-            Ok(handle) => drop(handle.spawn(probe_loop(probing, self.0.config.probe_interval))),
-            Err(_) => drop(probing),
-        }
+        self.state.start_probe();
     }
+}
 
-    fn target_closed(&self) -> bool {
-        match &self.0.target {
-            #[cfg(feature = "sqlite")]
-            ProbeTarget::Sqlite(p) => p.is_closed(),
-            #[cfg(feature = "postgres")]
-            ProbeTarget::Postgres(p) => p.is_closed(),
-        }
-    }
-
+impl DbProbe {
     /// `SELECT 1` on an idle pooled connection if there is one that answers, else on a fresh
     /// connection (which is what proves the server accepts connections again), bounded by the
     /// probe timeout. With no idle connection, and neither a connection failure nor an
     /// acquire timeout seen (only a slow query) while the breaker is closed, the pool is busy:
     /// no fresh connection is opened beside it.
-    async fn probe_once(&self) -> Result<(), ProbeError> {
-        let timeout = self.0.probe_timeout;
+    async fn probe_once(&self, open: bool) -> Result<(), ProbeError> {
+        let timeout = self.probe_timeout;
         // (SQLite never opens a fresh connection; the swap still clears the mark.)
         #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
-        let may_connect =
-            self.0.suspect.swap(false, Ordering::AcqRel) || self.0.open.load(Ordering::Acquire);
+        let may_connect = self.suspect.swap(false, Ordering::AcqRel) || open;
         let run = async {
-            match &self.0.target {
+            match &self.target {
                 #[cfg(feature = "sqlite")]
                 // A SQLite file does not go away like a server: a pool with every connection
                 // busy (an in-memory database has one) is busy, not down.
@@ -335,84 +321,6 @@ async fn server_accepts(options: &sqlx::postgres::PgConnectOptions) -> Result<()
     Ok(())
 }
 
-/// The probe task's claim on `probing`, cleared when dropped while `held`: however the task
-/// ends (finished, or dropped with its runtime), the next failure can start a probe again.
-struct Probing {
-    inner: Weak<Inner>,
-    held: bool,
-}
-
-impl Probing {
-    /// The breaker, unless every `Db` sharing it is gone.
-    fn breaker(&self) -> Option<Breaker> {
-        self.inner.upgrade().map(Breaker)
-    }
-}
-
-impl Drop for Probing {
-    fn drop(&mut self) {
-        if self.held
-            && let Some(inner) = self.inner.upgrade()
-        {
-            inner.probing.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// The probe task: probe every `interval` until the database answers (closing the breaker).
-/// It holds the breaker only while probing, so dropping the last `Db` ends it.
-async fn probe_loop(mut probing: Probing, interval: Duration) {
-    loop {
-        loop {
-            let Some(breaker) = probing.breaker() else {
-                return;
-            };
-            if breaker.target_closed() {
-                return;
-            }
-            match breaker.probe_once().await {
-                Ok(()) => {
-                    breaker.close();
-                    break;
-                }
-                Err(ProbeError::Reachable(err)) => {
-                    // The server answered (too many connections, a permission error…): it is
-                    // up, and the pool's own connections may well work.
-                    tracing::debug!(%err, "database probe answered with an error");
-                    breaker.close();
-                    break;
-                }
-                Err(ProbeError::Down(err)) => {
-                    tracing::debug!(%err, "database probe failed");
-                    breaker.open("probe failed");
-                }
-            }
-            drop(breaker);
-            tokio::time::sleep(interval).await;
-        }
-        let Some(breaker) = probing.breaker() else {
-            return;
-        };
-        probing.held = false;
-        breaker.0.probing.store(false, Ordering::Release);
-        // A failure reported while this task was finishing found `probing` set and started
-        // no task: take the probe over again rather than leave it unattended.
-        let inner = &breaker.0;
-        let pending = inner.open.load(Ordering::Acquire)
-            || inner.failures.load(Ordering::Acquire) > 0
-            || inner.suspect.load(Ordering::Acquire);
-        if !pending
-            || inner
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
-        probing.held = true;
-    }
-}
-
 /// Why a probe did not succeed.
 enum ProbeError {
     /// No connection, or no answer in time: the database is down.
@@ -459,7 +367,7 @@ mod tests {
 
     async fn probe_finished(b: &Breaker) {
         for _ in 0..500 {
-            if !b.0.probing.load(Ordering::Acquire) {
+            if !b.state.is_probing() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -537,12 +445,12 @@ mod tests {
         let b = runtime.block_on(async {
             let b = breaker(refusing_pool().await);
             b.observe_sqlx(&sqlx::Error::PoolTimedOut);
-            assert!(b.0.probing.load(Ordering::Acquire));
+            assert!(b.state.is_probing());
             b
         });
         drop(runtime);
         assert!(
-            !b.0.probing.load(Ordering::Acquire),
+            !b.state.is_probing(),
             "the probe task is gone: a new failure must be able to start one"
         );
     }
@@ -554,7 +462,7 @@ mod tests {
         // Probing every 10 ms while the server refuses: the loop would run forever.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!b.is_closed());
-        let weak = Arc::downgrade(&b.0);
+        let weak = b.state.downgrade();
         drop(b);
         for _ in 0..500 {
             if weak.strong_count() == 0 {

@@ -191,6 +191,9 @@ pub async fn abandoned_leaders_do_not_wedge(cache: &Cache) {
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// The data directory of a persistent server (append-only file, fsync on every write),
+    /// removed when dropped.
+    dir: Option<std::path::PathBuf>,
 }
 
 #[cfg(feature = "redis")]
@@ -198,11 +201,32 @@ impl RedisServer {
     /// Start one; `None` (after printing why) when `redis-server` is not installed, outside
     /// CI.
     pub async fn start() -> Option<RedisServer> {
+        RedisServer::start_with(false).await
+    }
+
+    /// Start one that keeps its data across [`kill`](Self::kill) and
+    /// [`restart`](Self::restart): an append-only file, fsynced on every write, in a
+    /// directory of its own.
+    pub async fn start_persistent() -> Option<RedisServer> {
+        RedisServer::start_with(true).await
+    }
+
+    async fn start_with(persistent: bool) -> Option<RedisServer> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = RedisServer { port, child: None };
+        let dir = persistent.then(|| {
+            let dir =
+                std::env::temp_dir().join(format!("chopin-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a data directory");
+            dir
+        });
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+        };
         match server.spawn() {
             Ok(()) => {}
             Err(e) if !in_ci() => {
@@ -221,10 +245,18 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"]);
+        match &self.dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -273,6 +305,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

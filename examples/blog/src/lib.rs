@@ -120,6 +120,8 @@ pub async fn app(config: Config) -> Result<App<AppState>, StartError> {
         .database(&db)
         .cache(&cache)
         .auth(&auth)
+        // Queued reset and verification mails go out at graceful shutdown.
+        .auth_module(&accounts)
         .api(OpenApiRouter::new().nest("/api/auth", accounts.api_router()))
         .api(api::router())
         .openapi_info("Chopin blog", env!("CARGO_PKG_VERSION")))

@@ -113,26 +113,31 @@ impl AuthModule {
         }
         password::dummy_hash().await?;
         let store = store.with_leeway(auth.settings().leeway);
+        let (capacity, workers) = auth.mail_queue_limits();
         Ok(AuthModule {
+            queue: MailQueue::new(capacity, workers),
             limits: auth.route_limits().clone(),
             auth,
             store,
             mailer: Arc::new(mailer),
-            queue: MailQueue::default(),
         })
     }
 
     /// Bound the background work of the routes — the verification mail of a sign-up, and a
     /// password reset's account lookup, token and mail — to `capacity` jobs waiting for
-    /// `workers` tasks (each at least 1). The defaults are
+    /// `workers` tasks (each at least 1). The module starts with the [`Auth`]'s
+    /// ([`Auth::mail_queue_limits`]: `CHOPIN_AUTH_MAIL_QUEUE` and `CHOPIN_AUTH_MAIL_WORKERS`
+    /// with [`Auth::from_config`]; otherwise
     /// [`DEFAULT_MAIL_QUEUE_CAPACITY`](super::DEFAULT_MAIL_QUEUE_CAPACITY) (1024) and
-    /// [`DEFAULT_MAIL_WORKERS`](super::DEFAULT_MAIL_WORKERS) (4).
+    /// [`DEFAULT_MAIL_WORKERS`](super::DEFAULT_MAIL_WORKERS) (4)).
     ///
     /// When the queue is full the job is dropped and the request answers exactly as usual
     /// (so a reset request says nothing about whether the address exists, or about the
     /// queue); the drop is counted ([`AuthModule::mail_queue_overflow`], and
     /// `chopin_auth_mail_queue_overflow_total` with the `metrics` feature) and logged at most
-    /// once every 10 s. Jobs still queued when the process exits are lost.
+    /// once every 10 s. At graceful shutdown an [`App`](crate::App) given the module with
+    /// [`App::auth_module`](crate::App::auth_module) lets the queue finish its jobs within
+    /// what is left of `CHOPIN_SHUTDOWN_TIMEOUT` ([`AuthModule::drain_mail_queue`]).
     pub fn mail_queue(mut self, capacity: usize, workers: usize) -> Self {
         self.queue = MailQueue::new(capacity, workers);
         self
@@ -141,6 +146,15 @@ impl AuthModule {
     /// The mail queue's capacity and worker count ([`AuthModule::mail_queue`]).
     pub fn mail_queue_limits(&self) -> (usize, usize) {
         self.queue.limits()
+    }
+
+    /// Stop taking background jobs (later ones are dropped, with a warning) and wait up to
+    /// `within` for the queued and running ones (mails, password resets) to finish. Returns
+    /// how many were left unfinished at the deadline (they are lost when the process exits;
+    /// logged as a warning). [`App::auth_module`](crate::App::auth_module) calls it at
+    /// graceful shutdown, after the last request; call it yourself when serving otherwise.
+    pub async fn drain_mail_queue(&self, within: std::time::Duration) -> usize {
+        self.queue.drain(within).await
     }
 
     /// Background jobs dropped because the mail queue was full ([`AuthModule::mail_queue`]).

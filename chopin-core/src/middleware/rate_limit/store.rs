@@ -47,6 +47,45 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
 return {1, 0}
 ";
 
+/// A Redis that cannot be asked is logged at most this often (with the count of requests
+/// let through unlimited meanwhile); every other one at `debug`.
+#[cfg(feature = "redis")]
+const FAIL_OPEN_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Requests let through because Redis could not be asked, since the process started.
+#[cfg(feature = "redis")]
+static FAILED_OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// When a request let through for want of Redis was last logged at `warn`.
+#[cfg(feature = "redis")]
+static FAIL_OPEN_LOGGED: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// A Redis-backed limit could not ask Redis (down, timed out, or its breaker open): the
+/// request goes through (fail open: a rate limit must not take the service down with
+/// Redis). Logged at `warn` at most once per [`FAIL_OPEN_LOG_EVERY`], else at `debug`.
+#[cfg(feature = "redis")]
+fn failed_open(policy: &'static str, err: &crate::redis_conn::CallError) {
+    let total = FAILED_OPEN.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = Instant::now();
+    let due = match FAIL_OPEN_LOGGED.try_lock() {
+        Ok(mut last) if last.is_none_or(|at| now.duration_since(at) >= FAIL_OPEN_LOG_EVERY) => {
+            *last = Some(now);
+            true
+        }
+        _ => false,
+    };
+    if due {
+        tracing::warn!(
+            policy,
+            reason = %err,
+            allowed_total = total,
+            "rate limit: Redis unavailable; requests allowed without a limit until it is back"
+        );
+    } else {
+        tracing::debug!(policy, reason = %err, "rate limit: Redis unavailable; request allowed");
+    }
+}
+
 /// `rate` made usable: a burst of 0 (which `Config` refuses, but a hand-built [`Rate`] may
 /// carry) counts as 1, a zero period as 1 µs, each with a warning, instead of a panic.
 pub(super) fn sane(rate: Rate) -> Rate {
@@ -279,15 +318,13 @@ impl Limiter {
                     .arg(*tolerance_us)
                     .arg(u8::from(peek));
                 let call = invocation.invoke_async::<(i64, i64)>(&mut conn);
-                match tokio::time::timeout(shared.timeout, call).await {
-                    Ok(Ok((1, _))) => Ok(()),
-                    Ok(Ok((_, wait_us))) => Err(Duration::from_micros(wait_us.max(1) as u64)),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "rate limit: Redis failed; request allowed");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        tracing::warn!("rate limit: Redis timed out; request allowed");
+                // Through the connection's breaker: while Redis is known to be down the
+                // request is let through at once instead of waiting out the timeout.
+                match shared.call(shared.timeout, call).await {
+                    Ok((1, _)) => Ok(()),
+                    Ok((_, wait_us)) => Err(Duration::from_micros(wait_us.max(1) as u64)),
+                    Err(err) => {
+                        failed_open(self.policy, &err);
                         Ok(())
                     }
                 }
