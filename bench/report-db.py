@@ -500,7 +500,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         f"TTFB = curl's `time_starttransfer`, curl running {priority}. "
         + pinning
         + (
-            " Both keep the scheduler out of the figure: "
+            " Both keep the stream's own backend out of the way (other load on the machine still counts): "
             if args.client and args.pg_cpu != "none"
             else " So the figure may include scheduler waits: "
         )
