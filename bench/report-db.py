@@ -479,7 +479,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     for line in Path(args.tsv).read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        run, n, idle_rss, hwm, rss_after, ttfb, total, size, code = line.split("\t")
+        fields = line.split("\t")
+        run, n, idle_rss, hwm, rss_after, ttfb, total, size, code = fields[:9]
         rows.append(
             {
                 "run": int(run),
@@ -491,9 +492,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 "total": float(total),
                 "size": int(size),
                 "code": code,
+                "pinned": int(fields[9]) if len(fields) > 9 else 0,
             }
         )
     sizes = sorted({r["rows"] for r in rows})
+    client = f"`{args.client}`" if args.client else ""
+    pinned_runs = sum(1 for r in rows if r["pinned"] > 0)
+    if args.pg_cpu == "none":
+        pinning = "The PostgreSQL backends were not pinned (`PG_CPU=none`, or PostgreSQL is not local)."
+    else:
+        pinning = (
+            f"The PostgreSQL backends serving the server's pool were pinned to CPU {args.pg_cpu} "
+            f"(`taskset -p`) before the measured request in {pinned_runs} of {len(rows)} runs."
+        )
     w: list[str] = []
     w.append("## Streaming: memory and time to first byte (`bench/stream-mem.sh`)")
     w.append("")
@@ -503,8 +514,31 @@ def cmd_stream(args: argparse.Namespace) -> int:
         "started fresh and pinned to one CPU, three 100-row requests warm it up, then `VmRSS` is read "
         "from `/proc/<pid>/status` (idle), `curl` downloads the whole response to `/dev/null`, and "
         "`VmHWM` (peak resident set) is read again. *Peak above idle* = VmHWM after − "
-        "VmRSS idle. TTFB = curl's `time_starttransfer`. "
+        "VmRSS idle. "
         + (
+            "The peak counter was reset (`echo 5 > /proc/<pid>/clear_refs`) just before the "
+            "measured request, so VmHWM covers that request only."
+            if args.hwm_reset == "yes"
+            else "The peak counter could not be reset, so VmHWM also covers start-up and warm-up "
+            "(an overestimate)."
+        )
+    )
+    w.append("")
+    priority = f"at real-time priority ({client.strip()})" if args.client else "at normal priority"
+    w.append(
+        f"TTFB = curl's `time_starttransfer`, curl running {priority}. "
+        + pinning
+        + (
+            " Both keep the stream's own backend out of the way (other load on the machine still counts): "
+            if args.client and args.pg_cpu != "none"
+            else " So the figure may include scheduler waits: "
+        )
+        + "while a large stream runs, its backend is busy for seconds, and on this shared box a "
+        "task woken on the backend's CPU (the server, or curl) can wait for the next scheduler "
+        "tick (4 ms at HZ=250) — see the analysis below."
+    )
+    if False:
+        w.append("" + (
             "The peak counter was reset (`echo 5 > /proc/<pid>/clear_refs`) just before the "
             "measured request, so VmHWM covers that request only."
             if args.hwm_reset == "yes"
@@ -522,7 +556,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     w.append("```sh")
     w.append(args.invocation)
     w.append(args.server_command)
-    w.append("curl -sS -o /dev/null -w '%{http_code} %{time_starttransfer} %{time_total} %{size_download}' "
+    w.append((args.client + " " if args.client else "")
+             + "curl -sS -o /dev/null -w '%{http_code} %{time_starttransfer} %{time_total} %{size_download}' "
              "'http://127.0.0.1:3013/db/stream?rows=N'")
     w.append("```")
     w.append("")
@@ -782,6 +817,8 @@ def main() -> int:
     for name in ("tsv", "out", "invocation", "server-command", "hwm-reset"):
         s.add_argument(f"--{name}", required=True)
     s.add_argument("--loadavg", default="")
+    s.add_argument("--client", default="", help="the command curl ran under (e.g. `chrt -f 1`)")
+    s.add_argument("--pg-cpu", default="none", help="the CPU the PostgreSQL backends were pinned to")
     s.set_defaults(func=cmd_stream)
 
     k = sub.add_parser("criterion")
