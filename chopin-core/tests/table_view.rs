@@ -344,12 +344,12 @@ fn generated_sql_is_exact() {
     .index(["rank", "id"])
     .depends_on("notes", "item_id");
     for (name, view, backend) in [
-        ("postgres-statement", small.clone(), DbBackend::Postgres),
         (
-            "postgres-row",
-            small.clone().freshness(Freshness::RowTriggers),
+            "postgres-statement",
+            small.clone().freshness(Freshness::StatementTriggers),
             DbBackend::Postgres,
         ),
+        ("postgres-row", small.clone(), DbBackend::Postgres),
         (
             "postgres-jsonb-write-path",
             small

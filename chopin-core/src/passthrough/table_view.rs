@@ -31,8 +31,8 @@
 //! // In a sea-orm migration: `view.create(manager.get_connection()).await?`
 //! ```
 //!
-//! `docs/passthrough.md` explains the choices (json storage, statement-level triggers) and
-//! what they cost.
+//! `docs/passthrough.md` explains the choices (json storage, row-level triggers) and what
+//! they cost.
 
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, Statement, TransactionSession, TransactionTrait, Value,
@@ -97,13 +97,15 @@ pub enum Storage {
 /// How the documents are kept fresh when the source tables change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Freshness {
-    /// Statement-level triggers with transition tables on PostgreSQL (one refresh per
-    /// statement, whatever the number of rows); row-level triggers on SQLite, which has no
-    /// others. The default: nothing, not even a `psql` session, can forget a refresh.
+    /// Row-level triggers on both backends (one refresh per changed row). The default:
+    /// nothing, not even a `psql` session, can forget a refresh, and for the single-row writes
+    /// of an API it cost the least of the trigger forms (`bench/tv-writes.sh`).
     #[default]
-    StatementTriggers,
-    /// Row-level triggers on both backends (one refresh per changed row).
     RowTriggers,
+    /// Statement-level triggers with transition tables on PostgreSQL (one refresh per
+    /// statement, whatever the number of rows: for bulk writes); row-level triggers on
+    /// SQLite, which has no others.
+    StatementTriggers,
     /// No triggers: the application calls [`TableView::refresh`] in the transaction of every
     /// write. Writes from elsewhere leave stale documents until `chopin db rebuild-views`.
     WritePath,
@@ -227,7 +229,7 @@ impl TableView {
         self
     }
 
-    /// How the documents are kept fresh (default [`Freshness::StatementTriggers`]).
+    /// How the documents are kept fresh (default [`Freshness::RowTriggers`]).
     pub fn freshness(mut self, freshness: Freshness) -> TableView {
         self.freshness = freshness;
         self
@@ -413,9 +415,12 @@ impl TableView {
         match backend {
             Backend::Postgres => {
                 let [prune, upsert] = self.refresh_statements(backend, "$1");
+                // PL/pgSQL, not SQL: a session keeps the plans of its statements from one
+                // call to the next (a SQL function's body is planned again on every call,
+                // which cost about a third of the write throughput: bench/tv-writes.sh).
                 out.push(format!(
-                    "CREATE OR REPLACE FUNCTION {f}(bigint[]) RETURNS void LANGUAGE sql AS \
-                     $chopin$\n{prune};\n{upsert};\n$chopin$",
+                    "CREATE OR REPLACE FUNCTION {f}(bigint[]) RETURNS void LANGUAGE plpgsql AS \
+                     $chopin$\nBEGIN\n{prune};\n{upsert};\nEND\n$chopin$",
                     f = self.refresh_function(),
                 ));
                 out.extend(self.postgres_triggers());

@@ -149,7 +149,7 @@ pub async fn grant_role(config: &Config, email: &str, role: &str) -> Result<(), 
 }
 
 /// The SQL that creates the `tv_post` table view on `backend` (`postgres` or `sqlite`) with
-/// `freshness` (`statement`, the default; `row`; `write-path`), one statement per line group,
+/// `freshness` (`row`, the default; `statement`; `write-path`), one statement per line group,
 /// each ending with `;`: what migration `m20250101_000004_create_tv_post` runs, for reading
 /// and for `bench/tv-writes.sh`.
 pub fn table_view_sql(backend: &str, freshness: Option<&str>) -> Result<String, String> {
@@ -159,7 +159,7 @@ pub fn table_view_sql(backend: &str, freshness: Option<&str>) -> Result<String, 
         "sqlite" => sea_orm::DbBackend::Sqlite,
         other => return Err(format!("unknown backend {other:?} (postgres, sqlite)")),
     };
-    let freshness = match freshness.unwrap_or("statement") {
+    let freshness = match freshness.unwrap_or("row") {
         "statement" => Freshness::StatementTriggers,
         "row" => Freshness::RowTriggers,
         "write-path" => Freshness::WritePath,

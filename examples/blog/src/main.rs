@@ -5,7 +5,7 @@
 //!
 //! `cargo run -p blog -- grant-admin <email>`: give an existing account the `admin` role.
 //!
-//! `cargo run -p blog -- table-view-sql <postgres|sqlite> [statement|row|write-path]`: print
+//! `cargo run -p blog -- table-view-sql <postgres|sqlite> [row|statement|write-path]`: print
 //! the SQL that creates the `tv_post` table view with that freshness (what the migration runs;
 //! `bench/tv-writes.sh` measures the variants).
 
@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
             }
             _ => {
                 return Err("usage: blog [grant-admin <email> | table-view-sql \
-                            <postgres|sqlite> [statement|row|write-path]]"
+                            <postgres|sqlite> [row|statement|write-path]]"
                     .into());
             }
         }

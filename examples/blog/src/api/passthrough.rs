@@ -32,7 +32,7 @@ use crate::extract::{Id, PostFilter};
 
 /// The `tv_post` table view: [`PostView`]'s documents, one per post, with the columns the
 /// routes filter on (`published`, `author_id`) and sort on (`created_at`, `id`), rebuilt by
-/// statement-level triggers (row-level on SQLite) when `posts` or `comments` change.
+/// row-level triggers when `posts` or `comments` change.
 pub fn post_table_view() -> TableView {
     TableView::of::<PostView>("tv_post", "posts")
         .key("created_at", KeyType::TimestampTz)
