@@ -23,7 +23,10 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 struct PostDoc {
     id: i64,
     title: String,
-    #[projection(postgres = "p.published", sqlite = "json(iif(p.published, 'true', 'false'))")]
+    #[projection(
+        postgres = "p.published",
+        sqlite = "json(iif(p.published, 'true', 'false'))"
+    )]
     published: bool,
     #[projection(sql = "(SELECT count(*) FROM comments c WHERE c.post_id = p.id)")]
     comment_count: i64,
@@ -158,7 +161,11 @@ async fn exercise(db: &Db, freshness: Freshness, storage: Storage) {
             "UPDATE comments SET post_id = 4 WHERE id = 4",
             &[3, 4],
         ),
-        ("a comment deleted", "DELETE FROM comments WHERE id = 2", &[2]),
+        (
+            "a comment deleted",
+            "DELETE FROM comments WHERE id = 2",
+            &[2],
+        ),
         (
             "a post's id changed (comments follow by cascade)",
             "UPDATE posts SET id = 7 WHERE id = 4",
@@ -169,8 +176,16 @@ async fn exercise(db: &Db, freshness: Freshness, storage: Storage) {
             "DELETE FROM posts WHERE id = 2",
             &[2],
         ),
-        ("a statement that changes nothing", "UPDATE posts SET rank = 0 WHERE id = 999", &[]),
-        ("every comment deleted", "DELETE FROM comments WHERE true", &[1, 3, 7]),
+        (
+            "a statement that changes nothing",
+            "UPDATE posts SET rank = 0 WHERE id = 999",
+            &[],
+        ),
+        (
+            "every comment deleted",
+            "DELETE FROM comments WHERE true",
+            &[1, 3, 7],
+        ),
     ];
     for (step, sql, ids) in steps {
         exec(db, sql).await;
@@ -367,8 +382,7 @@ fn generated_sql_is_exact() {
             "{}/tests/fixtures/table_view/{name}.sql",
             env!("CARGO_MANIFEST_DIR")
         );
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(format!("{text}\n"), expected, "{name}");
     }
 }

@@ -73,9 +73,7 @@ impl KeyType {
             (KeyType::Boolean, Backend::Sqlite) => "BOOLEAN",
             (KeyType::TimestampTz, Backend::Postgres) => "timestamptz",
             (KeyType::Timestamp, Backend::Postgres) => "timestamp",
-            (KeyType::Text | KeyType::TimestampTz | KeyType::Timestamp, Backend::Sqlite) => {
-                "TEXT"
-            }
+            (KeyType::Text | KeyType::TimestampTz | KeyType::Timestamp, Backend::Sqlite) => "TEXT",
             (KeyType::Double, Backend::Postgres) => "double precision",
             (KeyType::Double, Backend::Sqlite) => "REAL",
         }
@@ -287,7 +285,7 @@ impl TableView {
         q(self.alias.as_deref().unwrap_or(&self.source))
     }
 
-    fn from_source(&self) -> String {
+    fn source_clause(&self) -> String {
         match &self.alias {
             Some(alias) => format!("{} AS {}", q(&self.source), q(alias)),
             None => q(&self.source),
@@ -322,7 +320,7 @@ impl TableView {
             tv = q(&self.name),
             columns = columns.join(", "),
             values = values.join(", "),
-            from = self.from_source(),
+            from = self.source_clause(),
             id = q(&self.id),
             updates = updates.join(", "),
         )
@@ -383,10 +381,7 @@ impl TableView {
         let backend = Backend::of(backend)?;
         let (tv, id) = (q(&self.name), q(&self.id));
         let mut out = Vec::new();
-        let mut columns = vec![format!(
-            "{id} {} PRIMARY KEY",
-            KeyType::BigInt.sql(backend)
-        )];
+        let mut columns = vec![format!("{id} {} PRIMARY KEY", KeyType::BigInt.sql(backend))];
         columns.extend(
             self.keys
                 .iter()

@@ -26,7 +26,10 @@ async fn main() -> ExitCode {
                 println!("{email} is now an admin (from their next login)");
             }
             [cmd, backend, rest @ ..] if cmd == "table-view-sql" && rest.len() <= 1 => {
-                print!("{}", blog::table_view_sql(backend, rest.first().map(String::as_str))?);
+                print!(
+                    "{}",
+                    blog::table_view_sql(backend, rest.first().map(String::as_str))?
+                );
             }
             _ => {
                 return Err("usage: blog [grant-admin <email> | table-view-sql \

@@ -62,7 +62,12 @@ fn post(title: &str, slug: &str, published: bool) -> Value {
 /// are compared).
 async fn assert_same(readers: &[&TestClient], step: &str, by_id: bool) {
     for (n, reader) in readers.iter().enumerate() {
-        for query in ["", "?published=true", "?published=false", "?limit=2&offset=1"] {
+        for query in [
+            "",
+            "?published=true",
+            "?published=false",
+            "?limit=2&offset=1",
+        ] {
             let model = reader.get(&format!("/api/posts{query}")).await;
             let tv = reader.get(&format!("/api/passthrough/posts{query}")).await;
             assert_eq!(model.status, StatusCode::OK, "{}", model.text());
@@ -169,7 +174,10 @@ async fn exercise(anonymous: TestClient, db: &Db) {
              SELECT id, 'psql', 'from a script', created_at FROM posts WHERE id = {}",
             ids[3]
         ),
-        format!("UPDATE posts SET title = 'Renamed by SQL' WHERE id = {}", ids[3]),
+        format!(
+            "UPDATE posts SET title = 'Renamed by SQL' WHERE id = {}",
+            ids[3]
+        ),
         format!("DELETE FROM comments WHERE post_id = {}", ids[2]),
         format!("DELETE FROM posts WHERE id = {}", ids[1]),
     ] {
