@@ -91,7 +91,7 @@ fn reads_dotenv(process: &impl Fn(&str) -> Option<String>) -> bool {
 /// The variables the application would see: the process environment, plus `.env` in the
 /// project in development only (whose values do not override the environment, and which
 /// cannot set `CHOPIN_ENV`, as in Chopin's loader).
-fn lookup(root: &Path) -> (impl Fn(&str) -> Option<String>, Option<String>) {
+pub(crate) fn lookup(root: &Path) -> (impl Fn(&str) -> Option<String>, Option<String>) {
     lookup_with(root, |name| std::env::var(name).ok())
 }
 

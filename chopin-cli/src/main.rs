@@ -17,6 +17,7 @@ mod output;
 mod project;
 mod source;
 mod templates;
+mod views;
 
 #[cfg(test)]
 mod snapshot_tests;
@@ -215,6 +216,19 @@ enum DbCommand {
     /// List every migration as applied or pending, read from the database's migration table.
     #[command(after_help = "Example:\n  chopin db status")]
     Status,
+    /// Rebuild the table views (`tv_*`) registered in the database, in batches: for data
+    /// written while a view's triggers were off, or restored from elsewhere. Runs no app code.
+    #[command(
+        after_help = "Examples:\n  chopin db rebuild-views\n  chopin db rebuild-views --view tv_post --batch 5000\n\nReads DATABASE_URL like the app (environment, .env in development) and the views'\nstatements from the chopin_table_views table that `TableView::create` fills."
+    )]
+    RebuildViews {
+        /// Source rows per batch (one transaction each).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Only this table view (default: every registered one).
+        #[arg(long, value_name = "NAME")]
+        view: Option<String>,
+    },
     /// Undo every migration, then apply them all again. Deletes all data.
     #[command(after_help = "Example:\n  chopin db reset --yes")]
     Reset {
@@ -302,6 +316,12 @@ fn run(cli: Cli) -> CliResult {
                 "\nNext: cargo test (migrations are applied at start-up, or with `chopin db migrate`)"
             );
         }
+        Some(Command::Db(DbCommand::RebuildViews { batch, view })) => {
+            // No project code is needed: any folder with the app's configuration will do.
+            let start = start_dir(&cli.project)?;
+            let root = Project::find(&start).map(|p| p.root).unwrap_or(start);
+            views::run(&root, batch, view.as_deref())?;
+        }
         Some(Command::Db(command)) => {
             let project = project(&cli.project)?;
             let steps;
@@ -312,6 +332,8 @@ fn run(cli: Cli) -> CliResult {
                     vec!["db", "rollback", &steps]
                 }
                 DbCommand::Status => vec!["db", "status"],
+                // Matched by the arm above.
+                DbCommand::RebuildViews { .. } => return Ok(()),
                 DbCommand::Reset { yes } => {
                     if !yes {
                         return Err(CliError::new(
@@ -725,6 +747,29 @@ mod tests {
             Some(Command::Db(DbCommand::Rollback { steps: 3 }))
         ));
         assert!(Cli::try_parse_from(["chopin", "db", "rollback", "--steps", "0"]).is_err());
+        let cli = Cli::try_parse_from(["chopin", "db", "rebuild-views"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Db(DbCommand::RebuildViews {
+                batch: 1000,
+                view: None
+            }))
+        ));
+        let cli = Cli::try_parse_from([
+            "chopin",
+            "db",
+            "rebuild-views",
+            "--view",
+            "tv_post",
+            "--batch",
+            "5",
+        ])
+        .unwrap();
+        let Some(Command::Db(DbCommand::RebuildViews { batch: 5, view })) = cli.command else {
+            panic!()
+        };
+        assert_eq!(view.as_deref(), Some("tv_post"));
+        assert!(Cli::try_parse_from(["chopin", "db", "rebuild-views", "--batch", "0"]).is_err());
         let cli = Cli::try_parse_from(["chopin", "db", "reset"]).unwrap();
         assert!(matches!(
             cli.command,

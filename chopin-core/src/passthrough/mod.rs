@@ -7,7 +7,8 @@
 //!
 //! [`JsonProjection`] derives, from a Rust struct, the SQL that makes the database build that
 //! struct's JSON (with the keys serde and the OpenAPI schema use), so most queries need no
-//! rewriting at all.
+//! rewriting at all. [`TableView`] stores those documents in a `tv_*` table kept fresh by
+//! triggers, for the cheapest reads.
 
 mod projection;
 #[cfg(chopin_db)]
@@ -18,6 +19,8 @@ mod rows;
 mod statement;
 #[cfg(chopin_db)]
 mod stream;
+#[cfg(chopin_db)]
+mod table_view;
 
 pub use projection::JsonProjection;
 #[cfg(chopin_db)]
@@ -36,3 +39,8 @@ pub use statement::Param;
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use stream::{DEFAULT_CHUNK_SIZE, JsonStream};
+#[cfg(chopin_db)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use table_view::{
+    Freshness, KeyType, REGISTRY_TABLE, Rebuilt, Storage, TableView, rebuild_table_views,
+};

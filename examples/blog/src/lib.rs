@@ -149,3 +149,31 @@ pub async fn grant_role(config: &Config, email: &str, role: &str) -> Result<(), 
     store.set_roles(id, &roles).await?;
     Ok(())
 }
+
+/// The SQL that creates the `tv_post` table view on `backend` (`postgres` or `sqlite`) with
+/// `freshness` (`row`, the default; `statement`; `write-path`), one statement per line group,
+/// each ending with `;`: what migration `m20250101_000004_create_tv_post` runs, for reading
+/// and for `bench/tv-writes.sh`.
+pub fn table_view_sql(backend: &str, freshness: Option<&str>) -> Result<String, String> {
+    use chopin_core::passthrough::Freshness;
+    let backend = match backend {
+        "postgres" => sea_orm::DbBackend::Postgres,
+        "sqlite" => sea_orm::DbBackend::Sqlite,
+        other => return Err(format!("unknown backend {other:?} (postgres, sqlite)")),
+    };
+    let freshness = match freshness.unwrap_or("row") {
+        "statement" => Freshness::StatementTriggers,
+        "row" => Freshness::RowTriggers,
+        "write-path" => Freshness::WritePath,
+        other => {
+            return Err(format!(
+                "unknown freshness {other:?} (statement, row, write-path)"
+            ));
+        }
+    };
+    let statements = api::passthrough::post_table_view()
+        .freshness(freshness)
+        .create_sql(backend)
+        .map_err(|e| e.to_string())?;
+    Ok(statements.iter().map(|s| format!("{s};\n")).collect())
+}

@@ -254,6 +254,7 @@ async fn exercise_api(router: Router, db: &Db) {
     assert_eq!(first["slug"], "first");
     assert_eq!(first["body"], "Body of First.");
     assert_eq!(first["published"], true);
+    assert_eq!(first["commentCount"], 0);
     assert_eq!(
         timestamp(&first["createdAt"]),
         timestamp(&first["updatedAt"])
@@ -274,7 +275,8 @@ async fn exercise_api(router: Router, db: &Db) {
             "published",
             "createdAt",
             "authorId",
-            "updatedAt"
+            "updatedAt",
+            "commentCount"
         ])
     );
 

@@ -155,7 +155,11 @@ pub async fn create_comment(
     // The post was visible a moment ago; the foreign key decides whether it still exists, so
     // a delete in between answers 404 too.
     match insert {
-        Ok(created) => Ok(ApiResponse::created(created.into())),
+        Ok(created) => {
+            // The post's cached view holds its comment count.
+            super::posts::invalidate_post(&state, id).await;
+            Ok(ApiResponse::created(created.into()))
+        }
         Err(err) if is_foreign_key_violation(&err) => Err(post_not_found(id)),
         Err(err) => Err(err.into()),
     }

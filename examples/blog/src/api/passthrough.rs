@@ -1,9 +1,13 @@
 //! `/api/passthrough/posts` and `/api/passthrough/posts/{id}`: the same JSON as
-//! `/api/posts`, built by the database and copied into the response without being parsed.
+//! `/api/posts`, read from the `tv_post` table view and copied into the response without
+//! being parsed.
 //!
-//! The SQL projection comes from `#[derive(JsonProjection)]` on [`PostView`], so the model path
-//! (sea-orm rows → `PostView` → serde) and this path produce identical JSON for the same data;
-//! the tests check it on SQLite and PostgreSQL.
+//! [`post_table_view`] declares `tv_post`: one pre-built document per post, built by the SQL
+//! that `#[derive(JsonProjection)]` derives from [`PostView`], next to the columns the reads
+//! filter and sort on; triggers on `posts` and `comments` rebuild a post's document in the
+//! transaction of every write that changes it (migration `m20250101_000004_create_tv_post`).
+//! So the model path (sea-orm rows → `PostView` → serde) and this path produce identical JSON
+//! for the same data; the tests check it after every kind of write on SQLite and PostgreSQL.
 //!
 //! Drafts are visible to their author and to admins only, as on the model path: every
 //! statement carries the parameterised condition `("published" OR <see all> OR "author_id" =
@@ -14,7 +18,7 @@ use std::sync::LazyLock;
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
 use chopin_core::passthrough::{
-    AssertSqlSafe, JsonProjection, JsonQuery, JsonRows, Param, SqlSafeStr,
+    AssertSqlSafe, JsonQuery, JsonRows, KeyType, Param, SqlSafeStr, TableView,
 };
 use chopin_core::prelude::*;
 use chopin_core::reexports::sea_orm::sqlx::SqlStr;
@@ -26,7 +30,19 @@ use crate::AppState;
 use crate::entity::post;
 use crate::extract::{Id, PostFilter};
 
-/// The statements of this module, built once per backend from the derived projection.
+/// The `tv_post` table view: [`PostView`]'s documents, one per post, with the columns the
+/// routes filter on (`published`, `author_id`) and sort on (`created_at`, `id`), rebuilt by
+/// row-level triggers when `posts` or `comments` change.
+pub fn post_table_view() -> TableView {
+    TableView::of::<PostView>("tv_post", "posts")
+        .key("created_at", KeyType::TimestampTz)
+        .key("published", KeyType::Boolean)
+        .key("author_id", KeyType::BigInt)
+        .index(["created_at", "id"])
+        .depends_on("comments", "post_id")
+}
+
+/// The statements of this module, built once per backend.
 struct Statements {
     list: SqlStr,
     list_filtered: SqlStr,
@@ -43,34 +59,30 @@ fn visible(see_all: &str, is_account: &str, account: &str) -> String {
 /// Parameters, in order: the visibility condition's three (`see_all`, `is_account`,
 /// `account`), then `list`: limit, offset; `list_filtered`: published, limit, offset; `one`:
 /// id.
-fn statements(projection: &str, p: [&str; 6]) -> Statements {
+fn statements(p: [&str; 6]) -> Statements {
     let sql = |s: String| AssertSqlSafe(s).into_sql_str();
     let order = r#"ORDER BY "created_at" DESC, "id" DESC"#;
     let visible = visible(p[0], p[1], p[2]);
     Statements {
         list: sql(format!(
-            "SELECT {projection} FROM posts WHERE {visible} {order} LIMIT {} OFFSET {}",
+            "SELECT data FROM tv_post WHERE {visible} {order} LIMIT {} OFFSET {}",
             p[3], p[4]
         )),
         list_filtered: sql(format!(
-            r#"SELECT {projection} FROM posts WHERE {visible} AND "published" = {} {order} LIMIT {} OFFSET {}"#,
+            r#"SELECT data FROM tv_post WHERE {visible} AND "published" = {} {order} LIMIT {} OFFSET {}"#,
             p[3], p[4], p[5]
         )),
         one: sql(format!(
-            r#"SELECT {projection} FROM posts WHERE {visible} AND "id" = {}"#,
+            r#"SELECT data FROM tv_post WHERE {visible} AND "id" = {}"#,
             p[3]
         )),
     }
 }
 
-static POSTGRES: LazyLock<Statements> = LazyLock::new(|| {
-    statements(
-        PostView::POSTGRES_JSON,
-        ["$1", "$2", "$3", "$4", "$5", "$6"],
-    )
-});
+static POSTGRES: LazyLock<Statements> =
+    LazyLock::new(|| statements(["$1", "$2", "$3", "$4", "$5", "$6"]));
 static SQLITE: LazyLock<Statements> =
-    LazyLock::new(|| statements(PostView::SQLITE, ["?1", "?2", "?3", "?4", "?5", "?6"]));
+    LazyLock::new(|| statements(["?1", "?2", "?3", "?4", "?5", "?6"]));
 
 /// `query` with the visibility condition's three parameters bound for `reader`. Always the
 /// same types (bool, bool, bigint), so one prepared statement serves every reader.

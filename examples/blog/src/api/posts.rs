@@ -3,6 +3,8 @@
 //! Reads take an optional access token: drafts are visible only to their author and to
 //! admins (see [`super::visibility`]).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use chopin_core::error::ErrorEnvelope;
 use chopin_core::extractors::{CursorPagination, CursorParameter};
@@ -19,7 +21,7 @@ use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
 use super::visibility::Reader;
-use crate::entity::post;
+use crate::entity::{comment, post};
 use crate::extract::{Id, PostFilter};
 use crate::{ADMIN, AppState};
 
@@ -62,8 +64,9 @@ fn validate_slug(slug: &str) -> Result<(), ValidationError> {
 /// A post as the API shows it.
 ///
 /// The same struct serves both read paths: the model path serialises it with serde, and the
-/// pass-through path has the database build exactly this JSON from the SQL that
-/// [`JsonProjection`] derives (see [`super::passthrough`]).
+/// pass-through path serves the documents of the `tv_post` table view, which the database
+/// builds (and rebuilds on every write, by trigger) from the SQL that [`JsonProjection`]
+/// derives: exactly this JSON (see [`super::passthrough`]).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, JsonProjection)]
 #[serde(rename_all = "camelCase")]
 pub struct PostView {
@@ -97,10 +100,14 @@ pub struct PostView {
     pub updated_at: DateTime<Utc>,
     /// The author's account id (`null` for posts older than authentication).
     pub author_id: Option<i64>,
+    /// How many comments the post has.
+    #[projection(sql = "(SELECT count(*) FROM comments c WHERE c.post_id = posts.id)")]
+    pub comment_count: i64,
 }
 
-impl From<post::Model> for PostView {
-    fn from(m: post::Model) -> Self {
+impl PostView {
+    /// The view of post `m`, which has `comment_count` comments.
+    pub fn new(m: post::Model, comment_count: i64) -> Self {
         PostView {
             id: m.id,
             title: m.title,
@@ -110,8 +117,44 @@ impl From<post::Model> for PostView {
             created_at: m.created_at,
             updated_at: m.updated_at,
             author_id: m.author_id,
+            comment_count,
         }
     }
+}
+
+/// The views of `posts`, with their comment counts (one grouped query for the page).
+async fn views(state: &AppState, posts: Vec<post::Model>) -> Result<Vec<PostView>, ChopinError> {
+    let ids: Vec<i64> = posts.iter().map(|p| p.id).collect();
+    let counts: HashMap<i64, i64> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        comment::Entity::find()
+            .select_only()
+            .column(comment::Column::PostId)
+            .column_as(Expr::col(comment::Column::Id).count(), "n")
+            .filter(comment::Column::PostId.is_in(ids))
+            .group_by(comment::Column::PostId)
+            .into_tuple::<(i64, i64)>()
+            .all(&*state.db)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(posts
+        .into_iter()
+        .map(|p| {
+            let count = counts.get(&p.id).copied().unwrap_or(0);
+            PostView::new(p, count)
+        })
+        .collect())
+}
+
+/// The view of one post, with its comment count.
+async fn view(state: &AppState, post: post::Model) -> Result<PostView, ChopinError> {
+    let mut views = views(state, vec![post]).await?;
+    views
+        .pop()
+        .ok_or_else(|| ChopinError::Internal("a post without its view".into()))
 }
 
 /// The account id of an authenticated user (the `sub` of the token the auth module issued).
@@ -147,7 +190,7 @@ fn post_key(id: i64) -> String {
 /// Drop a post's cached view after a write. When the cache cannot confirm the invalidation
 /// (Redis unreachable), the write has happened anyway: log it; readers may see the old view
 /// for at most [`POST_CACHE_TTL`].
-async fn invalidate_post(state: &AppState, id: i64) {
+pub(crate) async fn invalidate_post(state: &AppState, id: i64) {
     if let Err(err) = state.cache.delete(&post_key(id)).await {
         tracing::warn!(%err, id, "could not invalidate the cached post");
     }
@@ -211,7 +254,7 @@ pub async fn list_posts(
             .limit(cursor.fetch_limit())
             .all(&*state.db)
             .await?;
-        let rows = rows.into_iter().map(PostView::from).collect();
+        let rows = views(&state, rows).await?;
         return ApiResponse::cursor_paginated(rows, &cursor, key_of);
     }
     let total = query.clone().count(&*state.db).await?;
@@ -220,7 +263,7 @@ pub async fn list_posts(
         .offset(page.offset)
         .all(&*state.db)
         .await?;
-    let items: Vec<PostView> = posts.into_iter().map(PostView::from).collect();
+    let items = views(&state, posts).await?;
     let mut meta = PageMeta::new(&page, Some(total));
     if page.offset + (items.len() as u64) < total
         && let Some(last) = items.last()
@@ -261,7 +304,7 @@ pub async fn create_post(
     }
     .insert(&*state.db)
     .await?;
-    let view = PostView::from(created);
+    let view = PostView::new(created, 0);
     super::stream::publish(&state, &view);
     Ok(ApiResponse::created(view))
 }
@@ -288,11 +331,10 @@ pub async fn get_post(
     let view = state
         .cache
         .get_or_load(&post_key(id), POST_CACHE_TTL, || async {
-            post::Entity::find_by_id(id)
-                .one(&*state.db)
-                .await?
-                .map(PostView::from)
-                .ok_or_else(|| post_not_found(id))
+            match post::Entity::find_by_id(id).one(&*state.db).await? {
+                Some(post) => view(&state, post).await,
+                None => Err(post_not_found(id)),
+            }
         })
         .await?;
     // The cached view is the same for every reader; who may see it is decided per request.
@@ -345,7 +387,7 @@ pub async fn update_post(
     match update.update(&*state.db).await {
         Ok(post) => {
             invalidate_post(&state, id).await;
-            Ok(ApiResponse::success(post.into()))
+            Ok(ApiResponse::success(view(&state, post).await?))
         }
         Err(DbErr::RecordNotUpdated) => Err(post_not_found(id)),
         Err(err) => Err(err.into()),

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20250101_000001_create_posts;
 mod m20250101_000002_create_comments;
 mod m20250101_000003_add_post_author;
+mod m20250101_000004_create_tv_post;
 
 /// The blog's migrations, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_create_posts::Migration),
             Box::new(m20250101_000002_create_comments::Migration),
             Box::new(m20250101_000003_add_post_author::Migration),
+            Box::new(m20250101_000004_create_tv_post::Migration),
         ]
     }
 }
