@@ -537,15 +537,6 @@ def cmd_stream(args: argparse.Namespace) -> int:
         "task woken on the backend's CPU (the server, or curl) can wait for the next scheduler "
         "tick (4 ms at HZ=250) — see the analysis below."
     )
-    if False:
-        w.append("" + (
-            "The peak counter was reset (`echo 5 > /proc/<pid>/clear_refs`) just before the "
-            "measured request, so VmHWM covers that request only."
-            if args.hwm_reset == "yes"
-            else "The peak counter could not be reset, so VmHWM also covers start-up and warm-up "
-            "(an overestimate)."
-        )
-    )
     w.append("")
     w.append("### Machine")
     w.append("")

@@ -296,8 +296,9 @@ where
     /// Bind `CHOPIN_HOST:CHOPIN_PORT`, initialise logging (unless the application already
     /// installed a subscriber; with feature `otel`, span export too, see
     /// [`telemetry::init`](crate::telemetry::init)), and serve with Chopin's [`Server`](crate::server::Server)
-    /// until SIGINT or SIGTERM; then stop accepting connections and let in-flight requests
-    /// finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`. With `CHOPIN_WORKERS` (or
+    /// until SIGINT or SIGTERM; then serve on for `CHOPIN_SHUTDOWN_DELAY` with `/health/ready`
+    /// answering 503 (a second signal cuts it short), stop accepting connections and let
+    /// in-flight requests finish for up to `CHOPIN_SHUTDOWN_TIMEOUT`. With `CHOPIN_WORKERS` (or
     /// [`workers`](App::workers)) set, serves on per-core workers.
     ///
     /// With chopin-core's `metrics` feature it also serves `/metrics` on
@@ -472,7 +473,7 @@ struct AfterShutdown {
 
 impl AfterShutdown {
     /// Drain the auth modules' mail queues within what is left of the shutdown timeout
-    /// (counted from the signal).
+    /// (counted from the end of the shutdown delay).
     async fn run(self) {
         #[cfg(all(feature = "auth", chopin_db))]
         if !self.auth_modules.is_empty() {

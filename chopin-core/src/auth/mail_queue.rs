@@ -32,8 +32,9 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A bounded queue and its workers (cheap to clone; clones share them). The workers start
-/// with the first job, on that job's runtime, and end once every clone is dropped and the
-/// queue is empty.
+/// with the first job, on the runtime the queue was made on (the application's, which
+/// outlives the server's per-core workers; the first job's when it was made outside one),
+/// and end once every clone is dropped and the queue is empty.
 #[derive(Clone)]
 pub(crate) struct MailQueue {
     inner: Arc<Inner>,
@@ -54,6 +55,8 @@ struct Inner {
     idle: tokio::sync::Notify,
     /// Set by [`MailQueue::drain`]: no job is taken any more.
     closed: AtomicBool,
+    /// The runtime the queue was made on, where the workers run.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for MailQueue {
@@ -82,6 +85,7 @@ impl MailQueue {
                 pending: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
                 closed: AtomicBool::new(false),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }
@@ -99,7 +103,11 @@ impl MailQueue {
     /// Queue `job` without waiting: `false` (counted and logged) when the queue is full or
     /// no runtime can run the workers. Never blocks, never fails the caller.
     pub(crate) fn submit(&self, what: &'static str, job: Job) -> bool {
-        if self.inner.closed.load(Ordering::Acquire) {
+        // Counted before `closed` is read (both SeqCst, as in `drain`): either `drain` sees
+        // this job pending and waits for it, or this job sees the queue closed.
+        self.inner.pending.fetch_add(1, Ordering::SeqCst);
+        if self.inner.closed.load(Ordering::SeqCst) {
+            self.inner.done();
             tracing::warn!(
                 job = what,
                 "the auth mail queue is shutting down: background work dropped"
@@ -107,7 +115,6 @@ impl MailQueue {
             return false;
         }
         self.start_workers();
-        self.inner.pending.fetch_add(1, Ordering::AcqRel);
         match self.inner.tx.try_send(job) {
             Ok(()) => true,
             Err(_) => {
@@ -123,14 +130,14 @@ impl MailQueue {
     /// when the process exits), logged at `warn` when there are any. Calling it again waits
     /// again.
     pub(crate) async fn drain(&self, within: Duration) -> usize {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.closed.store(true, Ordering::SeqCst);
         let started = Instant::now();
         let idle = async {
             loop {
                 let notified = self.inner.idle.notified();
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
-                if self.inner.pending.load(Ordering::Acquire) == 0 {
+                if self.inner.pending.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 notified.await;
@@ -178,13 +185,18 @@ impl MailQueue {
         }
     }
 
-    /// Spawn the workers on the current runtime, once.
+    /// Spawn the workers, once: on the queue's runtime, else on the current one.
     fn start_workers(&self) {
         let mut slot = self.inner.rx.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        let Some(handle) = self
+            .inner
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
             return;
         };
         let Some(rx) = slot.take() else {
@@ -224,6 +236,9 @@ async fn worker_with(
         let Some(job) = job else {
             return;
         };
+        // Counted as done however this ends, a worker dropped mid-job (its runtime shut
+        // down) included, so `drain` never waits for a job nobody runs.
+        let _done = Done(queue.clone());
         let mut task = tokio::spawn(job);
         match tokio::time::timeout(job_timeout, &mut task).await {
             Ok(Err(err)) if err.is_panic() => {
@@ -238,7 +253,15 @@ async fn worker_with(
                 );
             }
         }
-        if let Some(queue) = queue.upgrade() {
+    }
+}
+
+/// Marks one job done when dropped.
+struct Done(Weak<Inner>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.upgrade() {
             queue.done();
         }
     }
@@ -353,6 +376,40 @@ mod tests {
             "no job after the drain"
         );
         assert_eq!(queue.pending(), 0);
+    }
+
+    /// Per-core serving: the first job is submitted from a worker's own runtime, which is
+    /// dropped when the server stops, before the application drains the queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_workers_run_on_the_queue_s_runtime_not_the_first_submitter_s() {
+        let queue = MailQueue::new(8, 1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let submitter = queue.clone();
+        let counter = ran.clone();
+        std::thread::spawn(move || {
+            let worker_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            worker_runtime.block_on(async {
+                for _ in 0..3 {
+                    let counter = counter.clone();
+                    assert!(submitter.submit(
+                        "test",
+                        Box::pin(async move {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        })
+                    ));
+                }
+            });
+            // The per-core worker's runtime ends here, with the jobs still queued.
+        })
+        .join()
+        .unwrap();
+        let left = queue.drain(Duration::from_secs(5)).await;
+        assert_eq!(left, 0, "the jobs outlived the submitter's runtime");
+        assert_eq!(ran.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
