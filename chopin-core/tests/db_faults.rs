@@ -388,6 +388,7 @@ async fn blocking(f: impl FnOnce() + Send + 'static) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
+    let _turn = OUTAGE.lock().await;
     let test_start = Instant::now();
     let Some(pg) = PrivatePostgres::start() else {
         return;
@@ -646,6 +647,297 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
     assert!(
         test_start.elapsed() < Duration::from_secs(30),
         "the outage test took {:?}",
+        test_start.elapsed()
+    );
+}
+
+/// The two outage tests stop a server of their own under load and hold answers to 100 ms:
+/// they take turns, so that neither runs while the other's load shares the machine.
+static OUTAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The auth module's routes (`AuthStore::new(&db)`, as the blog and `chopin new` projects
+/// build it) under the same outage: the store's queries and its refresh transaction go
+/// through `Db`, so once the breaker is open every auth answer is a 503 with `Retry-After`
+/// within 100 ms, and after the restart they succeed again within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auth_routes_answer_503_at_once_in_an_outage_and_recover_within_a_second() {
+    use chopin_core::auth::{
+        Auth, AuthModule, AuthRateLimits, AuthStore, JwtKeys, MemoryMailer, TokenSettings,
+    };
+    use serde_json::{Value, json};
+
+    let _turn = OUTAGE.lock().await;
+    let test_start = Instant::now();
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    let pg = Arc::new(pg);
+    let db = Db::connect(&DatabaseConfig {
+        breaker: BreakerConfig {
+            probe_interval: Duration::from_millis(100),
+            ..BreakerConfig::default()
+        },
+        ..DatabaseConfig::new(pg.url("max_connections=4&acquire_timeout=2s"))
+    })
+    .await
+    .expect("connect to the private server");
+    let auth = Auth::new(
+        JwtKeys::hs256("k1", b"an outage test secret of at least 32 bytes").expect("a key"),
+        TokenSettings::default(),
+        Environment::Test,
+    );
+    let store = AuthStore::new(&db).await.expect("auth migrations");
+    assert!(store.db().is_some(), "a store built from a Db keeps it");
+    // A store on a plain sea-orm connection (documented: no breaker), for comparison.
+    let plain_pool = Db::connect(&DatabaseConfig::new(
+        pg.url("max_connections=2&acquire_timeout=500ms"),
+    ))
+    .await
+    .expect("connect to the private server");
+    let plain = AuthStore::from_connection(plain_pool.conn().clone())
+        .await
+        .expect("auth migrations, already applied");
+    assert!(plain.db().is_none());
+    let module = AuthModule::with_mailer(auth.clone(), store.clone(), MemoryMailer::new())
+        .await
+        .expect("the auth module")
+        // Every request comes from 127.0.0.1: the routes' own limits would answer 429.
+        .rate_limits(AuthRateLimits::off());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let app = App::with_state(Config::for_environment(Environment::Test), db.clone())
+        .database(&db)
+        .auth(&auth)
+        .router(Router::<Db>::new().nest("/auth", module.router()));
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = app.serve_with(listener, shutdown).await {
+            eprintln!("test server failed: {e}");
+        }
+    });
+
+    const PASSWORD: &str = "correct horse battery staple";
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client");
+    let tokens = |v: &Value| -> (String, String) {
+        let data = &v["data"];
+        (
+            data["access_token"]
+                .as_str()
+                .expect("an access token")
+                .into(),
+            data["refresh_token"]
+                .as_str()
+                .expect("a refresh token")
+                .into(),
+        )
+    };
+    let signup = http
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"email": "outage@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("signup answers");
+    assert_eq!(signup.status(), 201);
+
+    // Clients signing up, logging in, reading /me and refreshing (each its own token chain)
+    // in turn until `stop` is set.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    const CLIENTS: usize = 4;
+    for i in 0..CLIENTS {
+        let login = http
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"email": "outage@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login answers");
+        assert_eq!(login.status(), 200);
+        let (mut access, mut refresh) = tokens(&login.json::<Value>().await.expect("JSON"));
+        let (http, base, stop, samples) = (
+            http.clone(),
+            base.clone(),
+            stop_load.clone(),
+            samples.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                let path = ["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"][n % 4];
+                let request = match path {
+                    "/auth/login" => http
+                        .post(format!("{base}{path}"))
+                        .json(&json!({"email": "outage@example.com", "password": PASSWORD})),
+                    "/auth/me" => http.get(format!("{base}{path}")).bearer_auth(&access),
+                    "/auth/refresh" => http
+                        .post(format!("{base}{path}"))
+                        .json(&json!({"refresh_token": refresh})),
+                    _ => http.post(format!("{base}{path}")).json(
+                        &json!({"email": format!("c{i}-{n}@example.com"), "password": PASSWORD}),
+                    ),
+                };
+                n += 1;
+                let start = Instant::now();
+                let (status, retry_after) = match request.send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let retry_after = r.headers().contains_key(http::header::RETRY_AFTER);
+                        if path == "/auth/refresh" && status == 200 {
+                            let body = r.json::<Value>().await.expect("JSON");
+                            (access, refresh) = tokens(&body);
+                        }
+                        (status, retry_after)
+                    }
+                    Err(_) => (0, false),
+                };
+                let sample = Sample {
+                    path,
+                    start,
+                    took: start.elapsed(),
+                    status,
+                    retry_after,
+                    key: None,
+                };
+                samples.lock().expect("samples").push(sample);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+    // Success for these routes: 200, or 201 for a sign-up.
+    let succeeded = |s: &Sample| s.status == if s.path == "/auth/signup" { 201 } else { 200 };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // The outage.
+    let stopped_at = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_stop("fast")).await;
+    wait_for(Duration::from_secs(5), || !db.is_available())
+        .await
+        .expect("the breaker opens within 5 s of the stop (only auth queries can open it)");
+    let opened_at = Instant::now();
+    let opened_after = opened_at - stopped_at;
+    // The store itself: its `Db`'s 503 at once; the plain connection's store waits for its
+    // pool's acquire timeout.
+    let asked = Instant::now();
+    let err = store
+        .user_id_by_email("outage@example.com")
+        .await
+        .expect_err("the server is down");
+    let store_took = asked.elapsed();
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert!(store_took < Duration::from_millis(100), "{store_took:?}");
+    let asked = Instant::now();
+    let err = plain
+        .user_id_by_email("outage@example.com")
+        .await
+        .expect_err("the server is down");
+    let plain_took = asked.elapsed();
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert!(
+        plain_took >= Duration::from_millis(400),
+        "a store without the breaker answered in {plain_took:?}"
+    );
+    tokio::time::sleep(
+        (opened_at + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let restart_began = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_start()).await;
+    let up_at = Instant::now();
+    let closed_after = wait_for(Duration::from_secs(1), || db.is_available())
+        .await
+        .expect("the breaker closes within 1 s of the restart");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop_load.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_server.send(());
+    let samples = samples.lock().expect("samples").clone();
+
+    // No 500 (nor a 401 from a broken refresh chain, nor no answer at all), ever.
+    let bad: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| !succeeded(s) && s.status != 503)
+        .collect();
+    assert!(bad.is_empty(), "answers other than success or 503: {bad:?}");
+    let before: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took < stopped_at)
+        .collect();
+    assert!(
+        before.len() >= 8,
+        "only {} answers before the stop",
+        before.len()
+    );
+    assert!(before.iter().all(|s| succeeded(s)), "{before:?}");
+    // In flight when the server stopped: no wait for the 2 s acquire timeout.
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took >= stopped_at && s.start < restart_began)
+        .collect();
+    let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
+    assert!(
+        slowest_during < Duration::from_secs(1),
+        "an auth answer during the outage took {slowest_during:?}: {:?}",
+        during
+            .iter()
+            .filter(|s| s.took >= Duration::from_secs(1))
+            .collect::<Vec<_>>()
+    );
+    // Breaker open, until the restart: 503 with Retry-After within 100 ms, on every route.
+    let open: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= opened_at && s.start + s.took <= restart_began)
+        .collect();
+    assert!(
+        open.len() >= 40,
+        "only {} answers during the outage",
+        open.len()
+    );
+    for s in &open {
+        assert_eq!(s.status, 503, "{s:?}");
+        assert!(s.retry_after, "503 without Retry-After: {s:?}");
+        assert!(s.took < Duration::from_millis(100), "{s:?}");
+    }
+    for path in ["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"] {
+        assert!(
+            open.iter().any(|s| s.path == path),
+            "no {path} answer during the outage"
+        );
+    }
+    // From one second after the restart, every request succeeds, on every route.
+    let after: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= up_at + Duration::from_secs(1))
+        .collect();
+    for path in ["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"] {
+        assert!(
+            after.iter().any(|s| s.path == path),
+            "no {path} answer after the restart"
+        );
+    }
+    assert!(
+        after.iter().all(|s| succeeded(s)),
+        "{:?}",
+        after.iter().filter(|s| !succeeded(s)).collect::<Vec<_>>()
+    );
+    let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "auth outage: breaker open {opened_after:?} after `pg_ctl stop` began; slowest auth \
+         answer in the outage {slowest_during:?}; {} auth answers while open (all 503), \
+         slowest {slowest_open:?}; the store's own query {store_took:?} (a plain-connection \
+         store: {plain_took:?}); breaker closed {closed_after:?} after the server accepted \
+         connections again; {} answers after the restart's first second, all successful; \
+         test took {:?}",
+        open.len(),
+        after.len(),
         test_start.elapsed()
     );
 }

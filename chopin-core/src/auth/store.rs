@@ -3,10 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use ring::digest;
+use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, ExecResult, PaginatorTrait, QueryFilter, QueryResult, Set,
+    Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
@@ -14,6 +16,7 @@ use serde::Serialize;
 use super::entity::{one_time_token, refresh_token, user};
 use super::jwt::{hex, random_bytes};
 use super::migration::AuthMigrator;
+use crate::db::Db;
 use crate::error::ChopinError;
 
 /// An account, as the auth routes return it (no password hash). Its JSON keys are camelCase
@@ -71,9 +74,16 @@ pub(crate) enum RefreshRefusal {
 }
 
 /// The auth tables on the application's database. A cheap clone.
+///
+/// Built from a [`Db`] ([`AuthStore::new`], what the auth routes, the blog and `chopin new`
+/// projects use), every query and transaction of the store goes through that `Db`, so its
+/// circuit breaker applies: while the database is down the auth routes answer 503
+/// `SERVICE_UNAVAILABLE` with `Retry-After` at once instead of waiting the pool's acquire
+/// timeout, and the connection failures they see open the breaker like any other query's.
+/// Built from a plain sea-orm connection ([`AuthStore::from_connection`]) there is no breaker.
 #[derive(Debug, Clone)]
 pub struct AuthStore {
-    db: DatabaseConnection,
+    db: StoreConn,
     /// Seconds an expired access token is still accepted (the JWT leeway): a family's
     /// access tokens are revoked while `exp + leeway` is in the future. `AuthModule::new`
     /// sets it from the `Auth` settings.
@@ -85,21 +95,36 @@ const DEFAULT_LEEWAY_SECS: i64 = 60;
 
 impl AuthStore {
     /// Use `db` and apply the auth migrations (recorded in `chopin_auth_migrations`), under
-    /// the migration lock `auth` (see [`Db::migration_lock`](crate::db::Db::migration_lock)).
-    pub async fn new(db: &crate::db::Db) -> Result<AuthStore, sea_orm::DbErr> {
-        AuthStore::from_connection(db.conn().clone()).await
-    }
-
-    /// Like [`AuthStore::new`], from a sea-orm connection.
-    pub async fn from_connection(db: DatabaseConnection) -> Result<AuthStore, sea_orm::DbErr> {
-        // Several instances starting together take turns (a PostgreSQL advisory lock).
-        let lock = crate::db::migrate_lock(&db, "auth").await?;
-        AuthMigrator::up(&db, None).await?;
-        lock.release().await?;
+    /// the migration lock `auth` (see [`Db::migration_lock`]).
+    ///
+    /// The store keeps a clone of `db` (the same pool and circuit breaker) and runs every
+    /// query through it: while the breaker is open, the store's methods fail at once with a
+    /// 503 `SERVICE_UNAVAILABLE` (`Retry-After`).
+    pub async fn new(db: &Db) -> Result<AuthStore, sea_orm::DbErr> {
+        AuthStore::migrate(db.conn()).await?;
         Ok(AuthStore {
-            db,
+            db: StoreConn::Db(db.clone()),
             leeway: DEFAULT_LEEWAY_SECS,
         })
+    }
+
+    /// Like [`AuthStore::new`], from a plain sea-orm connection. Such a store has **no
+    /// circuit breaker**: while the database is down each query waits for the pool (its
+    /// acquire timeout) before failing. Prefer [`AuthStore::new`] with a [`Db`].
+    pub async fn from_connection(db: DatabaseConnection) -> Result<AuthStore, sea_orm::DbErr> {
+        AuthStore::migrate(&db).await?;
+        Ok(AuthStore {
+            db: StoreConn::Plain(db),
+            leeway: DEFAULT_LEEWAY_SECS,
+        })
+    }
+
+    /// The auth migrations, under the migration lock `auth`.
+    async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+        // Several instances starting together take turns (a PostgreSQL advisory lock).
+        let lock = crate::db::migrate_lock(db, "auth").await?;
+        AuthMigrator::up(db, None).await?;
+        lock.release().await
     }
 
     /// The same store, counting `leeway` when collecting a revoked family's live access
@@ -109,9 +134,42 @@ impl AuthStore {
         self
     }
 
-    /// The connection.
+    /// The underlying sea-orm connection (of the [`Db`] the store was built from, or the one
+    /// given to [`AuthStore::from_connection`]). Queries on it bypass the circuit breaker;
+    /// use [`AuthStore::db`] where there is one.
     pub fn conn(&self) -> &DatabaseConnection {
-        &self.db
+        match &self.db {
+            StoreConn::Db(db) => db.conn(),
+            StoreConn::Plain(conn) => conn,
+        }
+    }
+
+    /// The [`Db`] the store was built from ([`AuthStore::new`]), whose queries check its
+    /// circuit breaker; `None` for a store built from a plain connection.
+    pub fn db(&self) -> Option<&Db> {
+        match &self.db {
+            StoreConn::Db(db) => Some(db),
+            StoreConn::Plain(_) => None,
+        }
+    }
+
+    /// `Err` (503 `SERVICE_UNAVAILABLE`, `Retry-After`) while the circuit breaker of the
+    /// store's [`Db`] is open: for a route to fail at once before expensive work (a password
+    /// hash) whose result could not be stored anyway. Always `Ok` without a `Db`.
+    pub(crate) fn check_available(&self) -> Result<(), ChopinError> {
+        match &self.db {
+            StoreConn::Db(db) => db.breaker_check(),
+            StoreConn::Plain(_) => Ok(()),
+        }
+    }
+
+    /// `err`, from a statement on a transaction of this store, reported to the breaker
+    /// (statements on a `DatabaseTransaction` do not pass through `Db`).
+    fn seen(&self, err: DbErr) -> DbErr {
+        if let StoreConn::Db(db) = &self.db {
+            db.observe_db_error(&err);
+        }
+        err
     }
 
     /// Create an account with an already-hashed password. 409 `CONFLICT` when the e-mail is
@@ -211,7 +269,9 @@ impl AuthStore {
         access: (&str, i64),
     ) -> Result<String, ChopinError> {
         let family = hex(&random_bytes::<16>().map_err(ChopinError::from)?);
-        insert_refresh(&self.db, user_id, family, ttl, access).await
+        let (token, row) = refresh_row(user_id, family, ttl, access)?;
+        row.insert(&self.db).await?;
+        Ok(token)
     }
 
     /// Rotate `token`: spend it and, in the same transaction, insert its replacement in the
@@ -253,32 +313,39 @@ impl AuthStore {
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
-            .await?;
+            .await
+            .map_err(|e| self.seen(e))?;
         if claimed.rows_affected == 0 {
-            txn.rollback().await?;
+            txn.rollback().await.map_err(|e| self.seen(e))?;
             // Spent (or revoked) between our read and our update: treat as a replay. The
             // competing rotation has committed (our update waited for it), so its
             // replacement is revoked with the family.
             let live = self.revoke_family(&row.family).await?;
             return Ok(Err(RefreshRefusal::Reused(live)));
         }
-        let Some(account) = user::Entity::find_by_id(row.user_id).one(&txn).await? else {
-            txn.rollback().await?;
+        let Some(account) = user::Entity::find_by_id(row.user_id)
+            .one(&txn)
+            .await
+            .map_err(|e| self.seen(e))?
+        else {
+            txn.rollback().await.map_err(|e| self.seen(e))?;
             return Ok(Err(RefreshRefusal::Invalid));
         };
         let (issued, jti, exp) = issue(&account)?;
-        let replacement =
-            insert_refresh(&txn, row.user_id, row.family.clone(), ttl, (&jti, exp)).await?;
+        let (replacement, new_row) =
+            refresh_row(row.user_id, row.family.clone(), ttl, (&jti, exp))?;
+        new_row.insert(&txn).await.map_err(|e| self.seen(e))?;
         let revoked = refresh_token::Entity::find()
             .filter(refresh_token::Column::Family.eq(row.family.as_str()))
             .filter(refresh_token::Column::RevokedAt.is_not_null())
             .count(&txn)
-            .await?;
+            .await
+            .map_err(|e| self.seen(e))?;
         if revoked > 0 {
-            txn.rollback().await?;
+            txn.rollback().await.map_err(|e| self.seen(e))?;
             return Ok(Err(RefreshRefusal::Invalid));
         }
-        txn.commit().await?;
+        txn.commit().await.map_err(|e| self.seen(e))?;
         Ok(Ok((issued, replacement)))
     }
 
@@ -433,19 +500,19 @@ impl AuthStore {
     }
 }
 
-/// Insert a refresh token row on `conn` (the store's connection or a transaction).
-async fn insert_refresh(
-    conn: &impl ConnectionTrait,
+/// A new refresh token and the row that records it (to insert on the store's connection or a
+/// transaction).
+fn refresh_row(
     user_id: i64,
     family: String,
     ttl: std::time::Duration,
     access: (&str, i64),
-) -> Result<String, ChopinError> {
+) -> Result<(String, refresh_token::ActiveModel), ChopinError> {
     let token = new_token()?;
     let now = Utc::now();
     let ttl = chrono::Duration::from_std(ttl)
         .map_err(|_| ChopinError::internal("refresh TTL out of range"))?;
-    refresh_token::ActiveModel {
+    let row = refresh_token::ActiveModel {
         user_id: Set(user_id),
         family: Set(family),
         token_hash: Set(token_digest(&token)),
@@ -456,10 +523,8 @@ async fn insert_refresh(
         access_jti: Set(Some(access.0.to_string())),
         access_exp: Set(Some(access.1)),
         ..Default::default()
-    }
-    .insert(conn)
-    .await?;
-    Ok(token)
+    };
+    Ok((token, row))
 }
 
 /// Trimmed and lowercased.
@@ -470,4 +535,75 @@ pub(crate) fn normalize_email(email: &str) -> String {
 /// Roles of a stored account.
 pub(crate) fn roles_of(model: &user::Model) -> Vec<String> {
     split_roles(&model.roles)
+}
+
+/// Where an [`AuthStore`]'s queries go: through a [`Db`] (its circuit breaker applies) or
+/// straight to a plain sea-orm connection.
+#[derive(Debug, Clone)]
+enum StoreConn {
+    Db(Db),
+    Plain(DatabaseConnection),
+}
+
+impl StoreConn {
+    /// A transaction: through `Db::begin` (refused at once while the breaker is open, and a
+    /// connection failure reported to it) or on the plain connection.
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self {
+            StoreConn::Db(db) => db.begin().await,
+            StoreConn::Plain(conn) => conn.begin().await,
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for StoreConn {
+    fn get_database_backend(&self) -> DbBackend {
+        match self {
+            StoreConn::Db(db) => db.get_database_backend(),
+            StoreConn::Plain(conn) => conn.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self {
+            StoreConn::Db(db) => db.execute_raw(stmt).await,
+            StoreConn::Plain(conn) => conn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self {
+            StoreConn::Db(db) => db.execute_unprepared(sql).await,
+            StoreConn::Plain(conn) => conn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self {
+            StoreConn::Db(db) => db.query_one_raw(stmt).await,
+            StoreConn::Plain(conn) => conn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self {
+            StoreConn::Db(db) => db.query_all_raw(stmt).await,
+            StoreConn::Plain(conn) => conn.query_all_raw(stmt).await,
+        }
+    }
+
+    fn support_returning(&self) -> bool {
+        match self {
+            StoreConn::Db(db) => db.support_returning(),
+            StoreConn::Plain(conn) => conn.support_returning(),
+        }
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        match self {
+            StoreConn::Db(db) => db.is_mock_connection(),
+            StoreConn::Plain(conn) => conn.is_mock_connection(),
+        }
+    }
 }

@@ -671,6 +671,17 @@ impl Db {
         self.breaker.success();
     }
 
+    /// A statement on a [`DatabaseTransaction`] begun on this `Db` failed with `err`: report
+    /// it to the breaker (a lost connection counts as a failure) and count it (feature
+    /// `metrics`). Queries on a transaction do not go through `Db`, so code that runs them
+    /// for Chopin (the auth store's refresh rotation) reports their errors here.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub(crate) fn observe_db_error(&self, err: &DbErr) {
+        self.breaker.observe_db(err);
+        #[cfg(feature = "metrics")]
+        metrics::db_error(err);
+    }
+
     /// Run `fut` unless the breaker is open, and report its outcome to the breaker (and its
     /// failure to the metrics: the breaker's own answers are not counted).
     async fn guarded<T>(&self, fut: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {

@@ -29,6 +29,9 @@ pub(super) async fn signup(
     Json(body): Json<Credentials>,
 ) -> Result<ApiResponse<TokenPair>, ChopinError> {
     validate_credentials(&body.email, &body.password)?;
+    // While the database is known to be down, answer its 503 now rather than after the
+    // password hash, whose result could not be stored.
+    module.store.check_available()?;
     let hash = password::hash(&body.password).await?;
     let user = module.store.create_user(&body.email, &hash).await?;
     let pair = module.tokens_for(user.id, user.roles.clone()).await?;
@@ -213,6 +216,9 @@ pub(super) async fn request_reset(
     if !fields.is_empty() {
         return Err(ChopinError::Validation(fields));
     }
+    // While the database is known to be down no token could be issued: say so (503, the
+    // same answer for every address) instead of accepting work that will fail.
+    module.store.check_available()?;
     // The lookup, the insert and the mail happen after the answer, so its timing says
     // nothing about whether the account exists. They go through the bounded mail queue: when
     // it is full they are dropped (counted, logged) and the answer is still the same.

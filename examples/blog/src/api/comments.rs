@@ -88,7 +88,7 @@ pub async fn list_comments(
     page: Pagination,
     cursor: CursorPagination<(DateTime<Utc>, i64)>,
 ) -> Result<ApiResponse<Vec<CommentView>>, ChopinError> {
-    let db = &*state.db;
+    let db = &state.db;
     check_visible(&state, user.as_ref(), id).await?;
     let key_of = |c: &CommentView| (c.created_at, c.id);
     let query = comment::Entity::find()
@@ -150,7 +150,7 @@ pub async fn create_comment(
         created_at: Set(super::now()),
         ..Default::default()
     }
-    .insert(&*state.db)
+    .insert(&state.db)
     .await;
     // The post was visible a moment ago; the foreign key decides whether it still exists, so
     // a delete in between answers 404 too.
@@ -173,7 +173,7 @@ async fn check_visible(
 ) -> Result<(), ChopinError> {
     let visible = post::Entity::find_by_id(id)
         .filter(Reader::of(user).condition())
-        .count(&*state.db)
+        .count(&state.db)
         .await?;
     if visible == 0 {
         return Err(post_not_found(id));

@@ -130,7 +130,7 @@ pub async fn list_posts(
         }
         None => bind_reader(JsonQuery::new(statements.list.clone()), reader),
     };
-    let total = count.count(&*state.db).await?;
+    let total = count.count(&state.db).await?;
     let rows = query
         .bind(Param::try_from(page.limit)?)
         .bind(Param::try_from(page.offset)?)

@@ -135,7 +135,7 @@ async fn views(state: &AppState, posts: Vec<post::Model>) -> Result<Vec<PostView
             .filter(comment::Column::PostId.is_in(ids))
             .group_by(comment::Column::PostId)
             .into_tuple::<(i64, i64)>()
-            .all(&*state.db)
+            .all(&state.db)
             .await?
             .into_iter()
             .collect()
@@ -172,7 +172,7 @@ async fn find_visible_post(
     id: i64,
 ) -> Result<post::Model, ChopinError> {
     post::Entity::find_by_id(id)
-        .one(&*state.db)
+        .one(&state.db)
         .await?
         .filter(|p| Reader::of(Some(user)).may_see(p.published, p.author_id))
         .ok_or_else(|| post_not_found(id))
@@ -252,16 +252,16 @@ pub async fn list_posts(
                 .lt(Expr::tuple([Expr::val(created_at), Expr::val(id)])),
             )
             .limit(cursor.fetch_limit())
-            .all(&*state.db)
+            .all(&state.db)
             .await?;
         let rows = views(&state, rows).await?;
         return ApiResponse::cursor_paginated(rows, &cursor, key_of);
     }
-    let total = query.clone().count(&*state.db).await?;
+    let total = query.clone().count(&state.db).await?;
     let posts = query
         .limit(page.limit)
         .offset(page.offset)
-        .all(&*state.db)
+        .all(&state.db)
         .await?;
     let items = views(&state, posts).await?;
     let mut meta = PageMeta::new(&page, Some(total));
@@ -302,7 +302,7 @@ pub async fn create_post(
         author_id: Set(Some(author)),
         ..Default::default()
     }
-    .insert(&*state.db)
+    .insert(&state.db)
     .await?;
     let view = PostView::new(created, 0);
     super::stream::publish(&state, &view);
@@ -331,7 +331,7 @@ pub async fn get_post(
     let view = state
         .cache
         .get_or_load(&post_key(id), POST_CACHE_TTL, || async {
-            match post::Entity::find_by_id(id).one(&*state.db).await? {
+            match post::Entity::find_by_id(id).one(&state.db).await? {
                 Some(post) => view(&state, post).await,
                 None => Err(post_not_found(id)),
             }
@@ -384,7 +384,7 @@ pub async fn update_post(
         ..Default::default()
     };
     // One UPDATE; no row matched means the post does not exist.
-    match update.update(&*state.db).await {
+    match update.update(&state.db).await {
         Ok(post) => {
             invalidate_post(&state, id).await;
             Ok(ApiResponse::success(view(&state, post).await?))
@@ -420,7 +420,7 @@ pub async fn delete_post(
             "only the post's author or an admin may delete it".into(),
         ));
     }
-    let result = post::Entity::delete_by_id(id).exec(&*state.db).await?;
+    let result = post::Entity::delete_by_id(id).exec(&state.db).await?;
     if result.rows_affected == 0 {
         return Err(post_not_found(id));
     }
