@@ -726,7 +726,8 @@ impl TableView {
 
     /// Rebuild (or delete) the document of source row `id` now. With
     /// [`Freshness::WritePath`], call it inside the transaction of every write that may change
-    /// the document; with triggers it is never needed.
+    /// the document; with triggers it is never needed. On PostgreSQL it locks the document
+    /// until the transaction ends (see `docs/passthrough.md`, "Concurrent writers").
     pub async fn refresh<C: ConnectionTrait>(&self, conn: &C, id: i64) -> Result<(), DbErr> {
         self.check()?;
         let backend = Backend::of(conn.get_database_backend())?;
@@ -781,6 +782,11 @@ pub struct Rebuilt {
 /// batches of `batch` source ids, each in its own transaction, after deleting documents whose
 /// source row is gone. What `chopin db rebuild-views` runs: it needs no application code,
 /// since [`TableView::create`] stored each view's statements in the registry.
+///
+/// Safe on a live database: on PostgreSQL each batch and the pruning go through the view's
+/// refresh function, which locks the documents it rebuilds (the whole table view for a batch
+/// larger than [`LOCK_ESCALATION`]) before building them, so a concurrent writer's change is
+/// never overwritten by a document built without it.
 ///
 /// Errors: no registry table (no view was ever created), an unknown `only`, or a database
 /// error (the batches already committed stay).
