@@ -25,13 +25,15 @@ bench_pg_env
 # Notices (triggers that do not exist yet, dropped "if exists") are noise here.
 export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 bench_require psql pgbench
-INVOCATION="$(bench_invocation bench/tv-writes.sh ROUNDS DURATION CLIENTS SEED)"
+INVOCATION="$(bench_invocation bench/tv-writes.sh ROUNDS DURATION CLIENTS SEED VARIANTS)"
 : "${ROUNDS:=5}" "${DURATION:=5}" "${CLIENTS:=2}" "${SEED:=10000}"
 for v in ROUNDS DURATION CLIENTS SEED; do bench_check_int "$v" "${!v}"; done
 DB="${TV_WRITES_DB:-chopin_tv_writes}"
 OUT="$(bench_out bench/results/tv-writes.md)"
 bench_raw_dir tv-writes
-VARIANTS="none statement row write-path"
+# VARIANTS may also name `row-unlocked`: `row` without the refresh's per-document lock (the
+# lock's own cost; that SQL is unsafe under concurrent writers of one document).
+VARIANTS="${VARIANTS:-none statement row write-path}"
 WORKLOADS="post-insert post-update comment-insert"
 
 bench_pg_ready || die "cannot connect to PostgreSQL as $PGUSER@$PGHOST:$PGPORT"
@@ -41,6 +43,9 @@ BLOG="$ROOT/target/debug/blog"
 for v in statement row write-path; do
     "$BLOG" table-view-sql postgres "$v" >"$RAW/tv-$v.sql"
 done
+# The refresh function's lock block (from `IF locked` to its `END IF;`) removed.
+sed '/^  IF locked >= 0 AND/,/^  END IF;$/d' "$RAW/tv-row.sql" >"$RAW/tv-row-unlocked.sql"
+grep -q 'pg_advisory_xact_lock' "$RAW/tv-row-unlocked.sql" && die "row-unlocked still locks"
 
 # The blog's tables on PostgreSQL (migrations 000001-000003), with SEED posts.
 cat >"$RAW/schema.sql" <<SQL

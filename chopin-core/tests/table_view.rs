@@ -386,3 +386,290 @@ fn generated_sql_is_exact() {
         assert_eq!(format!("{text}\n"), expected, "{name}");
     }
 }
+
+/// A second connection to the test database, outside the pool.
+async fn connection(url: &str) -> sea_orm::sqlx::PgConnection {
+    use sea_orm::sqlx::Connection;
+    sea_orm::sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect")
+}
+
+async fn run(conn: &mut sea_orm::sqlx::PgConnection, sql: &str) {
+    use sea_orm::sqlx::Executor;
+    conn.execute(sea_orm::sqlx::AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Wait until backend `pid` waits for a lock (checked in `pg_stat_activity`, not guessed
+/// with a sleep).
+async fn until_blocked(db: &Db, pid: i32) {
+    for _ in 0..500 {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                [pid.into()],
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        if row.try_get_by_index::<i64>(0).unwrap() == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} never waited for a lock");
+}
+
+/// Transaction A writes and stays open; B's write of the same document starts and waits
+/// (checked in `pg_stat_activity`); A commits, then B finishes. The stored documents must
+/// equal the query-time projection: B's refresh must build its document after A committed,
+/// not from the snapshot it took before waiting.
+async fn race(url: &str, db: &Db, a: &[&str], b: &'static str, step: &str) {
+    let mut conn_a = connection(url).await;
+    let mut conn_b = connection(url).await;
+    let pid: i32 = {
+        use sea_orm::sqlx::Row;
+        sea_orm::sqlx::query("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn_b)
+            .await
+            .expect("pid")
+            .get(0)
+    };
+    run(&mut conn_a, "BEGIN").await;
+    for sql in a {
+        run(&mut conn_a, sql).await;
+    }
+    let writer_b = tokio::spawn(async move {
+        run(&mut conn_b, b).await;
+        conn_b
+    });
+    until_blocked(db, pid).await;
+    run(&mut conn_a, "COMMIT").await;
+    writer_b.await.expect("writer B");
+    assert_fresh(db, Storage::Json, step).await;
+}
+
+/// Concurrent writers of one document (H1): without the per-document lock, the second
+/// writer's `INSERT … ON CONFLICT DO UPDATE` wrote a document built before the first one
+/// committed (a comment count of 1 for 2 comments; the old title).
+#[tokio::test]
+async fn postgres_concurrent_writers_leave_fresh_documents() {
+    for freshness in [Freshness::RowTriggers, Freshness::StatementTriggers] {
+        let Some((pg, db)) = common::postgres("").await else {
+            return;
+        };
+        schema(&db).await;
+        view(freshness, Storage::Json)
+            .create(&db)
+            .await
+            .expect("create");
+        exec(&db, "INSERT INTO posts VALUES (1, 'Old', true, 1)").await;
+        race(
+            pg.url(),
+            &db,
+            &["INSERT INTO comments VALUES (1, 1, 'first')"],
+            "INSERT INTO comments VALUES (2, 1, 'second')",
+            &format!("two concurrent comments ({freshness:?})"),
+        )
+        .await;
+        race(
+            pg.url(),
+            &db,
+            &["UPDATE posts SET title = 'New' WHERE id = 1"],
+            "INSERT INTO comments VALUES (3, 1, 'third')",
+            &format!("a title update and a comment ({freshness:?})"),
+        )
+        .await;
+        // Past LOCK_ESCALATION documents the refresh locks the whole view: still fresh.
+        exec(
+            &db,
+            "INSERT INTO posts SELECT g, 'Bulk ' || g, false, g FROM generate_series(2, 101) g",
+        )
+        .await;
+        race(
+            pg.url(),
+            &db,
+            &["UPDATE posts SET title = title || ' edited'"],
+            "INSERT INTO comments VALUES (4, 1, 'fourth')",
+            &format!("a bulk update and a comment ({freshness:?})"),
+        )
+        .await;
+        // A rebuild on a live database waits for the writer of the documents it rebuilds.
+        let live = view(freshness, Storage::Json);
+        live.clone()
+            .freshness(Freshness::WritePath)
+            .create(&db)
+            .await
+            .expect("triggers off");
+        exec(&db, "UPDATE posts SET title = 'Stale' WHERE id = 2").await;
+        let mut conn_a = connection(pg.url()).await;
+        run(&mut conn_a, "BEGIN").await;
+        run(&mut conn_a, "UPDATE posts SET title = 'Newer' WHERE id = 1").await;
+        run(&mut conn_a, "SELECT tv_post_refresh(ARRAY[1::bigint])").await;
+        let rebuild_db = db.clone();
+        let rebuild = tokio::spawn(async move { rebuild_table_views(&rebuild_db, 10, None).await });
+        // The rebuild's first batch (ids 1..10) waits for A's lock on document 1.
+        let pid = {
+            let mut pid = None;
+            for _ in 0..500 {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                         AND query LIKE '%tv_post_refresh%'",
+                    ))
+                    .await
+                    .expect("pg_stat_activity");
+                if let Some(row) = row {
+                    pid = Some(row.try_get_by_index::<i32>(0).unwrap());
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            pid.expect("the rebuild never waited")
+        };
+        until_blocked(&db, pid).await;
+        run(&mut conn_a, "COMMIT").await;
+        rebuild.await.expect("task").expect("rebuild");
+        assert_fresh(
+            &db,
+            Storage::Json,
+            &format!("a live rebuild ({freshness:?})"),
+        )
+        .await;
+        db.close().await;
+        drop(pg);
+    }
+}
+
+/// Past `LOCK_ESCALATION` documents, one transaction holds one table lock, not one
+/// advisory lock per document.
+#[tokio::test]
+async fn postgres_bulk_writes_escalate_to_a_table_lock() {
+    let Some((pg, db)) = common::postgres("").await else {
+        return;
+    };
+    schema(&db).await;
+    view(Freshness::RowTriggers, Storage::Json)
+        .create(&db)
+        .await
+        .expect("create");
+    let mut conn = connection(pg.url()).await;
+    run(&mut conn, "BEGIN").await;
+    run(
+        &mut conn,
+        "INSERT INTO posts SELECT g, 'Bulk ' || g, false, g FROM generate_series(1, 300) g",
+    )
+    .await;
+    let (advisory, table): (i64, i64) = {
+        use sea_orm::sqlx::Row;
+        let row = sea_orm::sqlx::query(
+            "SELECT count(*) FILTER (WHERE locktype = 'advisory'), \
+             count(*) FILTER (WHERE relation = 'tv_post'::regclass \
+             AND mode = 'ShareRowExclusiveLock') \
+             FROM pg_locks WHERE pid = pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_locks");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (advisory, table),
+        (chopin_core::passthrough::LOCK_ESCALATION as i64, 1)
+    );
+    run(&mut conn, "COMMIT").await;
+    assert_fresh(&db, Storage::Json, "a bulk insert").await;
+    // In a new transaction, the count starts again.
+    run(&mut conn, "BEGIN").await;
+    run(&mut conn, "UPDATE posts SET title = 'One' WHERE id = 1").await;
+    let advisory: i64 = {
+        use sea_orm::sqlx::Row;
+        sea_orm::sqlx::query(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_locks")
+        .get(0)
+    };
+    assert_eq!(advisory, 1);
+    run(&mut conn, "COMMIT").await;
+    db.close().await;
+}
+
+/// An `integer` (int4) source id (M2): the rebuild reads its batch ends as bigint.
+#[tokio::test]
+async fn postgres_rebuild_of_an_integer_id_source() {
+    let Some((_pg, db)) = common::postgres("").await else {
+        return;
+    };
+    exec(
+        &db,
+        "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)",
+    )
+    .await;
+    exec(&db, "INSERT INTO items (name) VALUES ('a'), ('b'), ('c')").await;
+    let view = TableView::with_documents(
+        "tv_item",
+        "items",
+        "json_build_object('id', items.id, 'name', items.name)",
+        "json_object('id', items.id, 'name', items.name)",
+    );
+    view.create(&db).await.expect("create");
+    exec(&db, "INSERT INTO items (name) VALUES ('d')").await;
+    let done = rebuild_table_views(&db, 2, None).await.expect("rebuild");
+    assert_eq!((done[0].documents, done[0].batches), (4, 2));
+    db.close().await;
+}
+
+/// The generated functions resolve names as the migration's `search_path` did (L1): a
+/// writer whose `search_path` does not list the schema still refreshes.
+#[tokio::test]
+async fn postgres_functions_keep_the_migration_search_path() {
+    let Some((pg, db)) = common::postgres("").await else {
+        return;
+    };
+    schema(&db).await;
+    view(Freshness::RowTriggers, Storage::Json)
+        .create(&db)
+        .await
+        .expect("create");
+    let mut conn = connection(pg.url()).await;
+    run(&mut conn, "SET search_path TO pg_catalog").await;
+    run(
+        &mut conn,
+        "INSERT INTO public.posts VALUES (1, 'Elsewhere', true, 1)",
+    )
+    .await;
+    run(&mut conn, "INSERT INTO public.comments VALUES (1, 1, 'c')").await;
+    assert_fresh(&db, Storage::Json, "writes under another search_path").await;
+    db.close().await;
+}
+
+#[test]
+fn composed_names_longer_than_postgres_allows_are_refused() {
+    // 40 bytes each: allowed alone, but `<name>_on_<table>_upd` is 88.
+    let name = format!("tv_{}", "n".repeat(37));
+    let table = "t".repeat(40);
+    let err = TableView::with_documents(&name, &table, "'{}'::json", "'{}'")
+        .create_sql(DbBackend::Postgres)
+        .unwrap_err();
+    assert!(err.to_string().contains("63 bytes"), "{err}");
+    let err = TableView::with_documents("tv_post", "posts", "'{}'::json", "'{}'")
+        .key(&"k".repeat(30), KeyType::Text)
+        .key(&"l".repeat(30), KeyType::Text)
+        .index(["k".repeat(30), "l".repeat(30)])
+        .create_sql(DbBackend::Sqlite)
+        .unwrap_err();
+    assert!(err.to_string().contains("tv_post_kkk"), "{err}");
+    // At the limit: fine.
+    let (name, table) = (format!("tv_{}", "x".repeat(12)), "t".repeat(40));
+    assert_eq!(format!("{name}_on_{table}_upd").len(), 63);
+    TableView::with_documents(&name, &table, "'{}'::json", "'{}'")
+        .create_sql(DbBackend::Postgres)
+        .expect("63 bytes");
+}

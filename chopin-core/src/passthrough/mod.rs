@@ -42,5 +42,6 @@ pub use stream::{DEFAULT_CHUNK_SIZE, JsonStream};
 #[cfg(chopin_db)]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use table_view::{
-    Freshness, KeyType, REGISTRY_TABLE, Rebuilt, Storage, TableView, rebuild_table_views,
+    Freshness, KeyType, LOCK_ESCALATION, REGISTRY_TABLE, Rebuilt, Storage, TableView,
+    rebuild_table_views,
 };

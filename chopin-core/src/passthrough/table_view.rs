@@ -43,6 +43,14 @@ use super::JsonProjection;
 /// The registry table `create` writes and `chopin db rebuild-views` reads.
 pub const REGISTRY_TABLE: &str = "chopin_table_views";
 
+/// On PostgreSQL, the number of documents of one table view a transaction refreshes under
+/// one lock each; past it, the refresh locks the whole table view (its writers, not its
+/// readers) until commit, so that bulk writes do not fill the server's lock table.
+pub const LOCK_ESCALATION: usize = 64;
+
+/// PostgreSQL's longest identifier (`NAMEDATALEN - 1`), in bytes.
+const MAX_IDENTIFIER: usize = 63;
+
 /// The SQL type of a key column copied from the source table into the table view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
@@ -277,7 +285,29 @@ impl TableView {
                 )));
             }
         }
+        // PostgreSQL truncates longer identifiers to 63 bytes, silently: two composed names
+        // could become one.
+        let mut composed = vec![format!("{}_refresh", self.name)];
+        for (table, _) in self.watched() {
+            for suffix in ["", "_ins", "_upd", "_del"] {
+                composed.push(self.trigger_name(table, suffix));
+            }
+        }
+        composed.extend(self.indexes.iter().map(|index| self.index_name(index)));
+        if let Some(long) = composed.iter().find(|name| name.len() > MAX_IDENTIFIER) {
+            return Err(DbErr::Custom(format!(
+                "table view {:?}: the generated name {long:?} is longer than PostgreSQL's \
+                 {MAX_IDENTIFIER} bytes (it would be truncated); shorten the view, table or \
+                 column names",
+                self.name
+            )));
+        }
         Ok(())
+    }
+
+    /// `<name>_<col>_<col>`: the name of an index over `columns`.
+    fn index_name(&self, columns: &[String]) -> String {
+        format!("{}_{}", self.name, columns.join("_"))
     }
 
     /// `"posts"` or `"p"`: how the source is named in the generated statements.
@@ -398,7 +428,7 @@ impl TableView {
             columns.join(", ")
         ));
         for index in &self.indexes {
-            let name = format!("{}_{}", self.name, index.join("_"));
+            let name = self.index_name(index);
             let cols: Vec<String> = index.iter().map(|c| q(c)).collect();
             out.push(format!(
                 "CREATE INDEX IF NOT EXISTS {} ON {tv} ({})",
@@ -409,15 +439,12 @@ impl TableView {
         out.extend(self.drop_triggers(backend));
         match backend {
             Backend::Postgres => {
-                let [prune, upsert] = self.refresh_statements(backend, "$1");
-                // PL/pgSQL, not SQL: a session keeps the plans of its statements from one
-                // call to the next (a SQL function's body is planned again on every call,
-                // which cost about a third of the write throughput: bench/tv-writes.sh).
+                // Its result type changed (void, then the two counts): `OR REPLACE` cannot.
                 out.push(format!(
-                    "CREATE OR REPLACE FUNCTION {f}(bigint[]) RETURNS void LANGUAGE plpgsql AS \
-                     $chopin$\nBEGIN\n{prune};\n{upsert};\nEND\n$chopin$",
-                    f = self.refresh_function(),
+                    "DROP FUNCTION IF EXISTS {}(bigint[])",
+                    self.refresh_function()
                 ));
+                out.push(self.postgres_refresh_function());
                 out.extend(self.postgres_triggers());
             }
             Backend::Sqlite => out.extend(self.sqlite_triggers()),
@@ -433,7 +460,7 @@ impl TableView {
             lit(&self.source),
             lit(&self.batch_end_sql(backend)),
             lit(&self.range_refresh_sql(backend)),
-            lit(&self.prune("")),
+            lit(&self.rebuild_prune_sql(backend)),
         ));
         Ok(out)
     }
@@ -443,7 +470,7 @@ impl TableView {
     fn batch_end_sql(&self, backend: Backend) -> String {
         let id = q(&self.id);
         format!(
-            "SELECT max(b.{id}) FROM (SELECT {id} FROM {source} WHERE {id} > {p1} \
+            "SELECT CAST(max(b.{id}) AS BIGINT) FROM (SELECT {id} FROM {source} WHERE {id} > {p1} \
              ORDER BY {id} LIMIT {p2}) AS b",
             source = q(&self.source),
             p1 = backend.param(1),
@@ -451,16 +478,94 @@ impl TableView {
         )
     }
 
-    /// The upsert of the documents of ids in `(after, last]` (parameters 1 and 2).
+    /// The refresh of the documents of ids in `(after, last]` (parameters 1 and 2): on
+    /// PostgreSQL a call of the refresh function (which locks them first), returning the
+    /// number of documents written; on SQLite (one writer at a time) the upsert.
     fn range_refresh_sql(&self, backend: Backend) -> String {
         let (src, id) = (self.src(), q(&self.id));
-        self.upsert(
-            backend,
-            &format!(
-                "{src}.{id} > {} AND {src}.{id} <= {}",
-                backend.param(1),
-                backend.param(2)
+        match backend {
+            Backend::Postgres => format!(
+                "SELECT written FROM {f}(ARRAY(SELECT CAST({id} AS BIGINT) FROM {source} \
+                 WHERE {id} > $1 AND {id} <= $2 ORDER BY {id}))",
+                f = self.refresh_function(),
+                source = q(&self.source),
             ),
+            Backend::Sqlite => self.upsert(
+                backend,
+                &format!(
+                    "{src}.{id} > {} AND {src}.{id} <= {}",
+                    backend.param(1),
+                    backend.param(2)
+                ),
+            ),
+        }
+    }
+
+    /// The deletion of every document whose source row is gone: on PostgreSQL a call of the
+    /// refresh function on their ids (which locks them first, and writes the document again
+    /// if the row came back meanwhile), returning the number deleted; on SQLite the delete.
+    fn rebuild_prune_sql(&self, backend: Backend) -> String {
+        let (tv, id) = (q(&self.name), q(&self.id));
+        match backend {
+            Backend::Postgres => format!(
+                "SELECT pruned FROM {f}(ARRAY(SELECT {tv}.{id} FROM {tv} WHERE NOT EXISTS \
+                 (SELECT 1 FROM {source} WHERE {source}.{id} = {tv}.{id}) ORDER BY {tv}.{id}))",
+                f = self.refresh_function(),
+                source = q(&self.source),
+            ),
+            Backend::Sqlite => self.prune(""),
+        }
+    }
+
+    /// The PostgreSQL refresh function: `(ids bigint[], OUT written bigint, OUT pruned
+    /// bigint)`.
+    ///
+    /// Its first statement serializes the refreshes of each document: a transaction-level
+    /// advisory lock per id (key `(hashtext(<name>), id mod 2^31-1)`: the two-int form, a key
+    /// space apart from the one-bigint keys of [`Db::migration_lock`]), taken in ascending
+    /// order, held to commit. Past [`LOCK_ESCALATION`] documents in one transaction it takes
+    /// the whole table view instead (`SHARE ROW EXCLUSIVE`: reads go on, other refreshes
+    /// wait; every refresh holds `ROW EXCLUSIVE` from its first statement). The statements
+    /// that build the documents come after, each with a snapshot taken after the wait, so
+    /// they see what the writer they waited for committed: without the lock, under READ
+    /// COMMITTED, `INSERT … SELECT <doc> … ON CONFLICT DO UPDATE` built the document from a
+    /// snapshot taken before it blocked on the other writer's row, then wrote that stale
+    /// document over the other's.
+    ///
+    /// `SET search_path FROM CURRENT`: the unqualified names resolve as they did when the
+    /// migration created the function, whatever the writer's `search_path`.
+    ///
+    /// [`Db::migration_lock`]: crate::db::Db::migration_lock
+    fn postgres_refresh_function(&self) -> String {
+        let [prune, upsert] = self.refresh_statements(Backend::Postgres, "$1");
+        let (tv, name) = (q(&self.name), lit(&self.name));
+        let setting = lit(&format!("chopin_tv.{}", self.name));
+        // PL/pgSQL, not SQL: a session keeps the plans of its statements from one call to
+        // the next (a SQL function's body is planned again on every call, which cost about a
+        // third of the write throughput: bench/tv-writes.sh). Each statement of a volatile
+        // PL/pgSQL function takes its own snapshot under READ COMMITTED.
+        format!(
+            "CREATE OR REPLACE FUNCTION {f}(bigint[], OUT written bigint, OUT pruned bigint) \
+             LANGUAGE plpgsql SET search_path FROM CURRENT AS $chopin$\n\
+             DECLARE\n  \
+             locked integer := coalesce(nullif(current_setting({setting}, true), ''), '0')::integer;\n\
+             BEGIN\n  \
+             IF locked >= 0 AND locked + cardinality($1) > {LOCK_ESCALATION} THEN\n    \
+             LOCK TABLE {tv} IN SHARE ROW EXCLUSIVE MODE;\n    \
+             PERFORM set_config({setting}, '-1', true);\n  \
+             ELSIF locked >= 0 THEN\n    \
+             LOCK TABLE {tv} IN ROW EXCLUSIVE MODE;\n    \
+             PERFORM pg_advisory_xact_lock(hashtext({name}), k) FROM (SELECT DISTINCT \
+             (i % 2147483647)::integer AS k FROM unnest($1) AS i WHERE i IS NOT NULL \
+             ORDER BY k) AS s;\n    \
+             PERFORM set_config({setting}, (locked + cardinality($1))::text, true);\n  \
+             END IF;\n  \
+             {prune};\n  \
+             GET DIAGNOSTICS pruned = ROW_COUNT;\n  \
+             {upsert};\n  \
+             GET DIAGNOSTICS written = ROW_COUNT;\n\
+             END\n$chopin$",
+            f = self.refresh_function(),
         )
     }
 
@@ -475,7 +580,7 @@ impl TableView {
                 Freshness::RowTriggers => {
                     out.push(format!(
                         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger \
-                         LANGUAGE plpgsql AS $chopin$\nBEGIN\n  \
+                         LANGUAGE plpgsql SET search_path FROM CURRENT AS $chopin$\nBEGIN\n  \
                          IF TG_OP = 'INSERT' THEN PERFORM {refresh}(ARRAY[NEW.{c}]);\n  \
                          ELSIF TG_OP = 'DELETE' THEN PERFORM {refresh}(ARRAY[OLD.{c}]);\n  \
                          ELSIF NEW.{c} IS DISTINCT FROM OLD.{c} THEN \
@@ -492,7 +597,7 @@ impl TableView {
                 Freshness::StatementTriggers => {
                     out.push(format!(
                         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger \
-                         LANGUAGE plpgsql AS $chopin$\nBEGIN\n  \
+                         LANGUAGE plpgsql SET search_path FROM CURRENT AS $chopin$\nBEGIN\n  \
                          IF TG_OP = 'INSERT' THEN \
                          PERFORM {refresh}(ARRAY(SELECT DISTINCT {c} FROM chopin_new));\n  \
                          ELSIF TG_OP = 'DELETE' THEN \
@@ -621,7 +726,8 @@ impl TableView {
 
     /// Rebuild (or delete) the document of source row `id` now. With
     /// [`Freshness::WritePath`], call it inside the transaction of every write that may change
-    /// the document; with triggers it is never needed.
+    /// the document; with triggers it is never needed. On PostgreSQL it locks the document
+    /// until the transaction ends (see `docs/passthrough.md`, "Concurrent writers").
     pub async fn refresh<C: ConnectionTrait>(&self, conn: &C, id: i64) -> Result<(), DbErr> {
         self.check()?;
         let backend = Backend::of(conn.get_database_backend())?;
@@ -677,6 +783,11 @@ pub struct Rebuilt {
 /// source row is gone. What `chopin db rebuild-views` runs: it needs no application code,
 /// since [`TableView::create`] stored each view's statements in the registry.
 ///
+/// Safe on a live database: on PostgreSQL each batch and the pruning go through the view's
+/// refresh function, which locks the documents it rebuilds (the whole table view for a batch
+/// larger than [`LOCK_ESCALATION`]) before building them, so a concurrent writer's change is
+/// never overwritten by a document built without it.
+///
 /// Errors: no registry table (no view was ever created), an unknown `only`, or a database
 /// error (the batches already committed stay).
 pub async fn rebuild_table_views<C>(
@@ -714,7 +825,7 @@ where
         let batch_end: String = row.try_get_by_index(1)?;
         let refresh: String = row.try_get_by_index(2)?;
         let prune: String = row.try_get_by_index(3)?;
-        let pruned = conn.execute_unprepared(&prune).await?.rows_affected();
+        let pruned = run_counted(conn, &prune, Vec::new()).await?;
         let mut done = Rebuilt {
             name,
             documents: 0,
@@ -732,14 +843,7 @@ where
                 .flatten();
             let Some(end) = end else { break };
             let txn = conn.begin().await?;
-            let written = txn
-                .execute_raw(Statement::from_sql_and_values(
-                    db,
-                    &refresh,
-                    [after.into(), end.into()],
-                ))
-                .await?
-                .rows_affected();
+            let written = run_counted(&txn, &refresh, vec![after.into(), end.into()]).await?;
             txn.commit().await?;
             done.documents += written;
             done.batches += 1;
@@ -755,4 +859,26 @@ where
         )));
     }
     Ok(out)
+}
+
+/// Run one of the registry's statements: on PostgreSQL a `SELECT` of a count (the refresh
+/// function's), on SQLite a write whose affected rows are the count.
+async fn run_counted<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<u64, DbErr> {
+    let db = conn.get_database_backend();
+    let statement = Statement::from_sql_and_values(db, sql, values);
+    if db == DbBackend::Postgres {
+        let count: Option<i64> = conn
+            .query_one_raw(statement)
+            .await?
+            .map(|row| row.try_get_by_index::<Option<i64>>(0))
+            .transpose()?
+            .flatten();
+        Ok(count.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    } else {
+        Ok(conn.execute_raw(statement).await?.rows_affected())
+    }
 }
