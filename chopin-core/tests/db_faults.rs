@@ -305,10 +305,154 @@ struct Sample {
 }
 
 impl Sample {
-    /// The answer the route gives when all is well: 201 for a write, 200 for a read.
+    /// The answer the route gives when all is well: 201 for a write or a sign-up, 200 for
+    /// the rest.
     fn succeeded(&self) -> bool {
-        self.status == if self.key.is_some() { 201 } else { 200 }
+        self.status
+            == if self.key.is_some() || self.path == "/auth/signup" {
+                201
+            } else {
+                200
+            }
     }
+}
+
+/// When each phase of an outage began.
+struct Outage {
+    stopped_at: Instant,
+    opened_at: Instant,
+    restart_began: Instant,
+    up_at: Instant,
+    /// From the server accepting connections again to the breaker closing.
+    closed_after: Duration,
+}
+
+/// Stop `pg` (`pg_ctl stop -m fast`) and wait for `db`'s breaker to open: (stopped, opened).
+async fn stop_until_open(pg: &Arc<PrivatePostgres>, db: &Db) -> (Instant, Instant) {
+    let stopped_at = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_stop("fast")).await;
+    wait_for(Duration::from_secs(5), || !db.is_available())
+        .await
+        .expect("the breaker opens within 5 s of the stop");
+    (stopped_at, Instant::now())
+}
+
+/// 1.5 s after the breaker opened, start `pg` again; the breaker must close within 1 s. Two
+/// more seconds of load, then the load and the test server stop. Returns the phases and
+/// every sample taken.
+async fn restart_and_finish(
+    pg: &Arc<PrivatePostgres>,
+    db: &Db,
+    (stopped_at, opened_at): (Instant, Instant),
+    stop_load: &AtomicBool,
+    stop_server: tokio::sync::oneshot::Sender<()>,
+    samples: &Mutex<Vec<Sample>>,
+) -> (Outage, Vec<Sample>) {
+    tokio::time::sleep(
+        (opened_at + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let restart_began = Instant::now();
+    let server = pg.clone();
+    blocking(move || server.pg_ctl_start()).await;
+    let up_at = Instant::now();
+    let closed_after = wait_for(Duration::from_secs(1), || db.is_available())
+        .await
+        .expect("the breaker closes within 1 s of the restart");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop_load.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_server.send(());
+    let outage = Outage {
+        stopped_at,
+        opened_at,
+        restart_began,
+        up_at,
+        closed_after,
+    };
+    (outage, samples.lock().expect("samples").clone())
+}
+
+/// What the outage tests hold every answer to: no answer other than success or 503, ever;
+/// at least `min_before` successes before the stop; nothing in flight at the stop waits a
+/// second; once the breaker is open and until the restart, at least `min_open` answers, each
+/// a 503 with `Retry-After` within 100 ms, on every one of `paths`; from one second after the
+/// restart every answer succeeds, on every one of `paths`. Returns (answers while open,
+/// slowest of them, slowest answer during the outage, answers after the restart's first
+/// second).
+fn check_outage_answers(
+    samples: &[Sample],
+    outage: &Outage,
+    min_before: usize,
+    min_open: usize,
+    paths: &[&str],
+) -> (usize, Duration, Duration, usize) {
+    let bad: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| !s.succeeded() && s.status != 503)
+        .collect();
+    assert!(bad.is_empty(), "answers other than success or 503: {bad:?}");
+    let before: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took < outage.stopped_at)
+        .collect();
+    assert!(
+        before.len() >= min_before,
+        "only {} answers before the stop",
+        before.len()
+    );
+    assert!(before.iter().all(|s| s.succeeded()), "{before:?}");
+    // Requests in flight when the server stopped do not wait out the 2 s acquire timeout:
+    // they get their 503 when the breaker opens.
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start + s.took >= outage.stopped_at && s.start < outage.restart_began)
+        .collect();
+    let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
+    assert!(
+        slowest_during < Duration::from_secs(1),
+        "an answer during the outage took {slowest_during:?}: {:?}",
+        during
+            .iter()
+            .filter(|s| s.took >= Duration::from_secs(1))
+            .collect::<Vec<_>>()
+    );
+    let open: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= outage.opened_at && s.start + s.took <= outage.restart_began)
+        .collect();
+    assert!(
+        open.len() >= min_open,
+        "only {} answers during the outage",
+        open.len()
+    );
+    for s in &open {
+        assert_eq!(s.status, 503, "{s:?}");
+        assert!(s.retry_after, "503 without Retry-After: {s:?}");
+        assert!(s.took < Duration::from_millis(100), "{s:?}");
+    }
+    let after: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= outage.up_at + Duration::from_secs(1))
+        .collect();
+    for path in paths {
+        assert!(
+            open.iter().any(|s| s.path == *path),
+            "no {path} answer during the outage"
+        );
+        assert!(
+            after.iter().any(|s| s.path == *path),
+            "no {path} answer after the restart"
+        );
+    }
+    assert!(
+        after.iter().all(|s| s.succeeded()),
+        "{:?}",
+        after.iter().filter(|s| !s.succeeded()).collect::<Vec<_>>()
+    );
+    let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
+    (open.len(), slowest_open, slowest_during, after.len())
 }
 
 /// Clients requesting `/orm`, `/pass` and `POST /write/<a key of their own>` in turn until
@@ -430,14 +574,8 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     // The outage.
-    let stopped_at = Instant::now();
-    let server = pg.clone();
-    blocking(move || server.pg_ctl_stop("fast")).await;
-    wait_for(Duration::from_secs(5), || !db.is_available())
-        .await
-        .expect("the breaker opens within 5 s of the stop");
-    let opened_at = Instant::now();
-    let opened_after = opened_at - stopped_at;
+    let phases = stop_until_open(&pg, &db).await;
+    let opened_after = phases.1 - phases.0;
 
     // Readiness says so at once, with Retry-After.
     let asked = Instant::now();
@@ -473,100 +611,10 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
         http::StatusCode::SERVICE_UNAVAILABLE
     );
 
-    tokio::time::sleep(
-        (opened_at + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
-    )
-    .await;
-    let restart_began = Instant::now();
-    let server = pg.clone();
-    blocking(move || server.pg_ctl_start()).await;
-    let up_at = Instant::now();
-    let closed_after = wait_for(Duration::from_secs(1), || db.is_available())
-        .await
-        .expect("the breaker closes within 1 s of the restart");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop_load.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop_server.send(());
-    let samples = samples.lock().expect("samples").clone();
-
-    // No answer is a 500 (or no answer at all), before, during or after the outage.
-    let bad: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| !s.succeeded() && s.status != 503)
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "answers other than 200 / 201 / 503: {bad:?}"
-    );
-    // Before the stop, every answer is a 200.
-    let before: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start + s.took < stopped_at)
-        .collect();
-    assert!(
-        before.len() >= 10,
-        "only {} answers before the stop",
-        before.len()
-    );
-    assert!(before.iter().all(|s| s.succeeded()), "{before:?}");
-    // Requests in flight when the server stopped do not wait out the 2 s acquire timeout:
-    // they get their 503 when the breaker opens.
-    let during: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start + s.took >= stopped_at && s.start < restart_began)
-        .collect();
-    let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
-    assert!(
-        slowest_during < Duration::from_secs(1),
-        "an answer during the outage took {slowest_during:?}: {:?}",
-        during
-            .iter()
-            .filter(|s| s.took >= Duration::from_secs(1))
-            .map(|s| (
-                s.path,
-                s.status,
-                s.took,
-                s.start.saturating_duration_since(stopped_at)
-            ))
-            .collect::<Vec<_>>()
-    );
-    // Once the breaker is open and until the restart: 503 with Retry-After within 100 ms.
-    let open: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start >= opened_at && s.start + s.took <= restart_began)
-        .collect();
-    assert!(
-        open.len() >= 50,
-        "only {} answers during the outage",
-        open.len()
-    );
-    for s in &open {
-        assert_eq!(s.status, 503, "{s:?}");
-        assert!(s.retry_after, "503 without Retry-After: {s:?}");
-        assert!(s.took < Duration::from_millis(100), "{s:?}");
-    }
-    for path in ["/orm", "/pass", "/write"] {
-        assert!(
-            open.iter().any(|s| s.path == path),
-            "no {path} answer during the outage"
-        );
-    }
-    // From one second after the restart, every request succeeds.
-    let after: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start >= up_at + Duration::from_secs(1))
-        .collect();
-    assert!(
-        after.len() >= 10,
-        "only {} answers after the restart",
-        after.len()
-    );
-    assert!(
-        after.iter().all(|s| s.succeeded()),
-        "{:?}",
-        after.iter().filter(|s| !s.succeeded()).collect::<Vec<_>>()
-    );
+    let (outage, samples) =
+        restart_and_finish(&pg, &db, phases, &stop_load, stop_server, &samples).await;
+    let (open, slowest_open, slowest_during, _) =
+        check_outage_answers(&samples, &outage, 10, 50, &["/orm", "/pass", "/write"]);
 
     // The writes. Each is one autocommit INSERT: a 201 is sent only after PostgreSQL
     // confirmed the commit, so every key answered 201 is stored, and exactly once (nothing
@@ -633,13 +681,13 @@ async fn a_real_outage_answers_503_at_once_and_recovers_within_a_second() {
         answered_201.len() as i64,
         "stored rows beyond the writes answered 201"
     );
-    let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
+    let closed_after = outage.closed_after;
     eprintln!(
         "outage: breaker open {opened_after:?} after `pg_ctl stop` began; slowest answer in \
          the outage {slowest_during:?}; {} answers while open, slowest {slowest_open:?}; breaker closed {closed_after:?} after the server accepted \
          connections again; writes: {} answered 201 (each stored once), {} answered 503 (none \
          stored); test took {:?}",
-        open.len(),
+        open,
         answered_201.len(),
         answered_503.len(),
         test_start.elapsed()
@@ -810,19 +858,11 @@ async fn auth_routes_answer_503_at_once_in_an_outage_and_recover_within_a_second
             }
         });
     }
-    // Success for these routes: 200, or 201 for a sign-up.
-    let succeeded = |s: &Sample| s.status == if s.path == "/auth/signup" { 201 } else { 200 };
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    // The outage.
-    let stopped_at = Instant::now();
-    let server = pg.clone();
-    blocking(move || server.pg_ctl_stop("fast")).await;
-    wait_for(Duration::from_secs(5), || !db.is_available())
-        .await
-        .expect("the breaker opens within 5 s of the stop (only auth queries can open it)");
-    let opened_at = Instant::now();
-    let opened_after = opened_at - stopped_at;
+    // The outage (only auth queries can open the breaker).
+    let phases = stop_until_open(&pg, &db).await;
+    let opened_after = phases.1 - phases.0;
     // The store itself: its `Db`'s 503 at once; the plain connection's store waits for its
     // pool's acquire timeout.
     let asked = Instant::now();
@@ -844,91 +884,16 @@ async fn auth_routes_answer_503_at_once_in_an_outage_and_recover_within_a_second
         plain_took >= Duration::from_millis(400),
         "a store without the breaker answered in {plain_took:?}"
     );
-    tokio::time::sleep(
-        (opened_at + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
-    )
-    .await;
-    let restart_began = Instant::now();
-    let server = pg.clone();
-    blocking(move || server.pg_ctl_start()).await;
-    let up_at = Instant::now();
-    let closed_after = wait_for(Duration::from_secs(1), || db.is_available())
-        .await
-        .expect("the breaker closes within 1 s of the restart");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop_load.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop_server.send(());
-    let samples = samples.lock().expect("samples").clone();
-
-    // No 500 (nor a 401 from a broken refresh chain, nor no answer at all), ever.
-    let bad: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| !succeeded(s) && s.status != 503)
-        .collect();
-    assert!(bad.is_empty(), "answers other than success or 503: {bad:?}");
-    let before: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start + s.took < stopped_at)
-        .collect();
-    assert!(
-        before.len() >= 8,
-        "only {} answers before the stop",
-        before.len()
+    let (outage, samples) =
+        restart_and_finish(&pg, &db, phases, &stop_load, stop_server, &samples).await;
+    let (open, slowest_open, slowest_during, after) = check_outage_answers(
+        &samples,
+        &outage,
+        8,
+        40,
+        &["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"],
     );
-    assert!(before.iter().all(|s| succeeded(s)), "{before:?}");
-    // In flight when the server stopped: no wait for the 2 s acquire timeout.
-    let during: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start + s.took >= stopped_at && s.start < restart_began)
-        .collect();
-    let slowest_during = during.iter().map(|s| s.took).max().unwrap_or_default();
-    assert!(
-        slowest_during < Duration::from_secs(1),
-        "an auth answer during the outage took {slowest_during:?}: {:?}",
-        during
-            .iter()
-            .filter(|s| s.took >= Duration::from_secs(1))
-            .collect::<Vec<_>>()
-    );
-    // Breaker open, until the restart: 503 with Retry-After within 100 ms, on every route.
-    let open: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start >= opened_at && s.start + s.took <= restart_began)
-        .collect();
-    assert!(
-        open.len() >= 40,
-        "only {} answers during the outage",
-        open.len()
-    );
-    for s in &open {
-        assert_eq!(s.status, 503, "{s:?}");
-        assert!(s.retry_after, "503 without Retry-After: {s:?}");
-        assert!(s.took < Duration::from_millis(100), "{s:?}");
-    }
-    for path in ["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"] {
-        assert!(
-            open.iter().any(|s| s.path == path),
-            "no {path} answer during the outage"
-        );
-    }
-    // From one second after the restart, every request succeeds, on every route.
-    let after: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.start >= up_at + Duration::from_secs(1))
-        .collect();
-    for path in ["/auth/login", "/auth/me", "/auth/refresh", "/auth/signup"] {
-        assert!(
-            after.iter().any(|s| s.path == path),
-            "no {path} answer after the restart"
-        );
-    }
-    assert!(
-        after.iter().all(|s| succeeded(s)),
-        "{:?}",
-        after.iter().filter(|s| !succeeded(s)).collect::<Vec<_>>()
-    );
-    let slowest_open = open.iter().map(|s| s.took).max().unwrap_or_default();
+    let closed_after = outage.closed_after;
     eprintln!(
         "auth outage: breaker open {opened_after:?} after `pg_ctl stop` began; slowest auth \
          answer in the outage {slowest_during:?}; {} auth answers while open (all 503), \
@@ -936,8 +901,8 @@ async fn auth_routes_answer_503_at_once_in_an_outage_and_recover_within_a_second
          store: {plain_took:?}); breaker closed {closed_after:?} after the server accepted \
          connections again; {} answers after the restart's first second, all successful; \
          test took {:?}",
-        open.len(),
-        after.len(),
+        open,
+        after,
         test_start.elapsed()
     );
 }
