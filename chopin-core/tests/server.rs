@@ -168,6 +168,56 @@ async fn slowloris_header_trickle_is_cut_within_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_after_a_first_request_is_cut_within_the_header_timeout() {
+    bounded(async {
+        let server = start(
+            &[
+                ("CHOPIN_HEADER_TIMEOUT", "500ms"),
+                ("CHOPIN_KEEP_ALIVE_TIMEOUT", "60s"),
+            ],
+            routes(),
+        )
+        .await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let first = request(&mut stream, "/ok").await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        // The next head trickles in and never completes: it is due within the header
+        // timeout, not the (much longer) keep-alive timeout.
+        stream.write_all(b"GET /ok HTTP/1.1\r\n").await.unwrap();
+        let began = Instant::now();
+        let trickle = async {
+            for i in 0.. {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if stream
+                    .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let mut probe = [0u8; 1024];
+                if let Ok(Ok(0) | Err(_)) =
+                    timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+                {
+                    break;
+                }
+            }
+        };
+        timeout(Duration::from_secs(3), trickle)
+            .await
+            .expect("the slow head was cut");
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_millis(300),
+            "cut too early: {took:?}"
+        );
+        assert!(took < Duration::from_millis(2500), "cut too late: {took:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_is_shed_after_the_idle_timeout() {
     bounded(async {
         let server = start(

@@ -50,3 +50,44 @@ impl<H: Clone + Send + Sync + 'static> ExtensionsLayer<H> {
         }
     }
 }
+
+impl<S, H: Clone> tower_layer::Layer<S> for ExtensionsLayer<H> {
+    type Service = ExtensionsService<S, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExtensionsService {
+            inner,
+            extensions: self.clone(),
+        }
+    }
+}
+
+/// Service of [`ExtensionsLayer`] on its own, for a stack with no other layer: it inserts
+/// the extensions and hands back the inner service's future unchanged.
+#[derive(Clone)]
+pub(super) struct ExtensionsService<S, H> {
+    inner: S,
+    extensions: ExtensionsLayer<H>,
+}
+
+impl<S, H, B> tower_service::Service<http::Request<B>> for ExtensionsService<S, H>
+where
+    S: tower_service::Service<http::Request<B>>,
+    H: Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        self.extensions.insert_into(&mut req);
+        self.inner.call(req)
+    }
+}

@@ -114,10 +114,11 @@ where
     }
 }
 
-/// The headers, in the order they are written. A constant template: `HeaderValue::from_static`
-/// outside a const context validates every byte per call, and the names are standard headers,
-/// which compare as one byte.
-const TEMPLATE: [(HeaderName, HeaderValue); 5] = [
+/// The headers, in the order they are written. Built once, at compile time
+/// (`HeaderValue::from_static` outside a const context validates every byte per call), and a
+/// `static`, not a `const`: each use of a `const` array materialises a copy of it. The names
+/// are standard headers, which compare as one byte; the values clone without allocating.
+static TEMPLATE: [(HeaderName, HeaderValue); 5] = [
     (
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -156,9 +157,9 @@ pub(super) fn add_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
     present[HSTS] |= !hsts;
     let missing = present.iter().filter(|p| !**p).count();
     headers.reserve(missing);
-    for ((name, value), present) in TEMPLATE.into_iter().zip(present) {
+    for ((name, value), present) in TEMPLATE.iter().zip(present) {
         if !present {
-            headers.append(name, value);
+            headers.append(name.clone(), value.clone());
         }
     }
 }

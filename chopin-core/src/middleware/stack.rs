@@ -123,13 +123,21 @@ impl Layers {
             || self.body_limit.is_some()
             || self.security_headers.is_some()
             || self.rate_limit.is_some());
-        if nothing_enabled
-            && pagination.is_none()
-            && extensions.cursor.is_none()
-            && extensions.handle.is_none()
-        {
-            // Nothing to wrap: a layer of identities would still cost a box per request.
-            return router;
+        let extensions = ExtensionsLayer {
+            pagination,
+            cursor: extensions.cursor,
+            handle: extensions.handle,
+        };
+        if nothing_enabled {
+            if extensions.pagination.is_none()
+                && extensions.cursor.is_none()
+                && extensions.handle.is_none()
+            {
+                // Nothing to wrap: a layer of identities would still cost a box per request.
+                return router;
+            }
+            // Only the extensions: their own service, whose future is the route's.
+            return router.layer(extensions);
         }
         // One `Router::layer` call with one composed stack: every `Router::layer` call boxes
         // the route again and clones that box per request, so the layers are composed here,
@@ -171,11 +179,7 @@ impl Layers {
             .layer(BackLayer {
                 timeout: self.timeout,
                 body_limit: self.body_limit,
-                extensions: ExtensionsLayer {
-                    pagination,
-                    cursor: extensions.cursor,
-                    handle: extensions.handle,
-                },
+                extensions,
             });
         router.layer(stack)
     }

@@ -1,18 +1,27 @@
 //! One connection: hyper (HTTP/1 or HTTP/2, chosen by the client's first bytes) driven with
 //! Chopin's per-connection timeouts around it.
 //!
-//! hyper enforces the HTTP/1 header-read timeout, the head size, and HTTP/2's own limits.
-//! What hyper lacks is done here: the keep-alive idle timeout (no request in flight for
-//! `keep_alive_timeout`; before the first request, `header_timeout`), the maximum
-//! connection age, and the server's drain / abort signals. Every close is graceful
-//! (`graceful_shutdown`: HTTP/1 closes when the current response is done, HTTP/2 sends
-//! GOAWAY and lets open streams finish), except on abort after the shutdown deadline.
+//! hyper enforces the head size and HTTP/2's own limits. The rest is done here, with one
+//! timer per connection that is re-armed only when it fires: the header timeout, the
+//! keep-alive idle timeout, the maximum connection age, and the server's drain / abort
+//! signals.
+//!
+//! The HTTP/1 header timeout is Chopin's, not hyper's: hyper's arms a boxed timer for every
+//! request head and makes one more read attempt after every response, which a keep-alive
+//! connection pays on each request. Here a head is due `header_timeout` after the connection
+//! opened or after the previous request was answered: HTTP/1 has no other idle state (a
+//! connection between requests is one whose next head has not arrived), so its idle limit
+//! is the shorter of `header_timeout` and `keep_alive_timeout`; HTTP/2 connections idle for
+//! `keep_alive_timeout`. A connection that never completed a head is dropped when it is
+//! due; any other is closed gracefully (`graceful_shutdown`: HTTP/1 closes at once when no
+//! response is in progress, otherwise when the current one is done; HTTP/2 sends GOAWAY and
+//! lets open streams finish), except on abort after the shutdown deadline.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -61,9 +70,8 @@ impl ConnSettings {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
-            // hyper adds its timeouts to the clock unchecked: cap them at the far future.
-            .header_read_timeout(config.header_timeout.min(FAR_FUTURE))
+            // The header timeout is enforced around the connection (see the module docs).
+            .header_read_timeout(None)
             .keep_alive(true)
             // The head must fit in the read buffer: a larger one is answered 431. hyper panics
             // below its smallest buffer (8 KiB), which a hand-built `ServerConfig` may ask for.
@@ -71,6 +79,7 @@ impl ConnSettings {
         builder
             .http2()
             .timer(TokioTimer::new())
+            // hyper adds its timeouts to the clock unchecked: cap them at the far future.
             .max_concurrent_streams(config.http2_max_concurrent_streams)
             .keep_alive_interval(config.http2_keep_alive_interval.map(|d| d.min(FAR_FUTURE)))
             .keep_alive_timeout(config.http2_keep_alive_timeout.min(FAR_FUTURE))
@@ -93,6 +102,8 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Requests started so far (0: still waiting for the first head).
     started: AtomicU64,
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    http2: AtomicBool,
     /// Milliseconds after `start` at which `in_flight` last fell to zero.
     idle_since_ms: AtomicU64,
 }
@@ -115,7 +126,13 @@ impl Activity {
             return Some(deadline(self.start, header_timeout.min(keep_alive)));
         }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
-        Some(deadline(self.start, since.saturating_add(keep_alive)))
+        // HTTP/1: the next head is due within the header timeout (see the module docs).
+        let idle = if self.http2.load(Ordering::Relaxed) {
+            keep_alive
+        } else {
+            header_timeout.min(keep_alive)
+        };
+        Some(deadline(self.start, since.saturating_add(idle)))
     }
 }
 
@@ -165,6 +182,9 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
 
     #[inline]
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        if req.version() == http::Version::HTTP_2 {
+            self.activity.http2.store(true, Ordering::Relaxed);
+        }
         req.extensions_mut().insert(ConnectInfo(self.remote));
         let in_flight = self.activity.begin();
         Tracked {
@@ -240,6 +260,7 @@ pub(super) async fn serve(
         start: Instant::now(),
         in_flight: AtomicUsize::new(0),
         started: AtomicU64::new(0),
+        http2: AtomicBool::new(false),
         idle_since_ms: AtomicU64::new(0),
     });
     let service = ConnService {
@@ -306,12 +327,11 @@ pub(super) async fn serve(
                     match activity.idle_deadline(settings.header_timeout, settings.keep_alive_timeout) {
                         Some(idle) if now >= idle => {
                             tracing::debug!(%remote, "closing the connection: idle timeout");
-                            closing = true;
-                            // Before the first request the head was due: a header timeout
-                            // (when that is the shorter of the two).
+                            // An HTTP/1 head was due (when the header timeout is the shorter
+                            // of the two); otherwise the connection was idle.
                             #[cfg(feature = "metrics")]
                             counted.timed_out(
-                                if activity.started.load(Ordering::Relaxed) == 0
+                                if !activity.http2.load(Ordering::Relaxed)
                                     && settings.header_timeout <= settings.keep_alive_timeout
                                 {
                                     "header"
@@ -319,6 +339,13 @@ pub(super) async fn serve(
                                     "idle"
                                 },
                             );
+                            if activity.started.load(Ordering::Relaxed) == 0 {
+                                // No head ever completed, so no response can be in progress:
+                                // drop the connection (a graceful close would wait for the
+                                // first head).
+                                return;
+                            }
+                            closing = true;
                         }
                         Some(idle) => timer.as_mut().reset(age_deadline.map_or(idle, |a| a.min(idle))),
                         None => {
