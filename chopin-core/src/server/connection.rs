@@ -22,7 +22,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
 use std::time::Duration;
 
 use axum::Router;
@@ -242,6 +244,36 @@ impl Drop for Counted {
     }
 }
 
+/// What woke the connection's loop.
+enum Event {
+    /// hyper's connection future finished.
+    Closed(Result<(), Box<dyn std::error::Error + Send + Sync>>),
+    /// The server's state changed (`true`), or the server is gone (`false`).
+    State(bool),
+    /// The connection's timer fired.
+    Timer,
+}
+
+/// Wakes the connection's task for its control futures (the server's state, the timer) and
+/// notes that they are what woke it: the task's many wake-ups for I/O then poll hyper's
+/// connection alone, where `select!` would poll all three futures every time.
+#[derive(Default)]
+struct ControlWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ControlWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// Serve one accepted connection until it closes, the server aborts, or it is closed for
 /// being idle or too old. `_permit` (the connection cap) and `_open` (the drain tracker) are
 /// released when this returns.
@@ -286,10 +318,34 @@ pub(super) async fn serve(
     let timer = tokio::time::sleep_until(age_deadline.map_or(first, |age| age.min(first)));
     tokio::pin!(timer);
     let mut closing = false;
+    let control = Arc::new(ControlWake::default());
+    let control_waker = Waker::from(control.clone());
     loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
+        let event = {
+            let changed = state.changed();
+            tokio::pin!(changed);
+            // New futures to poll: look at them on the first poll.
+            control.woken.store(true, Ordering::Relaxed);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Closed(result));
+                }
+                control.task.register(cx.waker());
+                if control.woken.swap(false, Ordering::Acquire) {
+                    let mut cx = Context::from_waker(&control_waker);
+                    if let Poll::Ready(changed) = changed.as_mut().poll(&mut cx) {
+                        return Poll::Ready(Event::State(changed.is_ok()));
+                    }
+                    if !closing && timer.as_mut().poll(&mut cx).is_ready() {
+                        return Poll::Ready(Event::Timer);
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Closed(result) => {
                 if let Err(err) = result {
                     tracing::debug!(%remote, error = %err, "connection closed with an error");
                     #[cfg(feature = "metrics")]
@@ -297,16 +353,16 @@ pub(super) async fn serve(
                 }
                 return;
             }
-            changed = state.changed() => {
+            Event::State(changed) => {
                 let now = match changed {
-                    Ok(()) => *state.borrow_and_update(),
+                    true => *state.borrow_and_update(),
                     // The server is gone (its future was dropped): abandon the connection.
-                    Err(_) => ABORT,
+                    false => ABORT,
                 };
                 if now >= ABORT {
                     // Only the server's own abort (its shutdown deadline), not a dropped server.
                     #[cfg(feature = "metrics")]
-                    if changed.is_ok() {
+                    if changed {
                         counted.timed_out("shutdown");
                     }
                     return;
@@ -316,7 +372,7 @@ pub(super) async fn serve(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            () = &mut timer, if !closing => {
+            Event::Timer => {
                 let now = Instant::now();
                 if age_deadline.is_some_and(|age| now >= age) {
                     tracing::debug!(%remote, "closing the connection: maximum age reached");
@@ -324,7 +380,9 @@ pub(super) async fn serve(
                     #[cfg(feature = "metrics")]
                     counted.timed_out("age");
                 } else {
-                    match activity.idle_deadline(settings.header_timeout, settings.keep_alive_timeout) {
+                    match activity
+                        .idle_deadline(settings.header_timeout, settings.keep_alive_timeout)
+                    {
                         Some(idle) if now >= idle => {
                             tracing::debug!(%remote, "closing the connection: idle timeout");
                             // An HTTP/1 head was due (when the header timeout is the shorter
@@ -347,10 +405,14 @@ pub(super) async fn serve(
                             }
                             closing = true;
                         }
-                        Some(idle) => timer.as_mut().reset(age_deadline.map_or(idle, |a| a.min(idle))),
+                        Some(idle) => timer
+                            .as_mut()
+                            .reset(age_deadline.map_or(idle, |a| a.min(idle))),
                         None => {
                             let next = deadline(now, settings.keep_alive_timeout);
-                            timer.as_mut().reset(age_deadline.map_or(next, |a| a.min(next)));
+                            timer
+                                .as_mut()
+                                .reset(age_deadline.map_or(next, |a| a.min(next)));
                         }
                     }
                 }
