@@ -268,7 +268,8 @@ bench_pg_env() {
 bench_pg_ready() { psql -X -q -d postgres -c 'SELECT 1' >/dev/null 2>&1; }
 
 # `bench_pg_setup <db> <min rows> [psql -v args…]`: create database <db> if needed and load
-# bench/passthrough-setup.sql (10,000 rows) unless tv_item already has <min rows> rows.
+# bench/passthrough-setup.sql (10,000 rows) unless tv_item already has <min rows> rows and the
+# blog tables exist.
 # A <min rows> of 0 always reloads.
 bench_pg_setup() {
     local db="$1" min="$2"
@@ -277,7 +278,7 @@ bench_pg_setup() {
     if [[ -z "$(psql -X -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
         psql -X -q -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
     fi
-    if [[ "$min" -gt 0 && "$(psql -X -At -d "$db" -c "SELECT to_regclass('tv_item') IS NOT NULL AND (SELECT count(*) FROM tv_item) >= $min" 2>/dev/null)" == t ]]; then
+    if [[ "$min" -gt 0 && "$(psql -X -At -d "$db" -c "SELECT to_regclass('tv_item') IS NOT NULL AND to_regclass('blog_post') IS NOT NULL AND (SELECT count(*) FROM tv_item) >= $min" 2>/dev/null)" == t ]]; then
         return 0
     fi
     log "loading bench/passthrough-setup.sql into $db"

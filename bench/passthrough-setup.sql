@@ -15,6 +15,12 @@
 -- * `bench_item_row(i)` / `bench_item_json(item)`: the deterministic generator of row `i` and the
 --   one definition of the API document; tv_item and the streaming endpoint both use them, and
 --   the document matches what `ItemView` in examples/bench serialises, field for field.
+-- * `blog_author`, `blog_post`, `blog_comment`: a small blog (200 authors, `rows` posts, 1 to 5
+--   comments each) for the `blog-*` targets of run-db.sh. Its table view `tv_blog_post` is NOT
+--   made here: run-db.sh creates it with Chopin's own `TableView` (`chopin-bench-example
+--   create-views`, examples/bench/src/blog.rs), so the benchmark measures the library's
+--   documents, triggers and backfill, not hand-written SQL. This script drops it (and its
+--   triggers go with the tables).
 --
 -- Idempotent: everything is dropped and rebuilt.
 
@@ -29,6 +35,10 @@ SET client_min_messages = warning;
   \set tv_type jsonb
 \endif
 
+DROP TABLE IF EXISTS tv_blog_post;
+DROP TABLE IF EXISTS blog_comment;
+DROP TABLE IF EXISTS blog_post;
+DROP TABLE IF EXISTS blog_author;
 DROP TABLE IF EXISTS tv_item;
 DROP FUNCTION IF EXISTS bench_item_json(bench_item);
 DROP FUNCTION IF EXISTS bench_item_row(bigint);
@@ -115,6 +125,69 @@ SELECT b.id, bench_item_json(b)::text::json FROM bench_item AS b;
 
 VACUUM (ANALYZE) bench_item;
 VACUUM (ANALYZE) tv_item;
+
+-- The blog. Timestamps have millisecond precision (the API prints milliseconds); strings carry
+-- characters JSON must escape. created_at grows with the id, so "newest first" is id order.
+CREATE TABLE blog_author (
+    id    bigint PRIMARY KEY,
+    name  text NOT NULL,
+    email text NOT NULL
+);
+
+CREATE TABLE blog_post (
+    id         bigint PRIMARY KEY,
+    author_id  bigint      NOT NULL REFERENCES blog_author (id),
+    title      text        NOT NULL,
+    slug       text        NOT NULL,
+    body       text        NOT NULL,
+    published  boolean     NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+-- What the model path's page query (published, newest first) reads in order.
+CREATE INDEX blog_post_created_at_id ON blog_post (created_at, id);
+CREATE INDEX blog_post_author_id ON blog_post (author_id);
+
+CREATE TABLE blog_comment (
+    id         bigint PRIMARY KEY,
+    post_id    bigint      NOT NULL REFERENCES blog_post (id) ON DELETE CASCADE,
+    author_id  bigint      NOT NULL REFERENCES blog_author (id),
+    body       text        NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX blog_comment_post_id ON blog_comment (post_id);
+
+INSERT INTO blog_author
+SELECT a,
+       (ARRAY['Ada', 'Zoë', 'Jürgen', 'Kōji', 'María'])[1 + a % 5] || ' "Writer" ' || a,
+       'author' || a || '@example.com'
+FROM generate_series(1, 200) AS a;
+
+INSERT INTO blog_post
+SELECT i,
+       1 + (i * 7) % 200,
+       'Post #' || i || ': on "pass-through" — part ' || (i % 13),
+       'post-' || i,
+       repeat('Lorem ipsum dolor sit amet, consectetur adipiscing elit. ', 3 + i % 3)
+           || chr(10) || 'Café ½ \ end of post ' || i || '.',
+       i % 10 <> 0,
+       timestamptz '2025-01-01 09:00:00.125+00' + i * interval '17 minutes 3 seconds',
+       timestamptz '2025-01-01 09:00:00.125+00' + i * interval '17 minutes 3 seconds'
+           + (i % 29) * interval '1 hour 0.5 seconds'
+FROM generate_series(1, :rows) AS i;
+
+INSERT INTO blog_comment
+SELECT (p - 1) * 5 + k,
+       p,
+       1 + (p + k) % 200,
+       'Comment ' || k || ' on post ' || p || ': "nice" \ merci',
+       timestamptz '2025-01-01 09:00:00.125+00' + p * interval '17 minutes 3 seconds' + k * interval '1 minute'
+FROM generate_series(1, :rows) AS p, generate_series(1, 5) AS k
+WHERE k <= 1 + p % 5;
+
+VACUUM (ANALYZE) blog_author;
+VACUUM (ANALYZE) blog_post;
+VACUUM (ANALYZE) blog_comment;
 
 SELECT count(*) AS bench_item_rows,
        round(avg(octet_length(bench_item_json(b)::text))) AS avg_jsonb_text_bytes

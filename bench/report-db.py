@@ -56,14 +56,36 @@ LABELS = {
     "passthrough": "(b) pass-through, `tv_item` jsonb",
     "passthrough-build": "(b′) pass-through, `JsonProjection` built at query time",
     "raw": "(c) raw axum + sqlx (ceiling)",
+    "blog-orm": "(a) sea-orm: posts + authors (`find_also_related`), grouped comment counts → DTO → ApiResponse",
+    "blog-tv": "(b) pass-through, `tv_blog_post` (Chopin `TableView`, json)",
+    "blog-raw": "(c) raw axum + sqlx over `tv_blog_post` (ceiling)",
 }
-RATIOS = [
-    ("passthrough", "orm", "(b)/(a)", 2.0),
-    ("passthrough", "raw", "(b)/(c)", 0.9),
-    ("passthrough-build", "orm", "(b′)/(a)", None),
-    ("passthrough-build", "raw", "(b′)/(c)", None),
-    ("orm", "raw", "(a)/(c)", None),
-]
+# The two groups of targets run-db.sh knows, each compared within itself. Roles: a = the model
+# path, b = the table view, b2 = query-time building, c = the hand-written ceiling.
+GROUPS = {
+    "item": {"a": "orm", "b": "passthrough", "b2": "passthrough-build", "c": "raw"},
+    "blog": {"a": "blog-orm", "b": "blog-tv", "c": "blog-raw"},
+}
+# (numerator role, denominator role, label, goal, goal only at the largest size)
+RATIOS = {
+    "item": [
+        ("b", "a", "(b)/(a)", 2.0, True),
+        ("b", "c", "(b)/(c)", 0.9, False),
+        ("b2", "a", "(b′)/(a)", None, False),
+        ("b2", "c", "(b′)/(c)", None, False),
+        ("a", "c", "(a)/(c)", None, False),
+    ],
+    "blog": [
+        ("b", "a", "(b)/(a)", 1.5, False),
+        ("b", "c", "(b)/(c)", 0.9, False),
+        ("a", "c", "(a)/(c)", None, False),
+    ],
+}
+
+
+def group_of(target: str) -> str:
+    """The group a target belongs to (`stream` checks against the item group)."""
+    return "blog" if target.startswith("blog-") else "item"
 
 
 # --------------------------------------------------------------------------- utilities
@@ -192,29 +214,36 @@ def cmd_ticks(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     raw = Path(args.raw_dir)
     ok = True
-    for n in args.sizes.split():
+    for n, group in ((n, g) for n in args.sizes.split() for g in GROUPS):
         docs = {}
         for t in args.targets.split():
             path = raw / f"body-{t}-{n}.json"
-            if not path.exists():
+            if group_of(t) != group or not path.exists():
                 continue
             body = path.read_bytes()
             doc = json.loads(body)
             if t == "stream":
                 # The streaming query cycles through tv_item without ORDER BY.
                 doc["data"] = sorted(doc["data"], key=lambda item: item["id"])
-            docs[t] = (doc, len(body))
-        ref_name, (ref, _) = next(iter(docs.items()))
+            docs[t] = (doc, len(body), body)
+        if not docs:
+            continue
+        ref_name, (ref, _, ref_body) = next(iter(docs.items()))
         ids = [item["id"] for item in ref["data"]]
-        if ids != list(range(1, int(n) + 1)):
+        if group == "item" and ids != list(range(1, int(n) + 1)):
             print(f"rows={n}: {ref_name} did not return ids 1..{n}", file=sys.stderr)
             ok = False
-        for t, (doc, size) in docs.items():
+        if group == "blog" and (len(ids) != int(n) or ids != sorted(set(ids), reverse=True)):
+            print(f"rows={n}: {ref_name} did not return {n} distinct posts, newest first", file=sys.stderr)
+            ok = False
+        for t, (doc, size, body) in docs.items():
             same = doc == ref
             ok &= same
+            verdict = "same JSON as " + ref_name if same else "DIFFERENT from " + ref_name
+            if same and body == ref_body:
+                verdict += " (same bytes)"
             print(
-                f"rows={n}: {t:<18} {size:>9} bytes  "
-                f"{'same JSON as ' + ref_name if same else 'DIFFERENT from ' + ref_name}",
+                f"rows={n}: {t:<18} {size:>9} bytes  {verdict}",
                 file=sys.stderr,
             )
     return 0 if ok else 1
@@ -235,7 +264,8 @@ def parse_wrk(text: str, source: str) -> dict:
         "lat": {int(p): float(v) * TIME_UNITS_US[u] for p, v, u in PERCENTILE.findall(text)},
         "errors": (sum(int(v) for v in s.groups()) if s else 0) + (int(x.group(1)) if x else 0),
         "server_cpu": float(h.group(1)) if h else None,
-        "pg_cpu": float(h.group(2)) if h else None,
+        # Negative when a backend exited during the run (its ticks left the sum): unknown.
+        "pg_cpu": float(h.group(2)) if h and float(h.group(2)) >= 0 else None,
         "wrk_cpu": float(h.group(3)) if h else None,
         "machine_cpu": float(h.group(4)) if h else None,
         "load1": float(h.group(6)) if h else None,
@@ -266,7 +296,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     # Server + PostgreSQL CPU milliseconds per request, median over rounds.
     total_ms: dict = {}
     w: list[str] = []
-    if args.tv_type == "jsonb":
+    group = args.group
+    roles = GROUPS[group]
+    if group == "blog":
+        w.append("## HTTP: a blog page with joins — sea-orm vs a `TableView` (`bench/run-db.sh`, `blog-*` targets)")
+        w.append("")
+        w.append(
+            "`GET …?rows=N`: the N newest published posts of a blog (`bench/passthrough-setup.sql`: "
+            "200 authors, 10,000 posts, 30,000 comments), each with its author's name and its "
+            "comment count. (a) is the model path as an application writes it "
+            "(`examples/bench/src/blog.rs`: the posts with their authors through "
+            "`find_also_related`, one `LEFT JOIN`, then the page's comment counts in one grouped "
+            "query); (b) reads the same documents from `tv_blog_post`, created by "
+            "`chopin-bench-example create-views` with Chopin's `TableView` (json storage, row "
+            "triggers on `blog_post` and `blog_comment`); (c) is the hand-written ceiling over the "
+            "same table view."
+        )
+    elif args.tv_type == "jsonb":
         w.append("## HTTP: list endpoints against PostgreSQL (`bench/run-db.sh`)")
     else:
         w.append(
@@ -280,11 +326,21 @@ def cmd_render(args: argparse.Namespace) -> int:
             "stored bytes instead of printing each `jsonb` value. Everything else is unchanged."
         )
     w.append("")
+    what = (
+        "the blog page above, standard envelope"
+        if group == "blog"
+        else "first N items by id, standard envelope"
+    )
+    spacing = (
+        "the documents are stored as `json`, the bytes serde prints, so the bodies are identical"
+        if group == "blog"
+        else "the pass-through bodies keep PostgreSQL's `jsonb` spacing, so they are a little "
+        "larger than the serde body"
+    )
     w.append(
-        "Requests per second for `GET …?rows=N` (first N items by id, standard envelope); "
+        f"Requests per second for `GET …?rows=N` ({what}); "
         "higher is better. Every target returns the same JSON document for the same rows "
-        "(checked with a JSON comparison before measuring; the pass-through bodies keep "
-        "PostgreSQL's `jsonb` spacing, so they are a little larger than the serde body). "
+        f"(checked with a JSON comparison before measuring; {spacing}). "
         f"The server runs on one pinned CPU, wrk on the other; **PostgreSQL is not pinned and "
         f"shares both CPUs** with them, so its work competes with the server's and with wrk's. "
         f"Pool: {args.pool} connections (kept open) on both servers; Chopin layer stack: "
@@ -344,7 +400,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 if x["server_cpu"] is not None and x["pg_cpu"] is not None and x["rps"]
             ])
             label = LABELS.get(t, "")
-            if t == "passthrough":
+            if t == "passthrough" and group == "item":
                 label = f"(b) pass-through, `tv_item` {args.tv_type}"
             cells = [
                 f"`{t}` {label}",
@@ -382,7 +438,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     w.append("| Ratio | " + " | ".join(f"{n} rows" for n in sizes) + " | Goal |")
     w.append("|---|" + "|".join(["---:"] * len(sizes)) + "|---|")
     goals: list[str] = []
-    for num, den, label, goal in RATIOS:
+    for num_role, den_role, label, goal, max_only in RATIOS[group]:
+        num, den = roles.get(num_role), roles.get(den_role)
         if num not in targets or den not in targets:
             continue
         cells = []
@@ -401,12 +458,12 @@ def cmd_render(args: argparse.Namespace) -> int:
             )
             cells.append("n/a" if ratio is None else f"**{ratio:.2f}**{rng}")
             if goal is not None and ratio is not None:
-                applies = n == max(sizes) if label == "(b)/(a)" else True
+                applies = n == max(sizes) if max_only else True
                 if applies:
                     goals.append(
                         f"- {label} at {n} rows ≥ {goal}: **{'met' if ratio >= goal else 'missed'}** ({ratio:.2f})"
                     )
-        goal_text = "" if goal is None else (f"≥ {goal} at {max(sizes)} rows" if label == "(b)/(a)" else f"≥ {goal}")
+        goal_text = "" if goal is None else (f"≥ {goal} at {max(sizes)} rows" if max_only else f"≥ {goal}")
         w.append(f"| {label} `{num}` / `{den}` | " + " | ".join(cells) + f" | {goal_text} |")
     w.append("")
     w.append(
@@ -419,15 +476,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     w.append("Server CPU per request, same run (how many times more CPU the first target's server "
              "spends on one request than the second's; PostgreSQL's share in the last column):")
     w.append("")
+    pg_roles = [r for r in ("a", "b", "b2", "c") if r in roles]
+    names = {"a": "a", "b": "b", "b2": "b′", "c": "c"}
     w.append("| Server ms/req ratio | " + " | ".join(f"{n} rows" for n in sizes) + " | PG ms/req at "
-             + f"{max(sizes)} rows (a / b / b′ / c) |")
+             + f"{max(sizes)} rows ({' / '.join(names[r] for r in pg_roles)}) |")
     w.append("|---|" + "|".join(["---:"] * len(sizes)) + "|---|")
     pg_big = " / ".join(
-        fmt_num(cpu_ms.get((t, max(sizes)), (None, None))[1], 2)
-        for t in ("orm", "passthrough", "passthrough-build", "raw")
+        fmt_num(cpu_ms.get((roles[r], max(sizes)), (None, None))[1], 2)
+        for r in pg_roles
     )
-    for num, den, label in (("orm", "passthrough", "(a)/(b)"), ("passthrough", "raw", "(b)/(c)"),
-                            ("orm", "raw", "(a)/(c)")):
+    for num_role, den_role, label in (("a", "b", "(a)/(b)"), ("b", "c", "(b)/(c)"), ("a", "c", "(a)/(c)")):
+        num, den = roles[num_role], roles[den_role]
         if num not in targets or den not in targets:
             continue
         cells = []
@@ -436,7 +495,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             cells.append("n/a" if not x or not y else f"{x / y:.2f}")
         w.append(f"| {label} `{num}` / `{den}` | " + " | ".join(cells) + f" | {pg_big if label == '(a)/(b)' else ''} |")
     w.append("")
-    w.append("Total CPU per request (server + PostgreSQL, ms; in parentheses the ratio to `orm`, "
+    w.append(f"Total CPU per request (server + PostgreSQL, ms; in parentheses the ratio to `{roles['a']}`, "
              "below 1 = cheaper than the sea-orm path):")
     w.append("")
     w.append("| Target | " + " | ".join(f"{n} rows" for n in sizes) + " |")
@@ -444,7 +503,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for t in targets:
         cells = []
         for n in sizes:
-            x, base = total_ms.get((t, n)), total_ms.get(("orm", n))
+            x, base = total_ms.get((t, n)), total_ms.get((roles["a"], n))
             ratio = f" ({x / base:.2f})" if x and base else ""
             cells.append("n/a" if x is None else f"{fmt_num(x, 3)}{ratio}")
         w.append(f"| `{t}` | " + " | ".join(cells) + " |")
@@ -798,6 +857,7 @@ def main() -> int:
         r.add_argument(f"--{name}", required=True)
     r.add_argument("--section", default="run-db")
     r.add_argument("--tv-type", default="jsonb")
+    r.add_argument("--group", choices=sorted(GROUPS), default="item")
     r.add_argument("--rounds", type=int, required=True)
     r.add_argument("--duration", required=True)
     r.add_argument("--warmup", default="0")

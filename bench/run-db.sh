@@ -9,13 +9,21 @@
 #   passthrough         examples/bench  GET /db/passthrough        JsonQuery over tv_item (pre-built jsonb)
 #   passthrough-build   examples/bench  GET /db/passthrough-build  JsonQuery, JSON built by JsonProjection
 #   raw                 bench/raw-pg-baseline GET /db/passthrough  hand-written axum + sqlx (the ceiling)
+# and, compared among themselves (a blog page: published posts newest first, with the author's
+# name and comment count):
+#   blog-orm            examples/bench  GET /db/blog-orm           sea-orm: posts + authors (join), counts (grouped)
+#   blog-tv             examples/bench  GET /db/blog-tv            JsonQuery over tv_blog_post (a Chopin TableView)
+#   blog-raw            bench/raw-pg-baseline GET /db/blog         hand-written axum + sqlx over tv_blog_post
+#
+# tv_blog_post is created with Chopin's TableView (`chopin-bench-example create-views`) after
+# the tables are loaded.
 #
 # The servers are pinned to SERVER_CPU (0), wrk to CLIENT_CPU (1); PostgreSQL is not pinned and
 # shares both CPUs. Writes the HTTP section of $OUT (bench/results/passthrough.md; the other
 # sections are kept). See bench/README.md.
 #
 # Knobs: ROUNDS (5), DURATION (10 s), WARMUP (2 s), CONNECTIONS (32), POOL (8 connections per
-# server, kept open), SIZES ("100 1000"), TARGETS (all four), PGHOST/PGPORT/PGUSER
+# server, kept open), SIZES ("100 1000"), TARGETS (all seven), PGHOST/PGPORT/PGUSER
 # (postgres@127.0.0.1:5432), PGSSLMODE (disable), BENCH_DB (chopin_bench), DATA_ROWS (10000),
 # SETUP (1: rebuild the tables; 0: use them as they are), TV_TYPE (jsonb; `json` stores the
 # table view as json text, in database chopin_bench_json and its own report section — an
@@ -33,7 +41,7 @@ WARMUP="${WARMUP:-2}"
 CONNECTIONS="${CONNECTIONS:-32}"
 POOL="${POOL:-8}"
 SIZES="${SIZES:-100 1000}"
-TARGETS="${TARGETS:-orm passthrough passthrough-build raw}"
+TARGETS="${TARGETS:-orm passthrough passthrough-build raw blog-orm blog-tv blog-raw}"
 bench_pg_env
 TV_TYPE="${TV_TYPE:-jsonb}"
 # The json variant lives in its own database, so it never replaces the jsonb table view that
@@ -64,11 +72,16 @@ bench_cpus
 read -r -a targets <<<"$TARGETS"
 read -r -a sizes <<<"$SIZES"
 for t in "${targets[@]}"; do
-    case "$t" in orm | passthrough | passthrough-build | raw) ;; *) die "unknown target '$t'" ;; esac
+    case "$t" in orm | passthrough | passthrough-build | raw | blog-orm | blog-tv | blog-raw) ;; *) die "unknown target '$t'" ;; esac
+done
+item_targets=() blog_targets=()
+for t in "${targets[@]}"; do
+    if [[ "$t" == blog-* ]]; then blog_targets+=("$t"); else item_targets+=("$t"); fi
 done
 case "$TV_TYPE" in
     jsonb) ;;
-    json) [[ " $TARGETS " != *" raw "* ]] || die "the raw baseline reads jsonb only; use TARGETS without raw when TV_TYPE=json" ;;
+    json) [[ " $TARGETS " != *" raw "* && ${#blog_targets[@]} -eq 0 ]] ||
+        die "TV_TYPE=json is an experiment on tv_item: use TARGETS=\"orm passthrough\" (no raw, no blog-*)" ;;
     *) die "TV_TYPE must be jsonb or json" ;;
 esac
 
@@ -88,11 +101,27 @@ bench_build -p chopin-bench-example -p raw-pg-baseline
 chopin_exe="$(bench_exe chopin-bench-example)"
 raw_exe="$(bench_exe raw-pg-baseline)"
 
+# The blog's table view, made by the library (not by SQL written here): after a fresh load, or
+# when it is missing.
+if [[ ${#blog_targets[@]} -gt 0 ]] &&
+    [[ "$SETUP" == 1 || "$(psql -X -At -d "$BENCH_DB" -c "SELECT to_regclass('tv_blog_post') IS NOT NULL")" != t ]]; then
+    log "creating tv_blog_post with TableView (chopin-bench-example create-views)"
+    env "DATABASE_URL=$DB_URL" "${CHOPIN_SERVER_ENV[@]}" "$chopin_exe" create-views >"$RAW/create-views.log" 2>&1 ||
+        { cat "$RAW/create-views.log" >&2; die "chopin-bench-example create-views failed"; }
+    psql -X -q -d "$BENCH_DB" -c "VACUUM (ANALYZE) tv_blog_post" >/dev/null
+fi
+
 # --- servers --------------------------------------------------------------------
 
-server_of() { [[ "$1" == raw ]] && echo raw || echo chopin; }
-bind_of() { [[ "$1" == raw ]] && echo "$RAW_BIND" || echo "$CHOPIN_BIND"; }
-path_of() { [[ "$1" == raw ]] && echo /db/passthrough || echo "/db/$1"; }
+server_of() { [[ "$1" == raw || "$1" == blog-raw ]] && echo raw || echo chopin; }
+bind_of() { [[ "$(server_of "$1")" == raw ]] && echo "$RAW_BIND" || echo "$CHOPIN_BIND"; }
+path_of() {
+    case "$1" in
+        raw) echo /db/passthrough ;;
+        blog-raw) echo /db/blog ;;
+        *) echo "/db/$1" ;;
+    esac
+}
 
 chopin_cmd=(env "BIND=$CHOPIN_BIND" "DATABASE_URL=$DB_URL&max_connections=$POOL&min_connections=$POOL"
     "CHOPIN_BENCH_STACK=$CHOPIN_BENCH_STACK" "${CHOPIN_SERVER_ENV[@]}"
@@ -129,7 +158,7 @@ for t in "${targets[@]}"; do
             die "GET $(path_of "$t")?rows=$n on '$t' failed"
     done
 done
-if [[ -n "${BENCH_PID[chopin]-}" ]]; then
+if [[ -n "${BENCH_PID[chopin]-}" && ${#item_targets[@]} -gt 0 ]]; then
     for n in "${sizes[@]}"; do
         curl -sS --fail -o "$RAW/body-stream-$n.json" "http://$CHOPIN_BIND/db/stream?rows=$n" ||
             die "GET /db/stream?rows=$n failed"
@@ -183,12 +212,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 rm -f "$RAW/wrk-time.txt"
 
-python3 -B bench/report-db.py render --raw-dir "$RAW" --out "$OUT" \
-    --targets "${targets[*]}" --sizes "${sizes[*]}" --rounds "$ROUNDS" --duration "$DURATION" \
-    --warmup "$WARMUP" --loadavg "$loadavg_start" --invocation "$invocation" \
-    --build-command "$BUILD_CMD" \
-    --server-command "$(printf '%q ' "${chopin_cmd[@]}" | sed "s|$ROOT/||g")  # chopin (orm, passthrough, passthrough-build)
-$(printf '%q ' "${raw_cmd[@]}" | sed "s|$ROOT/||g")  # raw" \
-    --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK" \
-    --section "$SECTION" --tv-type "$TV_TYPE"
+# One report section per group of targets (each compared within itself).
+render() {
+    local group="$1" section="$2"
+    shift 2
+    python3 -B bench/report-db.py render --raw-dir "$RAW" --out "$OUT" --group "$group" \
+        --targets "$*" --sizes "${sizes[*]}" --rounds "$ROUNDS" --duration "$DURATION" \
+        --warmup "$WARMUP" --loadavg "$loadavg_start" --invocation "$invocation" \
+        --build-command "$BUILD_CMD" \
+        --server-command "$(printf '%q ' "${chopin_cmd[@]}" | sed "s|$ROOT/||g")  # chopin (orm, passthrough, passthrough-build, blog-orm, blog-tv)
+$(printf '%q ' "${raw_cmd[@]}" | sed "s|$ROOT/||g")  # raw, blog-raw" \
+        --wrk-command "${wrk_cmd[*]}" --pool "$POOL" --stack "$CHOPIN_BENCH_STACK" \
+        --section "$section" --tv-type "$TV_TYPE"
+}
+[[ ${#item_targets[@]} -eq 0 ]] || render item "$SECTION" "${item_targets[@]}"
+[[ ${#blog_targets[@]} -eq 0 ]] || render blog run-db-blog "${blog_targets[@]}"
 log "report: $OUT (raw output: $RAW)"

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL="run.sh run-both profile-core.sh micro-passthrough.sh run-db.sh run-cache.sh stream-mem.sh profile-db.sh soak.sh"
+ALL="run.sh run-both profile-core.sh micro-passthrough.sh run-db.sh run-cache.sh stream-mem.sh profile-db.sh soak.sh tv-writes.sh"
 SMOKE_SCRIPTS="${SMOKE_SCRIPTS:-$ALL}"
 BENCH_RESULTS="$(mktemp -d "${TMPDIR:-/tmp}/chopin-bench-smoke.XXXXXX")"
 export BENCH_SMOKE=1 BENCH_RESULTS
@@ -59,6 +59,7 @@ for s in $SMOKE_SCRIPTS; do
         profile-core.sh) expect+=(core-callgrind.md) ;;
         run-cache.sh) expect+=(cache.md) ;;
         soak.sh) expect+=(soak.md) ;;
+        tv-writes.sh) expect+=(tv-writes.md) ;;
         micro-passthrough.sh | run-db.sh | stream-mem.sh | profile-db.sh) expect+=(passthrough.md) ;;
     esac
 done

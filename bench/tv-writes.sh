@@ -26,6 +26,8 @@ bench_pg_env
 export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
 bench_require psql pgbench
 INVOCATION="$(bench_invocation bench/tv-writes.sh ROUNDS DURATION CLIENTS SEED VARIANTS)"
+# Smoke mode (bench/smoke.sh): one round of 1-second runs (bench_init) over a small seed.
+[[ "$BENCH_SMOKE" != 1 ]] || : "${SEED:=1000}"
 : "${ROUNDS:=5}" "${DURATION:=5}" "${CLIENTS:=2}" "${SEED:=10000}"
 for v in ROUNDS DURATION CLIENTS SEED; do bench_check_int "$v" "${!v}"; done
 DB="${TV_WRITES_DB:-chopin_tv_writes}"

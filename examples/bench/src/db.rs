@@ -156,7 +156,7 @@ pub struct ItemView {
 }
 
 /// RFC 3339 in UTC with exactly three fractional digits, as the SQL projection writes it.
-fn millis<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn millis<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -197,7 +197,7 @@ pub struct RowsParam {
 
 impl RowsParam {
     /// The requested row count, checked against `max`.
-    fn get(&self, max: u64) -> Result<u64, ChopinError> {
+    pub(crate) fn get(&self, max: u64) -> Result<u64, ChopinError> {
         match self.rows.unwrap_or(100) {
             n @ 1.. if n <= max => Ok(n),
             n => Err(ChopinError::BadRequest(format!(

@@ -10,7 +10,12 @@
 //!
 //! When `DATABASE_URL` is set (PostgreSQL), the pass-through benchmark endpoints of [`db`] are
 //! added: `/db/orm`, `/db/passthrough`, `/db/passthrough-build` and `/db/stream`, each taking
-//! `?rows=N`. Without it no database is opened and only the two endpoints above exist.
+//! `?rows=N`, and the blog-shaped endpoints of [`blog`]: `/db/blog-orm` and `/db/blog-tv`.
+//! Without it no database is opened and only the endpoints above exist.
+//!
+//! `chopin-bench-example create-views` (with `DATABASE_URL`) creates the blog's table view
+//! `tv_blog_post` with Chopin's `TableView` and exits; `bench/run-db.sh` runs it after loading
+//! the tables.
 //!
 //! `CHOPIN_BENCH_STACK=full` (default) serves with Chopin's full default layer stack as
 //! configured by the environment, request metrics included; `nometrics` with the same stack
@@ -31,6 +36,7 @@ use chopin_core::extractors::Json;
 use chopin_core::prelude::*;
 use serde::Serialize;
 
+pub mod blog;
 pub mod cached;
 pub mod db;
 
@@ -70,6 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("token") {
         return print_token(&auth);
     }
+    if std::env::args().nth(1).as_deref() == Some("create-views") {
+        let database = Db::connect(&config.database).await?;
+        blog::create_views(&database).await?;
+        println!("created {}", blog::table_view().name());
+        return Ok(());
+    }
     chopin_core::telemetry::init(&config.log);
     let stack = std::env::var("CHOPIN_BENCH_STACK").unwrap_or_else(|_| "full".into());
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3003".into());
@@ -84,7 +96,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     if let Some(database) = &database {
-        router = router.merge(db::router(database.clone()));
+        router = router
+            .merge(db::router(database.clone()))
+            .merge(blog::router(database.clone()));
     }
     router = router.merge(cached::router(database.as_ref()).await?);
     let mut app = App::new(config).router(router);
