@@ -267,7 +267,10 @@ where
         }
         let extensions = crate::middleware::RequestExtensions {
             pagination: Some(self.config.pagination),
-            cursor: self.cursor,
+            // The first `App` of the process with a cursor key makes it the process's
+            // default, so its requests carry no extension for it.
+            no_cursor: self.cursor.is_none(),
+            cursor: self.cursor.filter(|key| !key.claim_default()),
             #[cfg(feature = "auth")]
             handle: self.auth,
             #[cfg(not(feature = "auth"))]

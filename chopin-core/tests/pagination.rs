@@ -593,6 +593,31 @@ mod cursor {
         );
     }
 
+    #[tokio::test]
+    async fn apps_with_different_keys_in_one_process_keep_their_own() {
+        // The first App of the process with a key makes it the extractor's default; every
+        // other App hands its own key to its requests. Either way each accepts only its own
+        // cursors, whichever was built first.
+        let other_secret = "another-cursor-secret-of-32-bytes-or-more";
+        let a = client(&[("CHOPIN_ENV", "production"), ("CHOPIN_CURSOR_SECRET", SECRET)]);
+        let b = client(&[
+            ("CHOPIN_ENV", "production"),
+            ("CHOPIN_CURSOR_SECRET", other_secret),
+        ]);
+        let none = client(&[("CHOPIN_ENV", "production")]);
+        for (own, foreign) in [(&a, &b), (&b, &a)] {
+            let first: Value = own.get("/ids?limit=5").await.json();
+            let next = first["meta"]["next_cursor"].as_str().unwrap();
+            let res = own.get(&format!("/ids?limit=5&cursor={next}")).await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            let res = foreign.get(&format!("/ids?limit=5&cursor={next}")).await;
+            assert_eq!(res.error_code().as_deref(), Some("INVALID_CURSOR"));
+            // An App without a key never borrows another's.
+            let res = none.get(&format!("/ids?limit=5&cursor={next}")).await;
+            assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+
     use std::time::Duration;
 
     #[tokio::test]

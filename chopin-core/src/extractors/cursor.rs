@@ -39,7 +39,28 @@ pub struct CursorKey {
     ttl: Duration,
 }
 
+/// The cursor key of the first [`App`](crate::App) built in the process with one, which then
+/// need not be put into each of its requests (see [`CursorKey::claim_default`]).
+static DEFAULT_KEY: std::sync::OnceLock<CursorKey> = std::sync::OnceLock::new();
+
+/// Marks a request of an [`App`](crate::App) without a cursor key: its `CursorPagination`
+/// answers 500 rather than use the process's default key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NoCursorKey;
+
 impl CursorKey {
+    /// Make this key the process's default if there is none yet; whether it is the default
+    /// now (the same key, not an equal one). `App` inserts its key into each request only
+    /// when it is not: the first `App` of a process (usually the only one) pays nothing per
+    /// request, and any other keeps its own key. A request with no key of its own uses the
+    /// default.
+    pub(crate) fn claim_default(&self) -> bool {
+        Arc::ptr_eq(
+            &DEFAULT_KEY.get_or_init(|| self.clone()).signer,
+            &self.signer,
+        )
+    }
+
     /// A key signing cursors with `signer`, valid for `ttl` after they are issued.
     pub fn new(signer: Signer, ttl: Duration) -> Self {
         CursorKey {
@@ -240,7 +261,12 @@ where
             .get::<PaginationConfig>()
             .copied()
             .unwrap_or_default();
-        let Some(key) = parts.extensions.get::<CursorKey>() else {
+        let key = match parts.extensions.get::<CursorKey>() {
+            Some(key) => Some(key),
+            None if parts.extensions.get::<NoCursorKey>().is_some() => None,
+            None => DEFAULT_KEY.get(),
+        };
+        let Some(key) = key else {
             return Err(ChopinError::internal(
                 "CursorPagination: no CursorKey in the request extensions (App installs one from \
                  CHOPIN_CURSOR_SECRET; outside App add `axum::Extension(CursorKey)`)",

@@ -12,6 +12,7 @@ mod path_query;
 mod valid;
 
 pub use crate::config::pagination::{LimitOverflow, PaginationConfig};
+pub(crate) use cursor::NoCursorKey;
 pub use cursor::{CURSOR_PURPOSE, CursorKey, CursorPagination, CursorParameter};
 pub use json::Json;
 pub use pagination::Pagination;

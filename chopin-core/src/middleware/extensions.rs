@@ -5,7 +5,7 @@
 //! The handle's type is a parameter (`App` passes `Auth`), so the middleware floor never names
 //! the auth module above it; each stack is monomorphised, so inserting it costs the same.
 
-use crate::extractors::{CursorKey, PaginationConfig};
+use crate::extractors::{CursorKey, NoCursorKey, PaginationConfig};
 
 /// What [`App`](crate::App) puts into every request for its extractors. `H` is the handle
 /// `AuthUser` verifies tokens with (`()` when there is none).
@@ -14,6 +14,9 @@ pub(crate) struct RequestExtensions<H = ()> {
     pub(crate) pagination: Option<PaginationConfig>,
     /// The key `CursorPagination` verifies and signs cursors with.
     pub(crate) cursor: Option<CursorKey>,
+    /// The app has no cursor key: `CursorPagination` must not fall back to the process's
+    /// default key.
+    pub(crate) no_cursor: bool,
     /// The handle `AuthUser` verifies tokens with.
     pub(crate) handle: Option<H>,
 }
@@ -23,6 +26,7 @@ impl Default for RequestExtensions<()> {
         Self {
             pagination: None,
             cursor: None,
+            no_cursor: false,
             handle: None,
         }
     }
@@ -33,6 +37,7 @@ impl Default for RequestExtensions<()> {
 pub(super) struct ExtensionsLayer<H> {
     pub(super) pagination: Option<PaginationConfig>,
     pub(super) cursor: Option<CursorKey>,
+    pub(super) no_cursor: bool,
     pub(super) handle: Option<H>,
 }
 
@@ -44,6 +49,9 @@ impl<H: Clone + Send + Sync + 'static> ExtensionsLayer<H> {
         }
         if let Some(cursor) = &self.cursor {
             req.extensions_mut().insert(cursor.clone());
+        }
+        if self.no_cursor {
+            req.extensions_mut().insert(NoCursorKey);
         }
         if let Some(handle) = &self.handle {
             req.extensions_mut().insert(handle.clone());

@@ -126,11 +126,13 @@ impl Layers {
         let extensions = ExtensionsLayer {
             pagination,
             cursor: extensions.cursor,
+            no_cursor: extensions.no_cursor,
             handle: extensions.handle,
         };
         if nothing_enabled {
             if extensions.pagination.is_none()
                 && extensions.cursor.is_none()
+                && !extensions.no_cursor
                 && extensions.handle.is_none()
             {
                 // Nothing to wrap: a layer of identities would still cost a box per request.
