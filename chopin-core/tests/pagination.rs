@@ -599,7 +599,10 @@ mod cursor {
         // other App hands its own key to its requests. Either way each accepts only its own
         // cursors, whichever was built first.
         let other_secret = "another-cursor-secret-of-32-bytes-or-more";
-        let a = client(&[("CHOPIN_ENV", "production"), ("CHOPIN_CURSOR_SECRET", SECRET)]);
+        let a = client(&[
+            ("CHOPIN_ENV", "production"),
+            ("CHOPIN_CURSOR_SECRET", SECRET),
+        ]);
         let b = client(&[
             ("CHOPIN_ENV", "production"),
             ("CHOPIN_CURSOR_SECRET", other_secret),
