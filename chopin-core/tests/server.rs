@@ -125,38 +125,42 @@ async fn bounded<T>(f: impl Future<Output = T>) -> T {
     timeout(LIMIT, f).await.expect("test finished in time")
 }
 
+/// Send one more header line every 100 ms, never finishing the head, until the server closes
+/// the connection (within 3 s); how long that took.
+async fn trickle_until_cut(stream: &mut TcpStream) -> Duration {
+    let began = Instant::now();
+    let trickle = async {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            // A 408 may come before the close: keep going until the read sees the end.
+            let mut probe = [0u8; 1024];
+            if let Ok(Ok(0) | Err(_)) =
+                timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+            {
+                break;
+            }
+        }
+    };
+    timeout(Duration::from_secs(3), trickle)
+        .await
+        .expect("the slow head was cut");
+    began.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_header_trickle_is_cut_within_the_header_timeout() {
     bounded(async {
         let server = start(&[("CHOPIN_HEADER_TIMEOUT", "500ms")], routes()).await;
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         stream.write_all(b"GET /ok HTTP/1.1\r\n").await.unwrap();
-        let began = Instant::now();
-        // One header line every 100 ms, never finishing the head.
-        let trickle = async {
-            for i in 0.. {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if stream
-                    .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                let mut probe = [0u8; 1024];
-                match timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(_)) => {
-                        // hyper may answer 408 before closing: keep reading until close.
-                    }
-                    Err(_) => {}
-                }
-            }
-        };
-        timeout(Duration::from_secs(3), trickle)
-            .await
-            .expect("the slow head was cut");
-        let took = began.elapsed();
+        let took = trickle_until_cut(&mut stream).await;
         assert!(
             took >= Duration::from_millis(400),
             "cut too early: {took:?}"
@@ -184,29 +188,7 @@ async fn slowloris_after_a_first_request_is_cut_within_the_header_timeout() {
         // The next head trickles in and never completes: it is due within the header
         // timeout, not the (much longer) keep-alive timeout.
         stream.write_all(b"GET /ok HTTP/1.1\r\n").await.unwrap();
-        let began = Instant::now();
-        let trickle = async {
-            for i in 0.. {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if stream
-                    .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                let mut probe = [0u8; 1024];
-                if let Ok(Ok(0) | Err(_)) =
-                    timeout(Duration::from_millis(1), stream.read(&mut probe)).await
-                {
-                    break;
-                }
-            }
-        };
-        timeout(Duration::from_secs(3), trickle)
-            .await
-            .expect("the slow head was cut");
-        let took = began.elapsed();
+        let took = trickle_until_cut(&mut stream).await;
         assert!(
             took >= Duration::from_millis(300),
             "cut too early: {took:?}"
