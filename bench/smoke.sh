@@ -8,7 +8,7 @@
 #   bash bench/smoke.sh
 #   SMOKE_SCRIPTS="run.sh profile-core.sh" bash bench/smoke.sh     # a subset
 #
-# Needs what the scripts need: wrk, valgrind, taskset, curl, psql, redis-cli, PostgreSQL and
+# Needs what the scripts need: wrk, valgrind, taskset, curl, psql, pgbench, redis-cli, PostgreSQL and
 # Redis on their default addresses, and aiosmtpd (soak.sh's mailer sink; the venv .ci/run makes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -265,12 +265,13 @@ where
                 }
             });
         }
+        let cursor_is_default = crate::extractors::CursorKey::claim_default(self.cursor.as_ref());
         let extensions = crate::middleware::RequestExtensions {
             pagination: Some(self.config.pagination),
-            // The first `App` of the process with a cursor key makes it the process's
-            // default, so its requests carry no extension for it.
-            no_cursor: self.cursor.is_none(),
-            cursor: self.cursor.filter(|key| !key.claim_default()),
+            // The first `App` of the process makes its cursor key (or the lack of one) the
+            // process's default, so its requests carry no extension for it.
+            no_cursor: self.cursor.is_none() && !cursor_is_default,
+            cursor: self.cursor.filter(|_| !cursor_is_default),
             #[cfg(feature = "auth")]
             handle: self.auth,
             #[cfg(not(feature = "auth"))]

@@ -200,6 +200,67 @@ async fn slowloris_after_a_first_request_is_cut_within_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_after_a_slow_request_is_cut_within_twice_the_header_timeout() {
+    bounded(async {
+        // The timer fires while the slow request is in flight; the head that trickles in
+        // after it is still cut on the header timeout's scale, not the keep-alive timeout's.
+        let router = routes().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                "slow"
+            }),
+        );
+        let server = start(
+            &[
+                ("CHOPIN_HEADER_TIMEOUT", "500ms"),
+                ("CHOPIN_KEEP_ALIVE_TIMEOUT", "60s"),
+            ],
+            router,
+        )
+        .await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let first = request(&mut stream, "/slow").await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        stream.write_all(b"GET /ok HTTP/1.1\r\n").await.unwrap();
+        let took = trickle_until_cut(&mut stream).await;
+        assert!(took < Duration::from_millis(1500), "cut too late: {took:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_first_head_does_not_hold_up_shutdown() {
+    bounded(async {
+        // Neither the header timeout nor the shutdown deadline comes into it: a connection
+        // that never completed a head is dropped as soon as the server drains.
+        let server = start(
+            &[
+                ("CHOPIN_HEADER_TIMEOUT", "30s"),
+                ("CHOPIN_SHUTDOWN_TIMEOUT", "30s"),
+            ],
+            routes(),
+        )
+        .await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(b"GET /ok HTTP/1.1\r\nHo").await.unwrap();
+        // Let the server read the bytes before it drains.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let began = Instant::now();
+        timeout(Duration::from_secs(5), server.stop())
+            .await
+            .expect("the server stopped without waiting for the head");
+        let rest = timeout(Duration::from_secs(1), read_to_close(&mut stream))
+            .await
+            .expect("the connection was closed");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        assert!(began.elapsed() < Duration::from_secs(5));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_is_shed_after_the_idle_timeout() {
     bounded(async {
         let server = start(

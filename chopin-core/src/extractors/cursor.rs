@@ -28,9 +28,10 @@ pub const CURSOR_PURPOSE: &str = "chopin.cursor";
 
 /// The key cursors are signed with, and how long they stay valid.
 ///
-/// [`App`](crate::App) builds one from its [`Config`] ([`CursorKey::from_config`]) and puts it
-/// into every request's extensions, where [`CursorPagination`] finds it. Outside an `App` (a
-/// plain axum router), add it yourself: `router.layer(axum::Extension(key))`.
+/// [`App`](crate::App) builds one from its [`Config`] ([`CursorKey::from_config`]) and hands
+/// it to [`CursorPagination`]: the first `App` of a process as the process's default key, any
+/// other `App` in its requests' extensions (which take precedence). Outside an `App` (a plain
+/// axum router), add it yourself: `router.layer(axum::Extension(key))`.
 ///
 /// A clone is cheap (the signer is shared).
 #[derive(Clone, Debug)]
@@ -39,26 +40,32 @@ pub struct CursorKey {
     ttl: Duration,
 }
 
-/// The cursor key of the first [`App`](crate::App) built in the process with one, which then
-/// need not be put into each of its requests (see [`CursorKey::claim_default`]).
-static DEFAULT_KEY: std::sync::OnceLock<CursorKey> = std::sync::OnceLock::new();
+/// The cursor key (or the lack of one) of the first [`App`](crate::App) built in the
+/// process, which then need not be put into each of its requests (see
+/// [`CursorKey::claim_default`]).
+static DEFAULT_KEY: std::sync::OnceLock<Option<CursorKey>> = std::sync::OnceLock::new();
 
-/// Marks a request of an [`App`](crate::App) without a cursor key: its `CursorPagination`
-/// answers 500 rather than use the process's default key.
+/// Marks a request of an [`App`](crate::App) without a cursor key in a process whose default
+/// is a key: its `CursorPagination` answers 500 rather than use that key.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NoCursorKey;
 
 impl CursorKey {
-    /// Make this key the process's default if there is none yet; whether it is the default
-    /// now (the same key, not an equal one). `App` inserts its key into each request only
-    /// when it is not: the first `App` of a process (usually the only one) pays nothing per
-    /// request, and any other keeps its own key. A request with no key of its own uses the
-    /// default.
-    pub(crate) fn claim_default(&self) -> bool {
-        Arc::ptr_eq(
-            &DEFAULT_KEY.get_or_init(|| self.clone()).signer,
-            &self.signer,
-        )
+    /// Make `key` (an `App`'s key, or its lack of one) the process's default if there is none
+    /// yet; whether it is the default now (the same key, not an equal one, or both none).
+    /// `App` hands its key to each request only when it is not: the first `App` of a process
+    /// (usually the only one) pays nothing per request, and any other keeps its own key, or
+    /// its lack of one. A request with neither uses the default.
+    ///
+    /// The one case this gets wrong: the default `App`'s router nested inside another `App`
+    /// takes the outer one's key, since only the outer one puts its key into requests.
+    pub(crate) fn claim_default(key: Option<&CursorKey>) -> bool {
+        let default = DEFAULT_KEY.get_or_init(|| key.cloned());
+        match (default, key) {
+            (Some(default), Some(key)) => Arc::ptr_eq(&default.signer, &key.signer),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     /// A key signing cursors with `signer`, valid for `ttl` after they are issued.
@@ -127,8 +134,8 @@ impl CursorKey {
 /// shape answers 400 `INVALID_CURSOR`; `limit` follows the [`PaginationConfig`] exactly as
 /// [`Pagination`](super::Pagination) does (400 `INVALID_QUERY` out of range, unless clamping);
 /// a cursor together with `offset`, `page` or `per_page`, or a repeated `cursor` / `limit`,
-/// answers 400 `INVALID_QUERY`. An empty `cursor=` is the first page. Without a `CursorKey` in
-/// the request (outside `App`, none added) every request answers 500.
+/// answers 400 `INVALID_QUERY`. An empty `cursor=` is the first page. Without a `CursorKey`
+/// (none in the request, and none as the process's default) every request answers 500.
 ///
 /// ```
 /// use chopin_core::prelude::*;
@@ -264,7 +271,7 @@ where
         let key = match parts.extensions.get::<CursorKey>() {
             Some(key) => Some(key),
             None if parts.extensions.get::<NoCursorKey>().is_some() => None,
-            None => DEFAULT_KEY.get(),
+            None => DEFAULT_KEY.get().and_then(Option::as_ref),
         };
         let Some(key) = key else {
             return Err(ChopinError::internal(

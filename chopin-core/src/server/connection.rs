@@ -9,12 +9,19 @@
 //! The HTTP/1 header timeout is Chopin's, not hyper's: hyper's arms a boxed timer for every
 //! request head and makes one more read attempt after every response, which a keep-alive
 //! connection pays on each request. Here a head is due `header_timeout` after the connection
-//! opened or after the previous request was answered: HTTP/1 has no other idle state (a
-//! connection between requests is one whose next head has not arrived), so its idle limit
+//! opened or after the previous response's head was produced: HTTP/1 has no other idle state
+//! (a connection between requests is one whose next head has not arrived), so its idle limit
 //! is the shorter of `header_timeout` and `keep_alive_timeout`; HTTP/2 connections idle for
-//! `keep_alive_timeout`. A connection that never completed a head is dropped when it is
-//! due; any other is closed gracefully (`graceful_shutdown`: HTTP/1 closes at once when no
-//! response is in progress, otherwise when the current one is done; HTTP/2 sends GOAWAY and
+//! `keep_alive_timeout`. The timer is looked at only when it fires: a head that starts
+//! trickling in while a request is still in flight is cut within twice the limit, and a
+//! response body that streams for longer than the limit is finished, after which the
+//! connection closes instead of being reused.
+//!
+//! A connection that never completed a head is dropped when it is due, when it reaches its
+//! maximum age and when the server drains (hyper calls the service in the same poll that
+//! completes a head, so no response can be in progress, and a graceful close would wait for
+//! that head). Any other is closed gracefully (`graceful_shutdown`: HTTP/1 closes at once
+//! between requests, otherwise when the current response is done; HTTP/2 sends GOAWAY and
 //! lets open streams finish), except on abort after the shutdown deadline.
 
 use std::convert::Infallible;
@@ -128,13 +135,27 @@ impl Activity {
             return Some(deadline(self.start, header_timeout.min(keep_alive)));
         }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
-        // HTTP/1: the next head is due within the header timeout (see the module docs).
-        let idle = if self.http2.load(Ordering::Relaxed) {
+        Some(deadline(
+            self.start,
+            since.saturating_add(self.idle_limit(header_timeout, keep_alive)),
+        ))
+    }
+
+    /// How long the connection may go without a request in flight: for HTTP/1 the next head
+    /// is due within the header timeout (see the module docs).
+    fn idle_limit(&self, header_timeout: Duration, keep_alive: Duration) -> Duration {
+        if self.http2.load(Ordering::Relaxed) {
             keep_alive
         } else {
             header_timeout.min(keep_alive)
-        };
-        Some(deadline(self.start, since.saturating_add(idle)))
+        }
+    }
+
+    /// Whether no request head has completed yet: no response can be in progress (hyper
+    /// calls the service in the same poll that completes a head), so the connection can be
+    /// dropped rather than closed gracefully, which would wait for that first head.
+    fn never_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -217,16 +238,6 @@ impl Counted {
     /// The connection is being closed by the `kind` timeout (the first reason given wins).
     fn timed_out(&mut self, kind: &'static str) {
         self.timeout.get_or_insert(kind);
-    }
-
-    /// The connection ended with `err`: hyper's HTTP/1 header timeout, or the write timeout.
-    fn failed(&mut self, err: &(dyn std::error::Error + 'static)) {
-        if err
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout)
-        {
-            self.timed_out("header");
-        }
     }
 }
 
@@ -348,8 +359,6 @@ pub(super) async fn serve(
             Event::Closed(result) => {
                 if let Err(err) = result {
                     tracing::debug!(%remote, error = %err, "connection closed with an error");
-                    #[cfg(feature = "metrics")]
-                    counted.failed(&*err);
                 }
                 return;
             }
@@ -368,6 +377,9 @@ pub(super) async fn serve(
                     return;
                 }
                 if now >= DRAIN && !closing {
+                    if activity.never_started() {
+                        return;
+                    }
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -397,19 +409,21 @@ pub(super) async fn serve(
                                     "idle"
                                 },
                             );
-                            if activity.started.load(Ordering::Relaxed) == 0 {
-                                // No head ever completed, so no response can be in progress:
-                                // drop the connection (a graceful close would wait for the
-                                // first head).
-                                return;
-                            }
                             closing = true;
                         }
                         Some(idle) => timer
                             .as_mut()
                             .reset(age_deadline.map_or(idle, |a| a.min(idle))),
                         None => {
-                            let next = deadline(now, settings.keep_alive_timeout);
+                            // A request in flight: look again within the idle limit, so a
+                            // head that trickles in after it is cut at most twice that late.
+                            let next = deadline(
+                                now,
+                                activity.idle_limit(
+                                    settings.header_timeout,
+                                    settings.keep_alive_timeout,
+                                ),
+                            );
                             timer
                                 .as_mut()
                                 .reset(age_deadline.map_or(next, |a| a.min(next)));
@@ -417,6 +431,9 @@ pub(super) async fn serve(
                     }
                 }
                 if closing {
+                    if activity.never_started() {
+                        return;
+                    }
                     conn.as_mut().graceful_shutdown();
                 }
             }
